@@ -1,0 +1,272 @@
+package localstore
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNotExist is returned for a volume the store does not hold.
+var ErrNotExist = errors.New("volume not held on this node")
+
+// ErrExist is returned by Create for a volume the store already holds.
+var ErrExist = errors.New("volume already held on this node")
+
+const recordFile = "volume.json"
+
+// Record is what a node keeps about one volume it holds.
+type Record struct {
+	Name    string            `json:"name"`
+	Options map[string]string `json:"options,omitempty"`
+	Created time.Time         `json:"created"`
+	// Mounts counts the active mounts by the ID the engine gave each one.
+	Mounts map[string]int `json:"mounts,omitempty"`
+}
+
+// MountCount is the number of active mounts across all IDs.
+func (r Record) MountCount() int {
+	n := 0
+	for _, c := range r.Mounts {
+		n += c
+	}
+	return n
+}
+
+// Clone returns a deep copy, so a caller can change it without touching the original.
+func (r Record) Clone() Record {
+	r.Options = maps.Clone(r.Options)
+	r.Mounts = maps.Clone(r.Mounts)
+	return r
+}
+
+// Store is the set of volumes held under one state dir.
+type Store struct {
+	root string
+}
+
+// Open prepares the layout under root and sweeps what an interrupted create or remove
+// left behind.
+func Open(root string) (*Store, error) {
+	s := &Store{root: root}
+	for _, dir := range []string{s.volumesDir(), s.tmpDir(), s.trashDir()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("prepare state dir %s: %w", root, err)
+		}
+	}
+	for _, dir := range []string{s.tmpDir(), s.trashDir()} {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return nil, fmt.Errorf("sweep %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("sweep %s: %w", dir, err)
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) volumesDir() string { return filepath.Join(s.root, "volumes") }
+func (s *Store) tmpDir() string     { return filepath.Join(s.root, "tmp") }
+func (s *Store) trashDir() string   { return filepath.Join(s.root, "trash") }
+
+func (s *Store) volumeDir(name string) string { return filepath.Join(s.volumesDir(), name) }
+
+// DataDir is where the files of the named volume live.
+func (s *Store) DataDir(name string) string { return filepath.Join(s.volumeDir(name), "data") }
+
+// Load reads the record of the named volume.
+func (s *Store) Load(name string) (Record, error) {
+	b, err := os.ReadFile(filepath.Join(s.volumeDir(name), recordFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, ErrNotExist
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("read record of volume %q: %w", name, err)
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Record{}, fmt.Errorf("decode record of volume %q (%s): %w", name, s.volumeDir(name), err)
+	}
+	rec.Name = name
+	return rec, nil
+}
+
+// Create adds a volume with an empty data dir owned and moded as given. It is atomic:
+// the volume is either fully there or not at all.
+func (s *Store) Create(rec Record, uid, gid int, mode os.FileMode) (err error) {
+	if _, err := os.Lstat(s.volumeDir(rec.Name)); err == nil {
+		return ErrExist
+	}
+	tmp, err := os.MkdirTemp(s.tmpDir(), rec.Name+".")
+	if err != nil {
+		return fmt.Errorf("create volume %q: %w", rec.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return fmt.Errorf("create volume %q: %w", rec.Name, err)
+	}
+	data := filepath.Join(tmp, "data")
+	if err := os.Mkdir(data, mode.Perm()); err != nil {
+		return fmt.Errorf("create volume %q: %w", rec.Name, err)
+	}
+	// Mkdir is subject to the umask; set the mode and owner explicitly.
+	if err := os.Chmod(data, mode); err != nil {
+		return fmt.Errorf("create volume %q: %w", rec.Name, err)
+	}
+	if err := os.Lchown(data, uid, gid); err != nil {
+		return fmt.Errorf("create volume %q: set owner %d:%d: %w", rec.Name, uid, gid, err)
+	}
+	if err := writeRecord(tmp, rec); err != nil {
+		return err
+	}
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.volumeDir(rec.Name)); err != nil {
+		if errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTEMPTY) {
+			return ErrExist
+		}
+		return fmt.Errorf("create volume %q: %w", rec.Name, err)
+	}
+	return syncDir(s.volumesDir())
+}
+
+// Save replaces the record of a volume the store holds.
+func (s *Store) Save(rec Record) error {
+	dir := s.volumeDir(rec.Name)
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return ErrNotExist
+	}
+	return writeRecord(dir, rec)
+}
+
+// Delete removes a volume and its data. The volume leaves volumes/ in one rename, so a
+// crash midway never leaves a half-deleted volume behind.
+func (s *Store) Delete(name string) error {
+	trash, err := os.MkdirTemp(s.trashDir(), name+".")
+	if err != nil {
+		return fmt.Errorf("remove volume %q: %w", name, err)
+	}
+	target := filepath.Join(trash, "volume")
+	if err := os.Rename(s.volumeDir(name), target); err != nil {
+		_ = os.Remove(trash)
+		if errors.Is(err, fs.ErrNotExist) {
+			return ErrNotExist
+		}
+		return fmt.Errorf("remove volume %q: %w", name, err)
+	}
+	if err := syncDir(s.volumesDir()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("remove data of volume %q from %s: %w", name, trash, err)
+	}
+	return nil
+}
+
+// List returns the records of every volume held, sorted by name.
+func (s *Store) List() ([]Record, error) {
+	entries, err := os.ReadDir(s.volumesDir())
+	if err != nil {
+		return nil, fmt.Errorf("list volumes in %s: %w", s.volumesDir(), err)
+	}
+	recs := make([]Record, 0, len(entries))
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		rec, err := s.Load(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.Name, b.Name) })
+	return recs, nil
+}
+
+// Size is the apparent size in bytes of the files in a volume's data dir.
+func (s *Store) Size(name string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(s.DataDir(name), func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("measure volume %q: %w", name, err)
+	}
+	return total, nil
+}
+
+// writeRecord writes dir/volume.json through a synced temporary file and a rename.
+func writeRecord(dir string, rec Record) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode record of volume %q: %w", rec.Name, err)
+	}
+	var suffix [6]byte
+	_, _ = rand.Read(suffix[:])
+	tmp := filepath.Join(dir, recordFile+".tmp-"+hex.EncodeToString(suffix[:]))
+	if err := writeFileSync(tmp, b); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write record of volume %q: %w", rec.Name, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, recordFile)); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write record of volume %q: %w", rec.Name, err)
+	}
+	return syncDir(dir)
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,334 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeMounter records bind mounts instead of making them.
+type fakeMounter struct {
+	mu      sync.Mutex
+	mounts  map[string]string // target -> source
+	failErr error
+}
+
+func newFakeMounter() *fakeMounter { return &fakeMounter{mounts: map[string]string{}} }
+
+func (f *fakeMounter) Bind(source, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failErr != nil {
+		return f.failErr
+	}
+	f.mounts[target] = source
+	return nil
+}
+
+func (f *fakeMounter) Unbind(target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.mounts, target)
+	return nil
+}
+
+func (f *fakeMounter) Mounted(target string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.mounts[target]
+	return ok, nil
+}
+
+func (f *fakeMounter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.mounts)
+}
+
+type fixture struct {
+	root, mountDir string
+	mounter        *fakeMounter
+}
+
+func newFixture(t *testing.T) *fixture {
+	dir := t.TempDir()
+	return &fixture{root: filepath.Join(dir, "state"), mountDir: filepath.Join(dir, "mnt"), mounter: newFakeMounter()}
+}
+
+// start makes and initialises a manager over the fixture's state, as a daemon start does.
+func (f *fixture) start(t *testing.T) *Manager {
+	m := NewManager(Config{Node: "node-a", Root: f.root, MountDir: f.mountDir, Mounter: f.mounter})
+	require.NoError(t, m.Init(context.Background()))
+	return m
+}
+
+func TestCreateMakesAnEmptyVolumeWithRequestedOwnerAndMode(t *testing.T) {
+	ctx := context.Background()
+	m := newFixture(t).start(t)
+	require.NoError(t, m.Create(ctx, "v1", map[string]string{"mode": "1777", "uid": "1000", "gid": "1001"}))
+
+	info, err := m.Get(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, "node-a", info.Node)
+	assert.Equal(t, StateIdle, info.State)
+	assert.Equal(t, int64(0), info.Size)
+	assert.Equal(t, map[string]string{"mode": "1777", "uid": "1000", "gid": "1001"}, info.Options)
+
+	st, err := os.Stat(filepath.Join(m.cfg.Root, "volumes", "v1", "data"))
+	require.NoError(t, err)
+	assert.Equal(t, os.ModeDir|os.ModeSticky|0o777, st.Mode())
+}
+
+func TestCreateAgainWithSameOptionsSucceedsAndWithOthersFails(t *testing.T) {
+	ctx := context.Background()
+	m := newFixture(t).start(t)
+	require.NoError(t, m.Create(ctx, "v1", map[string]string{"mode": "755"}))
+	require.NoError(t, m.Create(ctx, "v1", map[string]string{"mode": "0755"}), "same mode, other spelling")
+	require.NoError(t, m.Create(ctx, "v1", nil), "0755 is the default")
+
+	err := m.Create(ctx, "v1", map[string]string{"mode": "0700"})
+	require.ErrorIs(t, err, ErrOptionsConflict)
+	assert.Contains(t, err.Error(), `volume "v1" on node "node-a"`)
+	assert.Contains(t, err.Error(), "mode=0755")
+	assert.Contains(t, err.Error(), "mode=0700")
+}
+
+func TestCreateRefusesUnknownOptionAndListsValidOnes(t *testing.T) {
+	m := newFixture(t).start(t)
+	err := m.Create(context.Background(), "v1", map[string]string{"size": "1G"})
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.Contains(t, err.Error(), `"size"`)
+	assert.Contains(t, err.Error(), "gid, mode, uid")
+
+	err = m.Create(context.Background(), "v1", map[string]string{"mode": "999"})
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.Contains(t, err.Error(), "octal")
+	_, err = m.Get(context.Background(), "v1")
+	require.ErrorIs(t, err, ErrNotFound, "a refused create leaves nothing behind")
+}
+
+func TestBadNamesAreRefusedBeforeTouchingDisk(t *testing.T) {
+	f := newFixture(t)
+	m := f.start(t)
+	ctx := context.Background()
+	for _, name := range []string{"", "../x", "/x", "a/b", ".hidden", "-x", "a\x00b", "x y", strings.Repeat("a", 129)} {
+		err := m.Create(ctx, name, nil)
+		require.ErrorIs(t, err, ErrInvalidName, "name %q", name)
+		assert.Contains(t, err.Error(), `node "node-a"`)
+		_, err = m.Mount(ctx, name, "id")
+		require.ErrorIs(t, err, ErrInvalidName, "name %q", name)
+	}
+	entries, err := os.ReadDir(filepath.Join(f.root, "volumes"))
+	require.NoError(t, err)
+	assert.Empty(t, entries)
+	require.NoError(t, m.Create(ctx, strings.Repeat("a", 128), nil), "128 characters is allowed")
+}
+
+func TestMountCountsReferencesPerID(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+
+	// docker run mounts an ID twice; docker cp mounts again with the same ID.
+	mp, err := m.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(f.mountDir, "v1"), mp)
+	_, err = m.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+	_, err = m.Mount(ctx, "v1", "c2")
+	require.NoError(t, err)
+	assert.Equal(t, 1, f.mounter.count(), "one bind mount however many references")
+
+	info, err := m.Get(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, 3, info.Mounts)
+	assert.Equal(t, StateMounted, info.State)
+	assert.Equal(t, mp, info.Mountpoint)
+
+	require.NoError(t, m.Unmount(ctx, "v1", "c1"))
+	require.NoError(t, m.Unmount(ctx, "v1", "c2"))
+	path, err := m.Path(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, mp, path, "still mounted once by c1")
+	assert.Equal(t, 1, f.mounter.count())
+
+	require.NoError(t, m.Unmount(ctx, "v1", "c1"))
+	assert.Equal(t, 0, f.mounter.count())
+	path, err = m.Path(ctx, "v1")
+	require.NoError(t, err)
+	assert.Empty(t, path)
+	assert.NoDirExists(t, mp)
+}
+
+func TestUnmountOfUnknownIDOrVolumeIsHarmless(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+	_, err := m.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+
+	require.NoError(t, m.Unmount(ctx, "v1", "never-mounted"))
+	require.NoError(t, m.Unmount(ctx, "nope", "c1"))
+	info, err := m.Get(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, 1, info.Mounts)
+	assert.Equal(t, 1, f.mounter.count())
+}
+
+func TestFailedMountLeavesNothingHalfDone(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+	f.mounter.failErr = errors.New("operation not permitted")
+
+	_, err := m.Mount(ctx, "v1", "c1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `volume "v1" on node "node-a"`)
+	assert.Contains(t, err.Error(), "operation not permitted")
+
+	info, err := m.Get(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, 0, info.Mounts)
+	assert.Equal(t, StateIdle, info.State)
+	assert.NoDirExists(t, filepath.Join(f.mountDir, "v1"))
+
+	f.mounter.failErr = nil
+	_, err = m.Mount(ctx, "v1", "c1")
+	require.NoError(t, err, "a retry after the cause is gone works")
+}
+
+func TestMountOfMissingVolumeSaysHowToCreateIt(t *testing.T) {
+	m := newFixture(t).start(t)
+	_, err := m.Mount(context.Background(), "ghost", "c1")
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.Contains(t, err.Error(), `volume "ghost" on node "node-a"`)
+	assert.Contains(t, err.Error(), "docker volume create --driver drayage ghost")
+}
+
+func TestRemoveRefusesMountedVolumeAndDeletesDataOtherwise(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+	data := filepath.Join(f.root, "volumes", "v1", "data")
+	require.NoError(t, os.WriteFile(filepath.Join(data, "f"), []byte("hello"), 0o644))
+	_, err := m.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+	_, err = m.Mount(ctx, "v1", "c2")
+	require.NoError(t, err)
+
+	err = m.Remove(ctx, "v1")
+	require.ErrorIs(t, err, ErrInUse)
+	assert.Equal(t, `volume "v1" is mounted by 2 containers on node "node-a": volume in use; stop and remove the containers using it, then remove the volume`, err.Error())
+	assert.FileExists(t, filepath.Join(data, "f"))
+
+	require.NoError(t, m.Unmount(ctx, "v1", "c1"))
+	require.NoError(t, m.Unmount(ctx, "v1", "c2"))
+	require.NoError(t, m.Remove(ctx, "v1"))
+	assert.NoDirExists(t, filepath.Join(f.root, "volumes", "v1"))
+	_, err = m.Get(ctx, "v1")
+	require.ErrorIs(t, err, ErrNotFound)
+	require.NoError(t, m.Remove(ctx, "v1"), "removing what is gone is not an error")
+}
+
+func TestGetMeasuresSizeAndListDoesNot(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "b", nil))
+	require.NoError(t, m.Create(ctx, "a", nil))
+	data := filepath.Join(f.root, "volumes", "a", "data")
+	require.NoError(t, os.MkdirAll(filepath.Join(data, "sub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "sub", "f"), make([]byte, 1000), 0o644))
+	require.NoError(t, os.Symlink("sub/f", filepath.Join(data, "link")))
+
+	info, err := m.Get(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000), info.Size)
+
+	list, err := m.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.Equal(t, "a", list[0].Name)
+	assert.Equal(t, "b", list[1].Name)
+	assert.Equal(t, int64(-1), list[0].Size)
+}
+
+func TestRestartRestoresMountsAndKeepsVolumes(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "busy", map[string]string{"uid": "7"}))
+	require.NoError(t, m.Create(ctx, "quiet", nil))
+	_, err := m.Mount(ctx, "busy", "c1")
+	require.NoError(t, err)
+	_, err = m.Mount(ctx, "busy", "c1")
+	require.NoError(t, err)
+
+	// The daemon dies: its mounts vanish with its mount namespace (managed plugin
+	// disable), and a stale mountpoint is left for a volume nobody mounts.
+	f.mounter = newFakeMounter()
+	require.NoError(t, os.MkdirAll(filepath.Join(f.mountDir, "quiet"), 0o755))
+
+	m2 := f.start(t)
+	list, err := m2.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	busy, err := m2.Get(ctx, "busy")
+	require.NoError(t, err)
+	assert.Equal(t, 2, busy.Mounts)
+	assert.Equal(t, map[string]string{"uid": "7"}, busy.Options)
+	ok, err := f.mounter.Mounted(filepath.Join(f.mountDir, "busy"))
+	require.NoError(t, err)
+	assert.True(t, ok, "the bind mount of a volume in use is restored")
+	assert.NoDirExists(t, filepath.Join(f.mountDir, "quiet"), "stale mountpoints are swept")
+
+	// The running container's unmounts still balance after the restart.
+	require.NoError(t, m2.Unmount(ctx, "busy", "c1"))
+	require.NoError(t, m2.Unmount(ctx, "busy", "c1"))
+	assert.Equal(t, 0, f.mounter.count())
+	require.NoError(t, m2.Remove(ctx, "busy"))
+}
+
+func TestCallsBeforeInitSayTheDaemonIsStarting(t *testing.T) {
+	f := newFixture(t)
+	m := NewManager(Config{Node: "node-a", Root: f.root, MountDir: f.mountDir, Mounter: f.mounter})
+	_, err := m.List(context.Background())
+	require.ErrorIs(t, err, ErrNotReady)
+	assert.Contains(t, err.Error(), `node "node-a"`)
+	assert.Contains(t, err.Error(), "retry")
+	require.ErrorIs(t, m.Create(context.Background(), "v1", nil), ErrNotReady)
+}
+
+func TestConcurrentMountsAndUnmountsBalance(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := string(rune('a' + i%5))
+			_, err := m.Mount(ctx, "v1", id)
+			assert.NoError(t, err)
+			assert.NoError(t, m.Unmount(ctx, "v1", id))
+		}()
+	}
+	wg.Wait()
+	info, err := m.Get(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, 0, info.Mounts)
+	assert.Equal(t, 0, f.mounter.count())
+}

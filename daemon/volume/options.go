@@ -1,0 +1,125 @@
+package volume
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Options are the settings a volume is created with (docker volume create -o KEY=VALUE).
+type Options struct {
+	// UID and GID own the volume's root directory (default 0:0).
+	UID, GID int
+	// Mode is the permission of the volume's root directory (default 0755).
+	Mode os.FileMode
+}
+
+type optionSpec struct {
+	help  string
+	apply func(o *Options, value string) error
+}
+
+var optionSpecs = map[string]optionSpec{
+	"uid": {"numeric owner of the volume's root dir (default 0)", func(o *Options, v string) (err error) {
+		o.UID, err = parseID(v)
+		return err
+	}},
+	"gid": {"numeric group of the volume's root dir (default 0)", func(o *Options, v string) (err error) {
+		o.GID, err = parseID(v)
+		return err
+	}},
+	"mode": {"octal permissions of the volume's root dir (default 0755)", func(o *Options, v string) error {
+		m, err := strconv.ParseUint(v, 8, 32)
+		if err != nil || m > 0o7777 {
+			return fmt.Errorf("want octal permission bits such as 0755 or 1777")
+		}
+		o.Mode = os.FileMode(m & 0o777)
+		if m&0o4000 != 0 {
+			o.Mode |= os.ModeSetuid
+		}
+		if m&0o2000 != 0 {
+			o.Mode |= os.ModeSetgid
+		}
+		if m&0o1000 != 0 {
+			o.Mode |= os.ModeSticky
+		}
+		return nil
+	}},
+}
+
+// ValidOptions lists the option names a volume accepts, sorted.
+func ValidOptions() []string { return slices.Sorted(maps.Keys(optionSpecs)) }
+
+// OptionsHelp describes each valid option, one per line.
+func OptionsHelp() string {
+	var b strings.Builder
+	for _, k := range ValidOptions() {
+		fmt.Fprintf(&b, "  %-5s %s\n", k, optionSpecs[k].help)
+	}
+	return b.String()
+}
+
+// ParseOptions validates raw create options and returns them parsed together with their
+// canonical form (so "755" and "0755" compare equal).
+func ParseOptions(raw map[string]string) (Options, map[string]string, error) {
+	opts := Options{Mode: 0o755}
+	canon := make(map[string]string, len(raw))
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
+		spec, ok := optionSpecs[k]
+		if !ok {
+			return Options{}, nil, fmt.Errorf("%w %q: valid options are %s", ErrInvalidOption, k, strings.Join(ValidOptions(), ", "))
+		}
+		if err := spec.apply(&opts, raw[k]); err != nil {
+			return Options{}, nil, fmt.Errorf("%w %s=%q: %s", ErrInvalidOption, k, raw[k], err.Error())
+		}
+	}
+	for k := range raw {
+		switch k {
+		case "uid":
+			canon[k] = strconv.Itoa(opts.UID)
+		case "gid":
+			canon[k] = strconv.Itoa(opts.GID)
+		case "mode":
+			canon[k] = fmt.Sprintf("%04o", unixMode(opts.Mode))
+		}
+	}
+	return opts, canon, nil
+}
+
+func parseID(v string) (int, error) {
+	n, err := strconv.ParseUint(v, 10, 31)
+	if err != nil {
+		return 0, fmt.Errorf("want a number from 0 to %d", 1<<31-1)
+	}
+	return int(n), nil
+}
+
+func unixMode(m os.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&os.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&os.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
+}
+
+// formatOptions renders canonical options for an error message: "mode=0700 uid=1000",
+// or "none".
+func formatOptions(canon map[string]string) string {
+	if len(canon) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(canon))
+	for _, k := range slices.Sorted(maps.Keys(canon)) {
+		parts = append(parts, k+"="+canon[k])
+	}
+	return strings.Join(parts, " ")
+}
