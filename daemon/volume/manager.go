@@ -43,7 +43,8 @@ type Config struct {
 	MountDir string
 	// Mounter makes the bind mounts; mount.Bind{} in production.
 	Mounter mount.Mounter
-	// Logger receives the manager's logs; slog.Default() if nil.
+	// Logger receives the manager's logs, already labelled with the node; slog.Default()
+	// if nil.
 	Logger *slog.Logger
 }
 
@@ -62,7 +63,7 @@ func NewManager(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log.With("node", cfg.Node)}
+	return &Manager{cfg: cfg, log: log}
 }
 
 // Node is the name of the node this manager runs on.

@@ -1,0 +1,43 @@
+# drayage: see README.md. Every target installs or builds what it needs (scripts/).
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+PLUGIN ?= drayage
+TAG ?= dev
+export PLUGIN TAG
+
+.PHONY: all build plugin test unit integration lint demo clean
+
+all: build
+
+## build: the static drayage binary in build/drayage
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/drayage ./cmd/drayage
+
+## plugin: build the managed plugin and create it as $(PLUGIN):$(TAG) (left disabled)
+plugin:
+	scripts/build-plugin.sh
+
+## test: unit tests, then integration tests against the real Docker engine
+test:
+	scripts/test.sh
+
+## unit: unit tests only
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+
+## integration: integration tests only (real Docker engine; needs root)
+integration:
+	scripts/test.sh integration
+
+## lint: gofmt, go vet and golangci-lint
+lint:
+	scripts/lint.sh
+
+## demo: the main flow, end to end
+demo:
+	scripts/demo.sh
+
+clean:
+	rm -rf build

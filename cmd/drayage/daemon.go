@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drayage/drayage/daemon"
+	"github.com/drayage/drayage/plugin"
+)
+
+const defaultSocket = "/run/docker/plugins/drayage.sock"
+
+func newDaemonCmd(g *globals) *cobra.Command {
+	var cfg daemon.Config
+	var socket string
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the node daemon and serve the Docker volume plugin API",
+		Long: `Run the node daemon. It listens on the plugin socket at once, then opens the state dir
+and restores the mounts of volumes in use. Every flag can also be set with the
+DRAYAGE_* variable named in its help; a flag wins over its variable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Root = g.root
+			log, err := newLogger(g)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runDaemon(ctx, cfg, socket, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Name, "name", "", "this node's name (default: the host name)")
+	f.StringVar(&socket, "socket", defaultSocket, "Docker volume plugin socket; the driver name is the file name without .sock")
+	f.StringVar(&cfg.MountDir, "mount-dir", "", "where volumes are mounted for the engine (default: ROOT/mounts)")
+	f.DurationVar(&cfg.MountTimeout, "mount-timeout", 25*time.Second, "budget for one Mount call, below the engine's own deadline")
+	withEnv(f, "name", "socket", "mount-dir", "mount-timeout")
+	return cmd
+}
+
+// runDaemon serves the plugin socket first, then initialises the node, so the engine's
+// first dials (4 tries, 3 s apart) always connect.
+func runDaemon(ctx context.Context, cfg daemon.Config, socket string, log *slog.Logger) error {
+	d, err := daemon.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	cfg = d.Config()
+	log = log.With("node", cfg.Name)
+	l, err := plugin.Listen(socket)
+	if err != nil {
+		return fmt.Errorf("node %q: %w; is another drayage daemon running?", cfg.Name, err)
+	}
+	defer l.Close()
+	driver := plugin.NewDriver(d.Volumes(), plugin.Options{MountTimeout: cfg.MountTimeout, Logger: log})
+	go func() {
+		if err := plugin.Serve(l, driver); err != nil && ctx.Err() == nil {
+			log.Error("plugin socket stopped", "socket", socket, "err", err)
+		}
+	}()
+	log.Info("plugin socket listening", "socket", socket, "version", version)
+	return d.Run(ctx)
+}

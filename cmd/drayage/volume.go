@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/spf13/cobra"
+
+	"github.com/drayage/drayage/daemon/control"
+	"github.com/drayage/drayage/daemon/volume"
+)
+
+func newVolumeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "volume",
+		Short: "List and inspect drayage volumes (talks to the local daemon)",
+	}
+	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g))
+	return cmd
+}
+
+func newVolumeLsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List volumes",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			infos, err := control.NewClient(g.root).ListVolumes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), infos)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tNODE\tSTATE\tMOUNTS\tCREATED")
+			for _, v := range infos {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", v.Name, v.Node, v.State, v.Mounts, ago(v.Created))
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newVolumeInspectCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect NAME [NAME...]",
+		Short: "Show volumes in detail",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client := control.NewClient(g.root)
+			infos := make([]volume.Info, 0, len(args))
+			for _, name := range args {
+				info, err := client.InspectVolume(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				infos = append(infos, info)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), infos)
+			}
+			for i, v := range infos {
+				if i > 0 {
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				printInfo(cmd.OutOrStdout(), v)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printInfo(out io.Writer, v volume.Info) {
+	w := tabwriter.NewWriter(out, 0, 4, 1, ' ', 0)
+	fmt.Fprintf(w, "Name:\t%s\n", v.Name)
+	fmt.Fprintf(w, "Node:\t%s\n", v.Node)
+	fmt.Fprintf(w, "State:\t%s\n", v.State)
+	fmt.Fprintf(w, "Mounts:\t%d\n", v.Mounts)
+	if v.Mountpoint != "" {
+		fmt.Fprintf(w, "Mountpoint:\t%s\n", v.Mountpoint)
+	}
+	if v.Size >= 0 {
+		fmt.Fprintf(w, "Size:\t%s (%d bytes)\n", units.BytesSize(float64(v.Size)), v.Size)
+	}
+	opts := make([]string, 0, len(v.Options))
+	for _, k := range slices.Sorted(maps.Keys(v.Options)) {
+		opts = append(opts, k+"="+v.Options[k])
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(w, "Options:\t%s\n", strings.Join(opts, " "))
+	}
+	fmt.Fprintf(w, "Created:\t%s (%s)\n", v.Created.Local().Format(time.RFC3339), ago(v.Created))
+	_ = w.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return units.HumanDuration(time.Since(t)) + " ago"
+}
+
+func writeJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

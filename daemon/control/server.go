@@ -1,0 +1,92 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/drayage/drayage/daemon/volume"
+)
+
+// SocketName is the control socket's file name in the state dir.
+const SocketName = "control.sock"
+
+// Volumes is what the control API serves; *volume.Manager implements it.
+type Volumes interface {
+	Get(ctx context.Context, name string) (volume.Info, error)
+	List(ctx context.Context) ([]volume.Info, error)
+}
+
+// Server serves the control API.
+type Server struct {
+	srv *http.Server
+}
+
+// NewServer returns a Server over vols.
+func NewServer(vols Volumes, log *slog.Logger) *Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
+		infos, err := vols.List(r.Context())
+		reply(w, infos, err)
+	})
+	mux.HandleFunc("GET /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		info, err := vols.Get(r.Context(), r.PathValue("name"))
+		reply(w, info, err)
+	})
+	return &Server{srv: &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+}
+
+// Serve answers requests on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	if err := s.srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the server, letting requests in flight finish until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+type errorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+// codes maps sentinel errors to the wire; the client maps them back.
+var codes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{volume.ErrNotFound, "not_found", http.StatusNotFound},
+	{volume.ErrInvalidName, "invalid_name", http.StatusBadRequest},
+	{volume.ErrInvalidOption, "invalid_option", http.StatusBadRequest},
+	{volume.ErrOptionsConflict, "options_conflict", http.StatusConflict},
+	{volume.ErrInUse, "in_use", http.StatusConflict},
+	{volume.ErrNotReady, "not_ready", http.StatusServiceUnavailable},
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		body, status := errorBody{Error: err.Error()}, http.StatusInternalServerError
+		for _, c := range codes {
+			if errors.Is(err, c.err) {
+				body.Code, status = c.code, c.status
+				break
+			}
+		}
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(body)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the managed plugin into build/plugin/{config.json,rootfs/} and creates it in the
+# local engine as ${PLUGIN:-drayage}:${TAG:-dev}, replacing an old plugin of that name.
+# The plugin is left disabled: set it up with docker plugin set, then docker plugin enable.
+source "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.."
+
+ref="${PLUGIN:-drayage}:${TAG:-dev}"
+out=build/plugin
+ensure_docker
+
+log "building the static binary"
+make --no-print-directory build >/dev/null
+rm -rf "$out"
+mkdir -p "$out/rootfs"/{run/docker/plugins,mnt/drayage,var/lib/drayage,etc/drayage,tmp,proc,sys,dev}
+cp build/drayage "$out/rootfs/drayage"
+cp config.json "$out/config.json"
+touch "$out/rootfs/etc/hosts" "$out/rootfs/etc/resolv.conf" "$out/rootfs/etc/hostname"
+# Docker 20.10 refuses two plugins from byte-identical rootfs content; stamp the name in.
+echo "$ref" >"$out/rootfs/etc/drayage-plugin"
+
+# The engine bind-mounts these host dirs into the plugin; they must exist.
+mkdir -p /var/lib/drayage /etc/drayage
+chmod 700 /var/lib/drayage /etc/drayage
+
+if docker plugin inspect "$ref" >/dev/null 2>&1; then
+	log "removing the old $ref (volume data under the state dir is kept)"
+	docker plugin disable -f "$ref" >/dev/null 2>&1 || true
+	docker plugin rm -f "$ref" >/dev/null
+fi
+docker plugin create "$ref" "$out" >/dev/null
+log "created plugin $ref (disabled); next: docker plugin set $ref ...; docker plugin enable $ref"
