@@ -11,55 +11,18 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/daemon/mount/mounttest"
 )
-
-// fakeMounter records bind mounts instead of making them.
-type fakeMounter struct {
-	mu      sync.Mutex
-	mounts  map[string]string // target -> source
-	failErr error
-}
-
-func newFakeMounter() *fakeMounter { return &fakeMounter{mounts: map[string]string{}} }
-
-func (f *fakeMounter) Bind(source, target string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.failErr != nil {
-		return f.failErr
-	}
-	f.mounts[target] = source
-	return nil
-}
-
-func (f *fakeMounter) Unbind(target string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.mounts, target)
-	return nil
-}
-
-func (f *fakeMounter) Mounted(target string) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.mounts[target]
-	return ok, nil
-}
-
-func (f *fakeMounter) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.mounts)
-}
 
 type fixture struct {
 	root, mountDir string
-	mounter        *fakeMounter
+	mounter        *mounttest.Fake
 }
 
 func newFixture(t *testing.T) *fixture {
 	dir := t.TempDir()
-	return &fixture{root: filepath.Join(dir, "state"), mountDir: filepath.Join(dir, "mnt"), mounter: newFakeMounter()}
+	return &fixture{root: filepath.Join(dir, "state"), mountDir: filepath.Join(dir, "mnt"), mounter: mounttest.New()}
 }
 
 // start makes and initialises a manager over the fixture's state, as a daemon start does.
@@ -145,7 +108,7 @@ func TestMountCountsReferencesPerID(t *testing.T) {
 	require.NoError(t, err)
 	_, err = m.Mount(ctx, "v1", "c2")
 	require.NoError(t, err)
-	assert.Equal(t, 1, f.mounter.count(), "one bind mount however many references")
+	assert.Equal(t, 1, f.mounter.Count(), "one bind mount however many references")
 
 	info, err := m.Get(ctx, "v1")
 	require.NoError(t, err)
@@ -158,10 +121,10 @@ func TestMountCountsReferencesPerID(t *testing.T) {
 	path, err := m.Path(ctx, "v1")
 	require.NoError(t, err)
 	assert.Equal(t, mp, path, "still mounted once by c1")
-	assert.Equal(t, 1, f.mounter.count())
+	assert.Equal(t, 1, f.mounter.Count())
 
 	require.NoError(t, m.Unmount(ctx, "v1", "c1"))
-	assert.Equal(t, 0, f.mounter.count())
+	assert.Equal(t, 0, f.mounter.Count())
 	path, err = m.Path(ctx, "v1")
 	require.NoError(t, err)
 	assert.Empty(t, path)
@@ -181,7 +144,7 @@ func TestUnmountOfUnknownIDOrVolumeIsHarmless(t *testing.T) {
 	info, err := m.Get(ctx, "v1")
 	require.NoError(t, err)
 	assert.Equal(t, 1, info.Mounts)
-	assert.Equal(t, 1, f.mounter.count())
+	assert.Equal(t, 1, f.mounter.Count())
 }
 
 func TestFailedMountLeavesNothingHalfDone(t *testing.T) {
@@ -189,7 +152,7 @@ func TestFailedMountLeavesNothingHalfDone(t *testing.T) {
 	f := newFixture(t)
 	m := f.start(t)
 	require.NoError(t, m.Create(ctx, "v1", nil))
-	f.mounter.failErr = errors.New("operation not permitted")
+	f.mounter.Fail(errors.New("operation not permitted"))
 
 	_, err := m.Mount(ctx, "v1", "c1")
 	require.Error(t, err)
@@ -202,7 +165,7 @@ func TestFailedMountLeavesNothingHalfDone(t *testing.T) {
 	assert.Equal(t, StateIdle, info.State)
 	assert.NoDirExists(t, filepath.Join(f.mountDir, "v1"))
 
-	f.mounter.failErr = nil
+	f.mounter.Fail(nil)
 	_, err = m.Mount(ctx, "v1", "c1")
 	require.NoError(t, err, "a retry after the cause is gone works")
 }
@@ -277,7 +240,7 @@ func TestRestartRestoresMountsAndKeepsVolumes(t *testing.T) {
 
 	// The daemon dies: its mounts vanish with its mount namespace (managed plugin
 	// disable), and a stale mountpoint is left for a volume nobody mounts.
-	f.mounter = newFakeMounter()
+	f.mounter = mounttest.New()
 	require.NoError(t, os.MkdirAll(filepath.Join(f.mountDir, "quiet"), 0o755))
 
 	m2 := f.start(t)
@@ -296,7 +259,7 @@ func TestRestartRestoresMountsAndKeepsVolumes(t *testing.T) {
 	// The running container's unmounts still balance after the restart.
 	require.NoError(t, m2.Unmount(ctx, "busy", "c1"))
 	require.NoError(t, m2.Unmount(ctx, "busy", "c1"))
-	assert.Equal(t, 0, f.mounter.count())
+	assert.Equal(t, 0, f.mounter.Count())
 	require.NoError(t, m2.Remove(ctx, "busy"))
 }
 
@@ -330,5 +293,5 @@ func TestConcurrentMountsAndUnmountsBalance(t *testing.T) {
 	info, err := m.Get(ctx, "v1")
 	require.NoError(t, err)
 	assert.Equal(t, 0, info.Mounts)
-	assert.Equal(t, 0, f.mounter.count())
+	assert.Equal(t, 0, f.mounter.Count())
 }

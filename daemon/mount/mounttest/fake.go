@@ -1,0 +1,68 @@
+// Package mounttest provides a fake mount.Mounter for tests that can't make real mounts.
+package mounttest
+
+import (
+	"sync"
+
+	"github.com/drayage/drayage/daemon/mount"
+)
+
+// Fake records bind mounts instead of making them. Set Fail to make Bind fail.
+type Fake struct {
+	mu     sync.Mutex
+	mounts map[string]string // target -> source
+	fail   error
+}
+
+var _ mount.Mounter = (*Fake)(nil)
+
+// New returns a Fake with nothing mounted.
+func New() *Fake { return &Fake{mounts: map[string]string{}} }
+
+// Fail makes every later Bind return err (nil to stop failing).
+func (f *Fake) Fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = err
+}
+
+// Bind records target as showing source.
+func (f *Fake) Bind(source, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.mounts[target] = source
+	return nil
+}
+
+// Unbind forgets target.
+func (f *Fake) Unbind(target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.mounts, target)
+	return nil
+}
+
+// Mounted reports whether target was bound.
+func (f *Fake) Mounted(target string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.mounts[target]
+	return ok, nil
+}
+
+// Source returns what target shows, or "" if nothing is bound there.
+func (f *Fake) Source(target string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mounts[target]
+}
+
+// Count is the number of active bind mounts.
+func (f *Fake) Count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.mounts)
+}

@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// engine is a throwaway dockerd started by scripts/engine.sh, with a mount namespace of
+// its own.
+type engine struct {
+	dir  string
+	host string // -H value for the docker CLI
+}
+
+// startEngine starts an engine loaded with the test image; it stops when the test ends.
+func startEngine(t *testing.T) *engine {
+	t.Helper()
+	// containerd's socket paths must stay short: no t.TempDir here.
+	dir, err := os.MkdirTemp("", "dre-")
+	require.NoError(t, err)
+	e := &engine{dir: dir, host: "unix://" + filepath.Join(dir, "docker.sock")}
+	t.Cleanup(func() { _, _ = tryRun(e.script(), "stop", e.dir) })
+	run(t, e.script(), "start", dir, testImage)
+	return e
+}
+
+func (e *engine) script() string { return filepath.Join(repoRoot, "scripts", "engine.sh") }
+
+// docker runs the docker CLI against this engine.
+func (e *engine) docker(t *testing.T, args ...string) string {
+	t.Helper()
+	return run(t, "docker", append([]string{"-H", e.host}, args...)...)
+}
+
+// command builds a command that runs inside the engine's mount namespace.
+func (e *engine) command(name string, args ...string) *exec.Cmd {
+	return exec.Command(e.script(), append([]string{"exec", e.dir, name}, args...)...)
+}
+
+// legacyDaemon is 'drayage daemon' running on the host (not as a managed plugin).
+type legacyDaemon struct {
+	t      *testing.T
+	engine *engine
+	root   string
+	socket string
+	cmd    *exec.Cmd
+	log    *os.File
+}
+
+// startLegacy starts drayage in legacy mode next to the engine, serving driver name.
+func startLegacy(t *testing.T, e *engine, driver, root string) *legacyDaemon {
+	t.Helper()
+	logFile, err := os.OpenFile(filepath.Join(root+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	d := &legacyDaemon{t: t, engine: e, root: root, socket: "/run/docker/plugins/" + driver + ".sock", log: logFile}
+	d.start()
+	t.Cleanup(func() {
+		d.kill(syscall.SIGTERM)
+		_ = logFile.Close()
+	})
+	return d
+}
+
+func (d *legacyDaemon) start() {
+	d.t.Helper()
+	d.cmd = d.engine.command(binary, "daemon", "--root", d.root, "--socket", d.socket, "--name", "legacy-node")
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	require.NoError(d.t, d.cmd.Start())
+	eventually(d.t, timeout, "the legacy daemon's control socket", func() bool {
+		_, err := tryRun(binary, "--root", d.root, "volume", "ls")
+		return err == nil
+	})
+}
+
+// kill sends sig and waits for the daemon to exit.
+func (d *legacyDaemon) kill(sig syscall.Signal) {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	// The script execs nsenter, which execs drayage: the pid is the daemon's.
+	_ = d.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		_ = d.cmd.Process.Kill()
+		<-done
+	}
+	d.cmd = nil
+}
+
+func (d *legacyDaemon) logText() string {
+	b, _ := os.ReadFile(d.log.Name())
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,141 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/daemon/mount/mounttest"
+	"github.com/drayage/drayage/daemon/volume"
+)
+
+// engine speaks the volume plugin protocol to a socket, as dockerd does.
+type engine struct {
+	t      *testing.T
+	client *http.Client
+}
+
+func newEngine(t *testing.T, socket string) *engine {
+	return &engine{t: t, client: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}}
+}
+
+// call posts req to /VolumeDriver.<method> and returns the decoded reply.
+func (e *engine) call(method string, req any) map[string]any {
+	e.t.Helper()
+	return e.post("/VolumeDriver."+method, req)
+}
+
+func (e *engine) post(path string, req any) map[string]any {
+	e.t.Helper()
+	body, err := json.Marshal(req)
+	require.NoError(e.t, err)
+	resp, err := e.client.Post("http://plugin"+path, "application/vnd.docker.plugins.v1.2+json", bytes.NewReader(body))
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	var out map[string]any
+	require.NoError(e.t, json.Unmarshal(raw, &out), "reply %s", raw)
+	return out
+}
+
+// startPlugin serves a driver over a real unix socket; init says whether the manager
+// finishes starting.
+func startPlugin(t *testing.T, init bool) (*engine, *volume.Manager, *mounttest.Fake) {
+	dir := t.TempDir()
+	fake := mounttest.New()
+	mgr := volume.NewManager(volume.Config{
+		Node: "node-a", Root: filepath.Join(dir, "state"), MountDir: filepath.Join(dir, "mnt"), Mounter: fake,
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	socket := filepath.Join(dir, "drayage.sock")
+	l, err := Listen(socket)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() { _ = Serve(l, NewDriver(mgr, Options{Logger: slog.New(slog.DiscardHandler)})) }()
+	if init {
+		require.NoError(t, mgr.Init(context.Background()))
+	}
+	return newEngine(t, socket), mgr, fake
+}
+
+func TestActivateAndCapabilitiesAnswerWhileStarting(t *testing.T) {
+	e, _, _ := startPlugin(t, false)
+	act := e.post("/Plugin.Activate", nil)
+	assert.Equal(t, []any{"VolumeDriver"}, act["Implements"])
+	caps := e.call("Capabilities", nil)
+	assert.Equal(t, map[string]any{"Scope": "global"}, caps["Capabilities"])
+
+	got := e.call("List", nil)
+	assert.Contains(t, got["Err"], `node "node-a"`)
+	assert.Contains(t, got["Err"], "retry in a few seconds")
+}
+
+func TestVolumeLifecycleOverTheSocket(t *testing.T) {
+	e, _, fake := startPlugin(t, true)
+
+	assert.Contains(t, e.call("Get", map[string]any{"Name": "v1"})["Err"], "no such volume")
+	assert.Empty(t, e.call("Create", map[string]any{"Name": "v1", "Opts": map[string]string{"mode": "0700"}})["Err"])
+
+	got := e.call("Get", map[string]any{"Name": "v1"})
+	assert.Empty(t, got["Err"])
+	vol := got["Volume"].(map[string]any)
+	assert.Equal(t, "v1", vol["Name"])
+	assert.NotEmpty(t, vol["CreatedAt"])
+	assert.Equal(t, map[string]any{"node": "node-a", "state": "idle", "mounts": float64(0), "size": float64(0)}, vol["Status"])
+
+	mnt := e.call("Mount", map[string]any{"Name": "v1", "ID": "c1"})
+	assert.Empty(t, mnt["Err"])
+	mp := mnt["Mountpoint"].(string)
+	assert.NotEmpty(t, fake.Source(mp))
+	assert.Equal(t, mp, e.call("Path", map[string]any{"Name": "v1"})["Mountpoint"])
+
+	list := e.call("List", nil)["Volumes"].([]any)
+	require.Len(t, list, 1)
+	assert.Equal(t, mp, list[0].(map[string]any)["Mountpoint"])
+
+	rm := e.call("Remove", map[string]any{"Name": "v1"})
+	assert.Contains(t, rm["Err"], `volume "v1" is mounted by 1 container on node "node-a"`)
+
+	assert.Empty(t, e.call("Unmount", map[string]any{"Name": "v1", "ID": "c1"})["Err"])
+	assert.Empty(t, e.call("Unmount", map[string]any{"Name": "v1", "ID": "c1"})["Err"], "a second unmount is harmless")
+	assert.Equal(t, 0, fake.Count())
+	assert.Empty(t, e.call("Remove", map[string]any{"Name": "v1"})["Err"])
+	assert.Contains(t, e.call("Get", map[string]any{"Name": "v1"})["Err"], "no such volume")
+}
+
+func TestBadRequestsComeBackAsClearErrors(t *testing.T) {
+	e, _, _ := startPlugin(t, true)
+	got := e.call("Create", map[string]any{"Name": "../etc"})
+	assert.Contains(t, got["Err"], `invalid volume name "../etc"`)
+	got = e.call("Create", map[string]any{"Name": "v1", "Opts": map[string]string{"color": "red"}})
+	assert.Contains(t, got["Err"], `invalid volume option "color": valid options are gid, mode, uid`)
+	got = e.call("Mount", map[string]any{"Name": "ghost", "ID": "c1"})
+	assert.Contains(t, got["Err"], `volume "ghost" on node "node-a": no such volume`)
+}
+
+func TestSocketIsReplacedWhenStale(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "drayage.sock")
+	l1, err := Listen(socket)
+	require.NoError(t, err)
+	// A crashed daemon leaves its socket file behind; the next one must still start.
+	l1.(*net.UnixListener).SetUnlinkOnClose(false)
+	require.NoError(t, l1.Close())
+	l2, err := Listen(socket)
+	require.NoError(t, err)
+	require.NoError(t, l2.Close())
+}
