@@ -57,7 +57,7 @@ type legacyDaemon struct {
 // startLegacy starts drayage in legacy mode next to the engine, serving driver name.
 func startLegacy(t *testing.T, e *engine, driver, root string) *legacyDaemon {
 	t.Helper()
-	logFile, err := os.OpenFile(filepath.Join(root+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(root+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	require.NoError(t, err)
 	d := &legacyDaemon{t: t, engine: e, root: root, socket: "/run/docker/plugins/" + driver + ".sock", log: logFile}
 	d.start()

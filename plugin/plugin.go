@@ -207,4 +207,3 @@ func Listen(path string) (net.Listener, error) {
 func Serve(l net.Listener, d *Driver) error {
 	return dockervolume.NewHandler(d).Serve(l)
 }
-

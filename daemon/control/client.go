@@ -15,7 +15,7 @@ import (
 	"github.com/drayage/drayage/daemon/volume"
 )
 
-// ErrDaemonUnreachable: nothing answers on the control socket.
+// ErrDaemonUnreachable is returned when nothing answers on the control socket.
 var ErrDaemonUnreachable = errors.New("cannot reach the drayage daemon")
 
 // Client talks to the daemon whose state dir is root.

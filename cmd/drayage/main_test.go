@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// parse runs a throwaway command with one env-enabled flag and returns its value.
+func parse(t *testing.T, args ...string) (time.Duration, error) {
+	var d time.Duration
+	cmd := &cobra.Command{Use: "x", PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd) }, RunE: func(*cobra.Command, []string) error { return nil }}
+	cmd.Flags().DurationVar(&d, "mount-timeout", 25*time.Second, "budget")
+	withEnv(cmd.Flags(), "mount-timeout")
+	cmd.SetArgs(args)
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	err := cmd.Execute()
+	return d, err
+}
+
+func TestFlagBeatsVariableBeatsDefault(t *testing.T) {
+	d, err := parse(t)
+	require.NoError(t, err)
+	assert.Equal(t, 25*time.Second, d)
+
+	t.Setenv("DRAYAGE_MOUNT_TIMEOUT", "10s")
+	d, err = parse(t)
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Second, d)
+
+	d, err = parse(t, "--mount-timeout", "5s")
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, d)
+}
+
+func TestBadVariableNamesItself(t *testing.T) {
+	t.Setenv("DRAYAGE_MOUNT_TIMEOUT", "soon")
+	_, err := parse(t)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `DRAYAGE_MOUNT_TIMEOUT="soon"`)
+}
+
+func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
+	root := newRootCmd()
+	daemonCmd, _, err := root.Find([]string{"daemon"})
+	require.NoError(t, err)
+	want := map[string]string{
+		"name": "DRAYAGE_NAME", "socket": "DRAYAGE_SOCKET", "mount-dir": "DRAYAGE_MOUNT_DIR",
+		"mount-timeout": "DRAYAGE_MOUNT_TIMEOUT",
+	}
+	for flag, env := range want {
+		f := daemonCmd.Flags().Lookup(flag)
+		require.NotNil(t, f, flag)
+		assert.Equal(t, []string{env}, f.Annotations[envAnnotation], flag)
+	}
+	for flag, env := range map[string]string{"root": "DRAYAGE_ROOT", "log-level": "DRAYAGE_LOG_LEVEL", "log-format": "DRAYAGE_LOG_FORMAT"} {
+		f := root.PersistentFlags().Lookup(flag)
+		require.NotNil(t, f, flag)
+		assert.Equal(t, []string{env}, f.Annotations[envAnnotation], flag)
+	}
+}

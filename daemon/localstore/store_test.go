@@ -1,0 +1,84 @@
+package localstore
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCreateSaveLoadDelete(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	rec := Record{Name: "v1", Options: map[string]string{"mode": "0700"}, Created: time.Now().UTC().Round(0)}
+	require.NoError(t, s.Create(rec, os.Getuid(), os.Getgid(), 0o700))
+	require.ErrorIs(t, s.Create(rec, os.Getuid(), os.Getgid(), 0o700), ErrExist)
+
+	got, err := s.Load("v1")
+	require.NoError(t, err)
+	assert.Equal(t, rec.Options, got.Options)
+	assert.True(t, rec.Created.Equal(got.Created))
+
+	got.Mounts = map[string]int{"c1": 2}
+	require.NoError(t, s.Save(got))
+	again, err := s.Load("v1")
+	require.NoError(t, err)
+	assert.Equal(t, 2, again.MountCount())
+
+	require.NoError(t, s.Delete("v1"))
+	_, err = s.Load("v1")
+	require.ErrorIs(t, err, ErrNotExist)
+	require.ErrorIs(t, s.Delete("v1"), ErrNotExist)
+	require.ErrorIs(t, s.Save(got), ErrNotExist)
+}
+
+func TestInterruptedCreateAndRemoveLeaveNothingVisible(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	require.NoError(t, err)
+	// What a crash in the middle of a create or a remove leaves behind.
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "tmp", "half.123", "data"), 0o700))
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "trash", "gone.456", "volume", "data"), 0o700))
+
+	recs, err := s.List()
+	require.NoError(t, err)
+	assert.Empty(t, recs, "half-made and half-deleted volumes are never listed")
+
+	_, err = Open(root)
+	require.NoError(t, err)
+	for _, dir := range []string{"tmp", "trash"} {
+		entries, err := os.ReadDir(filepath.Join(root, dir))
+		require.NoError(t, err)
+		assert.Empty(t, entries, "%s is swept on open", dir)
+	}
+}
+
+func TestCorruptRecordIsReportedWithItsPath(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	require.NoError(t, err)
+	require.NoError(t, s.Create(Record{Name: "v1"}, os.Getuid(), os.Getgid(), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "volumes", "v1", "volume.json"), []byte("{"), 0o600))
+	_, err = s.Load("v1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `volume "v1"`)
+	assert.Contains(t, err.Error(), filepath.Join(root, "volumes", "v1"))
+}
+
+func TestSizeCountsRegularFilesOnly(t *testing.T) {
+	root := t.TempDir()
+	s, err := Open(root)
+	require.NoError(t, err)
+	require.NoError(t, s.Create(Record{Name: "v1"}, os.Getuid(), os.Getgid(), 0o755))
+	data := s.DataDir("v1")
+	require.NoError(t, os.WriteFile(filepath.Join(data, "a"), make([]byte, 300), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(data, "d"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "d", "b"), make([]byte, 700), 0o644))
+	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(data, "l")))
+	n, err := s.Size("v1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000), n)
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make test: lint, unit tests, then integration tests against real servers. Installs what
+# it needs. Usage: scripts/test.sh [all|unit|integration]   (default all)
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/go-env.sh"
+cd "$(dirname "$0")/.."
+
+what=${1:-all}
+[ "$(id -u)" -eq 0 ] || die "the tests mount volumes and drive Docker engines: run as root (sudo make test)"
+command -v gcc >/dev/null || apt_install gcc libc6-dev  # for -race
+
+if [ "$what" = all ]; then
+	scripts/lint.sh
+fi
+if [ "$what" = all ] || [ "$what" = unit ]; then
+	log "unit tests"
+	go test -race -count=1 $(go list ./... | grep -v /integration)
+fi
+if [ "$what" = all ] || [ "$what" = integration ]; then
+	log "integration tests (real Docker engine)"
+	ensure_docker
+	apt_install busybox-static iproute2 util-linux
+	go test -count=1 -timeout 30m -v ./integration/
+fi
