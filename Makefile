@@ -1,6 +1,7 @@
 # drayage: see README.md. Every target installs or builds what it needs (scripts/).
 SHELL := /bin/bash
-GO ?= go
+# Every Go command runs with a toolchain new enough for go.mod (scripts/go-env.sh).
+GOENV := source scripts/go-env.sh &&
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 PLUGIN ?= drayage
@@ -13,7 +14,7 @@ all: build
 
 ## build: the static drayage binary in build/drayage
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/drayage ./cmd/drayage
+	$(GOENV) CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o build/drayage ./cmd/drayage
 
 ## plugin: build the managed plugin and create it as $(PLUGIN):$(TAG) (left disabled)
 plugin:
@@ -25,7 +26,7 @@ test:
 
 ## unit: unit tests only
 unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /integration)
+	scripts/test.sh unit
 
 ## integration: integration tests only (real Docker engine; needs root)
 integration:
