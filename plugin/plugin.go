@@ -182,6 +182,9 @@ func toDocker(info volume.Info) *dockervolume.Volume {
 	if info.Size >= 0 {
 		status["size"] = info.Size
 	}
+	if info.Problem != "" {
+		status["problem"] = info.Problem
+	}
 	v := &dockervolume.Volume{Name: info.Name, Mountpoint: info.Mountpoint, Status: status}
 	if !info.Created.IsZero() {
 		v.CreatedAt = info.Created.Format(time.RFC3339)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -66,7 +67,9 @@ func startPlugin(t *testing.T, init bool) (*engine, *volume.Manager, *mounttest.
 	l, err := Listen(socket)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	go func() { _ = Serve(l, NewDriver(mgr, Options{Logger: slog.New(slog.DiscardHandler)})) }()
+	// Short deadlines: a call that arrives while the daemon starts waits this long.
+	opts := Options{MountTimeout: 500 * time.Millisecond, CallTimeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	go func() { _ = Serve(l, NewDriver(mgr, opts)) }()
 	if init {
 		require.NoError(t, mgr.Init(context.Background()))
 	}

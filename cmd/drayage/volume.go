@@ -90,6 +90,9 @@ func printInfo(out io.Writer, v volume.Info) {
 	fmt.Fprintf(w, "Name:\t%s\n", v.Name)
 	fmt.Fprintf(w, "Node:\t%s\n", v.Node)
 	fmt.Fprintf(w, "State:\t%s\n", v.State)
+	if v.Problem != "" {
+		fmt.Fprintf(w, "Problem:\t%s\n", v.Problem)
+	}
 	fmt.Fprintf(w, "Mounts:\t%d\n", v.Mounts)
 	if v.Mountpoint != "" {
 		fmt.Fprintf(w, "Mountpoint:\t%s\n", v.Mountpoint)

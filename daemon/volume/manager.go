@@ -19,6 +19,8 @@ import (
 const (
 	StateIdle    = "idle"
 	StateMounted = "mounted"
+	// StateUnreadable: the volume exists but its record can't be read (see Problem).
+	StateUnreadable = "unreadable"
 )
 
 // Info is a volume as users see it (docker volume inspect, drayage volume inspect).
@@ -31,6 +33,8 @@ type Info struct {
 	Size       int64             `json:"size"` // bytes; -1 where not measured (List)
 	Options    map[string]string `json:"options,omitempty"`
 	Created    time.Time         `json:"created"`
+	// Problem says what is wrong with a volume in a bad state, and what to do.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Config configures a Manager.
@@ -51,10 +55,11 @@ type Config struct {
 // Manager runs the volume operations of one node. It is safe for concurrent use;
 // operations on one volume are serialised.
 type Manager struct {
-	cfg   Config
-	log   *slog.Logger
-	store atomic.Pointer[localstore.Store] // nil until Init
-	locks keylock.Locks
+	cfg     Config
+	log     *slog.Logger
+	store   atomic.Pointer[localstore.Store] // nil until Init
+	readyCh chan struct{}                    // closed when Init completes
+	locks   keylock.Locks
 }
 
 // NewManager returns a Manager that answers ErrNotReady until Init completes.
@@ -63,7 +68,7 @@ func NewManager(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log}
+	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{})}
 }
 
 // Node is the name of the node this manager runs on.
@@ -101,6 +106,7 @@ func (m *Manager) Init(ctx context.Context) error {
 	}
 	m.sweepMountDir(inUse)
 	m.store.Store(store)
+	close(m.readyCh)
 	return nil
 }
 
@@ -121,22 +127,26 @@ func (m *Manager) sweepMountDir(inUse map[string]bool) {
 	}
 }
 
-func (m *Manager) ready() (*localstore.Store, error) {
-	s := m.store.Load()
-	if s == nil {
+// ready waits for Init to complete, as long as ctx allows. Calls wait rather than fail at
+// once: the engine forgets a volume whose Get fails, so a daemon that is starting must
+// not answer Get with an error it can avoid.
+func (m *Manager) ready(ctx context.Context) (*localstore.Store, error) {
+	select {
+	case <-m.readyCh:
+		return m.store.Load(), nil
+	case <-ctx.Done():
 		return nil, fmt.Errorf("node %q: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
 	}
-	return s, nil
 }
 
-// begin checks readiness and the name, then locks the volume for one operation.
-func (m *Manager) begin(name string) (*localstore.Store, func(), error) {
-	store, err := m.ready()
-	if err != nil {
-		return nil, nil, err
-	}
+// begin checks the name, waits for readiness, then locks the volume for one operation.
+func (m *Manager) begin(ctx context.Context, name string) (*localstore.Store, func(), error) {
 	if err := ValidateName(name); err != nil {
 		return nil, nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	store, err := m.ready(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
 	return store, m.locks.Lock(name), nil
 }
@@ -160,7 +170,7 @@ func (m *Manager) load(store *localstore.Store, name string) (localstore.Record,
 // Create makes a volume. Creating a volume that exists with the same options succeeds;
 // with other options it fails with ErrOptionsConflict.
 func (m *Manager) Create(ctx context.Context, name string, raw map[string]string) error {
-	store, unlock, err := m.begin(name)
+	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -203,7 +213,7 @@ func (m *Manager) checkSameOptions(existing localstore.Record, want Options, wan
 // Remove deletes a volume and its data. It fails with ErrInUse while containers mount it.
 // Removing a volume that does not exist succeeds: there is nothing left to remove.
 func (m *Manager) Remove(ctx context.Context, name string) error {
-	store, unlock, err := m.begin(name)
+	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -236,7 +246,7 @@ func containers(n int) string {
 // Mount takes one reference on the volume for the given mount ID and returns the
 // mountpoint. The first reference makes the bind mount. A failed Mount changes nothing.
 func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
-	store, unlock, err := m.begin(name)
+	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
@@ -269,7 +279,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 // Unmount drops one reference of the given mount ID; the last reference removes the bind
 // mount. Unmounting an ID or a volume that is not mounted does nothing.
 func (m *Manager) Unmount(ctx context.Context, name, id string) error {
-	store, unlock, err := m.begin(name)
+	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -305,37 +315,47 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 
 // Path returns the mountpoint of a mounted volume, or "" if it is not mounted.
 func (m *Manager) Path(ctx context.Context, name string) (string, error) {
-	info, err := m.get(name, false)
-	return info.Mountpoint, err
-}
-
-// Get describes one volume, with its size measured.
-func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
-	return m.get(name, true)
-}
-
-func (m *Manager) get(name string, measure bool) (Info, error) {
-	store, unlock, err := m.begin(name)
+	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
-		return Info{}, err
+		return "", err
 	}
 	defer unlock()
 	rec, err := m.load(store, name)
 	if err != nil {
+		return "", err
+	}
+	return m.info(rec).Mountpoint, nil
+}
+
+// Get describes one volume, with its size measured. It fails only for a volume that does
+// not exist (the engine forgets a volume whose Get fails): a volume whose record can't be
+// read is described with the problem instead.
+func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
+	store, unlock, err := m.begin(ctx, name)
+	if err != nil {
 		return Info{}, err
 	}
+	defer unlock()
+	rec, err := store.Load(name)
+	switch {
+	case errors.Is(err, localstore.ErrNotExist):
+		return Info{}, m.notFound(name)
+	case err != nil:
+		m.log.Error("cannot read volume record", "volume", name, "err", err)
+		return Info{Name: name, Node: m.cfg.Node, State: StateUnreadable, Size: -1,
+			Problem: err.Error() + "; check the state dir and the daemon log"}, nil
+	}
 	info := m.info(rec)
-	if measure {
-		if info.Size, err = store.Size(name); err != nil {
-			m.log.Warn("cannot measure volume", "volume", name, "err", err)
-		}
+	if info.Size, err = store.Size(name); err != nil {
+		m.log.Warn("cannot measure volume", "volume", name, "err", err)
+		info.Size = -1
 	}
 	return info, nil
 }
 
 // List describes every volume held on this node, sorted by name; sizes are not measured.
 func (m *Manager) List(ctx context.Context) ([]Info, error) {
-	store, err := m.ready()
+	store, err := m.ready(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -263,14 +264,41 @@ func TestRestartRestoresMountsAndKeepsVolumes(t *testing.T) {
 	require.NoError(t, m2.Remove(ctx, "busy"))
 }
 
-func TestCallsBeforeInitSayTheDaemonIsStarting(t *testing.T) {
+func TestCallsBeforeInitWaitForItWithinTheirDeadline(t *testing.T) {
 	f := newFixture(t)
 	m := NewManager(Config{Node: "node-a", Root: f.root, MountDir: f.mountDir, Mounter: f.mounter})
-	_, err := m.List(context.Background())
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := m.List(short)
 	require.ErrorIs(t, err, ErrNotReady)
 	assert.Contains(t, err.Error(), `node "node-a"`)
 	assert.Contains(t, err.Error(), "retry")
-	require.ErrorIs(t, m.Create(context.Background(), "v1", nil), ErrNotReady)
+	require.ErrorIs(t, m.Create(short, "v1", nil), ErrNotReady)
+
+	// A Get that arrives during start-up waits and answers, instead of failing (which
+	// would make the engine forget the volume).
+	got := make(chan error, 1)
+	go func() {
+		_, err := m.Get(context.Background(), "v1")
+		got <- err
+	}()
+	require.NoError(t, m.Init(context.Background()))
+	require.ErrorIs(t, <-got, ErrNotFound, "the answer after start-up, not ErrNotReady")
+}
+
+func TestGetDescribesAnUnreadableVolumeInsteadOfFailing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+	require.NoError(t, os.WriteFile(filepath.Join(f.root, "volumes", "v1", "volume.json"), []byte("{garbage"), 0o600))
+
+	info, err := m.Get(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, StateUnreadable, info.State)
+	assert.Contains(t, info.Problem, `volume "v1"`)
+	_, err = m.Mount(ctx, "v1", "c1")
+	require.Error(t, err, "but it can't be mounted")
 }
 
 func TestConcurrentMountsAndUnmountsBalance(t *testing.T) {
