@@ -1,0 +1,32 @@
+package storetest
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+var probe = &http.Client{Timeout: 2 * time.Second}
+
+// httpOK reports whether GET url answers 200.
+func httpOK(url string) bool {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
+
+// httpLeader reports whether Consul's /v1/status/leader names a leader.
+func httpLeader(url string) bool {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == http.StatusOK && strings.Trim(strings.TrimSpace(string(b)), `"`) != ""
+}

@@ -1,0 +1,149 @@
+package storetest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Server is a real store server started for a test, on loopback.
+type Server struct {
+	// Addr is the client address, host:port.
+	Addr string
+	// URL is the --store URL for it.
+	URL string
+
+	name  string
+	args  []string
+	bin   string
+	dir   string
+	ready func() bool
+	cmd   *exec.Cmd
+}
+
+// FreePort returns a loopback TCP port nobody listens on right now.
+func FreePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartEtcd starts a single-member etcd server (Debian's etcd-server) in a temp dir; it
+// stops when the test ends.
+func StartEtcd(t testing.TB) *Server {
+	bin := findBinary(t, "etcd", "DRAYAGE_ETCD", "install Debian's etcd-server (make test does)")
+	dir := t.TempDir()
+	client, peer := FreePort(t), FreePort(t)
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	s := &Server{
+		Addr: fmt.Sprintf("127.0.0.1:%d", client),
+		name: "etcd", bin: bin, dir: dir,
+		args: []string{
+			"--name", "storetest", "--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
+			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+			"--initial-cluster", "storetest=" + peerURL,
+		},
+	}
+	s.URL = "etcd://" + s.Addr
+	s.ready = func() bool { return httpOK("http://" + s.Addr + "/health") }
+	s.start(t)
+	return s
+}
+
+// StartConsul starts a single Consul server (not dev mode: its data survives a restart)
+// from the binary scripts/build-tools.sh builds; it stops when the test ends.
+func StartConsul(t testing.TB) *Server {
+	bin := findBinary(t, "consul", "DRAYAGE_CONSUL", "build it with scripts/build-tools.sh consul (make test does)")
+	dir := t.TempDir()
+	http, serf, server := FreePort(t), FreePort(t), FreePort(t)
+	s := &Server{
+		Addr: fmt.Sprintf("127.0.0.1:%d", http),
+		name: "consul", bin: bin, dir: dir,
+		args: []string{
+			"agent", "-server", "-bootstrap-expect=1", "-data-dir=" + filepath.Join(dir, "data"),
+			"-node=storetest", "-bind=127.0.0.1", "-client=127.0.0.1", "-advertise=127.0.0.1",
+			"-http-port=" + strconv.Itoa(http), "-serf-lan-port=" + strconv.Itoa(serf),
+			"-server-port=" + strconv.Itoa(server), "-serf-wan-port=-1", "-dns-port=-1",
+			"-grpc-port=-1", "-grpc-tls-port=-1", "-log-level=warn",
+		},
+	}
+	s.URL = "consul://" + s.Addr
+	s.ready = func() bool { return httpLeader("http://" + s.Addr + "/v1/status/leader") }
+	s.start(t)
+	return s
+}
+
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	logFile, err := os.OpenFile(filepath.Join(s.dir, s.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, s.cmd.Start())
+	t.Cleanup(func() { s.stop(); _ = logFile.Close() })
+	deadline := time.Now().Add(60 * time.Second)
+	for !s.ready() {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("%s on %s not ready after 60s; its log:\n%s", s.name, s.Addr, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *Server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// Restart stops the server and starts it again over the same data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.stop()
+	s.start(t)
+}
+
+// findBinary finds a server binary: $ENV, then PATH, then .tools/bin in the repo. A test
+// that needs a server fails, never skips, when it is missing.
+func findBinary(t testing.TB, name, env, hint string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if dir, err := os.Getwd(); err == nil {
+		for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+			p := filepath.Join(dir, ".tools", "bin", name)
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	t.Fatalf("no %s binary: %s, or set %s", name, hint, env)
+	return ""
+}
