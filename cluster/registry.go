@@ -1,0 +1,483 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Errors of volume ownership; callers tell them apart with errors.Is.
+var (
+	// ErrVolumeNotFound means no volume of that name exists in the cluster.
+	ErrVolumeNotFound = errors.New("no such volume in the cluster")
+	// ErrInUse means the volume is mounted on a node.
+	ErrInUse = errors.New("volume in use")
+	// ErrMigrating means the volume is moving to another node.
+	ErrMigrating = errors.New("volume is migrating")
+	// ErrNotOwner means the node does not hold the volume.
+	ErrNotOwner = errors.New("volume is held by another node")
+	// ErrStaleEpoch means a write carried an epoch older than the record's: ownership
+	// changed since the writer last looked. It is refused.
+	ErrStaleEpoch = errors.New("stale epoch")
+	// ErrClaimLost means a claim expired (its lease ended) or was replaced.
+	ErrClaimLost = errors.New("claim lost")
+	// ErrRemoving means the volume is being removed.
+	ErrRemoving = errors.New("volume is being removed")
+)
+
+// DefaultPrefix is where drayage keeps its keys in the store.
+const DefaultPrefix = "drayage/"
+
+// States of a volume, derived from its claim.
+const (
+	StateIdle      = "idle"
+	StateMounted   = "mounted"
+	StateMigrating = "migrating"
+	StateRemoving  = "removing"
+)
+
+// Volume is the persistent record of a volume.
+type Volume struct {
+	Name string `json:"name"`
+	// Owner is the node whose disk holds the volume's data.
+	Owner string `json:"owner"`
+	// Epoch is the fencing token: it increases on every change of owner.
+	Epoch   uint64            `json:"epoch"`
+	Size    int64             `json:"size"`
+	Options map[string]string `json:"options,omitempty"`
+	Created time.Time         `json:"created"`
+	// Removing marks a removal in progress: the owner deletes its data, then the record.
+	Removing bool `json:"removing,omitempty"`
+	// Rev is the store revision the record was read at.
+	Rev int64 `json:"-"`
+}
+
+// Claim kinds.
+const (
+	ClaimMount   = "mount"
+	ClaimMigrate = "migrate"
+)
+
+// Claim says who holds a volume right now. It lives on its holder's lease.
+type Claim struct {
+	Volume string `json:"volume"`
+	// Node is the holder: the owner for a mount, the target for a migration.
+	Node string `json:"node"`
+	Kind string `json:"kind"`
+	// Epoch is the record's epoch for a mount, and the epoch the target will own after
+	// committing for a migration.
+	Epoch uint64 `json:"epoch"`
+	// Mounts counts the containers using the volume on Node (mount claims).
+	Mounts int `json:"mounts,omitempty"`
+	// From is the owner the data comes from (migration claims).
+	From string `json:"from,omitempty"`
+	// BaseRev is the record revision a migration started from; it commits only if the
+	// record is still exactly that.
+	BaseRev int64     `json:"base_rev,omitempty"`
+	Since   time.Time `json:"since"`
+	// Rev is the store revision the claim was read or written at.
+	Rev int64 `json:"-"`
+}
+
+// Entry is a volume with its current claim, if any.
+type Entry struct {
+	Volume Volume
+	Claim  *Claim
+}
+
+// State derives the volume's state from its record and claim.
+func (e Entry) State() string {
+	switch {
+	case e.Volume.Removing:
+		return StateRemoving
+	case e.Claim == nil:
+		return StateIdle
+	case e.Claim.Kind == ClaimMigrate:
+		return StateMigrating
+	default:
+		return StateMounted
+	}
+}
+
+// Node is the record of a cluster member.
+type Node struct {
+	Name      string    `json:"name"`
+	Addresses []string  `json:"addresses,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	Started   time.Time `json:"started"`
+	LastSeen  time.Time `json:"last_seen"`
+}
+
+// Registry keeps volume records, claims and node records in a Store. It is safe for
+// concurrent use; every change is a transaction conditioned on what was read.
+type Registry struct {
+	store  Store
+	prefix string
+}
+
+// NewRegistry returns a Registry over store, keeping its keys under prefix
+// (DefaultPrefix if empty).
+func NewRegistry(store Store, prefix string) *Registry {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return &Registry{store: store, prefix: prefix}
+}
+
+// Store is the store the registry uses.
+func (r *Registry) Store() Store { return r.store }
+
+func (r *Registry) volumeKey(name string) string { return r.prefix + "volumes/" + name }
+func (r *Registry) claimKey(name string) string  { return r.prefix + "claims/" + name }
+func (r *Registry) nodeKey(name string) string   { return r.prefix + "nodes/" + name }
+
+// VolumesPrefix is the key prefix of volume records (for watching).
+func (r *Registry) VolumesPrefix() string { return r.prefix + "volumes/" }
+
+// ClaimsPrefix is the key prefix of claims (for watching).
+func (r *Registry) ClaimsPrefix() string { return r.prefix + "claims/" }
+
+// VolumeName returns the volume a key under VolumesPrefix or ClaimsPrefix is about.
+func (r *Registry) VolumeName(key string) string {
+	for _, p := range []string{r.VolumesPrefix(), r.ClaimsPrefix()} {
+		if strings.HasPrefix(key, p) {
+			return strings.TrimPrefix(key, p)
+		}
+	}
+	return ""
+}
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode %T: %v", v, err)) // plain structs always encode
+	}
+	return b
+}
+
+func decodeVolume(kv KV) (Volume, error) {
+	var v Volume
+	if err := json.Unmarshal(kv.Value, &v); err != nil {
+		return v, fmt.Errorf("decode volume record %s: %w", kv.Key, err)
+	}
+	v.Rev = kv.Rev
+	return v, nil
+}
+
+func decodeClaim(kv KV) (*Claim, error) {
+	var c Claim
+	if err := json.Unmarshal(kv.Value, &c); err != nil {
+		return nil, fmt.Errorf("decode claim %s: %w", kv.Key, err)
+	}
+	c.Rev = kv.Rev
+	return &c, nil
+}
+
+// Get reads a volume and its claim.
+func (r *Registry) Get(ctx context.Context, name string) (Entry, error) {
+	kv, err := r.store.Get(ctx, r.volumeKey(name))
+	if errors.Is(err, ErrNotFound) {
+		return Entry{}, fmt.Errorf("volume %q: %w", name, ErrVolumeNotFound)
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	v, err := decodeVolume(kv)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Volume: v}
+	ckv, err := r.store.Get(ctx, r.claimKey(name))
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return Entry{}, err
+	default:
+		if e.Claim, err = decodeClaim(ckv); err != nil {
+			return Entry{}, err
+		}
+	}
+	return e, nil
+}
+
+// List reads every volume with its claim, sorted by name.
+func (r *Registry) List(ctx context.Context) ([]Entry, error) {
+	vkvs, err := r.store.List(ctx, r.VolumesPrefix())
+	if err != nil {
+		return nil, err
+	}
+	ckvs, err := r.store.List(ctx, r.ClaimsPrefix())
+	if err != nil {
+		return nil, err
+	}
+	claims := make(map[string]*Claim, len(ckvs))
+	for _, kv := range ckvs {
+		c, err := decodeClaim(kv)
+		if err != nil {
+			return nil, err
+		}
+		claims[r.VolumeName(kv.Key)] = c
+	}
+	out := make([]Entry, 0, len(vkvs))
+	for _, kv := range vkvs {
+		v, err := decodeVolume(kv)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Entry{Volume: v, Claim: claims[r.VolumeName(kv.Key)]})
+	}
+	return out, nil
+}
+
+// Create adds a volume record unless the name exists. It returns the record now in the
+// store and whether this call created it.
+func (r *Registry) Create(ctx context.Context, v Volume) (Entry, bool, error) {
+	if v.Epoch == 0 {
+		v.Epoch = 1
+	}
+	rev, err := r.store.Txn(ctx, []Cond{Absent(r.volumeKey(v.Name))}, []Op{Put(r.volumeKey(v.Name), encode(v))})
+	if errors.Is(err, ErrConflict) {
+		e, err := r.Get(ctx, v.Name)
+		if errors.Is(err, ErrVolumeNotFound) {
+			return r.Create(ctx, v) // removed in between: try again
+		}
+		return e, false, err
+	}
+	if err != nil {
+		return Entry{}, false, err
+	}
+	v.Rev = rev
+	return Entry{Volume: v}, true, nil
+}
+
+// ClaimMount records that node mounts the volume, mounts times, on lease. Only the owner
+// may; the claim is refused while another claim (a migration) holds the volume. Calling
+// it again updates the count, or moves the claim to a new lease.
+func (r *Registry) ClaimMount(ctx context.Context, name, node string, lease Lease, mounts int) (*Claim, error) {
+	for {
+		e, err := r.Get(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		v := e.Volume
+		if v.Removing {
+			return nil, fmt.Errorf("volume %q: %w", name, ErrRemoving)
+		}
+		if v.Owner != node {
+			return nil, fmt.Errorf("volume %q is held by node %q, not %q: %w", name, v.Owner, node, ErrNotOwner)
+		}
+		c := &Claim{Volume: name, Node: node, Kind: ClaimMount, Epoch: v.Epoch, Mounts: mounts, Since: time.Now().UTC()}
+		conds := []Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev})}
+		switch {
+		case e.Claim == nil:
+			conds = append(conds, Absent(r.claimKey(name)))
+		case e.Claim.Kind == ClaimMount && e.Claim.Node == node:
+			c.Since = e.Claim.Since
+			conds = append(conds, Cond{Key: r.claimKey(name), Rev: e.Claim.Rev})
+		case e.Claim.Kind == ClaimMigrate:
+			return nil, fmt.Errorf("volume %q is moving to node %q: %w", name, e.Claim.Node, ErrMigrating)
+		default:
+			return nil, fmt.Errorf("volume %q is mounted on node %q: %w", name, e.Claim.Node, ErrInUse)
+		}
+		rev, err := r.store.Txn(ctx, conds, []Op{PutLeased(r.claimKey(name), encode(c), lease)})
+		if errors.Is(err, ErrConflict) {
+			continue // the record or the claim changed: look again
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.Rev = rev
+		return c, nil
+	}
+}
+
+// Release drops a claim if it is still the one given; a claim that expired or was
+// replaced is left alone.
+func (r *Registry) Release(ctx context.Context, c *Claim) error {
+	_, err := r.store.Txn(ctx, []Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}}, []Op{Delete(r.claimKey(c.Volume))})
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// BeginMigration claims the volume for target, on target's lease, so that target may pull
+// its data from the owner. It fails with ErrInUse while the volume is mounted, and with
+// ErrMigrating while another migration runs.
+func (r *Registry) BeginMigration(ctx context.Context, name, target string, lease Lease) (*Claim, Volume, error) {
+	e, err := r.Get(ctx, name)
+	if err != nil {
+		return nil, Volume{}, err
+	}
+	v := e.Volume
+	switch {
+	case v.Removing:
+		return nil, v, fmt.Errorf("volume %q: %w", name, ErrRemoving)
+	case v.Owner == target:
+		return nil, v, fmt.Errorf("volume %q is already held by node %q", name, target)
+	case e.Claim != nil && e.Claim.Kind == ClaimMigrate:
+		return nil, v, fmt.Errorf("volume %q is moving to node %q: %w", name, e.Claim.Node, ErrMigrating)
+	case e.Claim != nil:
+		return nil, v, fmt.Errorf("volume %q is mounted on node %q: %w", name, e.Claim.Node, ErrInUse)
+	}
+	c := &Claim{Volume: name, Node: target, Kind: ClaimMigrate, Epoch: v.Epoch + 1, From: v.Owner, BaseRev: v.Rev, Since: time.Now().UTC()}
+	rev, err := r.store.Txn(ctx,
+		[]Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name))},
+		[]Op{PutLeased(r.claimKey(name), encode(c), lease)})
+	if errors.Is(err, ErrConflict) {
+		// Someone else got there first; report what they did.
+		if e2, err2 := r.Get(ctx, name); err2 == nil && e2.Claim != nil {
+			if e2.Claim.Kind == ClaimMigrate {
+				return nil, v, fmt.Errorf("volume %q is moving to node %q: %w", name, e2.Claim.Node, ErrMigrating)
+			}
+			return nil, v, fmt.Errorf("volume %q is mounted on node %q: %w", name, e2.Claim.Node, ErrInUse)
+		}
+		return nil, v, fmt.Errorf("volume %q changed while starting to move it: %w", name, ErrConflict)
+	}
+	if err != nil {
+		return nil, v, err
+	}
+	c.Rev = rev
+	return c, v, nil
+}
+
+// CheckMigration is what the owner asks before serving data: is there a migration of the
+// volume to target at exactly this epoch? Anything else is ErrStaleEpoch.
+func (r *Registry) CheckMigration(ctx context.Context, name, target string, epoch uint64) error {
+	e, err := r.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	c := e.Claim
+	if c == nil || c.Kind != ClaimMigrate || c.Node != target || c.Epoch != epoch || e.Volume.Epoch+1 != epoch {
+		return fmt.Errorf("volume %q: no migration to node %q at epoch %d (record at epoch %d): %w", name, target, epoch, e.Volume.Epoch, ErrStaleEpoch)
+	}
+	return nil
+}
+
+// CommitMigration makes the migration's target the owner, at the claim's epoch, and turns
+// the claim into the target's mount claim on lease (mounts containers; release it if the
+// volume is not mounted). It succeeds only if the claim is still held and the record is
+// exactly as it was when the migration began.
+func (r *Registry) CommitMigration(ctx context.Context, c *Claim, size int64, lease Lease, mounts int) (Volume, *Claim, error) {
+	e, err := r.Get(ctx, c.Volume)
+	if err != nil {
+		return Volume{}, nil, err
+	}
+	if e.Claim == nil || e.Claim.Rev != c.Rev {
+		return Volume{}, nil, fmt.Errorf("volume %q: the migration claim of node %q is gone (its lease ended): %w", c.Volume, c.Node, ErrClaimLost)
+	}
+	if e.Volume.Rev != c.BaseRev || e.Volume.Epoch+1 != c.Epoch {
+		return Volume{}, nil, fmt.Errorf("volume %q changed during the migration (epoch %d, claim for %d): %w", c.Volume, e.Volume.Epoch, c.Epoch, ErrStaleEpoch)
+	}
+	v := e.Volume
+	v.Owner, v.Epoch, v.Size = c.Node, c.Epoch, size
+	mc := &Claim{Volume: c.Volume, Node: c.Node, Kind: ClaimMount, Epoch: c.Epoch, Mounts: mounts, Since: time.Now().UTC()}
+	rev, err := r.store.Txn(ctx,
+		[]Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}, {Key: r.volumeKey(c.Volume), Rev: c.BaseRev}},
+		[]Op{Put(r.volumeKey(c.Volume), encode(v)), PutLeased(r.claimKey(c.Volume), encode(mc), lease)})
+	if errors.Is(err, ErrConflict) {
+		return Volume{}, nil, fmt.Errorf("volume %q changed while committing its migration to node %q: %w", c.Volume, c.Node, ErrStaleEpoch)
+	}
+	if err != nil {
+		return Volume{}, nil, err
+	}
+	v.Rev, mc.Rev = rev, rev
+	return v, mc, nil
+}
+
+// UpdateSize records the size the owner measured. The write carries the owner's epoch
+// and is refused with ErrStaleEpoch if ownership moved on.
+func (r *Registry) UpdateSize(ctx context.Context, name, node string, epoch uint64, size int64) error {
+	for {
+		e, err := r.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		v := e.Volume
+		if v.Owner != node || v.Epoch != epoch {
+			return fmt.Errorf("volume %q: node %q writes at epoch %d, but node %q owns it at epoch %d: %w", name, node, epoch, v.Owner, v.Epoch, ErrStaleEpoch)
+		}
+		if v.Size == size {
+			return nil
+		}
+		v.Size = size
+		_, err = r.store.Txn(ctx, []Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev})}, []Op{Put(r.volumeKey(name), encode(v))})
+		if !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+}
+
+// MarkRemoving starts the removal of an idle volume: the record stays, marked, until its
+// owner has deleted the data (FinishRemoval). It fails with ErrInUse or ErrMigrating while
+// a claim holds the volume. Marking a volume that is already being removed succeeds.
+func (r *Registry) MarkRemoving(ctx context.Context, name string) (Volume, error) {
+	for {
+		e, err := r.Get(ctx, name)
+		if err != nil {
+			return Volume{}, err
+		}
+		v := e.Volume
+		if e.Claim != nil {
+			if e.Claim.Kind == ClaimMigrate {
+				return v, fmt.Errorf("volume %q is moving to node %q: %w", name, e.Claim.Node, ErrMigrating)
+			}
+			return v, fmt.Errorf("volume %q is mounted on node %q by %d container(s): %w", name, e.Claim.Node, e.Claim.Mounts, ErrInUse)
+		}
+		if v.Removing {
+			return v, nil
+		}
+		v.Removing = true
+		rev, err := r.store.Txn(ctx,
+			[]Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name))},
+			[]Op{Put(r.volumeKey(name), encode(v))})
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return v, err
+		}
+		v.Rev = rev
+		return v, nil
+	}
+}
+
+// FinishRemoval deletes the record of a volume marked for removal, once its owner has
+// deleted the data.
+func (r *Registry) FinishRemoval(ctx context.Context, v Volume) error {
+	_, err := r.store.Txn(ctx, []Cond{Unchanged(KV{Key: r.volumeKey(v.Name), Rev: v.Rev})}, []Op{Delete(r.volumeKey(v.Name))})
+	if errors.Is(err, ErrConflict) {
+		return fmt.Errorf("volume %q changed while being removed: %w", v.Name, ErrConflict)
+	}
+	return err
+}
+
+// PutNode writes a node record.
+func (r *Registry) PutNode(ctx context.Context, n Node) error {
+	_, err := r.store.Txn(ctx, nil, []Op{Put(r.nodeKey(n.Name), encode(n))})
+	return err
+}
+
+// Nodes lists the node records, sorted by name.
+func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
+	kvs, err := r.store.List(ctx, r.prefix+"nodes/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Node, 0, len(kvs))
+	for _, kv := range kvs {
+		var n Node
+		if err := json.Unmarshal(kv.Value, &n); err != nil {
+			return nil, fmt.Errorf("decode node record %s: %w", kv.Key, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
