@@ -71,9 +71,9 @@ func TestOnlyTheOwnerMayClaimAMount(t *testing.T) {
 	create(t, r, "db", "node-a")
 	la := lease(t, s)
 
-	c, err := r.ClaimMount(ctx, "db", "node-a", la, 1)
+	_, err := r.ClaimMount(ctx, "db", "node-a", la, 1)
 	require.NoError(t, err)
-	c, err = r.ClaimMount(ctx, "db", "node-a", la, 2)
+	c, err := r.ClaimMount(ctx, "db", "node-a", la, 2)
 	require.NoError(t, err, "the owner updates its count")
 	e, err := r.Get(ctx, "db")
 	require.NoError(t, err)

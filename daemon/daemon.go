@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/docker/go-connections/sockets"
 
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/backends"
+	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/mount"
 	"github.com/drayage/drayage/daemon/volume"
@@ -20,13 +24,28 @@ import (
 type Config struct {
 	// Name is this node's name (default: the host name).
 	Name string
-	// Root is the state dir: volume data, records, control.sock.
+	// Root is the state dir: volume data, records, control.sock, the embedded store.
 	Root string
 	// MountDir is where volumes are bind-mounted for the engine (default Root/mounts). A
 	// managed plugin sets it to its propagatedMount.
 	MountDir string
 	// MountTimeout is Mount's budget, kept below the engine's own deadlines.
 	MountTimeout time.Duration
+	// Version is reported in the node record.
+	Version string
+
+	// Store is the --store URL: embedded, etcd://..., consul://...
+	Store string
+	// StorePrefix is the key prefix in the store (default "drayage/").
+	StorePrefix string
+	// StoreCA, StoreCert and StoreKey are client TLS files for etcd or Consul.
+	StoreCA, StoreCert, StoreKey string
+	// StoreUser and StorePassword authenticate to etcd; StoreToken is Consul's ACL token.
+	StoreUser, StorePassword, StoreToken string
+	// EmbeddedAddr is where the embedded store listens for clients (host:port).
+	EmbeddedAddr string
+	// LeaseTTL is how long this node's claims outlive it if it dies or is cut off.
+	LeaseTTL time.Duration
 }
 
 // Validate checks the settings and fills in defaults.
@@ -52,6 +71,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MountTimeout < time.Second || c.MountTimeout > 110*time.Second {
 		return fmt.Errorf("node %q: mount timeout %s is out of range: use 1s to 110s, below the engine's 2 minute deadline (--mount-timeout, DRAYAGE_MOUNT_TIMEOUT)", c.Name, c.MountTimeout)
+	}
+	if _, err := backends.Parse(c.Store); err != nil {
+		return fmt.Errorf("node %q: %w (--store, DRAYAGE_STORE)", c.Name, err)
+	}
+	if c.StorePrefix == "" {
+		c.StorePrefix = cluster.DefaultPrefix
+	}
+	if c.EmbeddedAddr == "" {
+		c.EmbeddedAddr = "127.0.0.1:7793"
+	}
+	if c.LeaseTTL < 2*time.Second || c.LeaseTTL > 10*time.Minute {
+		return fmt.Errorf("node %q: lease TTL %s is out of range: use 2s to 10m (--lease-ttl, DRAYAGE_LEASE_TTL)", c.Name, c.LeaseTTL)
 	}
 	return nil
 }
@@ -85,15 +116,27 @@ func (d *Daemon) Config() Config { return d.cfg }
 // Volumes is the node's volume manager.
 func (d *Daemon) Volumes() *volume.Manager { return d.vols }
 
-// Run initialises the node and serves the control API until ctx ends.
+// Run connects to the cluster store, initialises the node and serves the control API
+// until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
 	start := time.Now()
 	if err := os.MkdirAll(d.cfg.Root, 0o700); err != nil {
 		return fmt.Errorf("node %q: create state dir %s: %w", d.cfg.Name, d.cfg.Root, err)
 	}
-	if err := d.vols.Init(ctx); err != nil {
+	store, err := d.openStore(ctx)
+	if err != nil {
 		return err
 	}
+	defer store.Close()
+	reg := cluster.NewRegistry(store, d.cfg.StorePrefix)
+	lease, err := store.Grant(ctx, d.cfg.LeaseTTL)
+	if err != nil {
+		return fmt.Errorf("node %q: cannot take a lease in the cluster store: %w", d.cfg.Name, err)
+	}
+	if err := d.vols.Init(ctx, reg, lease); err != nil {
+		return err
+	}
+
 	sock := filepath.Join(d.cfg.Root, control.SocketName)
 	l, err := sockets.NewUnixSocketWithOpts(sock, sockets.WithChmod(0o600))
 	if err != nil {
@@ -102,19 +145,122 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv := control.NewServer(d.vols, d.log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
-	d.log.Info("drayage ready", "root", d.cfg.Root, "mount_dir", d.cfg.MountDir, "control", sock, "took", time.Since(start).Round(time.Millisecond))
+
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){
+		func(ctx context.Context) { d.keepLease(ctx, store, lease) },
+		func(ctx context.Context) { d.heartbeat(ctx, reg, start) },
+		d.vols.WatchRemovals,
+		func(ctx context.Context) { d.every(ctx, 30*time.Second, d.vols.Reconcile) },
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(bg) }()
+	}
+	d.log.Info("drayage ready", "root", d.cfg.Root, "mount_dir", d.cfg.MountDir, "store", d.cfg.Store,
+		"control", sock, "took", time.Since(start).Round(time.Millisecond))
 
 	select {
 	case err = <-errc:
-		return fmt.Errorf("node %q: control API stopped: %w", d.cfg.Name, err)
+		err = fmt.Errorf("node %q: control API stopped: %w", d.cfg.Name, err)
 	case <-ctx.Done():
+		err = nil
 	}
+	stopBG()
+	wg.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		d.log.Warn("control API shutdown", "err", err)
+	if serr := srv.Shutdown(shutdownCtx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+		d.log.Warn("control API shutdown", "err", serr)
 	}
 	_ = os.Remove(sock)
+	// The lease is not revoked: claims of volumes still mounted here must survive a
+	// restart of the daemon. They expire with the lease if it does not come back.
 	d.log.Info("drayage stopped")
-	return nil
+	return err
+}
+
+// openStore connects to the cluster store, retrying until it answers or ctx ends.
+func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
+	cfg := backends.Config{
+		URL: d.cfg.Store, CAFile: d.cfg.StoreCA, CertFile: d.cfg.StoreCert, KeyFile: d.cfg.StoreKey,
+		Username: d.cfg.StoreUser, Password: d.cfg.StorePassword, Token: d.cfg.StoreToken,
+		Embedded: embedded.Options{
+			Dir: filepath.Join(d.cfg.Root, "store"), Name: d.cfg.Name, ClientAddr: d.cfg.EmbeddedAddr,
+		},
+	}
+	backoff := time.Second
+	for {
+		store, err := backends.Open(ctx, cfg)
+		if err == nil {
+			return store, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
+		}
+		d.log.Error("cannot open the cluster store; retrying. Check DRAYAGE_STORE and that the store is up",
+			"store", d.cfg.Store, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// keepLease replaces the node's lease whenever it is lost (the store was unreachable for
+// longer than the TTL) and has the volume manager claim its mounted volumes again.
+func (d *Daemon) keepLease(ctx context.Context, store cluster.Store, lease cluster.Lease) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lease.Done():
+		}
+		d.log.Error("lost the node's lease in the cluster store; claims of volumes mounted here lapsed. Taking a new one")
+		backoff := time.Second
+		for {
+			l, err := store.Grant(ctx, d.cfg.LeaseTTL)
+			if err == nil {
+				lease = l
+				break
+			}
+			d.log.Error("cannot take a new lease; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+		d.vols.SetLease(ctx, lease)
+		d.log.Info("took a new lease and claimed mounted volumes again")
+	}
+}
+
+// heartbeat keeps this node's record current.
+func (d *Daemon) heartbeat(ctx context.Context, reg *cluster.Registry, started time.Time) {
+	put := func(ctx context.Context) {
+		n := cluster.Node{Name: d.cfg.Name, Version: d.cfg.Version, Started: started.UTC(), LastSeen: time.Now().UTC()}
+		if err := reg.PutNode(ctx, n); err != nil {
+			d.log.Warn("cannot update this node's record in the cluster store", "err", err)
+		}
+	}
+	put(ctx)
+	d.every(ctx, d.cfg.LeaseTTL, put)
+}
+
+// every runs fn every interval until ctx ends.
+func (d *Daemon) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
 }

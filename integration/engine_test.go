@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,29 +49,36 @@ func (e *engine) command(name string, args ...string) *exec.Cmd {
 type legacyDaemon struct {
 	t      *testing.T
 	engine *engine
+	name   string
 	root   string
 	socket string
+	args   []string
 	cmd    *exec.Cmd
 	log    *os.File
 }
 
-// startLegacy starts drayage in legacy mode next to the engine, serving driver name.
-func startLegacy(t *testing.T, e *engine, driver, root string) *legacyDaemon {
+// startLegacy starts drayage in legacy mode next to the engine as node name, serving
+// driver name. args are more daemon flags; without --store it runs an embedded store on a
+// free port.
+func startLegacy(t *testing.T, e *engine, name, driver, root string, args ...string) *legacyDaemon {
 	t.Helper()
 	logFile, err := os.OpenFile(root+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	require.NoError(t, err)
-	d := &legacyDaemon{t: t, engine: e, root: root, socket: "/run/docker/plugins/" + driver + ".sock", log: logFile}
-	d.start()
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--store") }) {
+		args = append(args, "--embedded-addr", freeAddr())
+	}
+	d := &legacyDaemon{t: t, engine: e, name: name, root: root, socket: "/run/docker/plugins/" + driver + ".sock", args: args, log: logFile}
 	t.Cleanup(func() {
 		d.kill(syscall.SIGTERM)
 		_ = logFile.Close()
 	})
+	d.start()
 	return d
 }
 
 func (d *legacyDaemon) start() {
 	d.t.Helper()
-	d.cmd = d.engine.command(binary, "daemon", "--root", d.root, "--socket", d.socket, "--name", "legacy-node")
+	d.cmd = d.engine.command(binary, append([]string{"daemon", "--root", d.root, "--socket", d.socket, "--name", d.name}, d.args...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(d.t, d.cmd.Start())
 	eventually(d.t, timeout, "the legacy daemon's control socket", func() bool {

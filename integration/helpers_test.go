@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,3 +137,13 @@ func splitLines(s string) []string { return strings.Fields(s) }
 
 // timeout bounds every wait in these tests.
 const timeout = 30 * time.Second
+
+// freeAddr returns a loopback host:port nobody listens on right now.
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -16,7 +16,7 @@ import (
 func TestLegacyDaemonServesTheEngineAndSurvivesRestartAndCrash(t *testing.T) {
 	e := startEngine(t)
 	root := filepath.Join(t.TempDir(), "state")
-	d := startLegacy(t, e, "drayage-legacy", root)
+	d := startLegacy(t, e, "legacy-node", "drayage-legacy", root)
 
 	e.docker(t, "volume", "create", "--driver", "drayage-legacy", "lv")
 	e.docker(t, "run", "--rm", "--network", "none", "-v", "lv:/data", testImage, "sh", "-c", "echo legacy > /data/f")

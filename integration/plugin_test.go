@@ -9,9 +9,10 @@ import (
 
 // pluginUnderTest is a managed plugin installed in the engine with its own state dir.
 type pluginUnderTest struct {
-	ref   string
-	state string // host dir mounted as the plugin's state dir
-	tls   string
+	ref       string
+	state     string // host dir mounted as the plugin's state dir
+	tls       string
+	storeAddr string // where its embedded store listens
 }
 
 // installPlugin builds the plugin with 'make plugin', points its state and TLS mounts at
@@ -21,7 +22,7 @@ func installPlugin(ref string) (*pluginUnderTest, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pluginUnderTest{ref: ref, state: filepath.Join(base, "state"), tls: filepath.Join(base, "tls")}
+	p := &pluginUnderTest{ref: ref, state: filepath.Join(base, "state"), tls: filepath.Join(base, "tls"), storeAddr: freeAddr()}
 	for _, d := range []string{p.state, p.tls} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
@@ -46,8 +47,10 @@ func (p *pluginUnderTest) build() error {
 }
 
 func (p *pluginUnderTest) configure() error {
+	// The plugin shares the host's network: its embedded store gets a port of its own.
 	if out, err := tryRun("docker", "plugin", "set", p.ref,
-		"state.source="+p.state, "tls.source="+p.tls, "DRAYAGE_NAME=it-node", "DRAYAGE_LOG_LEVEL=debug"); err != nil {
+		"state.source="+p.state, "tls.source="+p.tls, "DRAYAGE_NAME=it-node", "DRAYAGE_LOG_LEVEL=debug",
+		"DRAYAGE_EMBEDDED_ADDR="+p.storeAddr); err != nil {
 		return fmt.Errorf("docker plugin set: %w\n%s", err, out)
 	}
 	return nil

@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/daemon/mount/mounttest"
-	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/daemon/volume/volumetest"
 )
 
 // engine speaks the volume plugin protocol to a socket, as dockerd does.
@@ -56,28 +56,23 @@ func (e *engine) post(path string, req any) map[string]any {
 
 // startPlugin serves a driver over a real unix socket; init says whether the manager
 // finishes starting.
-func startPlugin(t *testing.T, init bool) (*engine, *volume.Manager, *mounttest.Fake) {
-	dir := t.TempDir()
-	fake := mounttest.New()
-	mgr := volume.NewManager(volume.Config{
-		Node: "node-a", Root: filepath.Join(dir, "state"), MountDir: filepath.Join(dir, "mnt"), Mounter: fake,
-		Logger: slog.New(slog.DiscardHandler),
-	})
-	socket := filepath.Join(dir, "drayage.sock")
+func startPlugin(t *testing.T, init bool) (*engine, *mounttest.Fake) {
+	node := volumetest.New(t, "node-a")
+	socket := filepath.Join(t.TempDir(), "drayage.sock")
 	l, err := Listen(socket)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
 	// Short deadlines: a call that arrives while the daemon starts waits this long.
 	opts := Options{MountTimeout: 500 * time.Millisecond, CallTimeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
-	go func() { _ = Serve(l, NewDriver(mgr, opts)) }()
+	go func() { _ = Serve(l, NewDriver(node.Manager, opts)) }()
 	if init {
-		require.NoError(t, mgr.Init(context.Background()))
+		node.Init()
 	}
-	return newEngine(t, socket), mgr, fake
+	return newEngine(t, socket), node.Mounter
 }
 
 func TestActivateAndCapabilitiesAnswerWhileStarting(t *testing.T) {
-	e, _, _ := startPlugin(t, false)
+	e, _ := startPlugin(t, false)
 	act := e.post("/Plugin.Activate", nil)
 	assert.Equal(t, []any{"VolumeDriver"}, act["Implements"])
 	caps := e.call("Capabilities", nil)
@@ -89,7 +84,7 @@ func TestActivateAndCapabilitiesAnswerWhileStarting(t *testing.T) {
 }
 
 func TestVolumeLifecycleOverTheSocket(t *testing.T) {
-	e, _, fake := startPlugin(t, true)
+	e, fake := startPlugin(t, true)
 
 	assert.Contains(t, e.call("Get", map[string]any{"Name": "v1"})["Err"], "no such volume")
 	assert.Empty(t, e.call("Create", map[string]any{"Name": "v1", "Opts": map[string]string{"mode": "0700"}})["Err"])
@@ -122,7 +117,7 @@ func TestVolumeLifecycleOverTheSocket(t *testing.T) {
 }
 
 func TestBadRequestsComeBackAsClearErrors(t *testing.T) {
-	e, _, _ := startPlugin(t, true)
+	e, _ := startPlugin(t, true)
 	got := e.call("Create", map[string]any{"Name": "../etc"})
 	assert.Contains(t, got["Err"], `invalid volume name "../etc"`)
 	got = e.call("Create", map[string]any{"Name": "v1", "Opts": map[string]string{"color": "red"}})

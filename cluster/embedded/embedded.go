@@ -6,8 +6,10 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -25,7 +27,8 @@ type Options struct {
 	// ClientAddr is host:port the server listens on for clients (default
 	// 127.0.0.1:7793). Listen on a reachable address to let other nodes use it.
 	ClientAddr string
-	// PeerAddr is host:port for the (unused) peer port (default 127.0.0.1:7794).
+	// PeerAddr is host:port for the peer port, which a single member only listens on
+	// (default: the client address's host and port + 1).
 	PeerAddr string
 	// StartTimeout bounds the wait for the server to be ready (default 60s).
 	StartTimeout time.Duration
@@ -45,7 +48,12 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 		opts.ClientAddr = "127.0.0.1:7793"
 	}
 	if opts.PeerAddr == "" {
-		opts.PeerAddr = "127.0.0.1:7794"
+		host, port, err := net.SplitHostPort(opts.ClientAddr)
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil {
+			return nil, fmt.Errorf("embedded store address %q: want HOST:PORT", opts.ClientAddr)
+		}
+		opts.PeerAddr = net.JoinHostPort(host, strconv.Itoa(n+1))
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 60 * time.Second

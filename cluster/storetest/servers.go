@@ -76,6 +76,8 @@ func StartConsul(t testing.TB) *Server {
 			"-http-port=" + strconv.Itoa(http), "-serf-lan-port=" + strconv.Itoa(serf),
 			"-server-port=" + strconv.Itoa(server), "-serf-wan-port=-1", "-dns-port=-1",
 			"-grpc-port=-1", "-grpc-tls-port=-1", "-log-level=warn",
+			// No update check (it calls out to the internet), and quick elections.
+			"-hcl=disable_update_check = true", "-hcl=performance { raft_multiplier = 1 }",
 		},
 	}
 	s.URL = "consul://" + s.Addr

@@ -28,6 +28,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Root = g.root
+			cfg.Version = version
 			log, err := newLogger(g)
 			if err != nil {
 				return err
@@ -42,7 +43,18 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&socket, "socket", defaultSocket, "Docker volume plugin socket; the driver name is the file name without .sock")
 	f.StringVar(&cfg.MountDir, "mount-dir", "", "where volumes are mounted for the engine (default: ROOT/mounts)")
 	f.DurationVar(&cfg.MountTimeout, "mount-timeout", 25*time.Second, "budget for one Mount call, below the engine's own deadline")
-	withEnv(f, "name", "socket", "mount-dir", "mount-timeout")
+	f.StringVar(&cfg.Store, "store", "embedded", "cluster store: embedded, etcd://HOST:PORT[,HOST:PORT...] or consul://HOST:PORT")
+	f.StringVar(&cfg.StorePrefix, "store-prefix", "drayage/", "key prefix in the cluster store")
+	f.StringVar(&cfg.StoreCA, "store-ca", "", "CA certificate (PEM) that signed the store's certificate")
+	f.StringVar(&cfg.StoreCert, "store-cert", "", "client certificate (PEM) for the store")
+	f.StringVar(&cfg.StoreKey, "store-key", "", "client key (PEM) for the store")
+	f.StringVar(&cfg.StoreUser, "store-user", "", "etcd user name")
+	f.StringVar(&cfg.StorePassword, "store-password", "", "etcd password (prefer the variable to the flag)")
+	f.StringVar(&cfg.StoreToken, "store-token", "", "Consul ACL token (prefer the variable to the flag)")
+	f.StringVar(&cfg.EmbeddedAddr, "embedded-addr", "127.0.0.1:7793", "where the embedded store listens for clients; other nodes use it as etcd://ADDR")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 10*time.Second, "how long this node's claims outlive it when it dies or is cut off")
+	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
+		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl")
 	return cmd
 }
 

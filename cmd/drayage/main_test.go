@@ -51,7 +51,10 @@ func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
 	require.NoError(t, err)
 	want := map[string]string{
 		"name": "DRAYAGE_NAME", "socket": "DRAYAGE_SOCKET", "mount-dir": "DRAYAGE_MOUNT_DIR",
-		"mount-timeout": "DRAYAGE_MOUNT_TIMEOUT",
+		"mount-timeout": "DRAYAGE_MOUNT_TIMEOUT", "store": "DRAYAGE_STORE", "store-prefix": "DRAYAGE_STORE_PREFIX",
+		"store-ca": "DRAYAGE_STORE_CA", "store-cert": "DRAYAGE_STORE_CERT", "store-key": "DRAYAGE_STORE_KEY",
+		"store-user": "DRAYAGE_STORE_USER", "store-password": "DRAYAGE_STORE_PASSWORD", "store-token": "DRAYAGE_STORE_TOKEN",
+		"embedded-addr": "DRAYAGE_EMBEDDED_ADDR", "lease-ttl": "DRAYAGE_LEASE_TTL",
 	}
 	for flag, env := range want {
 		f := daemonCmd.Flags().Lookup(flag)

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drayage/drayage/daemon/mount/mounttest"
 	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/daemon/volume/volumetest"
 )
 
 func serve(t *testing.T, vols Volumes, root string) {
@@ -24,12 +24,10 @@ func serve(t *testing.T, vols Volumes, root string) {
 
 func TestClientListsAndInspectsThroughTheSocket(t *testing.T) {
 	ctx := context.Background()
+	node := volumetest.Start(t, "node-a")
+	require.NoError(t, node.Manager.Create(ctx, "v1", map[string]string{"uid": "5"}))
 	root := t.TempDir()
-	mgr := volume.NewManager(volume.Config{Node: "node-a", Root: root, MountDir: filepath.Join(root, "mnt"),
-		Mounter: mounttest.New(), Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, mgr.Init(ctx))
-	require.NoError(t, mgr.Create(ctx, "v1", map[string]string{"uid": "5"}))
-	serve(t, mgr, root)
+	serve(t, node.Manager, root)
 	c := NewClient(root)
 
 	list, err := c.ListVolumes(ctx)

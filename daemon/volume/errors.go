@@ -15,6 +15,8 @@ var (
 	ErrOptionsConflict = errors.New("volume exists with other options")
 	// ErrInUse means the volume is mounted by containers.
 	ErrInUse = errors.New("volume in use")
+	// ErrElsewhere means the volume is held by another node.
+	ErrElsewhere = errors.New("volume is held by another node")
 	// ErrNotReady means the daemon is still starting.
 	ErrNotReady = errors.New("drayage is starting")
 )

@@ -7,25 +7,30 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/internal/keylock"
 	"github.com/drayage/drayage/daemon/localstore"
 	"github.com/drayage/drayage/daemon/mount"
 )
 
-// States of a volume.
+// States of a volume: the cluster's (idle, mounted, migrating, removing) and these.
 const (
-	StateIdle    = "idle"
-	StateMounted = "mounted"
-	// StateUnreadable: the volume exists but its record can't be read (see Problem).
+	StateIdle    = cluster.StateIdle
+	StateMounted = cluster.StateMounted
+	// StateUnreadable means the volume exists here but its record can't be read.
 	StateUnreadable = "unreadable"
+	// StateUnknown means the cluster store can't be reached to tell.
+	StateUnknown = "unknown"
 )
 
 // Info is a volume as users see it (docker volume inspect, drayage volume inspect).
 type Info struct {
-	Name       string            `json:"name"`
+	Name string `json:"name"`
+	// Node is the node that holds the volume's data (its owner).
 	Node       string            `json:"node"`
 	State      string            `json:"state"`
 	Mountpoint string            `json:"mountpoint,omitempty"`
@@ -33,8 +38,20 @@ type Info struct {
 	Size       int64             `json:"size"` // bytes; -1 where not measured (List)
 	Options    map[string]string `json:"options,omitempty"`
 	Created    time.Time         `json:"created"`
+	// Epoch is the volume's fencing token (see package cluster).
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Claim describes who holds the volume now, if anyone.
+	Claim *ClaimInfo `json:"claim,omitempty"`
 	// Problem says what is wrong with a volume in a bad state, and what to do.
 	Problem string `json:"problem,omitempty"`
+}
+
+// ClaimInfo is who holds a volume now.
+type ClaimInfo struct {
+	Node   string    `json:"node"`
+	Kind   string    `json:"kind"`
+	Mounts int       `json:"mounts,omitempty"`
+	Since  time.Time `json:"since"`
 }
 
 // Config configures a Manager.
@@ -58,8 +75,13 @@ type Manager struct {
 	cfg     Config
 	log     *slog.Logger
 	store   atomic.Pointer[localstore.Store] // nil until Init
+	reg     *cluster.Registry                // set by Init
 	readyCh chan struct{}                    // closed when Init completes
 	locks   keylock.Locks
+
+	mu     sync.Mutex
+	lease  cluster.Lease
+	claims map[string]*cluster.Claim // this node's mount claims, by volume
 }
 
 // NewManager returns a Manager that answers ErrNotReady until Init completes.
@@ -68,15 +90,16 @@ func NewManager(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{})}
+	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{}), claims: map[string]*cluster.Claim{}}
 }
 
 // Node is the name of the node this manager runs on.
 func (m *Manager) Node() string { return m.cfg.Node }
 
-// Init opens the state dir and restores the bind mounts of volumes that were mounted when
-// the daemon last stopped. Volumes whose mount can't be restored are logged, not fatal.
-func (m *Manager) Init(ctx context.Context) error {
+// Init opens the state dir, brings it and the cluster record into agreement, and
+// restores the bind mounts and claims of volumes that were mounted when the daemon last
+// stopped. lease is the node's lease; mount claims live on it.
+func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster.Lease) error {
 	if err := os.MkdirAll(m.cfg.MountDir, 0o755); err != nil {
 		return fmt.Errorf("node %q: create mount dir %s: %w", m.cfg.Node, m.cfg.MountDir, err)
 	}
@@ -84,14 +107,18 @@ func (m *Manager) Init(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %q: open state dir %s: %w; check that it exists and is writable", m.cfg.Node, m.cfg.Root, err)
 	}
+	m.reg = reg
+	m.mu.Lock()
+	m.lease = lease
+	m.mu.Unlock()
 	recs, err := store.List()
 	if err != nil {
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	inUse := make(map[string]bool)
 	for _, rec := range recs {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := m.adopt(ctx, store, rec); err != nil {
+			return err
 		}
 		if rec.MountCount() == 0 {
 			continue
@@ -107,7 +134,171 @@ func (m *Manager) Init(ctx context.Context) error {
 	m.sweepMountDir(inUse)
 	m.store.Store(store)
 	close(m.readyCh)
+	m.Reconcile(ctx)
 	return nil
+}
+
+// adopt makes sure a volume found on disk has a cluster record. A volume whose record
+// is missing (a new or wiped store) is registered again as this node's; its data is never
+// deleted for want of a record.
+func (m *Manager) adopt(ctx context.Context, store *localstore.Store, rec localstore.Record) error {
+	e, err := m.reg.Get(ctx, rec.Name)
+	switch {
+	case errors.Is(err, cluster.ErrVolumeNotFound):
+		e, created, err := m.reg.Create(ctx, cluster.Volume{Name: rec.Name, Owner: m.cfg.Node, Options: rec.Options, Created: rec.Created})
+		if err != nil {
+			return m.storeErr("register volume "+rec.Name, err)
+		}
+		if created {
+			m.log.Warn("volume on disk had no cluster record; registered it as held here", "volume", rec.Name)
+		} else if e.Volume.Owner != m.cfg.Node {
+			m.log.Error("volume on disk has the name of a volume held by another node; leaving this copy alone",
+				"volume", rec.Name, "owner", e.Volume.Owner, "dir", store.DataDir(rec.Name))
+		}
+	case err != nil:
+		return m.storeErr("read volume "+rec.Name, err)
+	case e.Volume.Owner != m.cfg.Node:
+		m.log.Info("volume on disk is held by another node now; keeping this copy as it is", "volume", rec.Name, "owner", e.Volume.Owner)
+	}
+	return nil
+}
+
+// storeErr wraps a cluster store failure in a message that says what to do.
+func (m *Manager) storeErr(what string, err error) error {
+	return fmt.Errorf("node %q: %s: cluster store: %w; check that the store (DRAYAGE_STORE) is reachable", m.cfg.Node, what, err)
+}
+
+// SetLease replaces the node's lease (after the old one was lost) and claims every
+// volume mounted here again on it.
+func (m *Manager) SetLease(ctx context.Context, lease cluster.Lease) {
+	m.mu.Lock()
+	m.lease = lease
+	m.claims = map[string]*cluster.Claim{}
+	m.mu.Unlock()
+	m.Reconcile(ctx)
+}
+
+func (m *Manager) currentLease() cluster.Lease {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lease
+}
+
+func (m *Manager) claim(name string) *cluster.Claim {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.claims[name]
+}
+
+func (m *Manager) setClaim(name string, c *cluster.Claim) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c == nil {
+		delete(m.claims, name)
+	} else {
+		m.claims[name] = c
+	}
+}
+
+// Reconcile makes the cluster agree with this node's disk: volumes mounted here are
+// claimed with their current count, claims of volumes no longer mounted are released,
+// and removals of volumes held here are finished. It repairs what a store outage or a
+// lost lease left behind; the daemon runs it periodically.
+func (m *Manager) Reconcile(ctx context.Context) {
+	store, err := m.ready(ctx)
+	if err != nil {
+		return
+	}
+	recs, err := store.List()
+	if err != nil {
+		m.log.Warn("reconcile: cannot list volumes", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			return
+		}
+		m.reconcileOne(ctx, store, rec.Name)
+	}
+}
+
+func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, name string) {
+	unlock := m.locks.Lock(name)
+	defer unlock()
+	rec, err := store.Load(name)
+	if err != nil {
+		return
+	}
+	e, err := m.reg.Get(ctx, name)
+	if err != nil {
+		if !errors.Is(err, cluster.ErrVolumeNotFound) {
+			m.log.Warn("reconcile: cannot read volume from the cluster store", "volume", name, "err", err)
+		}
+		return
+	}
+	if e.Volume.Owner != m.cfg.Node {
+		return
+	}
+	if e.Volume.Removing && rec.MountCount() == 0 {
+		m.finishRemoval(ctx, store, e.Volume)
+		return
+	}
+	mine := e.Claim != nil && e.Claim.Kind == cluster.ClaimMount && e.Claim.Node == m.cfg.Node
+	switch n := rec.MountCount(); {
+	case n > 0 && (!mine || e.Claim.Mounts != n || m.claim(name) == nil || m.claim(name).Rev != e.Claim.Rev):
+		c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), n)
+		if err != nil {
+			m.log.Error("volume is mounted here but cannot be claimed in the cluster", "volume", name, "mounts", n, "err", err)
+			return
+		}
+		m.setClaim(name, c)
+	case n == 0 && mine:
+		if err := m.reg.Release(ctx, e.Claim); err != nil {
+			m.log.Warn("reconcile: cannot release claim", "volume", name, "err", err)
+			return
+		}
+		m.setClaim(name, nil)
+	}
+}
+
+// finishRemoval deletes the data of a volume marked for removal, then its record. The
+// caller holds the volume's lock.
+func (m *Manager) finishRemoval(ctx context.Context, store *localstore.Store, v cluster.Volume) {
+	if err := store.Delete(v.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
+		return
+	}
+	if err := m.reg.FinishRemoval(ctx, v); err != nil {
+		m.log.Error("deleted the data of a removed volume but not its record; will retry", "volume", v.Name, "err", err)
+		return
+	}
+	m.log.Info("removed volume", "volume", v.Name)
+}
+
+// WatchRemovals finishes removals of volumes held here as soon as another node marks
+// them, until ctx ends.
+func (m *Manager) WatchRemovals(ctx context.Context) {
+	store, err := m.ready(ctx)
+	if err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		events, err := m.reg.Store().Watch(ctx, m.reg.VolumesPrefix(), 0)
+		if err == nil {
+			for ev := range events {
+				if !ev.Deleted {
+					name := m.reg.VolumeName(ev.Key)
+					if _, err := store.Load(name); err == nil {
+						m.reconcileOne(ctx, store, name)
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // sweepMountDir removes mountpoints left from volumes that are no longer mounted.
@@ -156,19 +347,25 @@ func (m *Manager) notFound(name string) error {
 		name, m.cfg.Node, ErrNotFound, name)
 }
 
-func (m *Manager) load(store *localstore.Store, name string) (localstore.Record, error) {
-	rec, err := store.Load(name)
-	if errors.Is(err, localstore.ErrNotExist) {
-		return rec, m.notFound(name)
+// entry reads a volume's cluster record, turning "no record" into ErrNotFound.
+func (m *Manager) entry(ctx context.Context, name, what string) (cluster.Entry, error) {
+	e, err := m.reg.Get(ctx, name)
+	if errors.Is(err, cluster.ErrVolumeNotFound) {
+		return e, m.notFound(name)
 	}
 	if err != nil {
-		return rec, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		return e, m.storeErr(what+" volume "+name, err)
 	}
-	return rec, nil
+	if e.Volume.Removing {
+		return e, fmt.Errorf("volume %q is being removed from node %q: %w; it is gone once that node has deleted its data",
+			name, e.Volume.Owner, ErrNotFound)
+	}
+	return e, nil
 }
 
-// Create makes a volume. Creating a volume that exists with the same options succeeds;
-// with other options it fails with ErrOptionsConflict.
+// Create makes a volume, or returns the existing volume of that name wherever in the
+// cluster it lives. Creating a volume that exists with the same options succeeds; with
+// other options it fails with ErrOptionsConflict.
 func (m *Manager) Create(ctx context.Context, name string, raw map[string]string) error {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
@@ -179,38 +376,41 @@ func (m *Manager) Create(ctx context.Context, name string, raw map[string]string
 	if err != nil {
 		return fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
 	}
-	rec, err := store.Load(name)
-	switch {
-	case err == nil:
-		return m.checkSameOptions(rec, opts, canon)
-	case !errors.Is(err, localstore.ErrNotExist):
-		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
-	}
-	rec = localstore.Record{Name: name, Options: canon, Created: time.Now().UTC()}
-	err = store.Create(rec, opts.UID, opts.GID, opts.Mode)
-	if errors.Is(err, localstore.ErrExist) {
-		return m.checkSameOptions(rec, opts, canon)
-	}
+	e, created, err := m.reg.Create(ctx, cluster.Volume{Name: name, Owner: m.cfg.Node, Options: canon, Created: time.Now().UTC()})
 	if err != nil {
+		return m.storeErr("create volume "+name, err)
+	}
+	v := e.Volume
+	if !created {
+		if v.Removing {
+			return fmt.Errorf("volume %q is being removed from node %q; retry once it is gone, or choose another name", name, v.Owner)
+		}
+		return m.checkSameOptions(v, opts, canon)
+	}
+	if err := store.Create(localstore.Record{Name: name, Options: canon, Created: v.Created}, opts.UID, opts.GID, opts.Mode); err != nil {
+		if rmErr := m.reg.FinishRemoval(ctx, v); rmErr != nil {
+			m.log.Error("cannot undo the cluster record of a volume whose creation failed", "volume", name, "err", rmErr)
+		}
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	m.log.Info("created volume", "volume", name, "options", formatOptions(canon))
 	return nil
 }
 
-func (m *Manager) checkSameOptions(existing localstore.Record, want Options, wantCanon map[string]string) error {
+func (m *Manager) checkSameOptions(existing cluster.Volume, want Options, wantCanon map[string]string) error {
 	have, _, err := ParseOptions(existing.Options)
 	if err != nil {
-		return fmt.Errorf("volume %q on node %q has unreadable options: %w", existing.Name, m.cfg.Node, err)
+		return fmt.Errorf("volume %q on node %q has unreadable options: %w", existing.Name, existing.Owner, err)
 	}
 	if have != want {
 		return fmt.Errorf("volume %q on node %q: %w: it has %s, this request has %s; create it with the same options, or remove it first",
-			existing.Name, m.cfg.Node, ErrOptionsConflict, formatOptions(existing.Options), formatOptions(wantCanon))
+			existing.Name, existing.Owner, ErrOptionsConflict, formatOptions(existing.Options), formatOptions(wantCanon))
 	}
 	return nil
 }
 
-// Remove deletes a volume and its data. It fails with ErrInUse while containers mount it.
+// Remove deletes a volume and its data. It fails with ErrInUse while containers mount it
+// anywhere. The removal of a volume held by another node is finished by that node.
 // Removing a volume that does not exist succeeds: there is nothing left to remove.
 func (m *Manager) Remove(ctx context.Context, name string) error {
 	store, unlock, err := m.begin(ctx, name)
@@ -218,21 +418,24 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	defer unlock()
-	rec, err := store.Load(name)
-	if errors.Is(err, localstore.ErrNotExist) {
+	if rec, err := store.Load(name); err == nil && rec.MountCount() > 0 {
+		return fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop and remove the containers using it, then remove the volume",
+			name, containers(rec.MountCount()), m.cfg.Node, ErrInUse)
+	}
+	v, err := m.reg.MarkRemoving(ctx, name)
+	switch {
+	case errors.Is(err, cluster.ErrVolumeNotFound):
+		return nil
+	case errors.Is(err, cluster.ErrInUse), errors.Is(err, cluster.ErrMigrating):
+		return fmt.Errorf("%w: %w; stop the containers using it there, then remove it", ErrInUse, err)
+	case err != nil:
+		return m.storeErr("remove volume "+name, err)
+	}
+	if v.Owner != m.cfg.Node {
+		m.log.Info("marked volume for removal; its owner deletes the data", "volume", name, "owner", v.Owner)
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
-	}
-	if n := rec.MountCount(); n > 0 {
-		return fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop and remove the containers using it, then remove the volume",
-			name, containers(n), m.cfg.Node, ErrInUse)
-	}
-	if err := store.Delete(name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
-		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
-	}
-	m.log.Info("removed volume", "volume", name)
+	m.finishRemoval(ctx, store, v)
 	return nil
 }
 
@@ -244,20 +447,47 @@ func containers(n int) string {
 }
 
 // Mount takes one reference on the volume for the given mount ID and returns the
-// mountpoint. The first reference makes the bind mount. A failed Mount changes nothing.
+// mountpoint. The first reference claims the volume in the cluster and makes the bind
+// mount. A failed Mount changes nothing.
 func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	rec, err := m.load(store, name)
+	e, err := m.entry(ctx, name, "mount")
 	if err != nil {
 		return "", err
 	}
-	first := rec.MountCount() == 0
-	if first {
+	if owner := e.Volume.Owner; owner != m.cfg.Node {
+		return "", fmt.Errorf("volume %q is held by node %q, not %q: %w; this version can't move volumes between nodes: run the container on node %q",
+			name, owner, m.cfg.Node, ErrElsewhere, owner)
+	}
+	rec, err := store.Load(name)
+	if err != nil {
+		return "", fmt.Errorf("volume %q is held by node %q in the cluster record, but its data is not in %s: %w; check the state dir",
+			name, m.cfg.Node, m.cfg.Root, err)
+	}
+	count := rec.MountCount() + 1
+	c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count)
+	if err != nil {
+		if errors.Is(err, cluster.ErrMigrating) || errors.Is(err, cluster.ErrInUse) || errors.Is(err, cluster.ErrRemoving) {
+			return "", fmt.Errorf("volume %q on node %q: %w; retry when it is done", name, m.cfg.Node, err)
+		}
+		return "", m.storeErr("mount volume "+name, err)
+	}
+	undoClaim := func() {
+		if count == 1 {
+			_ = m.reg.Release(ctx, c)
+			m.setClaim(name, nil)
+		} else if c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count-1); err == nil {
+			m.setClaim(name, c)
+		}
+	}
+	m.setClaim(name, c)
+	if count == 1 {
 		if err := m.bind(store, name); err != nil {
+			undoClaim()
 			return "", fmt.Errorf("volume %q on node %q: %w; check the daemon log and that drayage has CAP_SYS_ADMIN", name, m.cfg.Node, err)
 		}
 	}
@@ -267,9 +497,10 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	}
 	next.Mounts[id]++
 	if err := store.Save(next); err != nil {
-		if first {
+		if count == 1 {
 			_ = m.unbind(name)
 		}
+		undoClaim()
 		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	m.log.Info("mounted volume", "volume", name, "id", id, "mounts", next.MountCount())
@@ -277,7 +508,8 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 }
 
 // Unmount drops one reference of the given mount ID; the last reference removes the bind
-// mount. Unmounting an ID or a volume that is not mounted does nothing.
+// mount and releases the claim. Unmounting an ID or a volume that is not mounted does
+// nothing. A store that can't be reached does not fail it: Reconcile settles the claim.
 func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
@@ -301,7 +533,8 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 	if next.Mounts[id] == 0 {
 		delete(next.Mounts, id)
 	}
-	if next.MountCount() == 0 {
+	count := next.MountCount()
+	if count == 0 {
 		if err := m.unbind(name); err != nil {
 			return fmt.Errorf("volume %q on node %q: %w; the volume stays mounted, check what holds %s busy", name, m.cfg.Node, err, m.mountpoint(name))
 		}
@@ -309,68 +542,154 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 	if err := store.Save(next); err != nil {
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
-	m.log.Info("unmounted volume", "volume", name, "id", id, "mounts", next.MountCount())
+	switch c := m.claim(name); {
+	case count == 0 && c != nil:
+		if err := m.reg.Release(ctx, c); err != nil {
+			m.log.Warn("cannot release the volume's claim now; will retry", "volume", name, "err", err)
+		} else {
+			m.setClaim(name, nil)
+		}
+	case count > 0:
+		if c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count); err != nil {
+			m.log.Warn("cannot update the volume's claim now; will retry", "volume", name, "err", err)
+		} else {
+			m.setClaim(name, c)
+		}
+	}
+	m.log.Info("unmounted volume", "volume", name, "id", id, "mounts", count)
 	return nil
 }
 
-// Path returns the mountpoint of a mounted volume, or "" if it is not mounted.
+// Path returns the mountpoint of a volume mounted here, or "" if it is not.
 func (m *Manager) Path(ctx context.Context, name string) (string, error) {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	rec, err := m.load(store, name)
-	if err != nil {
-		return "", err
+	rec, err := store.Load(name)
+	if errors.Is(err, localstore.ErrNotExist) {
+		if _, err := m.entry(ctx, name, "find"); err != nil {
+			return "", err
+		}
+		return "", nil // held elsewhere, not mounted here
 	}
-	return m.info(rec).Mountpoint, nil
+	if err != nil {
+		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if rec.MountCount() == 0 {
+		return "", nil
+	}
+	return m.mountpoint(name), nil
 }
 
-// Get describes one volume, with its size measured. It fails only for a volume that does
-// not exist (the engine forgets a volume whose Get fails): a volume whose record can't be
-// read is described with the problem instead.
+// Get describes one volume, with its size measured if it is held here. It fails only for
+// a volume that does not exist (the engine forgets a volume whose Get fails): a volume
+// whose records can't be read, here or in the cluster store, is described with the
+// problem instead.
 func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return Info{}, err
 	}
 	defer unlock()
-	rec, err := store.Load(name)
+	rec, localErr := store.Load(name)
+	e, err := m.entry(ctx, name, "read")
 	switch {
-	case errors.Is(err, localstore.ErrNotExist):
-		return Info{}, m.notFound(name)
+	case errors.Is(err, ErrNotFound):
+		return Info{}, err
 	case err != nil:
-		m.log.Error("cannot read volume record", "volume", name, "err", err)
-		return Info{Name: name, Node: m.cfg.Node, State: StateUnreadable, Size: -1,
-			Problem: err.Error() + "; check the state dir and the daemon log"}, nil
+		// The store can't say; never report "no such volume" for that.
+		m.log.Warn("cannot read volume from the cluster store", "volume", name, "err", err)
+		info := Info{Name: name, Node: "", State: StateUnknown, Size: -1, Problem: err.Error()}
+		if localErr == nil {
+			info = m.localInfo(rec)
+			info.Problem = err.Error()
+		}
+		return info, nil
 	}
-	info := m.info(rec)
-	if info.Size, err = store.Size(name); err != nil {
-		m.log.Warn("cannot measure volume", "volume", name, "err", err)
-		info.Size = -1
+	info := m.clusterInfo(e)
+	if e.Volume.Owner == m.cfg.Node {
+		switch {
+		case errors.Is(localErr, localstore.ErrNotExist):
+			info.Problem = fmt.Sprintf("the cluster record says node %q holds this volume, but its data is not in %s", m.cfg.Node, m.cfg.Root)
+		case localErr != nil:
+			m.log.Error("cannot read volume record", "volume", name, "err", localErr)
+			info.State, info.Problem = StateUnreadable, localErr.Error()+"; check the state dir and the daemon log"
+		default:
+			if rec.MountCount() > 0 {
+				info.Mountpoint = m.mountpoint(name)
+			}
+			if info.Size, err = store.Size(name); err != nil {
+				m.log.Warn("cannot measure volume", "volume", name, "err", err)
+				info.Size = -1
+			}
+		}
 	}
 	return info, nil
 }
 
-// List describes every volume held on this node, sorted by name; sizes are not measured.
+// List describes every volume in the cluster, sorted by name; sizes are not measured.
+// If the cluster store can't be reached it lists the volumes held here.
 func (m *Manager) List(ctx context.Context) ([]Info, error) {
 	store, err := m.ready(ctx)
 	if err != nil {
 		return nil, err
 	}
-	recs, err := store.List()
+	entries, err := m.reg.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		m.log.Warn("cannot list volumes in the cluster store; listing the ones held here", "err", err)
+		recs, lerr := store.List()
+		if lerr != nil {
+			return nil, fmt.Errorf("node %q: %w", m.cfg.Node, lerr)
+		}
+		infos := make([]Info, 0, len(recs))
+		for _, rec := range recs {
+			info := m.localInfo(rec)
+			info.Problem = m.storeErr("list volumes", err).Error()
+			infos = append(infos, info)
+		}
+		return infos, nil
 	}
-	infos := make([]Info, 0, len(recs))
-	for _, rec := range recs {
-		infos = append(infos, m.info(rec))
+	infos := make([]Info, 0, len(entries))
+	for _, e := range entries {
+		if e.Volume.Removing {
+			continue
+		}
+		info := m.clusterInfo(e)
+		if e.Volume.Owner == m.cfg.Node && info.Mounts > 0 {
+			info.Mountpoint = m.mountpoint(e.Volume.Name)
+		}
+		infos = append(infos, info)
 	}
 	return infos, nil
 }
 
-func (m *Manager) info(rec localstore.Record) Info {
+func (m *Manager) clusterInfo(e cluster.Entry) Info {
+	v := e.Volume
+	info := Info{
+		Name:    v.Name,
+		Node:    v.Owner,
+		State:   e.State(),
+		Size:    v.Size,
+		Options: v.Options,
+		Created: v.Created,
+		Epoch:   v.Epoch,
+	}
+	if c := e.Claim; c != nil {
+		info.Claim = &ClaimInfo{Node: c.Node, Kind: c.Kind, Mounts: c.Mounts, Since: c.Since}
+		if c.Kind == cluster.ClaimMount {
+			info.Mounts = c.Mounts
+		}
+	}
+	if info.Size == 0 {
+		info.Size = -1 // not measured yet
+	}
+	return info
+}
+
+// localInfo describes a volume from this node's disk alone.
+func (m *Manager) localInfo(rec localstore.Record) Info {
 	info := Info{
 		Name:    rec.Name,
 		Node:    m.cfg.Node,

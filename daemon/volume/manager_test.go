@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,23 +14,38 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/clustertest"
 	"github.com/drayage/drayage/daemon/mount/mounttest"
 )
 
+// fixture is one node: its state dir, mount dir and mounter, over a cluster registry.
 type fixture struct {
+	node           string
 	root, mountDir string
 	mounter        *mounttest.Fake
+	reg            *cluster.Registry
 }
 
 func newFixture(t *testing.T) *fixture {
-	dir := t.TempDir()
-	return &fixture{root: filepath.Join(dir, "state"), mountDir: filepath.Join(dir, "mnt"), mounter: mounttest.New()}
+	return newNode(t, "node-a", clustertest.Registry(t))
 }
 
-// start makes and initialises a manager over the fixture's state, as a daemon start does.
+// newNode makes another node sharing reg.
+func newNode(t *testing.T, node string, reg *cluster.Registry) *fixture {
+	dir := t.TempDir()
+	return &fixture{node: node, root: filepath.Join(dir, "state"), mountDir: filepath.Join(dir, "mnt"), mounter: mounttest.New(), reg: reg}
+}
+
+func (f *fixture) manager() *Manager {
+	return NewManager(Config{Node: f.node, Root: f.root, MountDir: f.mountDir, Mounter: f.mounter, Logger: slog.New(slog.DiscardHandler)})
+}
+
+// start makes and initialises a manager over the fixture's state, as a daemon start does,
+// with a lease of its own.
 func (f *fixture) start(t *testing.T) *Manager {
-	m := NewManager(Config{Node: "node-a", Root: f.root, MountDir: f.mountDir, Mounter: f.mounter})
-	require.NoError(t, m.Init(context.Background()))
+	m := f.manager()
+	require.NoError(t, m.Init(context.Background(), f.reg, clustertest.Lease(t)))
 	return m
 }
 
@@ -266,7 +282,7 @@ func TestRestartRestoresMountsAndKeepsVolumes(t *testing.T) {
 
 func TestCallsBeforeInitWaitForItWithinTheirDeadline(t *testing.T) {
 	f := newFixture(t)
-	m := NewManager(Config{Node: "node-a", Root: f.root, MountDir: f.mountDir, Mounter: f.mounter})
+	m := f.manager()
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := m.List(short)
@@ -282,7 +298,7 @@ func TestCallsBeforeInitWaitForItWithinTheirDeadline(t *testing.T) {
 		_, err := m.Get(context.Background(), "v1")
 		got <- err
 	}()
-	require.NoError(t, m.Init(context.Background()))
+	require.NoError(t, m.Init(context.Background(), f.reg, clustertest.Lease(t)))
 	require.ErrorIs(t, <-got, ErrNotFound, "the answer after start-up, not ErrNotReady")
 }
 
