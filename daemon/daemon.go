@@ -198,7 +198,7 @@ func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
 		}
-		d.log.Error("cannot open the cluster store; retrying. Check DRAYAGE_STORE and that the store is up",
+		d.log.Error("cannot open the cluster store; retrying. Check that it is up and DRAYAGE_STORE, its credentials (DRAYAGE_STORE_USER/_PASSWORD, DRAYAGE_STORE_TOKEN) and TLS files (DRAYAGE_STORE_CA/_CERT/_KEY)",
 			"store", d.cfg.Store, "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():

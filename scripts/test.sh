@@ -12,6 +12,11 @@ command -v gcc >/dev/null || apt_install gcc libc6-dev  # for -race
 if [ "$what" = all ]; then
 	scripts/lint.sh
 fi
+# Real servers for the store conformance suite and the cluster tests: Debian's etcd, and
+# a Consul agent built from its Go module (minutes, the first time; cached in .tools/).
+apt_install etcd-server
+scripts/build-tools.sh consul
+export DRAYAGE_CONSUL="$PWD/.tools/bin/consul"
 if [ "$what" = all ] || [ "$what" = unit ]; then
 	log "unit tests"
 	go test -race -count=1 $(go list ./... | grep -v /integration)

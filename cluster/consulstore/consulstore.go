@@ -60,9 +60,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("consul %s: %w", opts.Address, err)
 	}
 	s := &Store{client: client, addr: opts.Address, closed: make(chan struct{})}
+	// A single-key read: Consul refuses it without ACL permission (a list would just come
+	// back filtered), so a missing token fails here, at start.
 	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := s.List(checkCtx, "drayage-connection-check/"); err != nil {
+	if _, err := s.Get(checkCtx, "drayage-connection-check"); err != nil && !errors.Is(err, cluster.ErrNotFound) {
 		return nil, err
 	}
 	return s, nil

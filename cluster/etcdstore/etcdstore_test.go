@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 
 // The conformance suite against a real etcd server (Debian's etcd-server).
 func TestConformanceOnRealEtcd(t *testing.T) {
-	srv := storetest.StartEtcd(t)
+	srv := storetest.StartEtcd(t, storetest.ServerOptions{})
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T) cluster.Store {
 			s, err := etcdstore.Open(context.Background(), etcdstore.Options{Endpoints: strings.Split(srv.Addr, ",")})

@@ -1,16 +1,21 @@
 package storetest
 
 import (
+	"crypto/tls"
 	"io"
 	"net/http"
 	"strings"
 	"time"
 )
 
-var probe = &http.Client{Timeout: 2 * time.Second}
+var plainProbe = &http.Client{Timeout: 2 * time.Second}
+
+func tlsProbe(c *tls.Config) *http.Client {
+	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: c}}
+}
 
 // httpOK reports whether GET url answers 200.
-func httpOK(url string) bool {
+func httpOK(probe *http.Client, url string) bool {
 	resp, err := probe.Get(url)
 	if err != nil {
 		return false
@@ -21,7 +26,7 @@ func httpOK(url string) bool {
 }
 
 // httpLeader reports whether Consul's /v1/status/leader names a leader.
-func httpLeader(url string) bool {
+func httpLeader(probe *http.Client, url string) bool {
 	resp, err := probe.Get(url)
 	if err != nil {
 		return false

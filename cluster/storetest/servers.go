@@ -37,13 +37,26 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// ServerOptions configure a test server.
+type ServerOptions struct {
+	// TLS, if set, makes the server serve clients over TLS and require client
+	// certificates signed by its CA.
+	TLS *TLSFiles
+	// ACLToken, for Consul, enables ACLs (default deny) with this management token.
+	ACLToken string
+}
+
 // StartEtcd starts a single-member etcd server (Debian's etcd-server) in a temp dir; it
 // stops when the test ends.
-func StartEtcd(t testing.TB) *Server {
+func StartEtcd(t testing.TB, opts ServerOptions) *Server {
 	bin := findBinary(t, "etcd", "DRAYAGE_ETCD", "install Debian's etcd-server (make test does)")
 	dir := t.TempDir()
 	client, peer := FreePort(t), FreePort(t)
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
+	scheme := "http"
+	if opts.TLS != nil {
+		scheme = "https"
+	}
+	clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
 	s := &Server{
 		Addr: fmt.Sprintf("127.0.0.1:%d", client),
@@ -56,14 +69,20 @@ func StartEtcd(t testing.TB) *Server {
 		},
 	}
 	s.URL = "etcd://" + s.Addr
-	s.ready = func() bool { return httpOK("http://" + s.Addr + "/health") }
+	probe := plainProbe
+	if opts.TLS != nil {
+		s.args = append(s.args, "--cert-file", opts.TLS.ServerCert, "--key-file", opts.TLS.ServerKey,
+			"--trusted-ca-file", opts.TLS.CA, "--client-cert-auth")
+		probe = tlsProbe(opts.TLS.ClientConfig(t))
+	}
+	s.ready = func() bool { return httpOK(probe, clientURL+"/health") }
 	s.start(t)
 	return s
 }
 
 // StartConsul starts a single Consul server (not dev mode: its data survives a restart)
 // from the binary scripts/build-tools.sh builds; it stops when the test ends.
-func StartConsul(t testing.TB) *Server {
+func StartConsul(t testing.TB, opts ServerOptions) *Server {
 	bin := findBinary(t, "consul", "DRAYAGE_CONSUL", "build it with scripts/build-tools.sh consul (make test does)")
 	dir := t.TempDir()
 	http, serf, server := FreePort(t), FreePort(t), FreePort(t)
@@ -81,7 +100,20 @@ func StartConsul(t testing.TB) *Server {
 		},
 	}
 	s.URL = "consul://" + s.Addr
-	s.ready = func() bool { return httpLeader("http://" + s.Addr + "/v1/status/leader") }
+	probe, scheme := plainProbe, "http"
+	if opts.TLS != nil {
+		// HTTPS on the same port instead of HTTP, client certificates required.
+		s.args = append(s.args, "-http-port=-1", "-https-port="+strconv.Itoa(http), fmt.Sprintf(
+			"-hcl=tls { defaults { ca_file = %q cert_file = %q key_file = %q verify_incoming = true } }",
+			opts.TLS.CA, opts.TLS.ServerCert, opts.TLS.ServerKey))
+		probe, scheme = tlsProbe(opts.TLS.ClientConfig(t)), "https"
+	}
+	if opts.ACLToken != "" {
+		s.args = append(s.args, fmt.Sprintf(
+			`-hcl=acl { enabled = true default_policy = "deny" tokens { initial_management = %q agent = %q } }`,
+			opts.ACLToken, opts.ACLToken))
+	}
+	s.ready = func() bool { return httpLeader(probe, scheme+"://"+s.Addr+"/v1/status/leader") }
 	s.start(t)
 	return s
 }
