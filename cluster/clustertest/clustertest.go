@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,8 +34,9 @@ var (
 func Store(t testing.TB) cluster.Store {
 	t.Helper()
 	once.Do(func() {
-		dir, err := os.MkdirTemp("", "drayage-clustertest-")
-		if err != nil {
+		sweep()
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("drayage-clustertest-%d", os.Getpid()))
+		if err := os.RemoveAll(dir); err != nil {
 			errOnce = err
 			return
 		}
@@ -58,6 +62,19 @@ func Lease(t testing.TB) cluster.Lease {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
 	return l
+}
+
+// sweep removes the store dirs of earlier test binaries that have exited: the server
+// lives as long as its process, so no test can remove its dir.
+func sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "drayage-clustertest-*"))
+	for _, dir := range dirs {
+		pid, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(dir), "drayage-clustertest-"))
+		if err != nil || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		_ = os.RemoveAll(dir)
+	}
 }
 
 func freeAddr() string {
