@@ -183,7 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // openStore connects to the cluster store, retrying until it answers or ctx ends.
 func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
 	cfg := backends.Config{
-		URL: d.cfg.Store, CAFile: d.cfg.StoreCA, CertFile: d.cfg.StoreCert, KeyFile: d.cfg.StoreKey,
+		URL: d.cfg.Store, Prefix: d.cfg.StorePrefix, CAFile: d.cfg.StoreCA, CertFile: d.cfg.StoreCert, KeyFile: d.cfg.StoreKey,
 		Username: d.cfg.StoreUser, Password: d.cfg.StorePassword, Token: d.cfg.StoreToken,
 		Embedded: embedded.Options{
 			Dir: filepath.Join(d.cfg.Root, "store"), Name: d.cfg.Name, ClientAddr: d.cfg.EmbeddedAddr,

@@ -35,6 +35,9 @@ const (
 type Config struct {
 	// URL is the --store value.
 	URL string
+	// Prefix is the key prefix drayage uses; the connection check reads a key under it, so
+	// credentials limited to the prefix pass (default "drayage/").
+	Prefix string
 	// CAFile, CertFile and KeyFile set up client TLS to etcd or Consul.
 	CAFile, CertFile, KeyFile string
 	// Username and Password authenticate to etcd.
@@ -92,16 +95,20 @@ func Open(ctx context.Context, cfg Config) (cluster.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = cluster.DefaultPrefix
+	}
+	check := cfg.Prefix + ".check"
 	switch spec.Kind {
 	case KindEtcd:
 		return etcdstore.Open(ctx, etcdstore.Options{
-			Endpoints: spec.Endpoints, TLS: tlsConfig, Username: cfg.Username, Password: cfg.Password,
+			Endpoints: spec.Endpoints, TLS: tlsConfig, Username: cfg.Username, Password: cfg.Password, CheckKey: check,
 		})
 	case KindConsul:
 		if cfg.Username != "" || cfg.Password != "" {
 			return nil, errors.New("store: Consul takes an ACL token, not a username and password")
 		}
-		return consulstore.Open(ctx, consulstore.Options{Address: spec.Endpoints[0], TLS: tlsConfig, Token: cfg.Token})
+		return consulstore.Open(ctx, consulstore.Options{Address: spec.Endpoints[0], TLS: tlsConfig, Token: cfg.Token, CheckKey: check})
 	default:
 		if tlsConfig != nil || cfg.Token != "" || cfg.Username != "" {
 			return nil, errors.New("store: TLS files, tokens and credentials are for etcd:// and consul:// stores, not the embedded one")

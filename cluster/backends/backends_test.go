@@ -7,10 +7,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/hashicorp/consul/api"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/backends"
+	"github.com/drayage/drayage/cluster/consulstore"
 	"github.com/drayage/drayage/cluster/storetest"
 )
 
@@ -66,6 +68,16 @@ func TestEtcdWithMutualTLSAndPassword(t *testing.T) {
 	require.NoError(t, err)
 	_, err = admin.UserGrantRole(ctx, "root", "root")
 	require.NoError(t, err)
+	// And a user limited to drayage's prefix, as README.md documents.
+	_, err = admin.RoleAdd(ctx, "drayage")
+	require.NoError(t, err)
+	_, err = admin.RoleGrantPermission(ctx, "drayage", "drayage/", clientv3.GetPrefixRangeEnd("drayage/"),
+		clientv3.PermissionType(clientv3.PermReadWrite))
+	require.NoError(t, err)
+	_, err = admin.UserAdd(ctx, "drayage", "pw2")
+	require.NoError(t, err)
+	_, err = admin.UserGrantRole(ctx, "drayage", "drayage")
+	require.NoError(t, err)
 	_, err = admin.AuthEnable(ctx)
 	require.NoError(t, err)
 
@@ -75,6 +87,20 @@ func TestEtcdWithMutualTLSAndPassword(t *testing.T) {
 	require.NoError(t, err)
 	defer s.Close()
 	roundTrip(t, s)
+
+	limited := cfg
+	limited.Username, limited.Password = "drayage", "pw2"
+	ls, err := backends.Open(ctx, limited)
+	require.NoError(t, err)
+	defer ls.Close()
+	roundTrip(t, ls)
+	l, err := ls.Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	_, err = ls.Txn(ctx, []cluster.Cond{cluster.Absent("drayage/claims/x")}, []cluster.Op{cluster.PutLeased("drayage/claims/x", []byte("c"), l)})
+	require.NoError(t, err)
+	require.NoError(t, l.Close(ctx))
+	_, err = ls.Txn(ctx, nil, []cluster.Op{cluster.Put("elsewhere/x", []byte("no"))})
+	require.Error(t, err, "and nothing outside the prefix")
 
 	bad := cfg
 	bad.Password = "wrong"
@@ -111,6 +137,27 @@ func TestConsulWithTLSAndACLToken(t *testing.T) {
 	lease, err := s.Grant(ctx, 10*time.Second)
 	require.NoError(t, err, "sessions work with the token")
 	require.NoError(t, lease.Close(ctx))
+
+	// A token with exactly the policy README.md documents is enough for everything
+	// drayage does: sessions, leased keys, transactions under the prefix.
+	admin := s.(*consulstore.Store).Client()
+	policy, _, err := admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "drayage",
+		Rules: `key_prefix "drayage/" { policy = "write" }` + "\n" + `session_prefix "" { policy = "write" }`}, nil)
+	require.NoError(t, err)
+	scoped, _, err := admin.ACL().TokenCreate(&api.ACLToken{Policies: []*api.ACLTokenPolicyLink{{ID: policy.ID}}}, nil)
+	require.NoError(t, err)
+	limited := cfg
+	limited.Token = scoped.SecretID
+	ls, err := backends.Open(ctx, limited)
+	require.NoError(t, err)
+	defer ls.Close()
+	l, err := ls.Grant(ctx, 10*time.Second)
+	require.NoError(t, err)
+	_, err = ls.Txn(ctx, []cluster.Cond{cluster.Absent("drayage/claims/x")}, []cluster.Op{cluster.PutLeased("drayage/claims/x", []byte("c"), l)})
+	require.NoError(t, err)
+	require.NoError(t, l.Close(ctx))
+	_, err = ls.Txn(ctx, nil, []cluster.Op{cluster.Put("elsewhere/x", []byte("no"))})
+	require.Error(t, err, "and nothing outside the prefix")
 
 	noToken := cfg
 	noToken.Token = ""

@@ -34,6 +34,9 @@ type Options struct {
 	TLS *tls.Config
 	// Token is the ACL token.
 	Token string
+	// CheckKey is read at Open to check the connection and the token's permissions; put
+	// it under the prefix drayage uses (default "drayage/.check").
+	CheckKey string
 }
 
 // Store is a cluster.Store on Consul.
@@ -64,7 +67,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// back filtered), so a missing token fails here, at start.
 	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := s.Get(checkCtx, "drayage-connection-check"); err != nil && !errors.Is(err, cluster.ErrNotFound) {
+	if opts.CheckKey == "" {
+		opts.CheckKey = cluster.DefaultPrefix + ".check"
+	}
+	if _, err := s.Get(checkCtx, opts.CheckKey); err != nil && !errors.Is(err, cluster.ErrNotFound) {
 		return nil, err
 	}
 	return s, nil

@@ -29,6 +29,9 @@ type Options struct {
 	Username, Password string
 	// DialTimeout bounds the first connection (default 5s).
 	DialTimeout time.Duration
+	// CheckKey is read at Open to check the connection and the user's permissions; put it
+	// under the prefix drayage uses (default "drayage/.check").
+	CheckKey string
 }
 
 // Store is a cluster.Store on etcd.
@@ -62,7 +65,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// credentials fail at start, not on the first volume operation.
 	checkCtx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
-	if _, err := cli.Get(checkCtx, "drayage-connection-check"); err != nil {
+	if opts.CheckKey == "" {
+		opts.CheckKey = cluster.DefaultPrefix + ".check"
+	}
+	if _, err := cli.Get(checkCtx, opts.CheckKey); err != nil {
 		_ = cli.Close()
 		return nil, fmt.Errorf("etcd %v: %w", opts.Endpoints, err)
 	}
