@@ -162,12 +162,10 @@ func (ca *CA) WriteNode(dir string, spec NodeSpec, gossipKey []byte) error {
 	if err != nil {
 		return err
 	}
-	return writeNew(dir, map[string][]byte{
-		CAFile:        ca.PEM,
-		NodeCertFile:  cert,
-		NodeKeyFile:   key,
-		GossipKeyFile: []byte(base64.StdEncoding.EncodeToString(gossipKey) + "\n"),
-	})
+	if err := writeNew(dir, map[string][]byte{CAFile: ca.PEM, NodeCertFile: cert, NodeKeyFile: key}); err != nil {
+		return err
+	}
+	return WriteGossipKey(filepath.Join(dir, GossipKeyFile), gossipKey)
 }
 
 // NewGossipKey makes a 32-byte key for AES-256-GCM gossip encryption.
@@ -229,4 +227,36 @@ func serial() *big.Int {
 		panic(err)
 	}
 	return n
+}
+
+// WriteGossipKey writes a gossip key file (base64, 0600), refusing to overwrite one.
+func WriteGossipKey(path string, key []byte) error {
+	return writeNew(filepath.Dir(path), map[string][]byte{
+		filepath.Base(path): []byte(base64.StdEncoding.EncodeToString(key) + "\n"),
+	})
+}
+
+// NodeInfo describes the certificate in a node's TLS dir.
+type NodeInfo struct {
+	Node     string
+	Names    []string
+	NotAfter time.Time
+	Warning  string
+}
+
+// Describe reads the certificate in a node's TLS dir.
+func Describe(dir string) (NodeInfo, error) {
+	b, err := os.ReadFile(filepath.Join(dir, NodeCertFile))
+	if err != nil {
+		return NodeInfo{}, err
+	}
+	c, err := parseCert(b)
+	if err != nil {
+		return NodeInfo{}, fmt.Errorf("%s: %w", filepath.Join(dir, NodeCertFile), err)
+	}
+	names := append([]string(nil), c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return NodeInfo{Node: c.Subject.CommonName, Names: names, NotAfter: c.NotAfter, Warning: expiryWarning(c, time.Now())}, nil
 }
