@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/docker/go-connections/sockets"
@@ -46,6 +47,23 @@ type Config struct {
 	EmbeddedAddr string
 	// LeaseTTL is how long this node's claims outlive it if it dies or is cut off.
 	LeaseTTL time.Duration
+
+	// TLSDir holds the node's certificate, the cluster CA and the gossip key. Without a
+	// certificate there the node runs alone.
+	TLSDir string
+	// Join lists gossip seeds, host[:port].
+	Join []string
+	// Advertise is the address other nodes reach this one at.
+	Advertise string
+	// Cluster labels gossip so that two clusters on one network never merge.
+	Cluster string
+	// GossipPort, ControlPort and DataPort are the listening ports; PortRange, if set,
+	// picks the first free ones in LOW-HIGH instead.
+	GossipPort, ControlPort, DataPort int
+	PortRange                         string
+	// ProbeInterval is how often gossip probes a member; a dead node is declared within
+	// a few intervals.
+	ProbeInterval time.Duration
 }
 
 // Validate checks the settings and fills in defaults.
@@ -81,6 +99,22 @@ func (c *Config) Validate() error {
 	if c.EmbeddedAddr == "" {
 		c.EmbeddedAddr = "127.0.0.1:7793"
 	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"gossip", c.GossipPort}, {"control", c.ControlPort}, {"data", c.DataPort}} {
+		if p.port < 1 || p.port > 65535 {
+			return fmt.Errorf("node %q: %s port %d is out of range 1-65535", c.Name, p.name, p.port)
+		}
+	}
+	if c.PortRange != "" {
+		if _, _, err := parsePortRange(c.PortRange); err != nil {
+			return fmt.Errorf("node %q: %w (--port-range, DRAYAGE_PORT_RANGE)", c.Name, err)
+		}
+	}
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = time.Second
+	}
 	if c.LeaseTTL < 2*time.Second || c.LeaseTTL > 10*time.Minute {
 		return fmt.Errorf("node %q: lease TTL %s is out of range: use 2s to 10m (--lease-ttl, DRAYAGE_LEASE_TTL)", c.Name, c.LeaseTTL)
 	}
@@ -92,6 +126,8 @@ type Daemon struct {
 	cfg  Config
 	log  *slog.Logger
 	vols *volume.Manager
+	reg  *cluster.Registry
+	net  atomic.Pointer[network]
 }
 
 // New returns a daemon whose volume manager answers "starting" until Run initialises it.
@@ -129,6 +165,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer store.Close()
 	reg := cluster.NewRegistry(store, d.cfg.StorePrefix)
+	d.reg = reg
 	lease, err := store.Grant(ctx, d.cfg.LeaseTTL)
 	if err != nil {
 		return fmt.Errorf("node %q: cannot take a lease in the cluster store: %w", d.cfg.Name, err)
@@ -137,17 +174,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 
+	bg, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	var wg sync.WaitGroup
+	n, err := d.startNetwork(bg, &wg)
+	if err != nil {
+		return err
+	}
+	d.net.Store(n)
+	defer n.stop()
+
 	sock := filepath.Join(d.cfg.Root, control.SocketName)
 	l, err := sockets.NewUnixSocketWithOpts(sock, sockets.WithChmod(0o600))
 	if err != nil {
 		return fmt.Errorf("node %q: listen on control socket %s: %w", d.cfg.Name, sock, err)
 	}
-	srv := control.NewServer(d.vols, d.log)
+	srv := control.NewServer(d.vols, d, d.log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 
-	bg, stopBG := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	for _, loop := range []func(context.Context){
 		func(ctx context.Context) { d.keepLease(ctx, store, lease) },
 		func(ctx context.Context) { d.heartbeat(ctx, reg, start) },
@@ -167,6 +212,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		err = nil
 	}
 	stopBG()
+	n.stop()
 	wg.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -243,6 +289,9 @@ func (d *Daemon) keepLease(ctx context.Context, store cluster.Store, lease clust
 func (d *Daemon) heartbeat(ctx context.Context, reg *cluster.Registry, started time.Time) {
 	put := func(ctx context.Context) {
 		n := cluster.Node{Name: d.cfg.Name, Version: d.cfg.Version, Started: started.UTC(), LastSeen: time.Now().UTC()}
+		if nw := d.net.Load(); nw != nil {
+			n.Addresses = []string{nw.gossip.Addr(), nw.control, nw.data}
+		}
 		if err := reg.PutNode(ctx, n); err != nil {
 			d.log.Warn("cannot update this node's record in the cluster store", "err", err)
 		}

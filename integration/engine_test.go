@@ -59,7 +59,7 @@ type legacyDaemon struct {
 
 // startLegacy starts drayage in legacy mode next to the engine as node name, serving
 // driver name. args are more daemon flags; without --store it runs an embedded store on a
-// free port.
+// free port. With no engine the daemon runs on the host, serving no engine.
 func startLegacy(t *testing.T, e *engine, name, driver, root string, args ...string) *legacyDaemon {
 	t.Helper()
 	logFile, err := os.OpenFile(root+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -67,7 +67,11 @@ func startLegacy(t *testing.T, e *engine, name, driver, root string, args ...str
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--store") }) {
 		args = append(args, "--embedded-addr", freeAddr())
 	}
-	d := &legacyDaemon{t: t, engine: e, name: name, root: root, socket: "/run/docker/plugins/" + driver + ".sock", args: args, log: logFile}
+	socket := "/run/docker/plugins/" + driver + ".sock"
+	if e == nil {
+		socket = root + ".sock"
+	}
+	d := &legacyDaemon{t: t, engine: e, name: name, root: root, socket: socket, args: args, log: logFile}
 	t.Cleanup(func() {
 		d.kill(syscall.SIGTERM)
 		_ = logFile.Close()
@@ -78,13 +82,24 @@ func startLegacy(t *testing.T, e *engine, name, driver, root string, args ...str
 
 func (d *legacyDaemon) start() {
 	d.t.Helper()
-	d.cmd = d.engine.command(binary, append([]string{"daemon", "--root", d.root, "--socket", d.socket, "--name", d.name}, d.args...)...)
+	args := append([]string{"daemon", "--root", d.root, "--socket", d.socket, "--name", d.name}, d.args...)
+	if d.engine != nil {
+		d.cmd = d.engine.command(binary, args...)
+	} else {
+		d.cmd = exec.Command(binary, args...)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(d.t, d.cmd.Start())
-	eventually(d.t, timeout, "the legacy daemon's control socket", func() bool {
-		_, err := tryRun(binary, "--root", d.root, "volume", "ls")
-		return err == nil
-	})
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := tryRun(binary, "--root", d.root, "volume", "ls"); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon %s did not answer on its control socket within %s; its log:\n%s", d.name, timeout, d.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // kill sends sig and waits for the daemon to exit.

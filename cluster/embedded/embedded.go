@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/etcdstore"
@@ -68,7 +69,9 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	cfg.ListenPeerUrls = []url.URL{peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(opts.Name)
-	cfg.LogLevel = "error"
+	// etcd logs spurious errors on every clean shutdown; what matters reaches us as
+	// errors from Start or from the client.
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.ListenMetricsUrls = nil
 	// Small, quick elections: there is one member.
 	cfg.TickMs = 50

@@ -104,7 +104,7 @@ func TestNodesWithoutTheKeyOrWithAnotherLabelAreNotAdmitted(t *testing.T) {
 	mc.Logger = stdlog.New(io.Discard, "", 0)
 	plain, err := memberlist.Create(mc)
 	require.NoError(t, err)
-	defer plain.Shutdown()
+	defer func() { _ = plain.Shutdown() }()
 	_, err = plain.Join([]string{a.Addr()})
 	require.Error(t, err)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -53,8 +54,18 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&cfg.StoreToken, "store-token", "", "Consul ACL token (prefer the variable to the flag)")
 	f.StringVar(&cfg.EmbeddedAddr, "embedded-addr", "127.0.0.1:7793", "where the embedded store listens for clients; other nodes use it as etcd://ADDR")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 10*time.Second, "how long this node's claims outlive it when it dies or is cut off")
+	f.StringVar(&cfg.TLSDir, "tls-dir", "/etc/drayage", "the node's certificate, the cluster CA and the gossip key (see 'drayage tls init'); without them the node runs alone")
+	f.StringSliceVar(&cfg.Join, "join", nil, "gossip seeds to join, host[:port], comma-separated")
+	f.StringVar(&cfg.Advertise, "advertise", "", "address other nodes reach this one at (default: the first non-loopback address)")
+	f.StringVar(&cfg.Cluster, "cluster", "drayage", "cluster name: nodes of another cluster are not admitted to gossip")
+	f.IntVar(&cfg.GossipPort, "gossip-port", 7790, "gossip port (TCP and UDP)")
+	f.IntVar(&cfg.ControlPort, "control-port", 7791, "control port (gRPC over mutual TLS)")
+	f.IntVar(&cfg.DataPort, "data-port", 7792, "data port (volume streams over mutual TLS)")
+	f.StringVar(&cfg.PortRange, "port-range", "", "pick the gossip, control and data ports from the first free ones in LOW-HIGH instead")
+	f.DurationVar(&cfg.ProbeInterval, "probe-interval", time.Second, "how often gossip probes a member; a dead node is declared within a few intervals")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
-		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl")
+		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",
+		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval")
 	return cmd
 }
 
@@ -72,12 +83,24 @@ func runDaemon(ctx context.Context, cfg daemon.Config, socket string, log *slog.
 		return fmt.Errorf("node %q: %w; is another drayage daemon running?", cfg.Name, err)
 	}
 	defer l.Close()
+	serving, stopServing := context.WithCancel(ctx)
+	defer stopServing() // runs before l.Close: the listener's end is then expected
 	driver := plugin.NewDriver(d.Volumes(), plugin.Options{MountTimeout: cfg.MountTimeout, Logger: log})
 	go func() {
-		if err := plugin.Serve(l, driver); err != nil && ctx.Err() == nil {
+		if err := plugin.Serve(l, driver); err != nil && serving.Err() == nil {
 			log.Error("plugin socket stopped", "socket", socket, "err", err)
 		}
 	}()
 	log.Info("plugin socket listening", "socket", socket, "version", version)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := d.ReloadTLS(); err != nil {
+				log.Error("SIGHUP: node certificate not reloaded", "err", err)
+			}
+		}
+	}()
 	return d.Run(ctx)
 }

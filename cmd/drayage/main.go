@@ -50,7 +50,7 @@ verified, before the container starts.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	withEnv(pf, "root", "log-level", "log-format")
-	root.AddCommand(newDaemonCmd(g), newVolumeCmd(g), newTLSCmd(), newVersionCmd())
+	root.AddCommand(newDaemonCmd(g), newVolumeCmd(g), newNodeCmd(g), newTLSCmd(), newVersionCmd())
 	return root
 }
 

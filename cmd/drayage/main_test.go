@@ -54,7 +54,10 @@ func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
 		"mount-timeout": "DRAYAGE_MOUNT_TIMEOUT", "store": "DRAYAGE_STORE", "store-prefix": "DRAYAGE_STORE_PREFIX",
 		"store-ca": "DRAYAGE_STORE_CA", "store-cert": "DRAYAGE_STORE_CERT", "store-key": "DRAYAGE_STORE_KEY",
 		"store-user": "DRAYAGE_STORE_USER", "store-password": "DRAYAGE_STORE_PASSWORD", "store-token": "DRAYAGE_STORE_TOKEN",
-		"embedded-addr": "DRAYAGE_EMBEDDED_ADDR", "lease-ttl": "DRAYAGE_LEASE_TTL",
+		"embedded-addr": "DRAYAGE_EMBEDDED_ADDR", "lease-ttl": "DRAYAGE_LEASE_TTL", "tls-dir": "DRAYAGE_TLS_DIR",
+		"join": "DRAYAGE_JOIN", "advertise": "DRAYAGE_ADVERTISE", "cluster": "DRAYAGE_CLUSTER",
+		"gossip-port": "DRAYAGE_GOSSIP_PORT", "control-port": "DRAYAGE_CONTROL_PORT", "data-port": "DRAYAGE_DATA_PORT",
+		"port-range": "DRAYAGE_PORT_RANGE", "probe-interval": "DRAYAGE_PROBE_INTERVAL",
 	}
 	for flag, env := range want {
 		f := daemonCmd.Flags().Lookup(flag)

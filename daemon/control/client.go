@@ -44,6 +44,12 @@ func (c *Client) ListVolumes(ctx context.Context) ([]volume.Info, error) {
 	return infos, c.get(ctx, "/v1/volumes", &infos)
 }
 
+// ListNodes returns the cluster's nodes.
+func (c *Client) ListNodes(ctx context.Context) ([]NodeInfo, error) {
+	var infos []NodeInfo
+	return infos, c.get(ctx, "/v1/nodes", &infos)
+}
+
 // InspectVolume returns one volume with its size measured.
 func (c *Client) InspectVolume(ctx context.Context, name string) (volume.Info, error) {
 	var info volume.Info

@@ -17,7 +17,7 @@ import (
 func serve(t *testing.T, vols Volumes, root string) {
 	l, err := net.Listen("unix", filepath.Join(root, SocketName))
 	require.NoError(t, err)
-	srv := NewServer(vols, slog.New(slog.DiscardHandler))
+	srv := NewServer(vols, noNodes{}, slog.New(slog.DiscardHandler))
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 }
@@ -56,3 +56,7 @@ func TestClientSaysWhatToDoWhenNoDaemonAnswers(t *testing.T) {
 	assert.Contains(t, err.Error(), filepath.Join(root, SocketName))
 	assert.Contains(t, err.Error(), "DRAYAGE_ROOT")
 }
+
+type noNodes struct{}
+
+func (noNodes) Nodes(context.Context) ([]NodeInfo, error) { return nil, nil }

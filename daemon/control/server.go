@@ -21,13 +21,33 @@ type Volumes interface {
 	List(ctx context.Context) ([]volume.Info, error)
 }
 
+// Nodes is what the control API serves about the cluster's nodes.
+type Nodes interface {
+	Nodes(ctx context.Context) ([]NodeInfo, error)
+}
+
+// NodeInfo is a node as 'drayage node ls' shows it.
+type NodeInfo struct {
+	Name string `json:"name"`
+	// Address is the node's gossip address; Control and Data its other listeners.
+	Address  string    `json:"address,omitempty"`
+	Control  string    `json:"control,omitempty"`
+	Data     string    `json:"data,omitempty"`
+	State    string    `json:"state"`
+	Version  string    `json:"version,omitempty"`
+	LastSeen time.Time `json:"last_seen"`
+	Self     bool      `json:"self,omitempty"`
+	// Reach is "ok" if the node's control port answered over mutual TLS, or why not.
+	Reach string `json:"reach,omitempty"`
+}
+
 // Server serves the control API.
 type Server struct {
 	srv *http.Server
 }
 
 // NewServer returns a Server over vols.
-func NewServer(vols Volumes, log *slog.Logger) *Server {
+func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/volumes", func(w http.ResponseWriter, r *http.Request) {
 		infos, err := vols.List(r.Context())
@@ -36,6 +56,10 @@ func NewServer(vols Volumes, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
 		info, err := vols.Get(r.Context(), r.PathValue("name"))
 		reply(w, info, err)
+	})
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		infos, err := nodes.Nodes(r.Context())
+		reply(w, infos, err)
 	})
 	return &Server{srv: &http.Server{
 		Handler:           mux,

@@ -1,0 +1,230 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drayage/drayage/cluster/gossip"
+	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/control"
+	"github.com/drayage/drayage/daemon/peers"
+)
+
+// network is this node's part in a cluster: identity, gossip and the control server.
+// It is nil on a node without certificates (a single node).
+type network struct {
+	stopped sync.Once
+	id      *identity.Identity
+	gossip  *gossip.Gossip
+	server  *peers.Server
+	control string // advertised control address
+	data    string // advertised data address
+}
+
+// ports are the listening ports, fixed or picked from a range.
+type ports struct{ gossip, control, data int }
+
+// parsePortRange parses "LOW-HIGH".
+func parsePortRange(s string) (int, int, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	l, err1 := strconv.Atoi(lo)
+	h, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || l < 1 || h > 65535 || h-l < 2 {
+		return 0, 0, fmt.Errorf("port range %q: want LOW-HIGH with room for 3 ports, e.g. 7790-7799", s)
+	}
+	return l, h, nil
+}
+
+// pickPorts returns the configured ports, or the first free ones in the range.
+func (c *Config) pickPorts() (ports, error) {
+	if c.PortRange == "" {
+		return ports{c.GossipPort, c.ControlPort, c.DataPort}, nil
+	}
+	lo, hi, err := parsePortRange(c.PortRange)
+	if err != nil {
+		return ports{}, err
+	}
+	var free []int
+	for p := lo; p <= hi && len(free) < 3; p++ {
+		if portFree(p, len(free) == 0) {
+			free = append(free, p)
+		}
+	}
+	if len(free) < 3 {
+		return ports{}, fmt.Errorf("node %q: no 3 free ports in %s (--port-range, DRAYAGE_PORT_RANGE)", c.Name, c.PortRange)
+	}
+	return ports{free[0], free[1], free[2]}, nil
+}
+
+// portFree reports whether p is free for TCP (and UDP too, for gossip).
+func portFree(p int, udp bool) bool {
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	if udp {
+		u, err := net.ListenPacket("udp", ":"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		u.Close()
+	}
+	return true
+}
+
+// advertiseAddr is --advertise, or the host's first non-loopback IPv4 address.
+func (c *Config) advertiseAddr() (string, error) {
+	if c.Advertise != "" {
+		if net.ParseIP(c.Advertise) == nil {
+			return "", fmt.Errorf("node %q: advertise address %q is not an IP address (--advertise, DRAYAGE_ADVERTISE)", c.Name, c.Advertise)
+		}
+		return c.Advertise, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && !ip.IP.IsLoopback() && ip.IP.To4() != nil {
+			return ip.IP.String(), nil
+		}
+	}
+	return "", fmt.Errorf("node %q: no non-loopback address to advertise; set --advertise or DRAYAGE_ADVERTISE", c.Name)
+}
+
+// startNetwork joins the cluster if the TLS dir holds a node certificate.
+func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network, error) {
+	cfg := d.cfg
+	if !identity.Present(cfg.TLSDir) {
+		if len(cfg.Join) > 0 {
+			return nil, fmt.Errorf("node %q: --join needs this node's certificate in %s; make one with 'drayage tls init' (DRAYAGE_TLS_DIR)", cfg.Name, cfg.TLSDir)
+		}
+		d.log.Info("no node certificate in the TLS dir: running as a single node; to form a cluster see 'drayage tls init'", "tls_dir", cfg.TLSDir)
+		return nil, nil
+	}
+	id, err := identity.Load(cfg.TLSDir, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	if w := id.ExpiryWarning(time.Now()); w != "" {
+		d.log.Warn(w)
+	}
+	adv, err := cfg.advertiseAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := cfg.pickPorts()
+	if err != nil {
+		return nil, err
+	}
+	n := &network{
+		id:      id,
+		control: net.JoinHostPort(adv, strconv.Itoa(p.control)),
+		data:    net.JoinHostPort(adv, strconv.Itoa(p.data)),
+	}
+	n.gossip, err = gossip.Start(gossip.Config{
+		Node: cfg.Name, Port: p.gossip, AdvertiseAddr: adv, Key: id.GossipKey(), Label: cfg.Cluster,
+		Meta:          gossip.Meta{Control: n.control, Data: n.data, Version: cfg.Version},
+		ProbeInterval: cfg.ProbeInterval, Logger: d.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w (--gossip-port, DRAYAGE_GOSSIP_PORT)", cfg.Name, err)
+	}
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(p.control))
+	if err != nil {
+		_ = n.gossip.Leave(time.Second)
+		return nil, fmt.Errorf("node %q: control port: %w (--control-port, DRAYAGE_CONTROL_PORT)", cfg.Name, err)
+	}
+	n.server = peers.NewServer(id, n.gossip.Known, d.log)
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = n.server.Serve(l) }()
+	go func() { defer wg.Done(); n.gossip.JoinLoop(ctx, cfg.Join) }()
+	go func() { defer wg.Done(); id.Watch(ctx, 10*time.Second, d.log) }()
+	d.log.Info("joined the network", "gossip", n.gossip.Addr(), "control", n.control, "data", n.data,
+		"cluster", cfg.Cluster, "certificate_expires", id.Certificate().NotAfter.Format(time.DateOnly))
+	return n, nil
+}
+
+// stop leaves the cluster and stops serving other nodes.
+func (n *network) stop() {
+	if n == nil {
+		return
+	}
+	n.stopped.Do(func() {
+		_ = n.gossip.Leave(2 * time.Second)
+		n.server.Stop()
+	})
+}
+
+// ReloadTLS reads the node certificate again (on SIGHUP).
+func (d *Daemon) ReloadTLS() error {
+	n := d.net.Load()
+	if n == nil {
+		return errors.New("no node certificate loaded: this node runs alone")
+	}
+	if err := n.id.Reload(); err != nil {
+		return err
+	}
+	d.log.Info("reloaded node certificate", "serial", n.id.Certificate().SerialNumber.Text(16), "expires", n.id.Certificate().NotAfter)
+	return nil
+}
+
+// Nodes describes the cluster's nodes for 'drayage node ls': the gossip roster, with the
+// store's node records for nodes gossip has not seen, and whether each live node's
+// control port answers over mutual TLS.
+func (d *Daemon) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
+	byName := map[string]*control.NodeInfo{}
+	if d.reg != nil {
+		recs, err := d.reg.Nodes(ctx)
+		if err != nil {
+			d.log.Warn("cannot read node records from the cluster store", "err", err)
+		}
+		for _, r := range recs {
+			byName[r.Name] = &control.NodeInfo{Name: r.Name, State: "unknown", Version: r.Version, LastSeen: r.LastSeen}
+		}
+	}
+	n := d.net.Load()
+	if n == nil {
+		if info, ok := byName[d.cfg.Name]; ok {
+			info.State, info.Self, info.LastSeen = gossip.StateAlive, true, time.Now().UTC()
+		}
+	} else {
+		for _, m := range n.gossip.Members() {
+			info := &control.NodeInfo{Name: m.Name, Address: m.Addr, Control: m.Meta.Control, Data: m.Meta.Data,
+				State: m.State, Version: m.Meta.Version, LastSeen: m.LastSeen.UTC(), Self: m.Name == d.cfg.Name}
+			byName[m.Name] = info
+		}
+		var wg sync.WaitGroup
+		for _, info := range byName {
+			if info.Self || info.State != gossip.StateAlive || info.Control == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				if err := peers.Check(cctx, n.id, info.Name, info.Control); err != nil {
+					info.Reach = err.Error()
+				} else {
+					info.Reach = "ok"
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	out := make([]control.NodeInfo, 0, len(byName))
+	for _, info := range byName {
+		out = append(out, *info)
+	}
+	slices.SortFunc(out, func(a, b control.NodeInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}

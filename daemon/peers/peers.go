@@ -1,0 +1,99 @@
+// Package peers is how nodes talk to each other: gRPC on the control port over mutual
+// TLS 1.3 (package identity). Every handshake another node fails is logged with its
+// address and the reason. A peer is always known by the name in its certificate.
+package peers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/drayage/drayage/cluster/identity"
+)
+
+// HandshakeTimeout bounds a TLS handshake with another node.
+const HandshakeTimeout = 10 * time.Second
+
+// Server serves other nodes on the control port.
+type Server struct {
+	grpc   *grpc.Server
+	health *health.Server
+}
+
+// NewServer makes the control server. known says whether a node is a member.
+func NewServer(id *identity.Identity, known func(string) bool, log *slog.Logger) *Server {
+	creds := &loggingCreds{TransportCredentials: credentials.NewTLS(id.ServerConfig(known)), log: log}
+	s := &Server{grpc: grpc.NewServer(grpc.Creds(creds), grpc.ConnectionTimeout(HandshakeTimeout)), health: health.NewServer()}
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	return s
+}
+
+// Register adds a service (the transfer engine's, for one).
+func (s *Server) Register(desc *grpc.ServiceDesc, impl any) { s.grpc.RegisterService(desc, impl) }
+
+// Serve answers on l until Stop.
+func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
+
+// Stop stops the server, letting calls in flight finish for a moment.
+func (s *Server) Stop() {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.grpc.Stop()
+	}
+}
+
+// loggingCreds is TLS that logs why a node's handshake failed.
+type loggingCreds struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+func (c *loggingCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := c.TransportCredentials.ServerHandshake(raw)
+	if err != nil {
+		c.log.Warn("rejected connection from another node", "remote", raw.RemoteAddr().String(), "reason", identity.Explain(err))
+	}
+	return conn, info, err
+}
+
+func (c *loggingCreds) Clone() credentials.TransportCredentials {
+	return &loggingCreds{TransportCredentials: c.TransportCredentials.Clone(), log: c.log}
+}
+
+// Dial connects to node's control address. The connection is verified to reach that
+// node, by the name in its certificate.
+func Dial(id *identity.Identity, node, addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig(node))))
+	if err != nil {
+		return nil, fmt.Errorf("node %q at %s: %w", node, addr, err)
+	}
+	return conn, nil
+}
+
+// Check asks node whether it is serving, within ctx.
+func Check(ctx context.Context, id *identity.Identity, node, addr string) error {
+	conn, err := Dial(id, node, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("node %q at %s: %w", node, addr, err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("node %q at %s: %s", node, addr, resp.GetStatus())
+	}
+	return nil
+}
