@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -68,5 +71,30 @@ func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
 		f := root.PersistentFlags().Lookup(flag)
 		require.NotNil(t, f, flag)
 		assert.Equal(t, []string{env}, f.Annotations[envAnnotation], flag)
+	}
+}
+
+// Every variable the managed plugin sets or exposes is a setting the daemon reads.
+func TestConfigJSONVariablesAreDaemonSettings(t *testing.T) {
+	b, err := os.ReadFile("../../config.json")
+	require.NoError(t, err)
+	var cfg struct {
+		Env []struct{ Name string }
+	}
+	require.NoError(t, json.Unmarshal(b, &cfg))
+	known := map[string]bool{}
+	root := newRootCmd()
+	daemonCmd, _, err := root.Find([]string{"daemon"})
+	require.NoError(t, err)
+	for _, fs := range []*pflag.FlagSet{daemonCmd.Flags(), root.PersistentFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) {
+			if env, ok := f.Annotations[envAnnotation]; ok {
+				known[env[0]] = true
+			}
+		})
+	}
+	require.NotEmpty(t, cfg.Env)
+	for _, e := range cfg.Env {
+		assert.True(t, known[e.Name], "config.json sets %s, which no daemon flag reads", e.Name)
 	}
 }
