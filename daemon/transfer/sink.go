@@ -1,0 +1,450 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+)
+
+// tmpPrefix names files being received; they are never part of a volume.
+const tmpPrefix = ".drayage-tmp-"
+
+// SinkOptions limit what a sink accepts.
+type SinkOptions struct {
+	// AllowDevices admits device nodes (volumes created with allow-devices=true).
+	AllowDevices bool
+	// MaxBytes bounds the sum of declared file sizes (0: only the free space bounds it).
+	MaxBytes int64
+}
+
+// Sink receives a tree into a staging directory. Every file operation is relative to
+// the staging root (os.Root): no name, symlink or hardlink can reach outside it.
+type Sink struct {
+	root    *os.Root
+	dir     string
+	entries []Entry
+	send    []bool // content of entries[i] comes over the wire
+
+	mu       sync.Mutex
+	received []bool
+	hashes   map[uint32][32]byte
+	bytes    int64
+}
+
+// NewSink validates the sender's manifest against the receiver's limits, makes the
+// staging tree's directories, removes what the manifest does not list, and reports which
+// files' content must be sent (the rest are already there, by size and modification time).
+func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
+	kinds := make(map[string]Kind, len(entries))
+	var declared int64
+	for _, e := range entries {
+		if err := e.Validate(opts.AllowDevices, func(p string) (Kind, bool) { k, ok := kinds[p]; return k, ok }); err != nil {
+			return nil, err
+		}
+		if _, dup := kinds[e.Path]; dup {
+			return nil, fmt.Errorf("%w: %q listed twice", ErrHostile, e.Path)
+		}
+		kinds[e.Path] = e.Kind
+		declared += e.Size
+	}
+	if len(entries) == 0 || entries[0].Path != "." {
+		return nil, fmt.Errorf("%w: the manifest does not start with the volume root", ErrHostile)
+	}
+	if opts.MaxBytes > 0 && declared > opts.MaxBytes {
+		return nil, fmt.Errorf("%w: the volume declares %d bytes, above its limit of %d", ErrHostile, declared, opts.MaxBytes)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil {
+		if free := int64(st.Bavail) * st.Bsize; declared > free {
+			return nil, fmt.Errorf("the volume needs %d bytes, but %s has %d free; free some space and retry", declared, dir, free)
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sink{root: root, dir: dir, entries: entries, send: make([]bool, len(entries)),
+		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}}
+	if err := s.prepare(kinds); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare removes what the manifest does not list (or lists as another kind), makes the
+// directories, and decides which files need their content.
+func (s *Sink) prepare(kinds map[string]Kind) error {
+	var extra []string
+	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		k, listed := kinds[p]
+		if !listed || k != kindOf(d.Type()) {
+			extra = append(extra, p)
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read staging %s: %w", s.dir, err)
+	}
+	for _, p := range extra {
+		if err := s.root.RemoveAll(p); err != nil {
+			return fmt.Errorf("clear %s in staging: %w", p, err)
+		}
+	}
+	for i, e := range s.entries {
+		switch e.Kind {
+		case KindDir:
+			if e.Path != "." {
+				if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+					return fmt.Errorf("make %s: %w", e.Path, err)
+				}
+			}
+		case KindFile:
+			s.send[i] = true
+			if fi, err := s.root.Lstat(e.Path); err == nil {
+				st := fi.Sys().(*syscall.Stat_t)
+				if fi.Mode().IsRegular() && sameContent(e, Entry{Kind: KindFile, Size: fi.Size(), MTime: st.Mtim.Nano()}) {
+					s.send[i] = false
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func kindOf(t fs.FileMode) Kind {
+	switch {
+	case t.IsDir():
+		return KindDir
+	case t&fs.ModeSymlink != 0:
+		return KindSymlink
+	case t&fs.ModeNamedPipe != 0:
+		return KindFIFO
+	case t&fs.ModeDevice != 0:
+		return KindDevice
+	case t.IsRegular():
+		return KindFile
+	}
+	return 0
+}
+
+// Wanted lists the indexes of the files whose content the sender must send.
+func (s *Sink) Wanted() []uint32 {
+	var out []uint32
+	for i, w := range s.send {
+		if w {
+			out = append(out, uint32(i))
+		}
+	}
+	return out
+}
+
+// Bytes is how many content bytes have arrived so far.
+func (s *Sink) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
+}
+
+// Receive reads files from one data stream until FrameDone. Streams run in parallel.
+func (s *Sink) Receive(r io.Reader) error {
+	fr := NewFrameReader(r)
+	for {
+		f, err := fr.Next()
+		if err != nil {
+			return err
+		}
+		switch f.Type {
+		case FrameDone:
+			return nil
+		case FrameError:
+			return fmt.Errorf("sender: %s", f.Payload)
+		case FrameFile:
+			index, size := FileHeader(f.Payload)
+			if err := s.receiveFile(fr, index, size); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: frame type %d outside a file", ErrHostile, f.Type)
+		}
+	}
+}
+
+// claim marks a file as being received, refusing one not wanted or sent twice.
+func (s *Sink) claim(index uint32, size int64) (Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if int(index) >= len(s.entries) || !s.send[index] || s.received[index] {
+		return Entry{}, fmt.Errorf("%w: content for entry %d, which was not asked for", ErrHostile, index)
+	}
+	e := s.entries[index]
+	if size != e.Size {
+		return Entry{}, fmt.Errorf("%w: %q sent with %d bytes, declared %d", ErrHostile, e.Path, size, e.Size)
+	}
+	s.received[index] = true
+	return e, nil
+}
+
+func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error) {
+	e, err := s.claim(index, size)
+	if err != nil {
+		return err
+	}
+	tmp := path.Join(path.Dir(e.Path), fmt.Sprintf("%s%d", tmpPrefix, index))
+	_ = s.root.Remove(tmp) // left by an interrupted attempt
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s in staging: %w", tmp, err)
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			_ = s.root.Remove(tmp)
+			s.mu.Lock()
+			s.received[index] = false
+			s.mu.Unlock()
+		}
+	}()
+	h := blake3.New()
+	var off int64
+	zero := make([]byte, 64<<10)
+	for {
+		fm, err := fr.Next()
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.Path, err)
+		}
+		switch fm.Type {
+		case FrameData:
+			if off+int64(len(fm.Payload)) > size {
+				return fmt.Errorf("%w: %q: more data than its declared %d bytes", ErrHostile, e.Path, size)
+			}
+			if _, err := f.WriteAt(fm.Payload, off); err != nil {
+				return fmt.Errorf("write %s: %w", e.Path, err)
+			}
+			_, _ = h.Write(fm.Payload)
+			off += int64(len(fm.Payload))
+			s.mu.Lock()
+			s.bytes += int64(len(fm.Payload))
+			s.mu.Unlock()
+		case FrameHole:
+			n := int64(beUint64(fm.Payload))
+			if n <= 0 || off+n > size {
+				return fmt.Errorf("%w: %q: hole beyond its declared size", ErrHostile, e.Path)
+			}
+			for left := n; left > 0; {
+				c := min(left, int64(len(zero)))
+				_, _ = h.Write(zero[:c])
+				left -= c
+			}
+			off += n
+		case FrameEnd:
+			if off != size {
+				return fmt.Errorf("%w: %q ended at %d of %d bytes", ErrHostile, e.Path, off, size)
+			}
+			var sum [32]byte
+			h.Sum(sum[:0])
+			if string(sum[:]) != string(fm.Payload) {
+				return fmt.Errorf("%s: content hash mismatch: damaged in transit; it will be sent again", e.Path)
+			}
+			if err := f.Truncate(size); err != nil { // keeps a trailing hole
+				return err
+			}
+			if err := setMeta(f, e); err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			f = nil
+			if err := s.root.Rename(tmp, e.Path); err != nil {
+				return fmt.Errorf("place %s: %w", e.Path, err)
+			}
+			s.mu.Lock()
+			s.hashes[index] = sum
+			s.mu.Unlock()
+			return nil
+		default:
+			return fmt.Errorf("%w: %q: frame type %d inside a file", ErrHostile, e.Path, fm.Type)
+		}
+	}
+}
+
+// Finish checks that every wanted file arrived, creates links and special files, applies
+// every entry's metadata (directories last, deepest first, so their times stick) and makes
+// it all durable with one syncfs. It returns the tree's root hash.
+func (s *Sink) Finish() ([32]byte, error) {
+	for i, want := range s.send {
+		if want && !s.received[i] {
+			return [32]byte{}, fmt.Errorf("%s never arrived", s.entries[i].Path)
+		}
+	}
+	for i, e := range s.entries {
+		var err error
+		switch e.Kind {
+		case KindFile:
+			if !s.send[i] {
+				err = s.withFile(e.Path, os.O_RDONLY, func(f *os.File) error { return setMeta(f, e) })
+			}
+		case KindSymlink:
+			err = s.replace(e.Path, func() error { return s.root.Symlink(e.Target, e.Path) })
+			if err == nil {
+				err = s.metaAt(e)
+			}
+		case KindHardlink:
+			err = s.replace(e.Path, func() error { return s.root.Link(e.Target, e.Path) })
+		case KindFIFO:
+			err = s.replace(e.Path, func() error { return s.mknod(e) })
+			if err == nil {
+				err = s.withFile(e.Path, os.O_RDONLY|unix.O_NONBLOCK, func(f *os.File) error { return setMeta(f, e) })
+			}
+		case KindDevice: // never opened: opening a device can act on it
+			err = s.replace(e.Path, func() error { return s.mknod(e) })
+			if err == nil {
+				err = s.metaAt(e)
+			}
+		}
+		if err != nil {
+			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
+		}
+	}
+	dirs := slices.Collect(func(yield func(Entry) bool) {
+		for _, e := range s.entries {
+			if e.Kind == KindDir && !yield(e) {
+				return
+			}
+		}
+	})
+	for _, e := range slices.Backward(dirs) {
+		if err := s.withFile(e.Path, os.O_RDONLY|unix.O_DIRECTORY, func(f *os.File) error { return setMeta(f, e) }); err != nil {
+			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
+		}
+	}
+	root, err := s.root.Open(".")
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer root.Close()
+	if err := unix.Syncfs(int(root.Fd())); err != nil {
+		return [32]byte{}, fmt.Errorf("sync staging %s: %w", s.dir, err)
+	}
+	return RootHash(s.entries, s.hashes), nil
+}
+
+// Close releases the staging root.
+func (s *Sink) Close() error { return s.root.Close() }
+
+// replace removes whatever is at p (not a directory), then creates it with mk.
+func (s *Sink) replace(p string, mk func() error) error {
+	if err := s.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return mk()
+}
+
+func (s *Sink) withFile(p string, flag int, fn func(*os.File) error) error {
+	f, err := s.root.OpenFile(p, flag|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return fn(f)
+}
+
+// parent opens the directory holding p, for the *at calls os.Root lacks.
+func (s *Sink) parent(p string) (*os.File, string, error) {
+	d, err := s.root.OpenFile(path.Dir(p), os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	return d, path.Base(p), err
+}
+
+func (s *Sink) mknod(e Entry) error {
+	d, base, err := s.parent(e.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	mode := uint32(unix.S_IFIFO)
+	if e.Kind == KindDevice {
+		mode = e.Mode & (unix.S_IFCHR | unix.S_IFBLK)
+	}
+	return unix.Mknodat(int(d.Fd()), base, mode|0o600, int(e.Rdev))
+}
+
+// metaAt sets owner, mode and times by name, without opening or following it (symlinks,
+// devices).
+func (s *Sink) metaAt(e Entry) error {
+	d, base, err := s.parent(e.Path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Fchownat(int(d.Fd()), base, int(e.UID), int(e.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if e.Kind == KindDevice {
+		if err := unix.Fchmodat(int(d.Fd()), base, e.Mode&0o7777, 0); err != nil {
+			return err
+		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
+	return unix.UtimesNanoAt(int(d.Fd()), base, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// setMeta gives an open file its owner, mode, extended attributes and times, in that
+// order (a chown clears setuid bits; writing attributes changes ctime only).
+func setMeta(f *os.File, e Entry) error {
+	fd := int(f.Fd())
+	if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+		return err
+	}
+	if err := unix.Fchmod(fd, e.Mode&0o7777); err != nil {
+		return err
+	}
+	for _, x := range e.Xattrs {
+		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
+			return fmt.Errorf("set attribute %s: %w", x.Name, err)
+		}
+	}
+	t := time.Unix(0, e.MTime)
+	ts := []unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), ts, 0)
+}
+
+func beUint64(p []byte) uint64 {
+	return uint64(p[0])<<56 | uint64(p[1])<<48 | uint64(p[2])<<40 | uint64(p[3])<<32 |
+		uint64(p[4])<<24 | uint64(p[5])<<16 | uint64(p[6])<<8 | uint64(p[7])
+}
+
+// RootHash covers a tree: its manifest and the content hash of every file sent.
+func RootHash(entries []Entry, hashes map[uint32][32]byte) [32]byte {
+	h := blake3.New()
+	_, _ = h.Write(EncodeManifest(entries))
+	for i := range entries {
+		if sum, ok := hashes[uint32(i)]; ok {
+			_, _ = h.Write(sum[:])
+		}
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}

@@ -1,0 +1,149 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+)
+
+// Source sends a tree's files. The tree is opened as an os.Root, so a symlink never leads
+// the sender out of the volume.
+type Source struct {
+	root    *os.Root
+	entries []Entry
+
+	mu     sync.Mutex
+	hashes map[uint32][32]byte
+	bytes  int64
+}
+
+// NewSource walks dir and returns a source for it with its manifest.
+func NewSource(dir string) (*Source, error) {
+	entries, err := Walk(dir)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{root: root, entries: entries, hashes: map[uint32][32]byte{}}, nil
+}
+
+// Manifest is the tree as walked.
+func (s *Source) Manifest() []Entry { return s.entries }
+
+// Bytes is how many content bytes have been sent so far.
+func (s *Source) Bytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes
+}
+
+// Close releases the tree.
+func (s *Source) Close() error { return s.root.Close() }
+
+// Send writes the files whose indexes come from queue to one data stream, then
+// FrameDone. Several Sends share one queue to use several streams.
+func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) error {
+	fw := NewFrameWriter(w)
+	buf := make([]byte, ChunkSize)
+	for index := range queue {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if int(index) >= len(s.entries) || s.entries[index].Kind != KindFile {
+			err := fmt.Errorf("entry %d is not a file", index)
+			_ = fw.Write(FrameError, []byte(err.Error()))
+			return err
+		}
+		if err := s.sendFile(fw, index, buf); err != nil {
+			_ = fw.Write(FrameError, []byte(err.Error()))
+			return err
+		}
+	}
+	return fw.Write(FrameDone, nil)
+}
+
+func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
+	e := s.entries[index]
+	f, err := s.root.OpenFile(e.Path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", e.Path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if st.Size() != e.Size || !st.Mode().IsRegular() {
+		return fmt.Errorf("%s changed while it was being sent (%d bytes, listed with %d); retry the transfer", e.Path, st.Size(), e.Size)
+	}
+	if err := fw.File(index, e.Size); err != nil {
+		return err
+	}
+	h := blake3.New()
+	zero := make([]byte, 64<<10)
+	fd := int(f.Fd())
+	var off int64
+	for off < e.Size {
+		// Find the next data; what lies before it is a hole.
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			data = e.Size // only a hole is left
+		} else if err != nil {
+			data = off // no hole support: treat it all as data
+		}
+		if data > off {
+			if err := fw.Hole(data - off); err != nil {
+				return err
+			}
+			for left := data - off; left > 0; {
+				c := min(left, int64(len(zero)))
+				_, _ = h.Write(zero[:c])
+				left -= c
+			}
+			off = data
+			continue
+		}
+		end, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if err != nil || end > e.Size {
+			end = e.Size
+		}
+		for off < end {
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+			if n > 0 {
+				_, _ = h.Write(buf[:n])
+				if werr := fw.Write(FrameData, buf[:n]); werr != nil {
+					return werr
+				}
+				off += int64(n)
+				s.mu.Lock()
+				s.bytes += int64(n)
+				s.mu.Unlock()
+			}
+			if err != nil && !(errors.Is(err, io.EOF) && off == end) {
+				return fmt.Errorf("read %s: %w", e.Path, err)
+			}
+		}
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	s.mu.Lock()
+	s.hashes[index] = sum
+	s.mu.Unlock()
+	return fw.Write(FrameEnd, sum[:])
+}
+
+// RootHash is the hash of the tree as sent: the manifest and the files sent so far.
+func (s *Source) RootHash() [32]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return RootHash(s.entries, s.hashes)
+}
