@@ -173,16 +173,18 @@ func (g *Gossip) JoinLoop(ctx context.Context, seeds []string) {
 	}
 }
 
-// Members lists every node seen, this one included, sorted by name.
+// Members lists every node seen, this one included, sorted by name. The roster is fed
+// only by memberlist's events, which run under memberlist's lock: the nodes its Members
+// returns are shared with its goroutines and can't be read safely.
 func (g *Gossip) Members() []Member {
-	live := g.ml.Members() // the nodes not dead or gone (suspects count as alive)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, n := range live {
-		g.update(n, StateAlive)
-	}
+	now := time.Now()
 	out := make([]Member, 0, len(g.roster))
 	for _, m := range g.roster {
+		if m.State == StateAlive {
+			m.LastSeen = now
+		}
 		out = append(out, *m)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
