@@ -128,7 +128,7 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 				s.bytes += int64(n)
 				s.mu.Unlock()
 			}
-			if err != nil && !(errors.Is(err, io.EOF) && off == end) {
+			if err != nil && (!errors.Is(err, io.EOF) || off != end) {
 				return fmt.Errorf("read %s: %w", e.Path, err)
 			}
 		}

@@ -1,0 +1,26 @@
+// Package transfer copies one volume's tree from the node that holds it to the node
+// that needs it: fast, verified, resumable, and safe against a hostile sender.
+//
+// The receiver asks; the sender walks its tree into a manifest (Walk): every entry with
+// what must arrive intact (kind, numeric owner, mode with setuid/setgid/sticky, nanosecond
+// mtime, symlink target, hardlink identity, extended attributes and POSIX ACLs, device
+// numbers). The receiver validates it (Entry.Validate), prepares its staging dir (NewSink)
+// and asks only for the files it lacks: same size and mtime means already there, so
+// sending an unchanged volume costs a manifest, not a copy. Everything the manifest does
+// not list is removed from staging.
+//
+// Contents travel on several data streams at once, in compact frames (frame.go) read into
+// one reused buffer, so memory stays flat whatever the file sizes. Holes travel as holes.
+// Each file is hashed with BLAKE3 as it streams and checked on arrival; a file is written
+// to an exclusive temp file and renamed into place only once its hash matches, so staging
+// only ever holds verified files, and an interrupted pull resumes from them. Finish makes
+// staging durable with one syncfs and returns the tree's root hash, which the sender
+// computes too.
+//
+// The receiver never trusts a name: it works through an os.Root on the staging dir, so
+// "..", absolute names, names through symlinks, and hardlinks to outside are impossible
+// there, and Validate refuses them earlier with ErrHostile; so are oversized names, frames
+// and attribute lists, sizes beyond the volume's limit or the free space, content for a
+// file not asked for, and more data than a file declared. The sender reads through an
+// os.Root too and never follows a symlink.
+package transfer
