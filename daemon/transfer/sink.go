@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -63,14 +64,15 @@ func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
 	if opts.MaxBytes > 0 && declared > opts.MaxBytes {
 		return nil, fmt.Errorf("%w: the volume declares %d bytes, above its limit of %d", ErrHostile, declared, opts.MaxBytes)
 	}
+	// Staging lives beside the volume, on the same filesystem as its parent.
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(dir), &st); err == nil {
+		if free := int64(st.Bavail) * st.Bsize; declared > free {
+			return nil, fmt.Errorf("the volume needs %d bytes, but %s has %d free; free some space and retry", declared, filepath.Dir(dir), free)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err == nil {
-		if free := int64(st.Bavail) * st.Bsize; declared > free {
-			return nil, fmt.Errorf("the volume needs %d bytes, but %s has %d free; free some space and retry", declared, dir, free)
-		}
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {

@@ -1,0 +1,185 @@
+package transfer
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/zeebo/blake3"
+)
+
+// hostileSetup returns a staging dir and a sibling "outside" dir holding a sentinel that
+// no transfer may touch, and checks it at the end of the test.
+func hostileSetup(t *testing.T) (staging, outside string) {
+	base := t.TempDir()
+	staging, outside = filepath.Join(base, "staging"), filepath.Join(base, "outside")
+	require.NoError(t, os.MkdirAll(outside, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("keep"), 0o600))
+	t.Cleanup(func() {
+		entries, err := os.ReadDir(outside)
+		require.NoError(t, err)
+		require.Len(t, entries, 1, "nothing was added outside staging")
+		b, err := os.ReadFile(filepath.Join(outside, "secret"))
+		require.NoError(t, err)
+		assert.Equal(t, "keep", string(b), "nothing outside staging changed")
+		parent, err := os.ReadDir(filepath.Dir(staging))
+		require.NoError(t, err)
+		for _, e := range parent {
+			assert.Contains(t, []string{"staging", "outside"}, e.Name(), "nothing was created beside staging")
+		}
+	})
+	return staging, outside
+}
+
+var root = Entry{Path: ".", Kind: KindDir, Mode: 0o755}
+
+func TestHostileManifestsAreRefusedBeforeAnythingIsWritten(t *testing.T) {
+	for name, tc := range map[string]struct {
+		entries []Entry
+		opts    SinkOptions
+		why     string
+	}{
+		"dot-dot name":          {[]Entry{root, {Path: "../escape", Kind: KindFile}}, SinkOptions{}, "climbs out of the volume"},
+		"dot-dot inside":        {[]Entry{root, {Path: "a/../../b", Kind: KindFile}}, SinkOptions{}, "not clean"},
+		"absolute name":         {[]Entry{root, {Path: "/etc/cron.d/x", Kind: KindFile}}, SinkOptions{}, "absolute name"},
+		"NUL in name":           {[]Entry{root, {Path: "a\x00b", Kind: KindFile}}, SinkOptions{}, "NUL"},
+		"long component":        {[]Entry{root, {Path: strings.Repeat("n", 256), Kind: KindFile}}, SinkOptions{}, "name component of 256 bytes"},
+		"long name":             {[]Entry{root, {Path: strings.Repeat("d/", 2100), Kind: KindFile}}, SinkOptions{}, "limit 4096"},
+		"file under a symlink":  {[]Entry{root, {Path: "link", Kind: KindSymlink, Target: "../outside"}, {Path: "link/x", Kind: KindFile, Size: 1}}, SinkOptions{}, "comes before its directory"},
+		"child before parent":   {[]Entry{root, {Path: "d/x", Kind: KindFile}, {Path: "d", Kind: KindDir}}, SinkOptions{}, "comes before its directory"},
+		"hardlink out":          {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "../outside/secret"}}, SinkOptions{}, "climbs out of the volume"},
+		"hardlink absolute":     {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "/etc/shadow"}}, SinkOptions{}, "absolute name"},
+		"hardlink to a dir":     {[]Entry{root, {Path: "d", Kind: KindDir}, {Path: "h", Kind: KindHardlink, Target: "d"}}, SinkOptions{}, "not a file sent before it"},
+		"hardlink forward":      {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "f"}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "not a file sent before it"},
+		"device not allowed":    {[]Entry{root, {Path: "sda", Kind: KindDevice, Mode: 0o060660, Rdev: 8 << 8}}, SinkOptions{}, "allow-devices"},
+		"over the volume limit": {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 40}}, SinkOptions{MaxBytes: 1 << 30}, "above its limit"},
+		"over the free space":   {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 62}}, SinkOptions{}, "free some space"},
+		"listed twice":          {[]Entry{root, {Path: "f", Kind: KindFile}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "listed twice"},
+		"no root":               {[]Entry{{Path: "f", Kind: KindFile}}, SinkOptions{}, "comes before its directory"},
+		"root not a dir":        {[]Entry{{Path: ".", Kind: KindFile}}, SinkOptions{}, "must be a directory"},
+		"negative size":         {[]Entry{root, {Path: "f", Kind: KindFile, Size: -1}}, SinkOptions{}, "declares size"},
+		"size on a symlink":     {[]Entry{root, {Path: "l", Kind: KindSymlink, Target: "x", Size: 9}}, SinkOptions{}, "declares size"},
+		"file type in mode":     {[]Entry{root, {Path: "f", Kind: KindFile, Mode: 0o100644}}, SinkOptions{}, "beyond permissions"},
+		"unknown kind":          {[]Entry{root, {Path: "f", Kind: 99}}, SinkOptions{}, "unknown kind"},
+		"huge xattr":            {[]Entry{root, {Path: "f", Kind: KindFile, Xattrs: []Xattr{{Name: "user.x", Value: make([]byte, MaxXattrValue+1)}}}}, SinkOptions{}, "bad extended attribute"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			staging, _ := hostileSetup(t)
+			_, err := NewSink(staging, tc.entries, tc.opts)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.why)
+			assert.NoDirExists(t, staging, "refused before staging was even made")
+		})
+	}
+}
+
+// frames builds a data stream by hand.
+func frames(build func(w *FrameWriter)) *bytes.Reader {
+	var b bytes.Buffer
+	build(NewFrameWriter(&b))
+	return bytes.NewReader(b.Bytes())
+}
+
+func hashOf(b []byte) []byte {
+	s := blake3.Sum256(b)
+	return s[:]
+}
+
+func TestHostileStreamsAreRefusedAndLeaveNoFile(t *testing.T) {
+	entries := []Entry{root, {Path: "d", Kind: KindDir, Mode: 0o755}, {Path: "d/f", Kind: KindFile, Mode: 0o644, Size: 5}}
+	for name, tc := range map[string]struct {
+		stream *bytes.Reader
+		why    string
+	}{
+		"content for a dir":    {frames(func(w *FrameWriter) { _ = w.File(1, 0) }), "not asked for"},
+		"index out of range":   {frames(func(w *FrameWriter) { _ = w.File(99, 5) }), "not asked for"},
+		"size unlike declared": {frames(func(w *FrameWriter) { _ = w.File(2, 6) }), "declared 5"},
+		"more data than declared": {frames(func(w *FrameWriter) {
+			_ = w.File(2, 5)
+			_ = w.Write(FrameData, []byte("hello, and then some"))
+		}), "more data than"},
+		"hole beyond the end": {frames(func(w *FrameWriter) {
+			_ = w.File(2, 5)
+			_ = w.Hole(1 << 40)
+		}), "hole beyond"},
+		"end before all data": {frames(func(w *FrameWriter) {
+			_ = w.File(2, 5)
+			_ = w.Write(FrameData, []byte("he"))
+			_ = w.Write(FrameEnd, hashOf([]byte("he")))
+		}), "ended at 2 of 5"},
+		"wrong hash": {frames(func(w *FrameWriter) {
+			_ = w.File(2, 5)
+			_ = w.Write(FrameData, []byte("hello"))
+			_ = w.Write(FrameEnd, hashOf([]byte("jello")))
+		}), "hash mismatch"},
+		"oversized frame": {bytes.NewReader([]byte{FrameData, 0x7f, 0xff, 0xff, 0xff}), "limit"},
+		"unknown frame":   {bytes.NewReader([]byte{42, 0, 0, 0, 0}), "unknown frame type"},
+		"data outside a file": {frames(func(w *FrameWriter) {
+			_ = w.Write(FrameData, []byte("stray"))
+		}), "outside a file"},
+		"same file twice": {frames(func(w *FrameWriter) {
+			for range 2 {
+				_ = w.File(2, 5)
+				_ = w.Write(FrameData, []byte("hello"))
+				_ = w.Write(FrameEnd, hashOf([]byte("hello")))
+			}
+		}), "not asked for"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			staging, _ := hostileSetup(t)
+			sink, err := NewSink(staging, entries, SinkOptions{})
+			require.NoError(t, err)
+			defer sink.Close()
+			err = sink.Receive(tc.stream)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.why)
+			left, _ := filepath.Glob(filepath.Join(staging, "d", tmpPrefix+"*"))
+			assert.Empty(t, left, "no temp file is left behind")
+			if name != "same file twice" {
+				assert.NoFileExists(t, filepath.Join(staging, "d", "f"), "nothing unverified is placed")
+			}
+		})
+	}
+}
+
+func TestSymlinkPlantedInStagingCannotRedirectWrites(t *testing.T) {
+	staging, outside := hostileSetup(t)
+	// A previous (hostile) transfer left "d" as a symlink to outside.
+	require.NoError(t, os.MkdirAll(staging, 0o700))
+	require.NoError(t, os.Symlink(outside, filepath.Join(staging, "d")))
+	entries := []Entry{root, {Path: "d", Kind: KindDir, Mode: 0o755}, {Path: "d/secret", Kind: KindFile, Mode: 0o644, Size: 5}}
+	sink, err := NewSink(staging, entries, SinkOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	require.NoError(t, sink.Receive(frames(func(w *FrameWriter) {
+		_ = w.File(2, 5)
+		_ = w.Write(FrameData, []byte("owned"))
+		_ = w.Write(FrameEnd, hashOf([]byte("owned")))
+		_ = w.Write(FrameDone, nil)
+	})))
+	_, err = sink.Finish()
+	require.NoError(t, err)
+	fi, err := os.Lstat(filepath.Join(staging, "d"))
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir(), "the planted symlink was replaced by a real directory")
+	b, err := os.ReadFile(filepath.Join(staging, "d", "secret"))
+	require.NoError(t, err)
+	assert.Equal(t, "owned", string(b), "the file landed inside staging")
+}
+
+func TestSymlinkTargetsAreStoredNotFollowed(t *testing.T) {
+	staging, _ := hostileSetup(t)
+	entries := []Entry{root, {Path: "l", Kind: KindSymlink, Target: "../outside/secret"}}
+	sink, err := NewSink(staging, entries, SinkOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	_, err = sink.Finish()
+	require.NoError(t, err)
+	target, err := os.Readlink(filepath.Join(staging, "l"))
+	require.NoError(t, err)
+	assert.Equal(t, "../outside/secret", target, "a symlink may point anywhere; nothing is written through it")
+}
