@@ -1,0 +1,200 @@
+package transfer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/drayage/drayage/cluster/identity"
+)
+
+// PullOptions say what to pull from where.
+type PullOptions struct {
+	Identity *identity.Identity
+	// From is the sending node's name and control address.
+	From, Control string
+	Volume        string
+	Epoch         uint64
+	// Staging is where the tree is assembled; what is already there is reused.
+	Staging string
+	// Streams is how many data streams run in parallel (default 4).
+	Streams int
+	Sink    SinkOptions
+	// Progress, if set, is called about twice a second with the bytes received so far and
+	// the bytes wanted in all.
+	Progress func(done, total int64)
+}
+
+// PullResult describes a finished pull.
+type PullResult struct {
+	Entries, Files int
+	// Bytes is how much content crossed the wire; Total is the volume's size.
+	Bytes, Total int64
+	RootHash     [32]byte
+}
+
+// Pull receives a volume into the staging dir and makes it durable there; Install then
+// puts it in place. On any failure the sender is told to abort, and staging keeps the
+// files that arrived verified, for the next attempt to reuse.
+func Pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
+	if o.Streams <= 0 {
+		o.Streams = 4
+	}
+	conn, err := grpc.NewClient(o.Control,
+		grpc.WithTransportCredentials(credentials.NewTLS(o.Identity.ClientConfig(o.From))),
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)))
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	var open OpenResponse
+	if err := conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch}, &open); err != nil {
+		return res, fmt.Errorf("node %q refused to send volume %q: %w", o.From, o.Volume, err)
+	}
+	defer func() {
+		if err != nil {
+			abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = conn.Invoke(abortCtx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{})
+		}
+	}()
+	entries, err := DecodeManifest(open.Manifest)
+	if err != nil {
+		return res, fmt.Errorf("manifest from node %q: %w", o.From, err)
+	}
+	sink, err := NewSink(o.Staging, entries, o.Sink)
+	if err != nil {
+		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
+	}
+	defer sink.Close()
+	wanted := sink.Wanted()
+	res.Entries, res.Files = len(entries), len(wanted)
+	for _, e := range entries {
+		res.Total += e.Size
+	}
+	var wantBytes int64
+	for _, i := range wanted {
+		wantBytes += entries[i].Size
+	}
+	if err := conn.Invoke(ctx, "/drayage.Transfer/Want", &WantRequest{Transfer: open.Transfer, Indexes: wanted}, &Empty{}); err != nil {
+		return res, fmt.Errorf("node %q: %w", o.From, err)
+	}
+	if err := receiveAll(ctx, o, sink, open, len(wanted), wantBytes); err != nil {
+		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
+	}
+	root, err := sink.Finish()
+	if err != nil {
+		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
+	}
+	if err := conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}); err != nil {
+		return res, err
+	}
+	res.Bytes, res.RootHash = sink.Bytes(), root
+	return res, nil
+}
+
+// receiveAll runs the data streams until every wanted file has arrived.
+func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenResponse, files int, wantBytes int64) error {
+	streams := min(o.Streams, max(files, 1))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if o.Progress != nil {
+		go func() {
+			t := time.NewTicker(500 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					o.Progress(sink.Bytes(), wantBytes)
+				}
+			}
+		}()
+	}
+	errs := make(chan error, streams)
+	var wg sync.WaitGroup
+	for range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- receiveStream(ctx, o, sink, open)
+		}()
+	}
+	go func() { wg.Wait(); close(errs) }()
+	var first error
+	for err := range errs {
+		if err != nil && first == nil {
+			first = err
+			cancel() // one failed stream fails the pull; stop the others
+		}
+	}
+	if first == nil && o.Progress != nil {
+		o.Progress(sink.Bytes(), wantBytes)
+	}
+	return first
+}
+
+func receiveStream(ctx context.Context, o PullOptions, sink *Sink, open OpenResponse) error {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: o.Identity.ClientConfig(o.From)}
+	c, err := d.DialContext(ctx, "tcp", open.Data)
+	if err != nil {
+		return fmt.Errorf("data stream to %s: %w", open.Data, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	if _, err := c.Write([]byte(open.Transfer)); err != nil {
+		return err
+	}
+	if err := sink.Receive(c); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
+// Install puts a finished staging tree in place of dest in one atomic step: dest is
+// either the old tree or the complete new one, never anything between. The old tree is
+// then deleted.
+func Install(staging, dest string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, dest, unix.RENAME_EXCHANGE)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		if _, serr := os.Lstat(dest); !errors.Is(serr, os.ErrNotExist) {
+			return err
+		}
+		err = os.Rename(staging, dest) // nothing there yet
+	case err == nil:
+		err = syncDir(filepath.Dir(dest))
+		if err == nil {
+			err = os.RemoveAll(staging) // the old tree, now at staging
+		}
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("install %s: %w", dest, err)
+	}
+	return syncDir(filepath.Dir(dest))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -1,0 +1,109 @@
+package transfer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/drayage/drayage/cluster/identity"
+)
+
+// testIdentities makes a cluster's node identities.
+func testIdentities(t testing.TB, names ...string) map[string]*identity.Identity {
+	t.Helper()
+	ca, err := identity.NewCA("test")
+	require.NoError(t, err)
+	key, err := identity.NewGossipKey()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	ids := map[string]*identity.Identity{}
+	for _, name := range names {
+		require.NoError(t, ca.WriteNode(filepath.Join(dir, name), identity.NodeSpec{Name: name}, key))
+		ids[name], err = identity.Load(filepath.Join(dir, name), name)
+		require.NoError(t, err)
+	}
+	return ids
+}
+
+// serveVolume runs node's sending side for volume "v" at src, letting only "node-b" at
+// epoch 2 pull it. It returns the control address.
+func serveVolume(t testing.TB, id *identity.Identity, src string) string {
+	t.Helper()
+	data, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	auth := func(_ context.Context, node, volume string, epoch uint64) (string, error) {
+		if node != "node-b" || volume != "v" || epoch != 2 {
+			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d", volume, node, epoch)
+		}
+		return src, nil
+	}
+	srv := NewServer(id, auth, data.Addr().String(), slog.New(slog.DiscardHandler))
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
+	g.RegisterService(srv.ServiceDesc(), srv)
+	ctl, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = g.Serve(ctl) }()
+	go func() { _ = srv.ServeData(data) }()
+	t.Cleanup(func() { g.Stop(); data.Close() })
+	return ctl.Addr().String()
+}
+
+func TestPullOverTheNetworkThenInstall(t *testing.T) {
+	ids := testIdentities(t, "node-a", "node-b", "node-c")
+	src := fidelityTree(t)
+	ctl := serveVolume(t, ids["node-a"], src)
+	base := t.TempDir()
+	dest, staging := filepath.Join(base, "data"), filepath.Join(base, "staging")
+	require.NoError(t, os.MkdirAll(dest, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dest, "old"), []byte("old tree"), 0o644))
+
+	var progress []int64
+	res, err := Pull(context.Background(), PullOptions{
+		Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: staging, Streams: 3,
+		Progress: func(done, total int64) { progress = append(progress, done) },
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 4, res.Files)
+	assert.Equal(t, res.Total, res.Bytes+64<<20-8192, "everything but the sparse file's hole crossed the wire")
+	assert.NotEmpty(t, progress)
+
+	require.NoError(t, Install(staging, dest))
+	assert.NoDirExists(t, staging, "the old tree is gone")
+	want, err := Walk(src)
+	require.NoError(t, err)
+	got, err := Walk(dest)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	// The sender serves only the node and epoch of the migration.
+	_, err = Pull(context.Background(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 1, Staging: staging})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `node "node-a" refused to send volume "v"`)
+	assert.Contains(t, err.Error(), "at epoch 1")
+
+	_, err = Pull(context.Background(), PullOptions{Identity: ids["node-c"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: staging})
+	require.Error(t, err, "a member with a valid certificate that is not the migration's target is refused")
+	assert.Contains(t, err.Error(), `to node "node-c"`)
+}
+
+func TestInstallIntoANewPlace(t *testing.T) {
+	base := t.TempDir()
+	staging := filepath.Join(base, "staging")
+	require.NoError(t, os.MkdirAll(staging, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(staging, "f"), []byte("x"), 0o644))
+	require.NoError(t, Install(staging, filepath.Join(base, "data")))
+	assert.FileExists(t, filepath.Join(base, "data", "f"))
+	assert.NoDirExists(t, staging)
+	err := Install(filepath.Join(base, "missing"), filepath.Join(base, "data"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	assert.FileExists(t, filepath.Join(base, "data", "f"), "a failed install changes nothing")
+}

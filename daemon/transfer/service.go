@@ -1,0 +1,265 @@
+package transfer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/peer"
+
+	"github.com/drayage/drayage/cluster/identity"
+)
+
+// The control protocol is gRPC over mutual TLS on the control port, with JSON messages
+// (no generated code): Open a transfer and get the sender's manifest, say which files are
+// Wanted, Finish by comparing root hashes (or Abort). Contents go on data streams.
+
+func init() { encoding.RegisterCodec(jsonCodec{}) }
+
+type jsonCodec struct{}
+
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(b []byte, v any) error    { return json.Unmarshal(b, v) }
+func (jsonCodec) Name() string                       { return "json" }
+
+// OpenRequest asks the node holding a volume to send it.
+type OpenRequest struct {
+	Volume string `json:"volume"`
+	// Epoch is the one in the receiver's migration claim; the sender checks it.
+	Epoch uint64 `json:"epoch"`
+}
+
+// OpenResponse carries the sender's manifest.
+type OpenResponse struct {
+	Transfer string `json:"transfer"`
+	Manifest []byte `json:"manifest"`
+	// Data is the sender's data address.
+	Data string `json:"data"`
+}
+
+// WantRequest lists the files the receiver needs.
+type WantRequest struct {
+	Transfer string   `json:"transfer"`
+	Indexes  []uint32 `json:"indexes"`
+}
+
+// FinishRequest ends a transfer; RootHash is the receiver's.
+type FinishRequest struct {
+	Transfer string `json:"transfer"`
+	RootHash []byte `json:"root_hash,omitempty"`
+	Abort    bool   `json:"abort,omitempty"`
+}
+
+// Empty is an empty reply.
+type Empty struct{}
+
+// Authorizer decides whether node may receive a volume at epoch, and says where its data
+// is. The daemon checks the migration claim in the cluster store and that the volume is
+// not mounted here.
+type Authorizer func(ctx context.Context, node, volume string, epoch uint64) (dir string, err error)
+
+// Server is the sending side: it serves Open/Want/Finish on the control port and file
+// contents on the data port.
+type Server struct {
+	id        *identity.Identity
+	authorize Authorizer
+	data      string // advertised data address
+	log       *slog.Logger
+
+	mu        sync.Mutex
+	transfers map[string]*outgoing
+}
+
+type outgoing struct {
+	receiver string
+	volume   string
+	source   *Source
+	queue    chan uint32
+	streams  sync.WaitGroup
+	started  time.Time
+}
+
+// NewServer makes the sending side. data is the advertised data address.
+func NewServer(id *identity.Identity, authorize Authorizer, data string, log *slog.Logger) *Server {
+	return &Server{id: id, authorize: authorize, data: data, log: log, transfers: map[string]*outgoing{}}
+}
+
+// ServiceDesc is the control service, for registering on a gRPC server.
+func (s *Server) ServiceDesc() *grpc.ServiceDesc {
+	unary := func(name string, newReq func() any, call func(context.Context, any) (any, error)) grpc.MethodDesc {
+		return grpc.MethodDesc{MethodName: name, Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			req := newReq()
+			if err := dec(req); err != nil {
+				return nil, err
+			}
+			return call(ctx, req)
+		}}
+	}
+	return &grpc.ServiceDesc{
+		ServiceName: "drayage.Transfer",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{
+			unary("Open", func() any { return &OpenRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*OpenRequest)) }),
+			unary("Want", func() any { return &WantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*WantRequest)) }),
+			unary("Finish", func() any { return &FinishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*FinishRequest)) }),
+		},
+	}
+}
+
+// caller is the node name in the certificate of the peer of a gRPC call.
+func caller(ctx context.Context) (string, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", errors.New("no peer")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return "", errors.New("not a TLS peer")
+	}
+	return identity.PeerName(info.State), nil
+}
+
+func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error) {
+	node, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := s.authorize(ctx, node, r.Volume, r.Epoch)
+	if err != nil {
+		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
+		return nil, err
+	}
+	src, err := NewSource(dir)
+	if err != nil {
+		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
+	}
+	var idb [16]byte
+	_, _ = rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	s.mu.Lock()
+	s.transfers[id] = &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now()}
+	s.mu.Unlock()
+	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()))
+	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data}, nil
+}
+
+// lookup finds a transfer, checking it belongs to the calling node.
+func (s *Server) lookup(id, node string) (*outgoing, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.transfers[id]
+	if !ok || t.receiver != node {
+		return nil, fmt.Errorf("no transfer %s for node %q", id, node)
+	}
+	return t, nil
+}
+
+func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
+	node, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.lookup(r.Transfer, node)
+	if err != nil {
+		return nil, err
+	}
+	q := make(chan uint32, len(r.Indexes))
+	for _, i := range r.Indexes {
+		q <- i
+	}
+	close(q)
+	s.mu.Lock()
+	if t.queue != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("transfer %s: Want sent twice", r.Transfer)
+	}
+	t.queue = q
+	s.mu.Unlock()
+	return &Empty{}, nil
+}
+
+func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
+	node, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.lookup(r.Transfer, node)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	delete(s.transfers, r.Transfer)
+	s.mu.Unlock()
+	t.streams.Wait()
+	defer t.source.Close()
+	if r.Abort {
+		s.log.Info("transfer aborted by the receiver", "volume", t.volume, "peer", node, "transfer", r.Transfer)
+		return &Empty{}, nil
+	}
+	if root := t.source.RootHash(); string(root[:]) != string(r.RootHash) {
+		return nil, fmt.Errorf("volume %q: root hash mismatch between node %q and node %q; the transfer is not valid", t.volume, s.id.Name(), node)
+	}
+	s.log.Info("sent volume", "volume", t.volume, "peer", node, "transfer", r.Transfer,
+		"bytes", t.source.Bytes(), "took", time.Since(t.started).Round(time.Millisecond))
+	return &Empty{}, nil
+}
+
+// ServeData accepts data streams on l until it is closed. Each stream opens with the
+// transfer ID it serves; only the transfer's receiver may open it.
+func (s *Server) ServeData(l net.Listener) error {
+	cfg := s.id.ServerConfig(nil)
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go s.serveStream(raw, cfg)
+	}
+}
+
+func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
+	conn, err := s.id.ServerHandshake(raw, cfg, 10*time.Second, s.log)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	node := identity.PeerName(conn.ConnectionState())
+	var hello [32]byte
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadFull(conn, hello[:]); err != nil {
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	t, err := s.lookup(string(hello[:]), node)
+	if err != nil {
+		s.log.Warn("refused a data stream", "peer", node, "err", err)
+		_ = NewFrameWriter(conn).Write(FrameError, []byte(err.Error()))
+		return
+	}
+	s.mu.Lock()
+	q := t.queue
+	if q != nil {
+		t.streams.Add(1)
+	}
+	s.mu.Unlock()
+	if q == nil {
+		_ = NewFrameWriter(conn).Write(FrameError, []byte("data stream opened before Want"))
+		return
+	}
+	defer t.streams.Done()
+	if err := t.source.Send(context.Background(), conn, q); err != nil {
+		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "err", err)
+	}
+}
