@@ -20,6 +20,10 @@ export DRAYAGE_CONSUL="$PWD/.tools/bin/consul"
 if [ "$what" = all ] || [ "$what" = unit ]; then
 	log "unit tests"
 	go test -race -count=1 $(go list ./... | grep -v /integration)
+	log "fuzzing the transfer engine's decoders (short runs; the corpus is in testdata/fuzz)"
+	for target in FuzzDecodeManifest FuzzFrameReader; do
+		go test -run='^$' -fuzz="^$target\$" -fuzztime=20s ./daemon/transfer/
+	done
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
 	log "integration tests (real Docker engine)"

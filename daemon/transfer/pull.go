@@ -30,6 +30,8 @@ type PullOptions struct {
 	// Streams is how many data streams run in parallel (default 4).
 	Streams int
 	Sink    SinkOptions
+	// Wire asks for compression and a bandwidth limit (the sender may lower the limit).
+	Wire Wire
 	// Progress, if set, is called about twice a second with the bytes received so far and
 	// the bytes wanted in all.
 	Progress func(done, total int64)
@@ -58,7 +60,7 @@ func Pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	}
 	defer conn.Close()
 	var open OpenResponse
-	if err := conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch}, &open); err != nil {
+	if err := conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire}, &open); err != nil {
 		return res, fmt.Errorf("node %q refused to send volume %q: %w", o.From, o.Volume, err)
 	}
 	defer func() {
@@ -157,7 +159,12 @@ func receiveStream(ctx context.Context, o PullOptions, sink *Sink, open OpenResp
 	if _, err := c.Write([]byte(open.Transfer)); err != nil {
 		return err
 	}
-	if err := sink.Receive(c); err != nil {
+	r, done, err := open.Wire.receiverReader(c)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := sink.Receive(r); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
@@ -39,6 +40,7 @@ type OpenRequest struct {
 	Volume string `json:"volume"`
 	// Epoch is the one in the receiver's migration claim; the sender checks it.
 	Epoch uint64 `json:"epoch"`
+	Wire  Wire   `json:"wire"`
 }
 
 // OpenResponse carries the sender's manifest.
@@ -47,6 +49,8 @@ type OpenResponse struct {
 	Manifest []byte `json:"manifest"`
 	// Data is the sender's data address.
 	Data string `json:"data"`
+	// Wire is what the data streams use: the receiver's request under the sender's cap.
+	Wire Wire `json:"wire"`
 }
 
 // WantRequest lists the files the receiver needs.
@@ -77,6 +81,8 @@ type Server struct {
 	authorize Authorizer
 	data      string // advertised data address
 	log       *slog.Logger
+	// Cap is the daemon's own limit on every transfer it sends (DRAYAGE_RATE_LIMIT).
+	Cap Wire
 
 	mu        sync.Mutex
 	transfers map[string]*outgoing
@@ -89,6 +95,8 @@ type outgoing struct {
 	queue    chan uint32
 	streams  sync.WaitGroup
 	started  time.Time
+	wire     Wire
+	limit    *rate.Limiter
 }
 
 // NewServer makes the sending side. data is the advertised data address.
@@ -148,11 +156,13 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
+	wire := r.Wire.merge(s.Cap)
 	s.mu.Lock()
-	s.transfers[id] = &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now()}
+	s.transfers[id] = &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, limit: wire.limiter()}
 	s.mu.Unlock()
-	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()))
-	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data}, nil
+	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()),
+		"compress", wire.Compress, "rate_limit", wire.RateLimit)
+	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data, Wire: wire}, nil
 }
 
 // lookup finds a transfer, checking it belongs to the calling node.
@@ -259,7 +269,13 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	defer t.streams.Done()
-	if err := t.source.Send(context.Background(), conn, q); err != nil {
-		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "err", err)
+	ctx := context.Background()
+	w, flush, err := t.wire.senderWriter(ctx, conn, t.limit)
+	if err != nil {
+		return
 	}
+	if err := t.source.Send(ctx, w, q); err != nil {
+		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", string(hello[:]), "err", err)
+	}
+	_ = flush()
 }
