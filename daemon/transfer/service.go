@@ -31,9 +31,9 @@ func init() { encoding.RegisterCodec(jsonCodec{}) }
 
 type jsonCodec struct{}
 
-func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(b []byte, v any) error    { return json.Unmarshal(b, v) }
-func (jsonCodec) Name() string                       { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error)   { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+func (jsonCodec) Name() string                    { return "json" }
 
 // OpenRequest asks the node holding a volume to send it.
 type OpenRequest struct {
