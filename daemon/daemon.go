@@ -64,6 +64,8 @@ type Config struct {
 	// ProbeInterval is how often gossip probes a member; a dead node is declared within
 	// a few intervals.
 	ProbeInterval time.Duration
+	// RateLimit caps, in bytes per second, every volume this node sends (0: no cap).
+	RateLimit int64
 }
 
 // Validate checks the settings and fills in defaults.

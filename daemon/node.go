@@ -15,6 +15,7 @@ import (
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/peers"
+	"github.com/drayage/drayage/daemon/transfer"
 )
 
 // network is this node's part in a cluster: identity, gossip and the control server.
@@ -26,6 +27,8 @@ type network struct {
 	server  *peers.Server
 	control string // advertised control address
 	data    string // advertised data address
+	sender  *transfer.Server
+	dataL   net.Listener
 }
 
 // ports are the listening ports, fixed or picked from a range.
@@ -143,9 +146,20 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 		_ = n.gossip.Leave(time.Second)
 		return nil, fmt.Errorf("node %q: control port: %w (--control-port, DRAYAGE_CONTROL_PORT)", cfg.Name, err)
 	}
+	dl, err := net.Listen("tcp", ":"+strconv.Itoa(p.data))
+	if err != nil {
+		_ = l.Close()
+		_ = n.gossip.Leave(time.Second)
+		return nil, fmt.Errorf("node %q: data port: %w (--data-port, DRAYAGE_DATA_PORT)", cfg.Name, err)
+	}
+	n.sender = transfer.NewServer(id, d.vols.SendDir, n.data, d.log)
+	n.sender.Cap = transfer.Wire{RateLimit: cfg.RateLimit}
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
-	wg.Add(3)
+	n.server.Register(n.sender.ServiceDesc(), n.sender)
+	n.dataL = dl
+	wg.Add(4)
 	go func() { defer wg.Done(); _ = n.server.Serve(l) }()
+	go func() { defer wg.Done(); _ = n.sender.ServeData(dl) }()
 	go func() { defer wg.Done(); n.gossip.JoinLoop(ctx, cfg.Join) }()
 	go func() { defer wg.Done(); id.Watch(ctx, 10*time.Second, d.log) }()
 	d.log.Info("joined the network", "gossip", n.gossip.Addr(), "control", n.control, "data", n.data,
@@ -160,6 +174,7 @@ func (n *network) stop() {
 	}
 	n.stopped.Do(func() {
 		_ = n.gossip.Leave(2 * time.Second)
+		_ = n.dataL.Close()
 		n.server.Stop()
 	})
 }

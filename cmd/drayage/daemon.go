@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/drayage/drayage/daemon"
@@ -19,7 +20,7 @@ const defaultSocket = "/run/docker/plugins/drayage.sock"
 
 func newDaemonCmd(g *globals) *cobra.Command {
 	var cfg daemon.Config
-	var socket string
+	var socket, rateLimit string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the node daemon and serve the Docker volume plugin API",
@@ -30,6 +31,13 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Root = g.root
 			cfg.Version = version
+			if rateLimit != "" && rateLimit != "0" {
+				n, err := units.FromHumanSize(rateLimit)
+				if err != nil || n <= 0 {
+					return fmt.Errorf("--rate-limit %q: want bytes per second such as 100MB or 1GB (DRAYAGE_RATE_LIMIT)", rateLimit)
+				}
+				cfg.RateLimit = n
+			}
 			log, err := newLogger(g)
 			if err != nil {
 				return err
@@ -63,9 +71,10 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.IntVar(&cfg.DataPort, "data-port", 7792, "data port (volume streams over mutual TLS)")
 	f.StringVar(&cfg.PortRange, "port-range", "", "pick the gossip, control and data ports from the first free ones in LOW-HIGH instead")
 	f.DurationVar(&cfg.ProbeInterval, "probe-interval", time.Second, "how often gossip probes a member; a dead node is declared within a few intervals")
+	f.StringVar(&rateLimit, "rate-limit", "0", "cap on the bandwidth of every volume this node sends, per second (e.g. 100MB; 0: none)")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",
-		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval")
+		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit")
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/drayage/drayage/cluster/clustertest"
 	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/cluster/storetest"
+	"github.com/drayage/drayage/daemon/localstore"
 )
 
 // Two nodes over one store see one set of volumes; a name created on both is one volume.
@@ -231,4 +232,35 @@ func TestGetDuringAStoreOutageDescribesTheProblem(t *testing.T) {
 	_, err = m.Mount(short3, "db", "c1")
 	require.Error(t, err, "but nothing is mounted without a claim")
 	assert.Contains(t, err.Error(), `volume db: cluster store`)
+}
+
+func TestOnlyTheClaimedTargetAtItsEpochIsSentAVolumeAndNeverWhileMounted(t *testing.T) {
+	ctx := context.Background()
+	fa := newFixture(t)
+	a := fa.start(t)
+	require.NoError(t, a.Create(ctx, "db", nil))
+
+	_, err := a.SendDir(ctx, "db", "node-b", 2)
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch, "no migration claim, nothing is sent")
+
+	claim, _, err := fa.reg.BeginMigration(ctx, "db", "node-b", clustertest.Lease(t))
+	require.NoError(t, err)
+	dir, err := a.SendDir(ctx, "db", "node-b", claim.Epoch)
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(fa.root, "volumes", "db", "data"), dir)
+	_, err = a.SendDir(ctx, "db", "node-c", claim.Epoch)
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch, "another node")
+	_, err = a.SendDir(ctx, "db", "node-b", claim.Epoch+1)
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch, "another epoch")
+
+	// Mounted here (a container started while the claim stood): refused.
+	store, err := localstore.Open(fa.root)
+	require.NoError(t, err)
+	rec, err := store.Load("db")
+	require.NoError(t, err)
+	rec.Mounts = map[string]int{"c1": 1}
+	require.NoError(t, store.Save(rec))
+	_, err = a.SendDir(ctx, "db", "node-b", claim.Epoch)
+	require.ErrorIs(t, err, ErrInUse)
+	assert.Contains(t, err.Error(), `mounted by 1 container on node "node-a"`)
 }

@@ -745,3 +745,32 @@ func (m *Manager) unbind(name string) error {
 	}
 	return nil
 }
+
+// SendDir authorizes sending a volume to node for a migration at epoch and returns the
+// directory to send from. Only the owner sends, only to the node and epoch named in the
+// volume's migration claim, and never while containers here mount the volume.
+func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) (string, error) {
+	store, unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if err := m.reg.CheckMigration(ctx, name, node, epoch); err != nil {
+		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	e, err := m.entry(ctx, name, "send")
+	if err != nil {
+		return "", err
+	}
+	if e.Volume.Owner != m.cfg.Node {
+		return "", fmt.Errorf("volume %q is held by node %q, not %q: %w", name, e.Volume.Owner, m.cfg.Node, ErrElsewhere)
+	}
+	rec, err := store.Load(name)
+	if err != nil {
+		return "", fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
+	}
+	if n := rec.MountCount(); n > 0 {
+		return "", fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop them there first", name, containers(n), m.cfg.Node, ErrInUse)
+	}
+	return store.DataDir(name), nil
+}
