@@ -8,7 +8,7 @@ PLUGIN ?= drayage
 TAG ?= dev
 export PLUGIN TAG
 
-.PHONY: all build plugin test unit integration lint demo clean
+.PHONY: all build plugin test unit integration lint bench demo clean
 
 all: build
 
@@ -35,6 +35,10 @@ integration:
 ## lint: gofmt, go vet and golangci-lint
 lint:
 	scripts/lint.sh
+
+## bench: transfer engine against rsync over stunnel and tar (see scripts/bench.sh)
+bench:
+	scripts/bench.sh
 
 ## demo: the main flow, end to end
 demo:

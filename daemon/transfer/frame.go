@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -44,8 +45,10 @@ type FrameReader struct {
 	buf []byte
 }
 
-// NewFrameReader reads frames from r.
-func NewFrameReader(r io.Reader) *FrameReader { return &FrameReader{r: r} }
+// NewFrameReader reads frames from r, buffered: many small frames come in few reads.
+func NewFrameReader(r io.Reader) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 256<<10)}
+}
 
 // Next reads the next frame. It refuses unknown types and oversized or malformed frames
 // with ErrHostile before reading their payload.

@@ -32,9 +32,11 @@ type SinkOptions struct {
 // the staging root (os.Root): no name, symlink or hardlink can reach outside it.
 type Sink struct {
 	root    *os.Root
+	dirs    *dirCache
 	dir     string
 	entries []Entry
 	send    []bool // content of entries[i] comes over the wire
+	settled []bool // entries[i] is already in place with the right metadata
 
 	mu       sync.Mutex
 	received []bool
@@ -78,7 +80,7 @@ func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{root: root, dir: dir, entries: entries, send: make([]bool, len(entries)),
+	s := &Sink{root: root, dirs: newDirCache(root), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}}
 	if err := s.prepare(kinds); err != nil {
 		root.Close()
@@ -126,6 +128,8 @@ func (s *Sink) prepare(kinds map[string]Kind) error {
 				st := fi.Sys().(*syscall.Stat_t)
 				if fi.Mode().IsRegular() && sameContent(e, Entry{Kind: KindFile, Size: fi.Size(), MTime: st.Mtim.Nano()}) {
 					s.send[i] = false
+					// Owner and mode already right, and no attributes to set: leave it be.
+					s.settled[i] = st.Uid == e.UID && st.Gid == e.GID && st.Mode&0o7777 == e.Mode && len(e.Xattrs) == 0 && st.Nlink == 1
 				}
 			}
 		}
@@ -211,18 +215,29 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 	if err != nil {
 		return err
 	}
-	tmp := path.Join(path.Dir(e.Path), fmt.Sprintf("%s%d", tmpPrefix, index))
-	_ = s.root.Remove(tmp) // left by an interrupted attempt
-	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	dir, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
-		return fmt.Errorf("create %s in staging: %w", tmp, err)
+		return fmt.Errorf("open the directory of %s in staging: %w", e.Path, err)
+	}
+	defer release()
+	tmp := fmt.Sprintf("%s%d", tmpPrefix, index)
+	create := func() (*os.File, error) {
+		return dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	}
+	f, err := create()
+	if errors.Is(err, fs.ErrExist) { // left by an interrupted attempt
+		_ = dir.Remove(tmp)
+		f, err = create()
+	}
+	if err != nil {
+		return fmt.Errorf("create %s in staging: %w", path.Join(path.Dir(e.Path), tmp), err)
 	}
 	defer func() {
 		if f != nil {
 			f.Close()
 		}
 		if err != nil {
-			_ = s.root.Remove(tmp)
+			_ = dir.Remove(tmp)
 			s.mu.Lock()
 			s.received[index] = false
 			s.mu.Unlock()
@@ -230,6 +245,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 	}()
 	h := blake3.New()
 	var off int64
+	endsInHole := false
 	zero := make([]byte, 64<<10)
 	for {
 		fm, err := fr.Next()
@@ -246,6 +262,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			}
 			_, _ = h.Write(fm.Payload)
 			off += int64(len(fm.Payload))
+			endsInHole = false
 			s.mu.Lock()
 			s.bytes += int64(len(fm.Payload))
 			s.mu.Unlock()
@@ -260,6 +277,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 				left -= c
 			}
 			off += n
+			endsInHole = true
 		case FrameEnd:
 			if off != size {
 				return fmt.Errorf("%w: %q ended at %d of %d bytes", ErrHostile, e.Path, off, size)
@@ -269,8 +287,10 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			if string(sum[:]) != string(fm.Payload) {
 				return fmt.Errorf("%s: content hash mismatch: damaged in transit; it will be sent again", e.Path)
 			}
-			if err := f.Truncate(size); err != nil { // keeps a trailing hole
-				return err
+			if endsInHole {
+				if err := f.Truncate(size); err != nil { // a trailing hole is not written
+					return err
+				}
 			}
 			if err := setMeta(f, e); err != nil {
 				return fmt.Errorf("%s: %w", e.Path, err)
@@ -279,7 +299,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 				return err
 			}
 			f = nil
-			if err := s.root.Rename(tmp, e.Path); err != nil {
+			if err := dir.Rename(tmp, base); err != nil {
 				return fmt.Errorf("place %s: %w", e.Path, err)
 			}
 			s.mu.Lock()
@@ -305,7 +325,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 		var err error
 		switch e.Kind {
 		case KindFile:
-			if !s.send[i] {
+			if !s.send[i] && !s.settled[i] {
 				err = s.withFile(e.Path, os.O_RDONLY, func(f *os.File) error { return setMeta(f, e) })
 			}
 		case KindSymlink:
@@ -354,7 +374,10 @@ func (s *Sink) Finish() ([32]byte, error) {
 }
 
 // Close releases the staging root.
-func (s *Sink) Close() error { return s.root.Close() }
+func (s *Sink) Close() error {
+	s.dirs.close()
+	return s.root.Close()
+}
 
 // replace removes whatever is at p (not a directory), then creates it with mk.
 func (s *Sink) replace(p string, mk func() error) error {
@@ -416,8 +439,14 @@ func (s *Sink) metaAt(e Entry) error {
 // order (a chown clears setuid bits; writing attributes changes ctime only).
 func setMeta(f *os.File, e Entry) error {
 	fd := int(f.Fd())
-	if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		return err
+	}
+	if st.Uid != e.UID || st.Gid != e.GID {
+		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+			return err
+		}
 	}
 	if err := unix.Fchmod(fd, e.Mode&0o7777); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 // the sender out of the volume.
 type Source struct {
 	root    *os.Root
+	dirs    *dirCache
 	entries []Entry
 
 	mu     sync.Mutex
@@ -33,7 +35,7 @@ func NewSource(dir string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{root: root, entries: entries, hashes: map[uint32][32]byte{}}, nil
+	return &Source{root: root, dirs: newDirCache(root), entries: entries, hashes: map[uint32][32]byte{}}, nil
 }
 
 // Manifest is the tree as walked.
@@ -47,12 +49,18 @@ func (s *Source) Bytes() int64 {
 }
 
 // Close releases the tree.
-func (s *Source) Close() error { return s.root.Close() }
+func (s *Source) Close() error {
+	s.dirs.close()
+	return s.root.Close()
+}
 
 // Send writes the files whose indexes come from queue to one data stream, then
 // FrameDone. Several Sends share one queue to use several streams.
 func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) error {
-	fw := NewFrameWriter(w)
+	// Many small files' frames share TLS records and syscalls.
+	bw := bufio.NewWriterSize(w, 256<<10)
+	defer bw.Flush()
+	fw := NewFrameWriter(bw)
 	buf := make([]byte, ChunkSize)
 	for index := range queue {
 		if ctx.Err() != nil {
@@ -61,19 +69,29 @@ func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) err
 		if int(index) >= len(s.entries) || s.entries[index].Kind != KindFile {
 			err := fmt.Errorf("entry %d is not a file", index)
 			_ = fw.Write(FrameError, []byte(err.Error()))
+			_ = bw.Flush()
 			return err
 		}
 		if err := s.sendFile(fw, index, buf); err != nil {
 			_ = fw.Write(FrameError, []byte(err.Error()))
+			_ = bw.Flush()
 			return err
 		}
 	}
-	return fw.Write(FrameDone, nil)
+	if err := fw.Write(FrameDone, nil); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 	e := s.entries[index]
-	f, err := s.root.OpenFile(e.Path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	dir, base, release, err := s.dirs.split(e.Path)
+	if err != nil {
+		return fmt.Errorf("open the directory of %s: %w", e.Path, err)
+	}
+	defer release()
+	f, err := dir.OpenFile(base, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", e.Path, err)
 	}
@@ -92,7 +110,15 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 	zero := make([]byte, 64<<10)
 	fd := int(f.Fd())
 	var off int64
+	// Files smaller than this have no room for a hole worth finding.
+	probe := e.Size >= 64<<10
 	for off < e.Size {
+		if !probe {
+			if err := s.sendRange(fw, f, h, buf, off, e.Size); err != nil {
+				return err
+			}
+			break
+		}
 		// Find the next data; what lies before it is a hole.
 		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {
@@ -116,22 +142,10 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 		if err != nil || end > e.Size {
 			end = e.Size
 		}
-		for off < end {
-			n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
-			if n > 0 {
-				_, _ = h.Write(buf[:n])
-				if werr := fw.Write(FrameData, buf[:n]); werr != nil {
-					return werr
-				}
-				off += int64(n)
-				s.mu.Lock()
-				s.bytes += int64(n)
-				s.mu.Unlock()
-			}
-			if err != nil && (!errors.Is(err, io.EOF) || off != end) {
-				return fmt.Errorf("read %s: %w", e.Path, err)
-			}
+		if err := s.sendRange(fw, f, h, buf, off, end); err != nil {
+			return err
 		}
+		off = end
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
@@ -139,6 +153,27 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 	s.hashes[index] = sum
 	s.mu.Unlock()
 	return fw.Write(FrameEnd, sum[:])
+}
+
+// sendRange sends bytes [off, end) of f as data frames.
+func (s *Source) sendRange(fw *FrameWriter, f *os.File, h io.Writer, buf []byte, off, end int64) error {
+	for off < end {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		if n > 0 {
+			_, _ = h.Write(buf[:n])
+			if werr := fw.Write(FrameData, buf[:n]); werr != nil {
+				return werr
+			}
+			off += int64(n)
+			s.mu.Lock()
+			s.bytes += int64(n)
+			s.mu.Unlock()
+		}
+		if err != nil && (!errors.Is(err, io.EOF) || off != end) {
+			return fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+	}
+	return nil
 }
 
 // RootHash is the hash of the tree as sent: the manifest and the files sent so far.

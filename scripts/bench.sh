@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# make bench: moves three datasets with drayage's transfer engine (sender and receiver as
+# separate processes on loopback, mutual TLS 1.3) and, in the same run, with rsync over
+# stunnel with mutual TLS (the stack Red Hat MTC uses for direct volume migration) and a
+# local tar | tar as the floor. Prints seconds, MB/s, peak RSS and drayage's speed as a
+# ratio to rsync's. Every run starts from a cold page cache.
+#   large: 4 files x 256 MiB random; small: 50,000 files x 4 KiB in 500 dirs;
+#   delta: small already at the destination, 1% of its files changed.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/go-env.sh"
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" -eq 0 ] || die "the benchmark drops the page cache and keeps owners: run it as root"
+apt_install rsync stunnel4 time
+make --no-print-directory build >/dev/null
+go build -o build/transferbench ./scripts/bench/transferbench
+
+work=${BENCH_DIR:-$PWD/build/bench}
+rm -rf "$work"
+mkdir -p "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+pki=$work/pki
+build/drayage tls init --dir "$pki" --nodes node-a,node-b --ip node-a=127.0.0.1,node-b=127.0.0.1 >/dev/null
+
+log "generating datasets in $work"
+build/transferbench gen large "$work/large"
+build/transferbench gen small "$work/small"
+cp -a "$work/small" "$work/delta"
+build/transferbench touch "$work/delta" 1
+
+cold() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || log "cannot drop the page cache here; runs are warm"
+}
+
+size_of() { du -sb --apparent-size "$1" | cut -f1; }
+
+# prepare DST DATASET: the destination before a run (the old copy for delta).
+prepare() {
+	rm -rf "$1"
+	if [ "$2" = delta ]; then cp -a "$work/small" "$1"; else mkdir -p "$1"; fi
+}
+
+# drayage: a sender process serving SRC, a receiver pulling into staging and installing.
+run_drayage() {
+	local src=$1 ds=$2 dst=$work/dst-drayage staging=$work/staging-drayage
+	prepare "$staging" "$ds"
+	rm -rf "$dst"
+	mkdir -p "$dst"
+	coproc SENDER { exec build/transferbench send -pki "$pki" -dir "$src" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
+	pids+=("$SENDER_PID")
+	read -r ready <&"${SENDER[0]}"
+	[ "$ready" = ready ] || die "sender did not start"
+	cold
+	local t0 t1 out
+	t0=$(date +%s%N)
+	out=$(build/transferbench pull -pki "$pki" -staging "$staging" -dest "$dst" -control 127.0.0.1:27791 -streams "${BENCH_STREAMS:-0}")
+	t1=$(date +%s%N)
+	kill -TERM "$SENDER_PID"
+	local sender_rss
+	read -r sender_rss <&"${SENDER[0]}"
+	wait "$SENDER_PID" 2>/dev/null || true
+	local recv_rss
+	recv_rss=$(echo "$out" | sed -n 's/.*"peak_rss_kib":"\{0,1\}\([0-9]*\).*/\1/p')
+	echo "$(( (t1 - t0) / 1000000 )) $(( (sender_rss > recv_rss ? sender_rss : recv_rss) ))"
+}
+
+# rsync over stunnel, mutual TLS 1.3 with the same certificates.
+run_rsync() {
+	local src=$1 ds=$2 dst=$work/dst-rsync conf=$work/rsync-conf
+	prepare "$dst" "$ds"
+	mkdir -p "$conf"
+	cat >"$conf/rsyncd.conf" <<CONF
+uid = root
+gid = root
+use chroot = no
+[src]
+path = $src
+read only = yes
+CONF
+	cat >"$conf/server.conf" <<CONF
+foreground = yes
+pid =
+[rsync]
+accept = 127.0.0.1:27873
+connect = 127.0.0.1:27874
+cert = $pki/node-a/node.pem
+key = $pki/node-a/node-key.pem
+CAfile = $pki/node-a/ca.pem
+verifyChain = yes
+requireCert = yes
+sslVersionMin = TLSv1.3
+CONF
+	cat >"$conf/client.conf" <<CONF
+foreground = yes
+pid =
+[rsync]
+client = yes
+accept = 127.0.0.1:27875
+connect = 127.0.0.1:27873
+cert = $pki/node-b/node.pem
+key = $pki/node-b/node-key.pem
+CAfile = $pki/node-b/ca.pem
+verifyChain = yes
+checkHost = node-a
+sslVersionMin = TLSv1.3
+CONF
+	rsync --daemon --no-detach --address 127.0.0.1 --port 27874 --config "$conf/rsyncd.conf" & pids+=($!)
+	stunnel "$conf/server.conf" 2>/dev/null & pids+=($!)
+	stunnel "$conf/client.conf" 2>/dev/null & pids+=($!)
+	sleep 1
+	cold
+	local t0 t1 rss
+	t0=$(date +%s%N)
+	rss=$( { /usr/bin/time -f "%M" rsync -aHAXS --numeric-ids "rsync://127.0.0.1:27875/src/" "$dst/" >/dev/null; } 2>&1 | tail -1)
+	t1=$(date +%s%N)
+	for p in "${pids[@]: -3}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	echo "$(( (t1 - t0) / 1000000 )) $rss"
+}
+
+run_tar() {
+	local src=$1 ds=$2 dst=$work/dst-tar
+	prepare "$dst" "$ds"
+	cold
+	local t0 t1
+	t0=$(date +%s%N)
+	tar -C "$src" --sparse -cf - . | tar -C "$dst" -xpf -
+	t1=$(date +%s%N)
+	echo "$(( (t1 - t0) / 1000000 )) -"
+}
+
+printf '\n%-7s %-15s %9s %10s %10s %11s\n' dataset tool seconds MB/s "peak RSS" "vs rsync"
+for ds in ${BENCH_SETS:-large small delta}; do
+	src=$work/$ds
+	bytes=$(size_of "$src")
+	read -r d_ms d_rss <<<"$(run_drayage "$src" "$ds")"
+	read -r r_ms r_rss <<<"$(run_rsync "$src" "$ds")"
+	read -r t_ms _ <<<"$(run_tar "$src" "$ds")"
+	diff -r "$src" "$work/dst-drayage" >/dev/null || die "drayage's copy of $ds differs from the source"
+	row() { # tool ms rss
+		local mbs ratio rss=$3
+		mbs=$(awk -v b="$bytes" -v ms="$2" 'BEGIN { printf "%.0f", b / 1e6 / (ms / 1000) }')
+		ratio=$(awk -v r="$r_ms" -v ms="$2" 'BEGIN { printf "%.2fx", r / ms }')
+		[ "$rss" = - ] || rss="$((rss / 1024)) MiB"
+		printf '%-7s %-15s %9.2f %10s %10s %11s\n' "$ds" "$1" "$(awk -v ms="$2" 'BEGIN { print ms / 1000 }')" "$mbs" "$rss" "$ratio"
+	}
+	row drayage "$d_ms" "$d_rss"
+	row rsync+stunnel "$r_ms" "$r_rss"
+	row "tar|tar" "$t_ms" -
+done
+echo
+echo "MB/s is the dataset's size over the time taken (delta: the whole volume's size)."
+echo "drayage: $(nproc) parallel streams, BLAKE3 per file, one syncfs before install; rsync does not fsync."

@@ -1,0 +1,196 @@
+// Command transferbench runs the transfer engine's two sides as separate processes for
+// scripts/bench.sh, and generates its datasets. It uses the same code the daemon runs:
+//
+//	transferbench gen large|small DIR         make a dataset
+//	transferbench touch DIR PERCENT           change PERCENT% of the files in DIR
+//	transferbench send -pki P -dir D -control ADDR -data ADDR
+//	transferbench pull -pki P -staging S -dest D -control ADDR -streams N
+//
+// send prints "ready" once it listens and, on SIGTERM, its peak RSS in KiB; pull prints
+// what it moved as JSON and its own peak RSS.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/transfer"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fail(fmt.Errorf("usage: transferbench gen|touch|send|pull ..."))
+	}
+	var err error
+	switch os.Args[1] {
+	case "gen":
+		err = gen(os.Args[2], os.Args[3])
+	case "touch":
+		err = touch(os.Args[2], os.Args[3])
+	case "send":
+		err = send(os.Args[2:])
+	case "pull":
+		err = pull(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "transferbench:", err)
+	os.Exit(1)
+}
+
+// gen makes "large" (4 files of 256 MiB of random data) or "small" (50,000 files of
+// 4 KiB in 500 directories).
+func gen(kind, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	switch kind {
+	case "large":
+		buf := make([]byte, 4<<20)
+		for i := range 4 {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("large-%d.bin", i)))
+			if err != nil {
+				return err
+			}
+			for range 64 {
+				_, _ = rand.Read(buf)
+				if _, err := f.Write(buf); err != nil {
+					return err
+				}
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+	case "small":
+		buf := make([]byte, 4096)
+		for d := range 500 {
+			sub := filepath.Join(dir, fmt.Sprintf("d%03d", d))
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				return err
+			}
+			for f := range 100 {
+				_, _ = rand.Read(buf)
+				if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%03d", f)), buf, 0o644); err != nil {
+					return err
+				}
+			}
+		}
+	default:
+		return fmt.Errorf("dataset %q: want large or small", kind)
+	}
+	return nil
+}
+
+// touch rewrites every (100/percent)th file with new content.
+func touch(dir, percent string) error {
+	var p int
+	if _, err := fmt.Sscan(percent, &p); err != nil || p <= 0 {
+		return fmt.Errorf("percent %q", percent)
+	}
+	every, n := 100/p, 0
+	buf := make([]byte, 4096)
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		n++
+		if n%every != 0 {
+			return nil
+		}
+		_, _ = rand.Read(buf)
+		return os.WriteFile(path, buf, 0o644)
+	})
+}
+
+func load(pki, node string) (*identity.Identity, error) {
+	return identity.Load(filepath.Join(pki, node), node)
+}
+
+func send(args []string) error {
+	fl := flag.NewFlagSet("send", flag.ExitOnError)
+	pki, dir := fl.String("pki", "", ""), fl.String("dir", "", "")
+	ctlAddr, dataAddr := fl.String("control", "", ""), fl.String("data", "", "")
+	_ = fl.Parse(args)
+	id, err := load(*pki, "node-a")
+	if err != nil {
+		return err
+	}
+	auth := func(context.Context, string, string, uint64) (string, error) { return *dir, nil }
+	srv := transfer.NewServer(id, auth, *dataAddr, slog.New(slog.DiscardHandler))
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
+	g.RegisterService(srv.ServiceDesc(), srv)
+	ctl, err := net.Listen("tcp", *ctlAddr)
+	if err != nil {
+		return err
+	}
+	data, err := net.Listen("tcp", *dataAddr)
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.ServeData(data) }()
+	go func() { _ = g.Serve(ctl) }()
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	fmt.Println(peakRSS())
+	return nil
+}
+
+func pull(args []string) error {
+	fl := flag.NewFlagSet("pull", flag.ExitOnError)
+	pki, staging, dest := fl.String("pki", "", ""), fl.String("staging", "", ""), fl.String("dest", "", "")
+	ctlAddr, streams := fl.String("control", "", ""), fl.Int("streams", 0, "")
+	_ = fl.Parse(args)
+	id, err := load(*pki, "node-b")
+	if err != nil {
+		return err
+	}
+	res, err := transfer.Pull(context.Background(), transfer.PullOptions{Identity: id, From: "node-a", Control: *ctlAddr,
+		Volume: "bench", Epoch: 1, Staging: *staging, Streams: *streams})
+	if err != nil {
+		return err
+	}
+	if err := transfer.Install(*staging, *dest); err != nil {
+		return err
+	}
+	out, _ := json.Marshal(map[string]any{"files": res.Files, "bytes": res.Bytes, "total": res.Total, "peak_rss_kib": peakRSS()})
+	fmt.Println(string(out))
+	return nil
+}
+
+// peakRSS is this process's peak resident set size in KiB (VmHWM).
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "0"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSuffix(strings.TrimSpace(v), " kB")
+		}
+	}
+	return "0"
+}
