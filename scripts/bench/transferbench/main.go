@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
@@ -34,7 +35,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(fmt.Errorf("usage: transferbench gen|touch|send|pull ..."))
+		fail(errors.New("usage: transferbench gen, touch, send or pull"))
 	}
 	var err error
 	switch os.Args[1] {
