@@ -15,7 +15,7 @@ apt_install rsync stunnel4 time
 make --no-print-directory build >/dev/null
 go build -o build/transferbench ./scripts/bench/transferbench
 
-work=${BENCH_DIR:-$PWD/build/bench}
+work=${BENCH_DIR:-$PWD/.bench}  # a dot-dir: the go tool does not walk it
 rm -rf "$work"
 mkdir -p "$work"
 pids=()

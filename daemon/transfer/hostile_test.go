@@ -115,7 +115,7 @@ func TestHostileStreamsAreRefusedAndLeaveNoFile(t *testing.T) {
 			_ = w.File(2, 5)
 			_ = w.Write(FrameData, []byte("hello"))
 			_ = w.Write(FrameEnd, hashOf([]byte("jello")))
-		}), "hash mismatch"},
+		}), "content hash mismatch"},
 		"oversized frame": {bytes.NewReader([]byte{FrameData, 0x7f, 0xff, 0xff, 0xff}), "limit"},
 		"unknown frame":   {bytes.NewReader([]byte{42, 0, 0, 0, 0}), "unknown frame type"},
 		"data outside a file": {frames(func(w *FrameWriter) {

@@ -172,6 +172,10 @@ func listXattrs(p string) ([]Xattr, error) {
 	return out, nil
 }
 
+// ErrCorrupt means a file's content did not match its hash on arrival. Nothing of it is
+// kept; Pull asks for it again.
+var ErrCorrupt = errors.New("content hash mismatch: damaged in transit")
+
 // ErrHostile marks input that breaks the protocol's rules: names that escape the volume,
 // sizes beyond limits, links out of the tree. Nothing of such a transfer is kept.
 var ErrHostile = errors.New("refused")

@@ -47,8 +47,21 @@ type PullResult struct {
 
 // Pull receives a volume into the staging dir and makes it durable there; Install then
 // puts it in place. On any failure the sender is told to abort, and staging keeps the
-// files that arrived verified, for the next attempt to reuse.
-func Pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
+// files that arrived verified, for the next attempt to reuse. A file damaged in transit is
+// asked for again (up to three attempts in all); nothing unverified is ever kept.
+func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
+	var res PullResult
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		res, err = pull(ctx, o)
+		if !errors.Is(err, ErrCorrupt) {
+			break
+		}
+	}
+	return res, err
+}
+
+func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if o.Streams <= 0 {
 		o.Streams = 4
 	}

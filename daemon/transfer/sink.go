@@ -124,7 +124,13 @@ func (s *Sink) prepare(kinds map[string]Kind) error {
 			}
 		case KindFile:
 			s.send[i] = true
-			if fi, err := s.root.Lstat(e.Path); err == nil {
+			dir, base, release, err := s.dirs.split(e.Path)
+			if err != nil {
+				return fmt.Errorf("open the directory of %s in staging: %w", e.Path, err)
+			}
+			fi, err := dir.Lstat(base)
+			release()
+			if err == nil {
 				st := fi.Sys().(*syscall.Stat_t)
 				if fi.Mode().IsRegular() && sameContent(e, Entry{Kind: KindFile, Size: fi.Size(), MTime: st.Mtim.Nano()}) {
 					s.send[i] = false
@@ -285,7 +291,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			var sum [32]byte
 			h.Sum(sum[:0])
 			if string(sum[:]) != string(fm.Payload) {
-				return fmt.Errorf("%s: content hash mismatch: damaged in transit; it will be sent again", e.Path)
+				return fmt.Errorf("%s: %w", e.Path, ErrCorrupt)
 			}
 			if endsInHole {
 				if err := f.Truncate(size); err != nil { // a trailing hole is not written
