@@ -154,4 +154,4 @@ for ds in ${BENCH_SETS:-large small delta}; do
 done
 echo
 echo "MB/s is the dataset's size over the time taken (delta: the whole volume's size)."
-echo "drayage: $(nproc) parallel streams, BLAKE3 per file, one syncfs before install; rsync does not fsync."
+echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync does not fsync."

@@ -27,7 +27,8 @@ type PullOptions struct {
 	Epoch         uint64
 	// Staging is where the tree is assembled; what is already there is reused.
 	Staging string
-	// Streams is how many data streams run in parallel (default 4).
+	// Streams is how many data streams run in parallel (default 8: many small files need
+	// several reads in flight to hide disk latency).
 	Streams int
 	Sink    SinkOptions
 	// Wire asks for compression and a bandwidth limit (the sender may lower the limit).
@@ -63,7 +64,7 @@ func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
 
 func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if o.Streams <= 0 {
-		o.Streams = 4
+		o.Streams = 8
 	}
 	conn, err := grpc.NewClient(o.Control,
 		grpc.WithTransportCredentials(credentials.NewTLS(o.Identity.ClientConfig(o.From))),
