@@ -183,3 +183,29 @@ func TestSymlinkTargetsAreStoredNotFollowed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "../outside/secret", target, "a symlink may point anywhere; nothing is written through it")
 }
+
+func TestStagingEntriesOfAnotherKindAreReplacedWholly(t *testing.T) {
+	staging, _ := hostileSetup(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(staging, "x", "deep", "er"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(staging, "x", "deep", "f"), []byte("old"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(staging, "y"), []byte("old file"), 0o644))
+	entries := []Entry{root, {Path: "x", Kind: KindFile, Mode: 0o644, Size: 3}, {Path: "y", Kind: KindDir, Mode: 0o755}}
+	sink, err := NewSink(staging, entries, SinkOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	assert.Equal(t, []uint32{1}, sink.Wanted())
+	require.NoError(t, sink.Receive(frames(func(w *FrameWriter) {
+		_ = w.File(1, 3)
+		_ = w.Write(FrameData, []byte("new"))
+		_ = w.Write(FrameEnd, hashOf([]byte("new")))
+		_ = w.Write(FrameDone, nil)
+	})))
+	_, err = sink.Finish()
+	require.NoError(t, err)
+	b, err := os.ReadFile(filepath.Join(staging, "x"))
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(b), "the directory and all inside it gave way to the file")
+	fi, err := os.Lstat(filepath.Join(staging, "y"))
+	require.NoError(t, err)
+	assert.True(t, fi.IsDir(), "the file gave way to the directory")
+}

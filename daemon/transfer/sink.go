@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/zeebo/blake3"
@@ -90,73 +89,56 @@ func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
 }
 
 // prepare removes what the manifest does not list (or lists as another kind), makes the
-// directories, and decides which files need their content.
+// directories, and decides which files need their content. Staging is read with the
+// same parallel walk the sender uses (lstat only), so a large delta costs no more than
+// one concurrent pass over its metadata.
 func (s *Sink) prepare(kinds map[string]Kind) error {
-	var extra []string
-	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		k, listed := kinds[p]
-		if !listed || k != kindOf(d.Type()) {
-			extra = append(extra, p)
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-		}
-		return nil
-	})
+	have, err := Walk(s.dir)
 	if err != nil {
 		return fmt.Errorf("read staging %s: %w", s.dir, err)
 	}
-	for _, p := range extra {
-		if err := s.root.RemoveAll(p); err != nil {
-			return fmt.Errorf("clear %s in staging: %w", p, err)
+	present := make(map[string]Entry, len(have))
+	removed := map[string]bool{}
+	inRemoved := func(p string) bool {
+		for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+			if removed[d] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, h := range have {
+		if inRemoved(h.Path) {
+			continue // inside a directory already removed
+		}
+		if k, listed := kinds[h.Path]; listed && k == h.Kind {
+			present[h.Path] = h
+			continue
+		}
+		if err := s.root.RemoveAll(h.Path); err != nil {
+			return fmt.Errorf("clear %s in staging: %w", h.Path, err)
+		}
+		if h.Kind == KindDir {
+			removed[h.Path] = true
 		}
 	}
 	for i, e := range s.entries {
 		switch e.Kind {
 		case KindDir:
-			if e.Path != "." {
+			if _, ok := present[e.Path]; !ok && e.Path != "." {
 				if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 					return fmt.Errorf("make %s: %w", e.Path, err)
 				}
 			}
 		case KindFile:
-			s.send[i] = true
-			dir, base, release, err := s.dirs.split(e.Path)
-			if err != nil {
-				return fmt.Errorf("open the directory of %s in staging: %w", e.Path, err)
-			}
-			fi, err := dir.Lstat(base)
-			release()
-			if err == nil {
-				st := fi.Sys().(*syscall.Stat_t)
-				if fi.Mode().IsRegular() && sameContent(e, Entry{Kind: KindFile, Size: fi.Size(), MTime: st.Mtim.Nano()}) {
-					s.send[i] = false
-					// Owner and mode already right, and no attributes to set: leave it be.
-					s.settled[i] = st.Uid == e.UID && st.Gid == e.GID && st.Mode&0o7777 == e.Mode && len(e.Xattrs) == 0 && st.Nlink == 1
-				}
-			}
+			h, ok := present[e.Path]
+			s.send[i] = !ok || !sameContent(e, h)
+			// Owner, mode and attributes already right: leave it be.
+			s.settled[i] = !s.send[i] && h.UID == e.UID && h.GID == e.GID && h.Mode == e.Mode &&
+				len(e.Xattrs) == 0 && len(h.Xattrs) == 0
 		}
 	}
 	return nil
-}
-
-func kindOf(t fs.FileMode) Kind {
-	switch {
-	case t.IsDir():
-		return KindDir
-	case t&fs.ModeSymlink != 0:
-		return KindSymlink
-	case t&fs.ModeNamedPipe != 0:
-		return KindFIFO
-	case t&fs.ModeDevice != 0:
-		return KindDevice
-	case t.IsRegular():
-		return KindFile
-	}
-	return 0
 }
 
 // Wanted lists the indexes of the files whose content the sender must send.
