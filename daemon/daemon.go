@@ -66,6 +66,10 @@ type Config struct {
 	ProbeInterval time.Duration
 	// RateLimit caps, in bytes per second, every volume this node sends (0: no cap).
 	RateLimit int64
+	// DynamicLimit is the largest volume a container start moves to this node.
+	DynamicLimit int64
+	// KeepReplica keeps this node's copy of a volume that moved away.
+	KeepReplica bool
 }
 
 // Validate checks the settings and fills in defaults.
@@ -144,6 +148,9 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		MountDir: cfg.MountDir,
 		Mounter:  mount.Bind{},
 		Logger:   log,
+
+		DynamicLimit: cfg.DynamicLimit,
+		KeepReplica:  cfg.KeepReplica,
 	})
 	return &Daemon{cfg: cfg, log: log, vols: vols}, nil
 }

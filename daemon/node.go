@@ -162,6 +162,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	go func() { defer wg.Done(); _ = n.sender.ServeData(dl) }()
 	go func() { defer wg.Done(); n.gossip.JoinLoop(ctx, cfg.Join) }()
 	go func() { defer wg.Done(); id.Watch(ctx, 10*time.Second, d.log) }()
+	d.vols.SetPuller(netPuller{n})
 	d.log.Info("joined the network", "gossip", n.gossip.Addr(), "control", n.control, "data", n.data,
 		"cluster", cfg.Cluster, "certificate_expires", id.Certificate().NotAfter.Format(time.DateOnly))
 	return n, nil
@@ -242,4 +243,24 @@ func (d *Daemon) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b control.NodeInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// netPuller moves volumes to this node over the cluster network: gossip says who is
+// alive and where their control port is; the transfer engine pulls.
+type netPuller struct{ n *network }
+
+func (p netPuller) Peer(node string) (bool, time.Time) {
+	m, ok := p.n.gossip.Member(node)
+	return ok && m.State == gossip.StateAlive, m.LastSeen
+}
+
+func (p netPuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string) (int64, error) {
+	m, ok := p.n.gossip.Member(from)
+	if !ok || m.Meta.Control == "" {
+		return 0, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", from)
+	}
+	res, err := transfer.Pull(ctx, transfer.PullOptions{
+		Identity: p.n.id, From: from, Control: m.Meta.Control, Volume: volume, Epoch: epoch, Staging: staging,
+	})
+	return res.Total, err
 }

@@ -20,7 +20,7 @@ const defaultSocket = "/run/docker/plugins/drayage.sock"
 
 func newDaemonCmd(g *globals) *cobra.Command {
 	var cfg daemon.Config
-	var socket, rateLimit string
+	var socket, rateLimit, dynamicLimit string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the node daemon and serve the Docker volume plugin API",
@@ -38,6 +38,11 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 				}
 				cfg.RateLimit = n
 			}
+			n, err := units.RAMInBytes(dynamicLimit)
+			if err != nil || n < 0 {
+				return fmt.Errorf("--dynamic-limit %q: want a size such as 5GiB or 500MiB (DRAYAGE_DYNAMIC_LIMIT)", dynamicLimit)
+			}
+			cfg.DynamicLimit = n
 			log, err := newLogger(g)
 			if err != nil {
 				return err
@@ -72,9 +77,11 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&cfg.PortRange, "port-range", "", "pick the gossip, control and data ports from the first free ones in LOW-HIGH instead")
 	f.DurationVar(&cfg.ProbeInterval, "probe-interval", time.Second, "how often gossip probes a member; a dead node is declared within a few intervals")
 	f.StringVar(&rateLimit, "rate-limit", "0", "cap on the bandwidth of every volume this node sends, per second (e.g. 100MB; 0: none)")
+	f.StringVar(&dynamicLimit, "dynamic-limit", "5GiB", "largest volume a container start moves to this node; larger ones move with 'drayage volume move'")
+	f.BoolVar(&cfg.KeepReplica, "keep-replica", false, "keep this node's copy of a volume that moved away, so a move back sends only what changed")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",
-		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit")
+		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica")
 	return cmd
 }
 

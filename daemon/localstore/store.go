@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotExist is returned for a volume the store does not hold.
@@ -58,7 +60,7 @@ type Store struct {
 // left behind.
 func Open(root string) (*Store, error) {
 	s := &Store{root: root}
-	for _, dir := range []string{s.volumesDir(), s.tmpDir(), s.trashDir()} {
+	for _, dir := range []string{s.volumesDir(), s.tmpDir(), s.trashDir(), s.stagingDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("prepare state dir %s: %w", root, err)
 		}
@@ -80,6 +82,51 @@ func Open(root string) (*Store, error) {
 func (s *Store) volumesDir() string { return filepath.Join(s.root, "volumes") }
 func (s *Store) tmpDir() string     { return filepath.Join(s.root, "tmp") }
 func (s *Store) trashDir() string   { return filepath.Join(s.root, "trash") }
+
+// stagingDir holds volumes being pulled from other nodes. It is kept across restarts: a
+// pull that was interrupted resumes from the files verified there.
+func (s *Store) stagingDir() string { return filepath.Join(s.root, "staging") }
+
+// StagingDir is where a pull of the named volume assembles its tree.
+func (s *Store) StagingDir(name string) string { return filepath.Join(s.stagingDir(), name) }
+
+// Install puts a pulled tree (a finished staging dir) in place as the volume's data, in
+// one atomic step: the volume is its old data, or none, or the complete new tree. A
+// volume held here already (a stale replica) has its data swapped; otherwise the volume
+// is made around the tree and renamed into volumes/.
+func (s *Store) Install(rec Record, staging string) error {
+	if _, err := os.Lstat(s.volumeDir(rec.Name)); err == nil {
+		if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, s.DataDir(rec.Name), unix.RENAME_EXCHANGE); err != nil {
+			return fmt.Errorf("install volume %q: %w", rec.Name, err)
+		}
+		if err := syncDir(s.volumeDir(rec.Name)); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(staging); err != nil { // the old data
+			return fmt.Errorf("remove the old data of volume %q: %w", rec.Name, err)
+		}
+		return writeRecord(s.volumeDir(rec.Name), rec)
+	}
+	tmp, err := os.MkdirTemp(s.tmpDir(), rec.Name+".")
+	if err != nil {
+		return fmt.Errorf("install volume %q: %w", rec.Name, err)
+	}
+	if err := os.Rename(staging, filepath.Join(tmp, "data")); err != nil {
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("install volume %q: %w", rec.Name, err)
+	}
+	if err := writeRecord(tmp, rec); err != nil {
+		_ = os.Rename(filepath.Join(tmp, "data"), staging)
+		_ = os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, s.volumeDir(rec.Name)); err != nil {
+		_ = os.Rename(filepath.Join(tmp, "data"), staging)
+		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("install volume %q: %w", rec.Name, err)
+	}
+	return syncDir(s.volumesDir())
+}
 
 func (s *Store) volumeDir(name string) string { return filepath.Join(s.volumesDir(), name) }
 

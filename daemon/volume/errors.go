@@ -1,6 +1,9 @@
 package volume
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors; callers tell them apart with errors.Is. The errors the manager returns
 // wrap them in a message that names the volume, the node and what to do.
@@ -17,6 +20,24 @@ var (
 	ErrInUse = errors.New("volume in use")
 	// ErrElsewhere means the volume is held by another node.
 	ErrElsewhere = errors.New("volume is held by another node")
+	// ErrOwnerDown means the node holding the volume is down.
+	ErrOwnerDown = errors.New("the node holding the volume is down")
+	// ErrTooLarge means the volume is above the size a Mount moves.
+	ErrTooLarge = errors.New("volume too large to move on mount")
 	// ErrNotReady means the daemon is still starting.
 	ErrNotReady = errors.New("drayage is starting")
 )
+
+// userError is a message written for people that still unwraps to a sentinel error.
+type userError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *userError) Error() string { return e.msg }
+func (e *userError) Unwrap() error { return e.sentinel }
+
+// tell formats a message for the user that errors.Is matches against sentinel.
+func tell(sentinel error, format string, args ...any) error {
+	return &userError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+}

@@ -67,6 +67,22 @@ type Config struct {
 	// Logger receives the manager's logs, already labelled with the node; slog.Default()
 	// if nil.
 	Logger *slog.Logger
+	// DynamicLimit is the largest volume a Mount moves to this node (0: no limit); larger
+	// ones move with 'drayage volume move'.
+	DynamicLimit int64
+	// KeepReplica keeps this node's copy of a volume that moved away, so that a move back
+	// sends only what changed.
+	KeepReplica bool
+}
+
+// Puller is how the manager gets a volume from the node that holds it (the daemon's
+// transfer engine over the cluster network).
+type Puller interface {
+	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
+	Peer(node string) (alive bool, lastSeen time.Time)
+	// Pull copies volume from node into staging for the migration at epoch and returns
+	// the volume's size.
+	Pull(ctx context.Context, volume, from string, epoch uint64, staging string) (int64, error)
 }
 
 // Manager runs the volume operations of one node. It is safe for concurrent use;
@@ -82,6 +98,20 @@ type Manager struct {
 	mu     sync.Mutex
 	lease  cluster.Lease
 	claims map[string]*cluster.Claim // this node's mount claims, by volume
+	puller Puller                    // nil on a node running alone
+}
+
+// SetPuller lets Mount move volumes here from other nodes.
+func (m *Manager) SetPuller(p Puller) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.puller = p
+}
+
+func (m *Manager) currentPuller() Puller {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.puller
 }
 
 // NewManager returns a Manager that answers ErrNotReady until Init completes.
@@ -237,6 +267,7 @@ func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, nam
 		return
 	}
 	if e.Volume.Owner != m.cfg.Node {
+		m.dropMovedCopy(store, rec, e.Volume.Owner)
 		return
 	}
 	if e.Volume.Removing && rec.MountCount() == 0 {
@@ -259,6 +290,33 @@ func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, nam
 		}
 		m.setClaim(name, nil)
 	}
+}
+
+// recordSize measures a volume no longer in use and records its size in the cluster,
+// under the owner's epoch (refused if ownership moved on meanwhile).
+func (m *Manager) recordSize(ctx context.Context, store *localstore.Store, name string, epoch uint64) {
+	unlock := m.locks.Lock(name)
+	defer unlock()
+	size, err := store.Size(name)
+	if err != nil {
+		return
+	}
+	if err := m.reg.UpdateSize(ctx, name, m.cfg.Node, epoch, size); err != nil && !errors.Is(err, cluster.ErrStaleEpoch) {
+		m.log.Warn("cannot record the volume's size in the cluster store", "volume", name, "err", err)
+	}
+}
+
+// dropMovedCopy deletes this node's copy of a volume another node owns now, unless
+// containers here still use it or replicas are kept. The caller holds the volume's lock.
+func (m *Manager) dropMovedCopy(store *localstore.Store, rec localstore.Record, owner string) {
+	if m.cfg.KeepReplica || rec.MountCount() > 0 {
+		return
+	}
+	if err := store.Delete(rec.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+		m.log.Warn("cannot delete the copy of a volume that moved away", "volume", rec.Name, "owner", owner, "err", err)
+		return
+	}
+	m.log.Info("deleted this node's copy of a volume that moved away", "volume", rec.Name, "owner", owner)
 }
 
 // finishRemoval deletes the data of a volume marked for removal, then its record. The
@@ -459,9 +517,10 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if owner := e.Volume.Owner; owner != m.cfg.Node {
-		return "", fmt.Errorf("volume %q is held by node %q, not %q: %w; this version can't move volumes between nodes: run the container on node %q",
-			name, owner, m.cfg.Node, ErrElsewhere, owner)
+	if e.Volume.Owner != m.cfg.Node {
+		if e, err = m.migrateHere(ctx, store, e); err != nil {
+			return "", err
+		}
 	}
 	rec, err := store.Load(name)
 	if err != nil {
@@ -549,6 +608,7 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 		} else {
 			m.setClaim(name, nil)
 		}
+		go m.recordSize(context.WithoutCancel(ctx), store, name, c.Epoch)
 	case count > 0:
 		if c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count); err != nil {
 			m.log.Warn("cannot update the volume's claim now; will retry", "volume", name, "err", err)

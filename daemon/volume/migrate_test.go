@@ -1,0 +1,167 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/cluster"
+)
+
+// fakePuller moves volumes between managers in one process: it asks the owner's manager
+// for the directory to send (with all of SendDir's checks) and copies it.
+type fakePuller struct {
+	mu       sync.Mutex
+	managers map[string]*Manager
+	down     map[string]time.Time
+	fail     error
+}
+
+func (f *fakePuller) Peer(node string) (bool, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seen, ok := f.down[node]; ok {
+		return false, seen
+	}
+	return true, time.Now()
+}
+
+func (f *fakePuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string) (int64, error) {
+	f.mu.Lock()
+	owner, fail := f.managers[from], f.fail
+	f.mu.Unlock()
+	if fail != nil {
+		return 0, fail
+	}
+	return f.copy(ctx, owner, volume, epoch, staging)
+}
+
+func (f *fakePuller) copy(ctx context.Context, owner *Manager, volume string, epoch uint64, staging string) (int64, error) {
+	// The target is whoever holds the migration claim at this epoch.
+	e, err := owner.reg.Get(ctx, volume)
+	if err != nil || e.Claim == nil {
+		return 0, errors.New("no claim")
+	}
+	dir, err := owner.SendDir(ctx, volume, e.Claim.Node, epoch)
+	if err != nil {
+		return 0, err
+	}
+	_ = os.RemoveAll(staging)
+	if err := os.CopyFS(staging, os.DirFS(dir)); err != nil {
+		return 0, err
+	}
+	var size int64
+	_ = filepath.Walk(staging, func(_ string, fi os.FileInfo, _ error) error {
+		if fi != nil && fi.Mode().IsRegular() {
+			size += fi.Size()
+		}
+		return nil
+	})
+	return size, nil
+}
+
+func twoNodes(t *testing.T) (a, b *Manager, fa, fb *fixture, p *fakePuller) {
+	fa = newFixture(t)
+	fb = newNode(t, "node-b", fa.reg)
+	a, b = fa.start(t), fb.start(t)
+	p = &fakePuller{managers: map[string]*Manager{"node-a": a, "node-b": b}, down: map[string]time.Time{}}
+	a.SetPuller(p)
+	b.SetPuller(p)
+	return a, b, fa, fb, p
+}
+
+func TestMountElsewhereMovesTheVolumeThere(t *testing.T) {
+	ctx := context.Background()
+	a, b, fa, fb, _ := twoNodes(t)
+	require.NoError(t, a.Create(ctx, "db", nil))
+	require.NoError(t, os.WriteFile(filepath.Join(fa.root, "volumes", "db", "data", "table"), []byte("rows"), 0o644))
+
+	mp, err := b.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	src := fb.mounter.Source(mp)
+	got, err := os.ReadFile(filepath.Join(src, "table"))
+	require.NoError(t, err)
+	assert.Equal(t, "rows", string(got), "the container on node-b sees node-a's data")
+
+	info, err := a.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, "node-b", info.Node)
+	assert.Equal(t, uint64(2), info.Epoch, "the fencing epoch went up")
+	assert.Equal(t, StateMounted, info.State)
+	assert.Equal(t, 1, info.Mounts)
+	assert.NoDirExists(t, fb.root+"/staging/db", "staging became the volume")
+
+	a.Reconcile(ctx)
+	assert.NoDirExists(t, filepath.Join(fa.root, "volumes", "db"), "node-a dropped its old copy")
+	_, err = a.Mount(ctx, "db", "c2")
+	require.ErrorIs(t, err, ErrInUse)
+	assert.Contains(t, err.Error(), `volume "db" is mounted on node "node-b" by 1 container; stop it there or use 'drayage volume move db --to node-a'`)
+}
+
+func TestMountElsewhereFailsFastAndCleanlyWhenItCannotMove(t *testing.T) {
+	ctx := context.Background()
+	a, b, fa, _, p := twoNodes(t)
+	b.cfg.DynamicLimit = 100
+	require.NoError(t, a.Create(ctx, "db", nil))
+	require.NoError(t, os.WriteFile(filepath.Join(fa.root, "volumes", "db", "data", "f"), make([]byte, 1000), 0o644))
+	_, err := a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	require.NoError(t, a.Unmount(ctx, "db", "c1")) // records the size, 1000 bytes
+	require.Eventually(t, func() bool { e, _ := fa.reg.Get(ctx, "db"); return e.Volume.Size == 1000 }, 5*time.Second, 20*time.Millisecond)
+
+	_, err = b.Mount(ctx, "db", "c9")
+	require.ErrorIs(t, err, ErrTooLarge)
+	assert.Contains(t, err.Error(), "drayage volume move db --to node-b")
+	b.cfg.DynamicLimit = 0
+
+	p.down["node-a"] = time.Now().Add(-2 * time.Minute)
+	_, err = b.Mount(ctx, "db", "c9")
+	require.ErrorIs(t, err, ErrOwnerDown)
+	assert.Contains(t, err.Error(), `held by node "node-a", which is down (last seen 2 minutes ago)`)
+	delete(p.down, "node-a")
+
+	p.fail = errors.New("connection reset")
+	_, err = b.Mount(ctx, "db", "c9")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `pulling it from node "node-a" failed: connection reset`)
+	e, err := fa.reg.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, cluster.StateIdle, e.State(), "the failed move released its claim")
+	assert.Equal(t, "node-a", e.Volume.Owner)
+	assert.Equal(t, uint64(1), e.Volume.Epoch)
+	assert.FileExists(t, filepath.Join(fa.root, "volumes", "db", "data", "f"), "node-a's data is untouched")
+}
+
+func TestTwoNodesMountingAtOnceOneWins(t *testing.T) {
+	ctx := context.Background()
+	a, b, fa, _, p := twoNodes(t)
+	fc := newNode(t, "node-c", fa.reg)
+	c := fc.start(t)
+	p.managers["node-c"] = c
+	c.SetPuller(p)
+	require.NoError(t, a.Create(ctx, "db", nil))
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, m := range []*Manager{b, c} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = m.Mount(ctx, "db", "c1") }()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else {
+			assert.ErrorIs(t, err, ErrInUse)
+		}
+	}
+	assert.Equal(t, 1, ok, "exactly one node gets the volume; the other a clear error")
+}
