@@ -39,6 +39,11 @@ func nodeList(t *testing.T, root string) map[string]control.NodeInfo {
 }
 
 func startNetNode(t *testing.T, name, base, tlsDir, storeURL string, join int, cluster string) *netNode {
+	return startNetNodeOn(t, nil, name, base, tlsDir, storeURL, join, cluster)
+}
+
+// startNetNodeOn starts a cluster node's daemon serving engine e (nil: no engine).
+func startNetNodeOn(t *testing.T, e *engine, name, base, tlsDir, storeURL string, join int, cluster string) *netNode {
 	n := &netNode{gossip: storetest.FreePort(t), control: storetest.FreePort(t)}
 	args := []string{"--store", storeURL, "--tls-dir", tlsDir, "--advertise", "127.0.0.1", "--cluster", cluster,
 		"--gossip-port", strconv.Itoa(n.gossip), "--control-port", strconv.Itoa(n.control),
@@ -46,7 +51,11 @@ func startNetNode(t *testing.T, name, base, tlsDir, storeURL string, join int, c
 	if join != 0 {
 		args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", join))
 	}
-	n.legacyDaemon = startLegacy(t, nil, name, "", filepath.Join(base, name), args...)
+	driver := ""
+	if e != nil {
+		driver = "drayage"
+	}
+	n.legacyDaemon = startLegacy(t, e, name, driver, filepath.Join(base, name), args...)
 	return n
 }
 

@@ -40,7 +40,7 @@ func serveVolume(t testing.TB, id *identity.Identity, src string) string {
 	t.Helper()
 	data, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	auth := func(_ context.Context, node, volume string, epoch uint64) (string, error) {
+	auth := func(_ context.Context, volume, node string, epoch uint64) (string, error) {
 		if node != "node-b" || volume != "v" || epoch != 2 {
 			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d", volume, node, epoch)
 		}

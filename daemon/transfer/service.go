@@ -69,10 +69,10 @@ type FinishRequest struct {
 // Empty is an empty reply.
 type Empty struct{}
 
-// Authorizer decides whether node may receive a volume at epoch, and says where its data
-// is. The daemon checks the migration claim in the cluster store and that the volume is
-// not mounted here.
-type Authorizer func(ctx context.Context, node, volume string, epoch uint64) (dir string, err error)
+// Authorizer decides whether node may receive volume at epoch, and says where its data
+// is. The daemon's is volume.Manager.SendDir: it checks the migration claim in the
+// cluster store and that the volume is not mounted here.
+type Authorizer func(ctx context.Context, volume, node string, epoch uint64) (dir string, err error)
 
 // Server is the sending side: it serves Open/Want/Finish on the control port and file
 // contents on the data port.
@@ -144,7 +144,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	if err != nil {
 		return nil, err
 	}
-	dir, err := s.authorize(ctx, node, r.Volume, r.Epoch)
+	dir, err := s.authorize(ctx, r.Volume, node, r.Epoch)
 	if err != nil {
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
