@@ -16,24 +16,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/drayage/drayage/cluster/identity"
 )
 
 // tlsPair returns n connected pairs of mutual-TLS 1.3 connections between node-a (the
 // sender, server side) and node-b.
 func tlsPairs(t *testing.T, n int) (server, client []net.Conn) {
 	t.Helper()
-	ca, err := identity.NewCA("test")
-	require.NoError(t, err)
-	key, err := identity.NewGossipKey()
-	require.NoError(t, err)
-	dir := t.TempDir()
-	ids := map[string]*identity.Identity{}
-	for _, name := range []string{"node-a", "node-b"} {
-		require.NoError(t, ca.WriteNode(filepath.Join(dir, name), identity.NodeSpec{Name: name}, key))
-		ids[name], err = identity.Load(filepath.Join(dir, name), name)
-		require.NoError(t, err)
-	}
+	ids := testIdentities(t, "node-a", "node-b")
 	l, err := tls.Listen("tcp", "127.0.0.1:0", ids["node-a"].ServerConfig(nil))
 	require.NoError(t, err)
 	defer l.Close()
