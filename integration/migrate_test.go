@@ -50,7 +50,7 @@ func TestVolumeFollowsItsContainerToAnotherEngine(t *testing.T) {
 	// In use on node-b: node-a's Mount fails at once, saying where and what to do.
 	id := eb.docker(t, "run", "-d", "--network", "none", "-v", "appdata:/data", testImage, "sleep", "3600")
 	out = mustFail(t, "docker", "-H", ea.host, "run", "--rm", "--network", "none", "-v", "appdata:/data", testImage, "true")
-	assert.Contains(t, out, `volume "appdata" is mounted on node "node-b" by 1 container; stop it there or use 'drayage volume move appdata --to node-a'`)
+	assert.Contains(t, out, `volume "appdata" is mounted on node "node-b" by 1 container; stop it there first`)
 	eb.docker(t, "rm", "-f", id)
 
 	// node-b dies: a Mount on node-a fails fast, naming the node and when it was seen.

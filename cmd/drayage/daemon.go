@@ -77,7 +77,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&cfg.PortRange, "port-range", "", "pick the gossip, control and data ports from the first free ones in LOW-HIGH instead")
 	f.DurationVar(&cfg.ProbeInterval, "probe-interval", time.Second, "how often gossip probes a member; a dead node is declared within a few intervals")
 	f.StringVar(&rateLimit, "rate-limit", "0", "cap on the bandwidth of every volume this node sends, per second (e.g. 100MB; 0: none)")
-	f.StringVar(&dynamicLimit, "dynamic-limit", "5GiB", "largest volume a container start moves to this node; larger ones move with 'drayage volume move'")
+	f.StringVar(&dynamicLimit, "dynamic-limit", "5GiB", "largest volume a container start moves to this node (e.g. 5GiB, 500MiB)")
 	f.BoolVar(&cfg.KeepReplica, "keep-replica", false, "keep this node's copy of a volume that moved away, so a move back sends only what changed")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",

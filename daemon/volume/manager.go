@@ -67,8 +67,7 @@ type Config struct {
 	// Logger receives the manager's logs, already labelled with the node; slog.Default()
 	// if nil.
 	Logger *slog.Logger
-	// DynamicLimit is the largest volume a Mount moves to this node (0: no limit); larger
-	// ones move with 'drayage volume move'.
+	// DynamicLimit is the largest volume a Mount moves to this node (0: no limit).
 	DynamicLimit int64
 	// KeepReplica keeps this node's copy of a volume that moved away, so that a move back
 	// sends only what changed.

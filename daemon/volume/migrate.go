@@ -27,8 +27,8 @@ func (m *Manager) migrateHere(ctx context.Context, store *localstore.Store, e cl
 		if c.Kind == cluster.ClaimMigrate {
 			return e, tell(ErrInUse, "volume %q is moving to node %q right now; retry when it is done", name, c.Node)
 		}
-		return e, tell(ErrInUse, "volume %q is mounted on node %q by %s; stop it there or use 'drayage volume move %s --to %s'",
-			name, c.Node, containers(c.Mounts), name, m.cfg.Node)
+		return e, tell(ErrInUse, "volume %q is mounted on node %q by %s; stop it there first, then start this container again",
+			name, c.Node, containers(c.Mounts))
 	}
 	if alive, seen := p.Peer(owner); !alive {
 		last := "never seen by this node"
@@ -39,8 +39,8 @@ func (m *Manager) migrateHere(ctx context.Context, store *localstore.Store, e cl
 			name, owner, last)
 	}
 	if limit := m.cfg.DynamicLimit; limit > 0 && e.Volume.Size > limit {
-		return e, tell(ErrTooLarge, "volume %q on node %q holds %s, above the %s that a container start moves (DRAYAGE_DYNAMIC_LIMIT); move it first with 'drayage volume move %s --to %s'",
-			name, owner, units.BytesSize(float64(e.Volume.Size)), units.BytesSize(float64(limit)), name, m.cfg.Node)
+		return e, tell(ErrTooLarge, "volume %q on node %q holds %s, above the %s that a container start moves to node %q; run the container on node %q, or raise DRAYAGE_DYNAMIC_LIMIT on node %q",
+			name, owner, units.BytesSize(float64(e.Volume.Size)), units.BytesSize(float64(limit)), m.cfg.Node, owner, m.cfg.Node)
 	}
 	lease := m.currentLease()
 	claim, _, err := m.reg.BeginMigration(ctx, name, m.cfg.Node, lease)

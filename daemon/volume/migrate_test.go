@@ -102,7 +102,7 @@ func TestMountElsewhereMovesTheVolumeThere(t *testing.T) {
 	assert.NoDirExists(t, filepath.Join(fa.root, "volumes", "db"), "node-a dropped its old copy")
 	_, err = a.Mount(ctx, "db", "c2")
 	require.ErrorIs(t, err, ErrInUse)
-	assert.Contains(t, err.Error(), `volume "db" is mounted on node "node-b" by 1 container; stop it there or use 'drayage volume move db --to node-a'`)
+	assert.Contains(t, err.Error(), `volume "db" is mounted on node "node-b" by 1 container; stop it there first`)
 }
 
 func TestMountElsewhereFailsFastAndCleanlyWhenItCannotMove(t *testing.T) {
@@ -118,7 +118,8 @@ func TestMountElsewhereFailsFastAndCleanlyWhenItCannotMove(t *testing.T) {
 
 	_, err = b.Mount(ctx, "db", "c9")
 	require.ErrorIs(t, err, ErrTooLarge)
-	assert.Contains(t, err.Error(), "drayage volume move db --to node-b")
+	assert.Contains(t, err.Error(), `holds 1000B, above the 100B that a container start moves to node "node-b"`)
+	assert.Contains(t, err.Error(), "raise DRAYAGE_DYNAMIC_LIMIT")
 	b.cfg.DynamicLimit = 0
 
 	p.down["node-a"] = time.Now().Add(-2 * time.Minute)
