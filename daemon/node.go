@@ -156,6 +156,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	n.sender.Cap = transfer.Wire{RateLimit: cfg.RateLimit}
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
 	n.server.Register(n.sender.ServiceDesc(), n.sender)
+	n.server.Register(d.controlService(), d)
 	n.dataL = dl
 	wg.Add(4)
 	go func() { defer wg.Done(); _ = n.server.Serve(l) }()
@@ -254,13 +255,14 @@ func (p netPuller) Peer(node string) (bool, time.Time) {
 	return ok && m.State == gossip.StateAlive, m.LastSeen
 }
 
-func (p netPuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string) (int64, error) {
+func (p netPuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(done, total int64)) (int64, error) {
 	m, ok := p.n.gossip.Member(from)
 	if !ok || m.Meta.Control == "" {
 		return 0, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", from)
 	}
 	res, err := transfer.Pull(ctx, transfer.PullOptions{
 		Identity: p.n.id, From: from, Control: m.Meta.Control, Volume: volume, Epoch: epoch, Staging: staging,
+		Progress: progress,
 	})
 	return res.Total, err
 }

@@ -50,7 +50,7 @@ func TestVolumeFollowsItsContainerToAnotherEngine(t *testing.T) {
 	// In use on node-b: node-a's Mount fails at once, saying where and what to do.
 	id := eb.docker(t, "run", "-d", "--network", "none", "-v", "appdata:/data", testImage, "sleep", "3600")
 	out = mustFail(t, "docker", "-H", ea.host, "run", "--rm", "--network", "none", "-v", "appdata:/data", testImage, "true")
-	assert.Contains(t, out, `volume "appdata" is mounted on node "node-b" by 1 container; stop it there first`)
+	assert.Contains(t, out, `volume "appdata" is mounted on node "node-b" by 1 container; stop it there or use 'drayage volume move appdata --to node-a'`)
 	eb.docker(t, "rm", "-f", id)
 
 	// node-b dies: a Mount on node-a fails fast, naming the node and when it was seen.
@@ -68,4 +68,18 @@ func TestVolumeFollowsItsContainerToAnotherEngine(t *testing.T) {
 	assert.Equal(t, "written-on-a", runOn(ea, "-v", "appdata:/data", testImage, "cat", "/data/note"))
 	assert.Equal(t, uint64(3), inspect(t, b.root, "appdata").Epoch)
 	require.Equal(t, "node-a", inspect(t, b.root, "appdata").Node)
+
+	// drayage volume move, run on node-a, sends the volume to node-b ahead of time; a
+	// container there then starts without a move.
+	out = run(t, binary, "--root", a.root, "volume", "move", "appdata", "--to", "node-b")
+	assert.Contains(t, out, "moved volume appdata from node node-a to node node-b")
+	info = inspect(t, a.root, "appdata")
+	assert.Equal(t, "node-b", info.Node)
+	assert.Equal(t, "idle", info.State)
+	assert.Equal(t, uint64(4), info.Epoch)
+	assert.Equal(t, "written-on-a", runOn(eb, "-v", "appdata:/data", testImage, "cat", "/data/note"))
+	assert.Equal(t, uint64(4), inspect(t, a.root, "appdata").Epoch, "no second move")
+	assert.Contains(t, run(t, binary, "--root", b.root, "volume", "move", "appdata", "--to", "node-b"), "on node node-b already")
+	out = mustFail(t, binary, "--root", a.root, "volume", "move", "appdata", "--to", "node-z")
+	assert.Contains(t, out, `node "node-z" is not a member of this cluster`)
 }

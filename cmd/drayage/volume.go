@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -22,7 +23,42 @@ func newVolumeCmd(g *globals) *cobra.Command {
 		Use:   "volume",
 		Short: "List and inspect drayage volumes (talks to the local daemon)",
 	}
-	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g))
+	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g), newVolumeMoveCmd(g))
+	return cmd
+}
+
+func newVolumeMoveCmd(g *globals) *cobra.Command {
+	var to string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "move NAME --to NODE",
+		Short: "Move a volume of any size to a node (it must not be mounted anywhere)",
+		Long: `Move a volume to another node, whatever its size: the node pulls it from the node that
+holds it, verified, and becomes its owner. Run it on any node of the cluster. A volume
+mounted by containers is refused: stop them first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("give the node to move the volume to with --to NODE (see 'drayage node ls')")
+			}
+			res, err := control.NewClient(g.root).MoveVolume(cmd.Context(), args[0], to)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			if res.From == res.To {
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s is on node %s already\n", res.Volume, res.To)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "moved volume %s from node %s to node %s: %s in %s\n",
+				res.Volume, res.From, res.To, units.BytesSize(float64(res.Bytes)), res.Took.Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the node to move the volume to")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 

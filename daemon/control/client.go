@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,6 +51,13 @@ func (c *Client) ListNodes(ctx context.Context) ([]NodeInfo, error) {
 	return infos, c.get(ctx, "/v1/nodes", &infos)
 }
 
+// MoveVolume moves a volume to node (this node if empty) and waits until it is there.
+func (c *Client) MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error) {
+	var res volume.MoveResult
+	body, _ := json.Marshal(MoveRequest{To: to})
+	return res, c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/move", body, &res)
+}
+
 // InspectVolume returns one volume with its size measured.
 func (c *Client) InspectVolume(ctx context.Context, name string) (volume.Info, error) {
 	var info volume.Info
@@ -57,7 +65,11 @@ func (c *Client) InspectVolume(ctx context.Context, name string) (volume.Info, e
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://drayage"+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://drayage"+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -70,13 +82,13 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 		return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("read reply from the drayage daemon at %s: %w", c.socket, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e errorBody
-		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		if json.Unmarshal(reply, &e) != nil || e.Error == "" {
 			return fmt.Errorf("drayage daemon at %s answered %s", c.socket, resp.Status)
 		}
 		for _, code := range codes {
@@ -86,7 +98,7 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 		}
 		return errors.New(e.Error)
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(reply, out); err != nil {
 		return fmt.Errorf("decode reply from the drayage daemon at %s: %w", c.socket, err)
 	}
 	return nil

@@ -60,3 +60,7 @@ func TestClientSaysWhatToDoWhenNoDaemonAnswers(t *testing.T) {
 type noNodes struct{}
 
 func (noNodes) Nodes(context.Context) ([]NodeInfo, error) { return nil, nil }
+
+func (noNodes) MoveVolume(context.Context, string, string) (volume.MoveResult, error) {
+	return volume.MoveResult{}, nil
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,9 +23,15 @@ type Volumes interface {
 	List(ctx context.Context) ([]volume.Info, error)
 }
 
-// Nodes is what the control API serves about the cluster's nodes.
+// Nodes is what the control API serves about the cluster: its nodes, and moves.
 type Nodes interface {
 	Nodes(ctx context.Context) ([]NodeInfo, error)
+	MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error)
+}
+
+// MoveRequest is the body of POST /v1/volumes/{name}/move.
+type MoveRequest struct {
+	To string `json:"to"`
 }
 
 // NodeInfo is a node as 'drayage node ls' shows it.
@@ -56,6 +64,15 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
 		info, err := vols.Get(r.Context(), r.PathValue("name"))
 		reply(w, info, err)
+	})
+	mux.HandleFunc("POST /v1/volumes/{name}/move", func(w http.ResponseWriter, r *http.Request) {
+		var req MoveRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+			reply(w, nil, fmt.Errorf("bad move request: %w", err))
+			return
+		}
+		res, err := nodes.MoveVolume(r.Context(), r.PathValue("name"), req.To)
+		reply(w, res, err)
 	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
 		infos, err := nodes.Nodes(r.Context())

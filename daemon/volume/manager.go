@@ -67,7 +67,8 @@ type Config struct {
 	// Logger receives the manager's logs, already labelled with the node; slog.Default()
 	// if nil.
 	Logger *slog.Logger
-	// DynamicLimit is the largest volume a Mount moves to this node (0: no limit).
+	// DynamicLimit is the largest volume a Mount moves to this node (0: no limit); larger
+	// ones move with 'drayage volume move'.
 	DynamicLimit int64
 	// KeepReplica keeps this node's copy of a volume that moved away, so that a move back
 	// sends only what changed.
@@ -80,8 +81,8 @@ type Puller interface {
 	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
 	Peer(node string) (alive bool, lastSeen time.Time)
 	// Pull copies volume from node into staging for the migration at epoch and returns
-	// the volume's size.
-	Pull(ctx context.Context, volume, from string, epoch uint64, staging string) (int64, error)
+	// the volume's size. progress, if set, hears the bytes received and to receive.
+	Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(done, total int64)) (int64, error)
 }
 
 // Manager runs the volume operations of one node. It is safe for concurrent use;
@@ -517,7 +518,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 		return "", err
 	}
 	if e.Volume.Owner != m.cfg.Node {
-		if e, err = m.migrateHere(ctx, store, e); err != nil {
+		if e, err = m.pullHere(ctx, store, e, pullOptions{limit: m.cfg.DynamicLimit}); err != nil {
 			return "", err
 		}
 	}

@@ -33,7 +33,7 @@ func (f *fakePuller) Peer(node string) (bool, time.Time) {
 	return true, time.Now()
 }
 
-func (f *fakePuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string) (int64, error) {
+func (f *fakePuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string, _ func(int64, int64)) (int64, error) {
 	f.mu.Lock()
 	owner, fail := f.managers[from], f.fail
 	f.mu.Unlock()
@@ -102,7 +102,7 @@ func TestMountElsewhereMovesTheVolumeThere(t *testing.T) {
 	assert.NoDirExists(t, filepath.Join(fa.root, "volumes", "db"), "node-a dropped its old copy")
 	_, err = a.Mount(ctx, "db", "c2")
 	require.ErrorIs(t, err, ErrInUse)
-	assert.Contains(t, err.Error(), `volume "db" is mounted on node "node-b" by 1 container; stop it there first`)
+	assert.Contains(t, err.Error(), `volume "db" is mounted on node "node-b" by 1 container; stop it there or use 'drayage volume move db --to node-a'`)
 }
 
 func TestMountElsewhereFailsFastAndCleanlyWhenItCannotMove(t *testing.T) {
@@ -118,8 +118,8 @@ func TestMountElsewhereFailsFastAndCleanlyWhenItCannotMove(t *testing.T) {
 
 	_, err = b.Mount(ctx, "db", "c9")
 	require.ErrorIs(t, err, ErrTooLarge)
-	assert.Contains(t, err.Error(), `holds 1000B, above the 100B that a container start moves to node "node-b"`)
-	assert.Contains(t, err.Error(), "raise DRAYAGE_DYNAMIC_LIMIT")
+	assert.Contains(t, err.Error(), "holds 1000B, above the 100B that a container start moves")
+	assert.Contains(t, err.Error(), "move it first with 'drayage volume move db --to node-b'")
 	b.cfg.DynamicLimit = 0
 
 	p.down["node-a"] = time.Now().Add(-2 * time.Minute)
@@ -165,4 +165,29 @@ func TestTwoNodesMountingAtOnceOneWins(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, ok, "exactly one node gets the volume; the other a clear error")
+}
+
+func TestMoveBringsAVolumeOfAnySizeHereUnmounted(t *testing.T) {
+	ctx := context.Background()
+	a, b, fa, fb, _ := twoNodes(t)
+	b.cfg.DynamicLimit = 1 // a Mount would refuse it
+	require.NoError(t, a.Create(ctx, "db", nil))
+	require.NoError(t, os.WriteFile(filepath.Join(fa.root, "volumes", "db", "data", "f"), make([]byte, 1000), 0o644))
+
+	res, err := b.Move(ctx, "db", nil)
+	require.NoError(t, err)
+	assert.Equal(t, MoveResult{Volume: "db", From: "node-a", To: "node-b", Bytes: 1000, Took: res.Took}, res)
+	info, err := b.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, "node-b", info.Node)
+	assert.Equal(t, StateIdle, info.State, "moved, not mounted")
+	assert.FileExists(t, filepath.Join(fb.root, "volumes", "db", "data", "f"))
+
+	res, err = b.Move(ctx, "db", nil)
+	require.NoError(t, err)
+	assert.Zero(t, res.Bytes, "already here: nothing moves")
+	_, err = b.Mount(ctx, "db", "c1")
+	require.NoError(t, err, "a volume already here mounts whatever its size")
+	_, err = a.Move(ctx, "db", nil)
+	require.ErrorIs(t, err, ErrInUse, "a mounted volume is not moved")
 }
