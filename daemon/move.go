@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/daemon/volume"
 )
@@ -62,7 +63,8 @@ func (d *Daemon) MoveVolume(ctx context.Context, name, to string) (volume.MoveRe
 	defer conn.Close()
 	var res volume.MoveResult
 	if err := conn.Invoke(ctx, "/drayage.Control/MoveHere", &moveRequest{Volume: name}, &res); err != nil {
-		return res, fmt.Errorf("node %q: %w", to, errors.Unwrap(err))
+		// The target's own error, as it wrote it (it names the volume and what to do).
+		return res, errors.New(status.Convert(err).Message())
 	}
 	return res, nil
 }

@@ -82,4 +82,12 @@ func TestVolumeFollowsItsContainerToAnotherEngine(t *testing.T) {
 	assert.Contains(t, run(t, binary, "--root", b.root, "volume", "move", "appdata", "--to", "node-b"), "on node node-b already")
 	out = mustFail(t, binary, "--root", a.root, "volume", "move", "appdata", "--to", "node-z")
 	assert.Contains(t, out, `node "node-z" is not a member of this cluster`)
+
+	// A move forwarded to node-a while node-b's container holds the volume: node-a's
+	// refusal reaches the user whole.
+	id = eb.docker(t, "run", "-d", "--network", "none", "-v", "appdata:/data", testImage, "sleep", "3600")
+	out = mustFail(t, binary, "--root", b.root, "volume", "move", "appdata", "--to", "node-a")
+	assert.Contains(t, out, `volume "appdata" is mounted on node "node-b" by 1 container`)
+	assert.NotContains(t, out, "%!")
+	eb.docker(t, "rm", "-f", id)
 }
