@@ -1,7 +1,6 @@
 package transfer
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,10 +44,9 @@ type FrameReader struct {
 	buf []byte
 }
 
-// NewFrameReader reads frames from r, buffered: many small frames come in few reads.
-func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{r: bufio.NewReaderSize(r, 256<<10)}
-}
+// NewFrameReader reads frames from r. Give it a buffered reader for a network stream
+// (Sink.Receive does), so that many small frames come in few reads.
+func NewFrameReader(r io.Reader) *FrameReader { return &FrameReader{r: r} }
 
 // Next reads the next frame. It refuses unknown types and oversized or malformed frames
 // with ErrHostile before reading their payload.
@@ -69,7 +67,7 @@ func (f *FrameReader) Next() (Frame, error) {
 		return Frame{}, fmt.Errorf("%w: unknown frame type %d", ErrHostile, t)
 	}
 	if cap(f.buf) < int(n) {
-		f.buf = make([]byte, n, max(int(n), ChunkSize))
+		f.buf = make([]byte, n) // grows to the largest frame seen, at most MaxFrame
 	}
 	p := f.buf[:n]
 	if _, err := io.ReadFull(f.r, p); err != nil {

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -161,7 +162,7 @@ func (s *Sink) Bytes() int64 {
 
 // Receive reads files from one data stream until FrameDone. Streams run in parallel.
 func (s *Sink) Receive(r io.Reader) error {
-	fr := NewFrameReader(r)
+	fr := NewFrameReader(bufio.NewReaderSize(r, 256<<10))
 	for {
 		f, err := fr.Next()
 		if err != nil {
