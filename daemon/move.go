@@ -46,14 +46,14 @@ func (d *Daemon) MoveVolume(ctx context.Context, name, to string) (volume.MoveRe
 	}
 	n := d.net.Load()
 	if n == nil {
-		return volume.MoveResult{}, fmt.Errorf("node %q runs alone (no certificate in its TLS dir), so it can't reach node %q; run the move on node %q", d.cfg.Name, to, to)
+		return volume.MoveResult{}, fmt.Errorf("cannot move volume %q to node %q: node %q runs alone (no certificate in its TLS dir); run the move on node %q", name, to, d.cfg.Name, to)
 	}
 	m, ok := n.gossip.Member(to)
 	if !ok || m.Meta.Control == "" {
-		return volume.MoveResult{}, fmt.Errorf("node %q is not a member of this cluster; see 'drayage node ls'", to)
+		return volume.MoveResult{}, fmt.Errorf("cannot move volume %q to node %q: node %q is not a member of this cluster; see 'drayage node ls'", name, to, to)
 	}
 	if m.State != "alive" {
-		return volume.MoveResult{}, fmt.Errorf("node %q is %s (last seen %s); start drayage there, then retry", to, m.State, m.LastSeen.Format("15:04:05"))
+		return volume.MoveResult{}, fmt.Errorf("cannot move volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", name, to, m.State, m.LastSeen.Format("15:04:05"))
 	}
 	conn, err := grpc.NewClient(m.Meta.Control, grpc.WithTransportCredentials(credentials.NewTLS(n.id.ClientConfig(to))),
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))

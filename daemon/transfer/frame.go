@@ -135,3 +135,15 @@ func (f *FrameWriter) Hole(length int64) error {
 	binary.BigEndian.PutUint64(p[:], uint64(length))
 	return f.Write(FrameHole, p[:])
 }
+
+// zeros is read-only: holes are hashed as the zeros they stand for, from this one buffer.
+var zeros = make([]byte, 64<<10)
+
+// hashZeros feeds n zero bytes to h.
+func hashZeros(h io.Writer, n int64) {
+	for n > 0 {
+		c := min(n, int64(len(zeros)))
+		_, _ = h.Write(zeros[:c])
+		n -= c
+	}
+}

@@ -235,7 +235,6 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 	h := blake3.New()
 	var off int64
 	endsInHole := false
-	zero := make([]byte, 64<<10)
 	for {
 		fm, err := fr.Next()
 		if err != nil {
@@ -260,11 +259,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			if n <= 0 || off+n > size {
 				return fmt.Errorf("%w: %q: hole beyond its declared size", ErrHostile, e.Path)
 			}
-			for left := n; left > 0; {
-				c := min(left, int64(len(zero)))
-				_, _ = h.Write(zero[:c])
-				left -= c
-			}
+			hashZeros(h, n)
 			off += n
 			endsInHole = true
 		case FrameEnd:
@@ -377,7 +372,12 @@ func (s *Sink) replace(p string, mk func() error) error {
 }
 
 func (s *Sink) withFile(p string, flag int, fn func(*os.File) error) error {
-	f, err := s.root.OpenFile(p, flag|unix.O_NOFOLLOW, 0)
+	dir, base, release, err := s.dirs.split(p)
+	if err != nil {
+		return err
+	}
+	defer release()
+	f, err := dir.OpenFile(base, flag|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}

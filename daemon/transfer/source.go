@@ -107,14 +107,13 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 		return err
 	}
 	h := blake3.New()
-	zero := make([]byte, 64<<10)
 	fd := int(f.Fd())
 	var off int64
 	// Files smaller than this have no room for a hole worth finding.
 	probe := e.Size >= 64<<10
 	for off < e.Size {
 		if !probe {
-			if err := s.sendRange(fw, f, h, buf, off, e.Size); err != nil {
+			if err := s.sendRange(fw, f, e.Path, h, buf, off, e.Size); err != nil {
 				return err
 			}
 			break
@@ -130,11 +129,7 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 			if err := fw.Hole(data - off); err != nil {
 				return err
 			}
-			for left := data - off; left > 0; {
-				c := min(left, int64(len(zero)))
-				_, _ = h.Write(zero[:c])
-				left -= c
-			}
+			hashZeros(h, data-off)
 			off = data
 			continue
 		}
@@ -142,7 +137,7 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 		if err != nil || end > e.Size {
 			end = e.Size
 		}
-		if err := s.sendRange(fw, f, h, buf, off, end); err != nil {
+		if err := s.sendRange(fw, f, e.Path, h, buf, off, end); err != nil {
 			return err
 		}
 		off = end
@@ -156,7 +151,7 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 }
 
 // sendRange sends bytes [off, end) of f as data frames.
-func (s *Source) sendRange(fw *FrameWriter, f *os.File, h io.Writer, buf []byte, off, end int64) error {
+func (s *Source) sendRange(fw *FrameWriter, f *os.File, name string, h io.Writer, buf []byte, off, end int64) error {
 	for off < end {
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
 		if n > 0 {
@@ -170,7 +165,7 @@ func (s *Source) sendRange(fw *FrameWriter, f *os.File, h io.Writer, buf []byte,
 			s.mu.Unlock()
 		}
 		if err != nil && (!errors.Is(err, io.EOF) || off != end) {
-			return fmt.Errorf("read %s: %w", f.Name(), err)
+			return fmt.Errorf("read %s: %w", name, err)
 		}
 	}
 	return nil
