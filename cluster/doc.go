@@ -14,9 +14,14 @@
 //	PREFIX/volumes/NAME   the volume record: owner node, epoch, size, options
 //	PREFIX/claims/NAME    who holds the volume now, attached to the holder's lease
 //	PREFIX/nodes/NAME     a node: addresses, version, last seen
+//	PREFIX/progress/NAME  how far the transfer the volume's claim runs under has come,
+//	                      written by the receiver at most once a second, on its lease
 //
 // A volume's state is derived, never stored: no claim means idle; a mount claim by the
-// owner means mounted; a migrate claim by another node means migrating there. A claim
+// owner means mounted; a migrate claim by another node means migrating there; a copy
+// claim means a node is copying it into a new volume (the owner sends it to that node
+// only, and nobody mounts or moves it until FinishCopy creates the new volume and drops
+// the claim in one transaction). A claim
 // lives on its holder's lease, so when the holder dies or is cut off the claim expires
 // with the lease and the volume is idle again at its old owner, whose data was never
 // touched. The epoch is the fencing token: it increases on every ownership change, a

@@ -26,6 +26,8 @@ var (
 	ErrClaimLost = errors.New("claim lost")
 	// ErrRemoving means the volume is being removed.
 	ErrRemoving = errors.New("volume is being removed")
+	// ErrVolumeExists means a volume of that name exists already.
+	ErrVolumeExists = errors.New("volume exists")
 )
 
 // DefaultPrefix is where drayage keeps its keys in the store.
@@ -36,6 +38,7 @@ const (
 	StateIdle      = "idle"
 	StateMounted   = "mounted"
 	StateMigrating = "migrating"
+	StateCopying   = "copying"
 	StateRemoving  = "removing"
 )
 
@@ -59,20 +62,23 @@ type Volume struct {
 const (
 	ClaimMount   = "mount"
 	ClaimMigrate = "migrate"
+	// ClaimCopy holds a volume while a node copies it into a new volume: the volume is
+	// neither mounted nor moved meanwhile, and its owner sends it only to that node.
+	ClaimCopy = "copy"
 )
 
 // Claim says who holds a volume right now. It lives on its holder's lease.
 type Claim struct {
 	Volume string `json:"volume"`
-	// Node is the holder: the owner for a mount, the target for a migration.
+	// Node is the holder: the owner for a mount, the target for a migration or a copy.
 	Node string `json:"node"`
 	Kind string `json:"kind"`
-	// Epoch is the record's epoch for a mount, and the epoch the target will own after
-	// committing for a migration.
+	// Epoch is the record's epoch for a mount or a copy, and the epoch the target will
+	// own after committing for a migration.
 	Epoch uint64 `json:"epoch"`
 	// Mounts counts the containers using the volume on Node (mount claims).
 	Mounts int `json:"mounts,omitempty"`
-	// From is the owner the data comes from (migration claims).
+	// From is the owner the data comes from (migration and copy claims).
 	From string `json:"from,omitempty"`
 	// BaseRev is the record revision a migration started from; it commits only if the
 	// record is still exactly that.
@@ -97,6 +103,8 @@ func (e Entry) State() string {
 		return StateIdle
 	case e.Claim.Kind == ClaimMigrate:
 		return StateMigrating
+	case e.Claim.Kind == ClaimCopy:
+		return StateCopying
 	default:
 		return StateMounted
 	}
@@ -136,6 +144,9 @@ func (r *Registry) Store() Store { return r.store }
 func (r *Registry) volumeKey(name string) string { return r.prefix + "volumes/" + name }
 func (r *Registry) claimKey(name string) string  { return r.prefix + "claims/" + name }
 func (r *Registry) nodeKey(name string) string   { return r.prefix + "nodes/" + name }
+func (r *Registry) progressKey(name string) string {
+	return r.prefix + "progress/" + name
+}
 
 // VolumesPrefix is the key prefix of volume records (for watching).
 func (r *Registry) VolumesPrefix() string { return r.prefix + "volumes/" }
@@ -280,10 +291,8 @@ func (r *Registry) ClaimMount(ctx context.Context, name, node string, lease Leas
 		case e.Claim.Kind == ClaimMount && e.Claim.Node == node:
 			c.Since = e.Claim.Since
 			conds = append(conds, Cond{Key: r.claimKey(name), Rev: e.Claim.Rev})
-		case e.Claim.Kind == ClaimMigrate:
-			return nil, fmt.Errorf("volume %q is moving to node %q: %w", name, e.Claim.Node, ErrMigrating)
 		default:
-			return nil, fmt.Errorf("volume %q is mounted on node %q: %w", name, e.Claim.Node, ErrInUse)
+			return nil, claimed(e.Claim)
 		}
 		rev, err := r.store.Txn(ctx, conds, []Op{PutLeased(r.claimKey(name), encode(c), lease)})
 		if errors.Is(err, ErrConflict) {
@@ -307,10 +316,33 @@ func (r *Registry) Release(ctx context.Context, c *Claim) error {
 	return err
 }
 
+// claimed says who holds the volume under claim c: ErrMigrating for a migration,
+// ErrInUse for the others.
+func claimed(c *Claim) error {
+	switch c.Kind {
+	case ClaimMigrate:
+		return fmt.Errorf("volume %q is moving to node %q: %w", c.Volume, c.Node, ErrMigrating)
+	case ClaimCopy:
+		return fmt.Errorf("volume %q is being copied to node %q: %w", c.Volume, c.Node, ErrInUse)
+	}
+	return fmt.Errorf("volume %q is mounted on node %q by %d container(s): %w", c.Volume, c.Node, c.Mounts, ErrInUse)
+}
+
 // BeginMigration claims the volume for target, on target's lease, so that target may pull
-// its data from the owner. It fails with ErrInUse while the volume is mounted, and with
-// ErrMigrating while another migration runs.
+// its data from the owner. It fails with ErrInUse while the volume is mounted (or being
+// copied), and with ErrMigrating while another migration runs.
 func (r *Registry) BeginMigration(ctx context.Context, name, target string, lease Lease) (*Claim, Volume, error) {
+	return r.beginTransfer(ctx, name, target, lease, ClaimMigrate)
+}
+
+// BeginCopy claims the volume for target, on target's lease, so that target may pull a
+// copy of its data from the owner (which may be target itself) into a new volume: it is
+// neither mounted nor moved until FinishCopy or Release. It fails like BeginMigration.
+func (r *Registry) BeginCopy(ctx context.Context, name, target string, lease Lease) (*Claim, Volume, error) {
+	return r.beginTransfer(ctx, name, target, lease, ClaimCopy)
+}
+
+func (r *Registry) beginTransfer(ctx context.Context, name, target string, lease Lease, kind string) (*Claim, Volume, error) {
 	e, err := r.Get(ctx, name)
 	if err != nil {
 		return nil, Volume{}, err
@@ -319,26 +351,24 @@ func (r *Registry) BeginMigration(ctx context.Context, name, target string, leas
 	switch {
 	case v.Removing:
 		return nil, v, fmt.Errorf("volume %q: %w", name, ErrRemoving)
-	case v.Owner == target:
+	case kind == ClaimMigrate && v.Owner == target:
 		return nil, v, fmt.Errorf("volume %q is already held by node %q", name, target)
-	case e.Claim != nil && e.Claim.Kind == ClaimMigrate:
-		return nil, v, fmt.Errorf("volume %q is moving to node %q: %w", name, e.Claim.Node, ErrMigrating)
 	case e.Claim != nil:
-		return nil, v, fmt.Errorf("volume %q is mounted on node %q: %w", name, e.Claim.Node, ErrInUse)
+		return nil, v, claimed(e.Claim)
 	}
-	c := &Claim{Volume: name, Node: target, Kind: ClaimMigrate, Epoch: v.Epoch + 1, From: v.Owner, BaseRev: v.Rev, Since: time.Now().UTC()}
+	c := &Claim{Volume: name, Node: target, Kind: kind, Epoch: v.Epoch, From: v.Owner, BaseRev: v.Rev, Since: time.Now().UTC()}
+	if kind == ClaimMigrate {
+		c.Epoch++ // what the target owns once the migration commits
+	}
 	rev, err := r.store.Txn(ctx,
 		[]Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name))},
 		[]Op{PutLeased(r.claimKey(name), encode(c), lease)})
 	if errors.Is(err, ErrConflict) {
 		// Someone else got there first; report what they did.
 		if e2, err2 := r.Get(ctx, name); err2 == nil && e2.Claim != nil {
-			if e2.Claim.Kind == ClaimMigrate {
-				return nil, v, fmt.Errorf("volume %q is moving to node %q: %w", name, e2.Claim.Node, ErrMigrating)
-			}
-			return nil, v, fmt.Errorf("volume %q is mounted on node %q: %w", name, e2.Claim.Node, ErrInUse)
+			return nil, v, claimed(e2.Claim)
 		}
-		return nil, v, fmt.Errorf("volume %q changed while starting to move it: %w", name, ErrConflict)
+		return nil, v, fmt.Errorf("volume %q changed while starting to transfer it: %w", name, ErrConflict)
 	}
 	if err != nil {
 		return nil, v, err
@@ -347,18 +377,45 @@ func (r *Registry) BeginMigration(ctx context.Context, name, target string, leas
 	return c, v, nil
 }
 
-// CheckMigration is what the owner asks before serving data: is there a migration of the
-// volume to target at exactly this epoch? Anything else is ErrStaleEpoch.
-func (r *Registry) CheckMigration(ctx context.Context, name, target string, epoch uint64) error {
+// CheckTransfer is what the owner asks before serving data: does target hold a transfer
+// claim on the volume at exactly this epoch (a migration's, at the record's epoch plus
+// one, or a copy's, at the record's epoch)? Anything else is ErrStaleEpoch.
+func (r *Registry) CheckTransfer(ctx context.Context, name, target string, epoch uint64) error {
 	e, err := r.Get(ctx, name)
 	if err != nil {
 		return err
 	}
 	c := e.Claim
-	if c == nil || c.Kind != ClaimMigrate || c.Node != target || c.Epoch != epoch || e.Volume.Epoch+1 != epoch {
-		return fmt.Errorf("volume %q: no migration to node %q at epoch %d (record at epoch %d): %w", name, target, epoch, e.Volume.Epoch, ErrStaleEpoch)
+	ok := c != nil && c.Node == target && c.Epoch == epoch &&
+		(c.Kind == ClaimMigrate && e.Volume.Epoch+1 == epoch || c.Kind == ClaimCopy && e.Volume.Epoch == epoch)
+	if !ok {
+		return fmt.Errorf("volume %q: no transfer to node %q at epoch %d (record at epoch %d): %w", name, target, epoch, e.Volume.Epoch, ErrStaleEpoch)
 	}
 	return nil
+}
+
+// FinishCopy ends a copy: it creates the new volume nv (held by the claim's node) and
+// drops the copy claim c on the source, in one step. It succeeds only if c still holds
+// the source (so nothing mounted or moved it during the copy) and no volume named
+// nv.Name exists (ErrVolumeExists).
+func (r *Registry) FinishCopy(ctx context.Context, c *Claim, nv Volume) (Volume, error) {
+	if nv.Epoch == 0 {
+		nv.Epoch = 1
+	}
+	rev, err := r.store.Txn(ctx,
+		[]Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}, Absent(r.volumeKey(nv.Name))},
+		[]Op{Delete(r.claimKey(c.Volume)), Put(r.volumeKey(nv.Name), encode(nv))})
+	if errors.Is(err, ErrConflict) {
+		if e, gerr := r.Get(ctx, nv.Name); gerr == nil {
+			return Volume{}, fmt.Errorf("volume %q exists already, on node %q: %w", nv.Name, e.Volume.Owner, ErrVolumeExists)
+		}
+		return Volume{}, fmt.Errorf("volume %q: the copy claim of node %q is gone (its lease ended): %w", c.Volume, c.Node, ErrClaimLost)
+	}
+	if err != nil {
+		return Volume{}, err
+	}
+	nv.Rev = rev
+	return nv, nil
 }
 
 // CommitMigration makes the migration's target the owner, at the claim's epoch, and turns
@@ -426,10 +483,7 @@ func (r *Registry) MarkRemoving(ctx context.Context, name string) (Volume, error
 		}
 		v := e.Volume
 		if e.Claim != nil {
-			if e.Claim.Kind == ClaimMigrate {
-				return v, fmt.Errorf("volume %q is moving to node %q: %w", name, e.Claim.Node, ErrMigrating)
-			}
-			return v, fmt.Errorf("volume %q is mounted on node %q by %d container(s): %w", name, e.Claim.Node, e.Claim.Mounts, ErrInUse)
+			return v, claimed(e.Claim)
 		}
 		if v.Removing {
 			return v, nil
@@ -465,6 +519,19 @@ func (r *Registry) PutNode(ctx context.Context, n Node) error {
 	return err
 }
 
+// Node reads one node record. It returns ErrNotFound if the node has none.
+func (r *Registry) Node(ctx context.Context, name string) (Node, error) {
+	kv, err := r.store.Get(ctx, r.nodeKey(name))
+	if err != nil {
+		return Node{}, err
+	}
+	var n Node
+	if err := json.Unmarshal(kv.Value, &n); err != nil {
+		return Node{}, fmt.Errorf("decode node record %s: %w", kv.Key, err)
+	}
+	return n, nil
+}
+
 // Nodes lists the node records, sorted by name.
 func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 	kvs, err := r.store.List(ctx, r.prefix+"nodes/")
@@ -480,4 +547,64 @@ func (r *Registry) Nodes(ctx context.Context) ([]Node, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// Progress is how far a transfer of a volume has come, as the receiving node records it
+// for every node to see. It lives on the receiver's lease, beside its claim.
+type Progress struct {
+	Volume string `json:"volume"`
+	// Kind is the kind of the claim the transfer runs under (ClaimMigrate, ...); Copy
+	// names the new volume of a copy.
+	Kind string `json:"kind"`
+	Copy string `json:"copy,omitempty"`
+	// Node receives from From.
+	Node string `json:"node"`
+	From string `json:"from"`
+	// Bytes of Total and Files of TotalFiles have arrived; Rate is in bytes per second.
+	Bytes      int64     `json:"bytes"`
+	Total      int64     `json:"total"`
+	Files      int       `json:"files"`
+	TotalFiles int       `json:"total_files"`
+	Rate       int64     `json:"rate"`
+	Started    time.Time `json:"started"`
+	Updated    time.Time `json:"updated"`
+}
+
+// PutProgress records the progress of the transfer that claim c (a migration's) runs
+// under, on lease. It is refused with ErrClaimLost once the claim is no longer the one
+// given, so a transfer that lost its claim never overwrites the next one's progress.
+func (r *Registry) PutProgress(ctx context.Context, c *Claim, p Progress, lease Lease) error {
+	p.Volume = c.Volume
+	_, err := r.store.Txn(ctx, []Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}}, []Op{PutLeased(r.progressKey(c.Volume), encode(p), lease)})
+	if errors.Is(err, ErrConflict) {
+		return fmt.Errorf("volume %q: the claim of node %q is gone: %w", c.Volume, c.Node, ErrClaimLost)
+	}
+	return err
+}
+
+// DeleteProgress deletes the progress of the transfer that claim c runs under, while c
+// still holds the volume (if it does not, the progress went with its lease or belongs to
+// another transfer).
+func (r *Registry) DeleteProgress(ctx context.Context, c *Claim) error {
+	_, err := r.store.Txn(ctx, []Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}}, []Op{Delete(r.progressKey(c.Volume))})
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// Progress reads the progress of a transfer of the volume, or nil if none is recorded.
+func (r *Registry) Progress(ctx context.Context, name string) (*Progress, error) {
+	kv, err := r.store.Get(ctx, r.progressKey(name))
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Progress
+	if err := json.Unmarshal(kv.Value, &p); err != nil {
+		return nil, fmt.Errorf("decode progress record %s: %w", kv.Key, err)
+	}
+	return &p, nil
 }

@@ -122,9 +122,9 @@ func TestMigrationIsFencedByClaimAndEpoch(t *testing.T) {
 	require.ErrorIs(t, err, cluster.ErrMigrating)
 
 	// The owner serves only the node and epoch named in the claim.
-	require.NoError(t, r.CheckMigration(ctx, "db", "node-b", 2))
-	require.ErrorIs(t, r.CheckMigration(ctx, "db", "node-c", 2), cluster.ErrStaleEpoch)
-	require.ErrorIs(t, r.CheckMigration(ctx, "db", "node-b", 1), cluster.ErrStaleEpoch)
+	require.NoError(t, r.CheckTransfer(ctx, "db", "node-b", 2))
+	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-c", 2), cluster.ErrStaleEpoch)
+	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-b", 1), cluster.ErrStaleEpoch)
 
 	v, mount, err := r.CommitMigration(ctx, claim, 4096, lb, 1)
 	require.NoError(t, err)
@@ -162,7 +162,7 @@ func TestLostLeaseReturnsTheVolumeToItsOwner(t *testing.T) {
 
 	_, _, err = r.CommitMigration(ctx, claim, 1, lease(t, s), 0)
 	require.ErrorIs(t, err, cluster.ErrClaimLost)
-	require.ErrorIs(t, r.CheckMigration(ctx, "db", "node-b", 2), cluster.ErrStaleEpoch)
+	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-b", 2), cluster.ErrStaleEpoch)
 }
 
 func TestCommitRefusesARecordThatChangedUnderneath(t *testing.T) {
@@ -241,4 +241,119 @@ func TestNodesAreRecorded(t *testing.T) {
 	assert.Equal(t, "node-a", nodes[0].Name)
 	assert.Equal(t, []string{"10.0.0.2"}, nodes[1].Addresses)
 	assert.True(t, now.Equal(nodes[1].LastSeen))
+
+	b, err := r.Node(ctx, "node-b")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"10.0.0.2"}, b.Addresses)
+	_, err = r.Node(ctx, "node-c")
+	require.ErrorIs(t, err, cluster.ErrNotFound)
+}
+
+func TestProgressIsSeenByAllWhileItsClaimHoldsAndGoesWithItsLease(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	lb, err := s.Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	p, err := r.Progress(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, p, "no transfer, no progress")
+
+	claim, _, err := r.BeginMigration(ctx, "db", "node-b", lb)
+	require.NoError(t, err)
+	started := time.Now().UTC().Truncate(time.Second)
+	want := cluster.Progress{Kind: cluster.ClaimMigrate, Node: "node-b", From: "node-a", Bytes: 41, Total: 100, Files: 1, TotalFiles: 3, Rate: 7, Started: started, Updated: started}
+	require.NoError(t, r.PutProgress(ctx, claim, want, lb))
+	p, err = r.Progress(ctx, "db")
+	require.NoError(t, err)
+	want.Volume = "db"
+	assert.Equal(t, &want, p)
+
+	require.NoError(t, r.DeleteProgress(ctx, claim))
+	p, err = r.Progress(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, p)
+
+	require.NoError(t, r.PutProgress(ctx, claim, want, lb))
+	require.NoError(t, lb.Close(ctx)) // the receiver dies mid-pull
+	p, err = r.Progress(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, p, "the progress went with the receiver's lease")
+	err = r.PutProgress(ctx, claim, want, lease(t, s))
+	require.ErrorIs(t, err, cluster.ErrClaimLost, "a transfer that lost its claim records nothing")
+	p, err = r.Progress(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, p)
+}
+
+func TestCopyClaimHoldsTheSourceUntilTheCopyIsRecorded(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	la, lb, lc := lease(t, s), lease(t, s), lease(t, s)
+
+	mc, err := r.ClaimMount(ctx, "db", "node-a", la, 1)
+	require.NoError(t, err)
+	_, _, err = r.BeginCopy(ctx, "db", "node-b", lb)
+	require.ErrorIs(t, err, cluster.ErrInUse, "a mounted volume is not copied")
+	assert.Contains(t, err.Error(), `volume "db" is mounted on node "node-a" by 1 container(s)`)
+	require.NoError(t, r.Release(ctx, mc))
+
+	claim, _, err := r.BeginCopy(ctx, "db", "node-b", lb)
+	require.NoError(t, err)
+	assert.Equal(t, cluster.ClaimCopy, claim.Kind)
+	assert.Equal(t, uint64(1), claim.Epoch, "a copy changes no owner")
+	assert.Equal(t, "node-a", claim.From)
+	e, err := r.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, cluster.StateCopying, e.State())
+
+	// Nobody mounts, moves, copies or removes it meanwhile.
+	_, err = r.ClaimMount(ctx, "db", "node-a", la, 1)
+	require.ErrorIs(t, err, cluster.ErrInUse)
+	assert.Contains(t, err.Error(), `volume "db" is being copied to node "node-b"`)
+	_, _, err = r.BeginMigration(ctx, "db", "node-c", lc)
+	require.ErrorIs(t, err, cluster.ErrInUse)
+	_, _, err = r.BeginCopy(ctx, "db", "node-c", lc)
+	require.ErrorIs(t, err, cluster.ErrInUse)
+	_, err = r.MarkRemoving(ctx, "db")
+	require.ErrorIs(t, err, cluster.ErrInUse)
+
+	// The owner sends it to that node at that epoch only.
+	require.NoError(t, r.CheckTransfer(ctx, "db", "node-b", 1))
+	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-b", 2), cluster.ErrStaleEpoch)
+	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-c", 1), cluster.ErrStaleEpoch)
+
+	v, err := r.FinishCopy(ctx, claim, cluster.Volume{Name: "db2", Owner: "node-b", Size: 10, Options: map[string]string{"uid": "5"}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), v.Epoch)
+	e, err = r.Get(ctx, "db2")
+	require.NoError(t, err)
+	assert.Equal(t, "node-b", e.Volume.Owner)
+	assert.Equal(t, int64(10), e.Volume.Size)
+	e, err = r.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, cluster.StateIdle, e.State(), "the source is free again")
+	assert.Equal(t, "node-a", e.Volume.Owner)
+	assert.Equal(t, uint64(1), e.Volume.Epoch)
+	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-b", 1), cluster.ErrStaleEpoch, "the copy is over")
+
+	// A name taken meanwhile, and a claim lost with its lease, record nothing.
+	claim, _, err = r.BeginCopy(ctx, "db", "node-a", la)
+	require.NoError(t, err, "the owner may copy its own volume")
+	create(t, r, "db3", "node-c")
+	_, err = r.FinishCopy(ctx, claim, cluster.Volume{Name: "db3", Owner: "node-a"})
+	require.ErrorIs(t, err, cluster.ErrVolumeExists)
+	assert.Contains(t, err.Error(), `volume "db3" exists already, on node "node-c"`)
+	require.NoError(t, r.Release(ctx, claim))
+
+	ld, err := s.Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	claim, _, err = r.BeginCopy(ctx, "db", "node-d", ld)
+	require.NoError(t, err)
+	require.NoError(t, ld.Close(ctx))
+	_, err = r.FinishCopy(ctx, claim, cluster.Volume{Name: "db4", Owner: "node-d"})
+	require.ErrorIs(t, err, cluster.ErrClaimLost)
+	_, err = r.Get(ctx, "db4")
+	require.ErrorIs(t, err, cluster.ErrVolumeNotFound)
 }

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +19,9 @@ import (
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/backends"
 	"github.com/drayage/drayage/cluster/embedded"
+	"github.com/drayage/drayage/cluster/gossip"
 	"github.com/drayage/drayage/daemon/control"
+	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
 	"github.com/drayage/drayage/daemon/volume"
 )
@@ -70,6 +75,9 @@ type Config struct {
 	DynamicLimit int64
 	// KeepReplica keeps this node's copy of a volume that moved away.
 	KeepReplica bool
+	// MetricsAddr, if set, is where /metrics is served, host:port, in plain HTTP: bind
+	// it to localhost or a private network.
+	MetricsAddr string
 }
 
 // Validate checks the settings and fills in defaults.
@@ -121,6 +129,11 @@ func (c *Config) Validate() error {
 	if c.ProbeInterval <= 0 {
 		c.ProbeInterval = time.Second
 	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			return fmt.Errorf("node %q: metrics address %q: want HOST:PORT, e.g. 127.0.0.1:7794 (--metrics-addr, DRAYAGE_METRICS_ADDR)", c.Name, c.MetricsAddr)
+		}
+	}
 	if c.LeaseTTL < 2*time.Second || c.LeaseTTL > 10*time.Minute {
 		return fmt.Errorf("node %q: lease TTL %s is out of range: use 2s to 10m (--lease-ttl, DRAYAGE_LEASE_TTL)", c.Name, c.LeaseTTL)
 	}
@@ -129,11 +142,14 @@ func (c *Config) Validate() error {
 
 // Daemon is one node's agent.
 type Daemon struct {
-	cfg  Config
-	log  *slog.Logger
-	vols *volume.Manager
-	reg  *cluster.Registry
-	net  atomic.Pointer[network]
+	cfg     Config
+	log     *slog.Logger
+	vols    *volume.Manager
+	reg     *cluster.Registry
+	net     atomic.Pointer[network]
+	metrics *metrics.Metrics
+	// started is when the daemon was made, for its uptime.
+	started time.Time
 }
 
 // New returns a daemon whose volume manager answers "starting" until Run initialises it.
@@ -142,17 +158,20 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	log = log.With("node", cfg.Name)
+	m := metrics.New(metrics.Options{Node: cfg.Name, Version: cfg.Version})
 	vols := volume.NewManager(volume.Config{
 		Node:     cfg.Name,
 		Root:     cfg.Root,
 		MountDir: cfg.MountDir,
 		Mounter:  mount.Bind{},
 		Logger:   log,
+		Metrics:  m,
 
 		DynamicLimit: cfg.DynamicLimit,
 		KeepReplica:  cfg.KeepReplica,
 	})
-	return &Daemon{cfg: cfg, log: log, vols: vols}, nil
+	m.SetVolumeStates(vols.LocalStates)
+	return &Daemon{cfg: cfg, log: log, vols: vols, metrics: m, started: time.Now()}, nil
 }
 
 // Config returns the validated settings.
@@ -161,6 +180,9 @@ func (d *Daemon) Config() Config { return d.cfg }
 // Volumes is the node's volume manager.
 func (d *Daemon) Volumes() *volume.Manager { return d.vols }
 
+// Metrics is the node's metrics, served on Config.MetricsAddr.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
+
 // Run connects to the cluster store, initialises the node and serves the control API
 // until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -168,11 +190,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := os.MkdirAll(d.cfg.Root, 0o700); err != nil {
 		return fmt.Errorf("node %q: create state dir %s: %w", d.cfg.Name, d.cfg.Root, err)
 	}
+	if d.cfg.MetricsAddr != "" {
+		stop, err := d.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	store, err := d.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	store = d.metrics.Store(store)
 	reg := cluster.NewRegistry(store, d.cfg.StorePrefix)
 	d.reg = reg
 	lease, err := store.Grant(ctx, d.cfg.LeaseTTL)
@@ -182,6 +212,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.vols.Init(ctx, reg, lease); err != nil {
 		return err
 	}
+	// Stops the pulls running in the background (they release their claims) before the
+	// store closes.
+	defer d.vols.Close()
 
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
@@ -233,6 +266,33 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// restart of the daemon. They expire with the lease if it does not come back.
 	d.log.Info("drayage stopped")
 	return err
+}
+
+// serveMetrics serves /metrics on the metrics address, from the start of Run (a node
+// that can't reach its store can still be scraped) to its end. It returns a function that
+// stops serving.
+func (d *Daemon) serveMetrics() (func(), error) {
+	l, err := net.Listen("tcp", d.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: metrics: %w (--metrics-addr, DRAYAGE_METRICS_ADDR)", d.cfg.Name, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("metrics endpoint stopped", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	d.log.Info("serving metrics", "url", "http://"+l.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	}, nil
 }
 
 // openStore connects to the cluster store, retrying until it answers or ctx ends.
@@ -305,8 +365,47 @@ func (d *Daemon) heartbeat(ctx context.Context, reg *cluster.Registry, started t
 			d.log.Warn("cannot update this node's record in the cluster store", "err", err)
 		}
 	}
-	put(ctx)
-	d.every(ctx, d.cfg.LeaseTTL, put)
+	var joining atomic.Bool
+	beat := func(ctx context.Context) {
+		put(ctx)
+		if joining.CompareAndSwap(false, true) {
+			go func() { defer joining.Store(false); d.rejoin(ctx, reg) }()
+		}
+	}
+	beat(ctx)
+	d.every(ctx, d.cfg.LeaseTTL, beat)
+}
+
+// rejoin contacts by gossip the nodes that the store heard from lately but that gossip
+// doesn't see alive. Seeds alone don't heal every split: a seed that restarts with only
+// itself to join, or two nodes whose seeds are down, find each other again this way.
+func (d *Daemon) rejoin(ctx context.Context, reg *cluster.Registry) {
+	nw := d.net.Load()
+	if nw == nil {
+		return
+	}
+	nodes, err := reg.Nodes(ctx)
+	if err != nil {
+		return
+	}
+	var seeds []string
+	for _, n := range nodes {
+		if n.Name == d.cfg.Name || len(n.Addresses) == 0 || time.Since(n.LastSeen) > 3*d.cfg.LeaseTTL {
+			continue
+		}
+		if m, ok := nw.gossip.Member(n.Name); ok && m.State == gossip.StateAlive {
+			continue
+		}
+		seeds = append(seeds, n.Addresses[0])
+	}
+	if len(seeds) == 0 {
+		return
+	}
+	if answered, err := nw.gossip.Join(seeds); err != nil || answered == 0 {
+		d.log.Debug("nodes in the cluster store did not answer by gossip", "nodes", strings.Join(seeds, ","), "err", err)
+		return
+	}
+	d.log.Info("found nodes through the cluster store and joined them by gossip", "nodes", strings.Join(seeds, ","))
 }
 
 // every runs fn every interval until ctx ends.

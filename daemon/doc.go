@@ -12,4 +12,5 @@
 //	localstore  the node's volumes on disk, crash-safe
 //	mount       bind mounts that hand volumes to the engine
 //	control     the local control API on control.sock, and its client
+//	metrics     the node's Prometheus metrics, served on --metrics-addr (docs/metrics.md)
 package daemon

@@ -17,24 +17,43 @@ type moveRequest struct {
 	Volume string `json:"volume"`
 }
 
+// copyRequest asks a node to copy a volume into a new volume of its own.
+type copyRequest struct {
+	Volume string `json:"volume"`
+	Copy   string `json:"copy"`
+}
+
 // controlService is the node-to-node control service (besides the transfer engine's):
-// MoveHere asks the node to pull a volume to itself. Messages are JSON (the codec the
-// transfer package registers).
+// MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
+// volume it holds. Messages are JSON (the codec the transfer package registers).
 func (d *Daemon) controlService() *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{
 		ServiceName: "drayage.Control",
 		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{
-			MethodName: "MoveHere",
-			Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				var req moveRequest
-				if err := dec(&req); err != nil {
-					return nil, err
-				}
-				res, err := d.vols.Move(ctx, req.Volume, nil)
-				return &res, err
+		Methods: []grpc.MethodDesc{
+			{
+				MethodName: "MoveHere",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var req moveRequest
+					if err := dec(&req); err != nil {
+						return nil, err
+					}
+					res, err := d.vols.Move(ctx, req.Volume)
+					return &res, err
+				},
 			},
-		}},
+			{
+				MethodName: "CopyHere",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var req copyRequest
+					if err := dec(&req); err != nil {
+						return nil, err
+					}
+					res, err := d.vols.Copy(ctx, req.Volume, req.Copy)
+					return &res, err
+				},
+			},
+		},
 	}
 }
 
@@ -42,29 +61,45 @@ func (d *Daemon) controlService() *grpc.ServiceDesc {
 // network.
 func (d *Daemon) MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error) {
 	if to == "" || to == d.cfg.Name {
-		return d.vols.Move(ctx, name, nil)
+		return d.vols.Move(ctx, name)
 	}
+	var res volume.MoveResult
+	return res, d.forward(ctx, "move", name, to, "MoveHere", &moveRequest{Volume: name}, &res)
+}
+
+// CopyVolume copies a volume into a new volume newName on node: here directly, or by
+// asking node over the cluster network.
+func (d *Daemon) CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error) {
+	if to == "" || to == d.cfg.Name {
+		return d.vols.Copy(ctx, name, newName)
+	}
+	var res volume.CopyResult
+	return res, d.forward(ctx, "copy", name, to, "CopyHere", &copyRequest{Volume: name, Copy: newName}, &res)
+}
+
+// forward asks node to, over mutual TLS, to run op ("move", "copy") on volume name: it
+// calls method of to's control service.
+func (d *Daemon) forward(ctx context.Context, op, name, to, method string, req, res any) error {
 	n := d.net.Load()
 	if n == nil {
-		return volume.MoveResult{}, fmt.Errorf("cannot move volume %q to node %q: node %q runs alone (no certificate in its TLS dir); run the move on node %q", name, to, d.cfg.Name, to)
+		return fmt.Errorf("cannot %s volume %q to node %q: node %q runs alone (no certificate in its TLS dir); run the %s on node %q", op, name, to, d.cfg.Name, op, to)
 	}
 	m, ok := n.gossip.Member(to)
 	if !ok || m.Meta.Control == "" {
-		return volume.MoveResult{}, fmt.Errorf("cannot move volume %q to node %q: node %q is not a member of this cluster; see 'drayage node ls'", name, to, to)
+		return fmt.Errorf("cannot %s volume %q to node %q: node %q is not a member of this cluster; see 'drayage node ls'", op, name, to, to)
 	}
 	if m.State != "alive" {
-		return volume.MoveResult{}, fmt.Errorf("cannot move volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", name, to, m.State, m.LastSeen.Format("15:04:05"))
+		return fmt.Errorf("cannot %s volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", op, name, to, m.State, m.LastSeen.Format("15:04:05"))
 	}
 	conn, err := grpc.NewClient(m.Meta.Control, grpc.WithTransportCredentials(credentials.NewTLS(n.id.ClientConfig(to))),
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
 	if err != nil {
-		return volume.MoveResult{}, err
+		return err
 	}
 	defer conn.Close()
-	var res volume.MoveResult
-	if err := conn.Invoke(ctx, "/drayage.Control/MoveHere", &moveRequest{Volume: name}, &res); err != nil {
+	if err := conn.Invoke(ctx, "/drayage.Control/"+method, req, res); err != nil {
 		// The target's own error, as it wrote it (it names the volume and what to do).
-		return res, errors.New(status.Convert(err).Message())
+		return errors.New(status.Convert(err).Message())
 	}
-	return res, nil
+	return nil
 }

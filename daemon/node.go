@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -14,8 +15,10 @@ import (
 	"github.com/drayage/drayage/cluster/gossip"
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/control"
+	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/transfer"
+	"github.com/drayage/drayage/daemon/volume"
 )
 
 // network is this node's part in a cluster: identity, gossip and the control server.
@@ -136,7 +139,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	n.gossip, err = gossip.Start(gossip.Config{
 		Node: cfg.Name, Port: p.gossip, AdvertiseAddr: adv, Key: id.GossipKey(), Label: cfg.Cluster,
 		Meta:          gossip.Meta{Control: n.control, Data: n.data, Version: cfg.Version},
-		ProbeInterval: cfg.ProbeInterval, Logger: d.log,
+		ProbeInterval: cfg.ProbeInterval, Logger: d.log, OnError: d.metrics.GossipError,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w (--gossip-port, DRAYAGE_GOSSIP_PORT)", cfg.Name, err)
@@ -154,6 +157,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	}
 	n.sender = transfer.NewServer(id, d.vols.SendDir, n.data, d.log)
 	n.sender.Cap = transfer.Wire{RateLimit: cfg.RateLimit}
+	n.sender.Metrics = d.metrics
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
 	n.server.Register(n.sender.ServiceDesc(), n.sender)
 	n.server.Register(d.controlService(), d)
@@ -163,7 +167,14 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	go func() { defer wg.Done(); _ = n.sender.ServeData(dl) }()
 	go func() { defer wg.Done(); n.gossip.JoinLoop(ctx, cfg.Join) }()
 	go func() { defer wg.Done(); id.Watch(ctx, 10*time.Second, d.log) }()
-	d.vols.SetPuller(netPuller{n})
+	d.vols.SetPuller(netPuller{n: n, log: d.log, metrics: d.metrics})
+	d.metrics.SetMembers(func() map[string]int {
+		counts := map[string]int{}
+		for _, m := range n.gossip.Members() {
+			counts[m.State]++
+		}
+		return counts
+	}, n.gossip.HealthScore)
 	d.log.Info("joined the network", "gossip", n.gossip.Addr(), "control", n.control, "data", n.data,
 		"cluster", cfg.Cluster, "certificate_expires", id.Certificate().NotAfter.Format(time.DateOnly))
 	return n, nil
@@ -195,9 +206,36 @@ func (d *Daemon) ReloadTLS() error {
 }
 
 // Nodes describes the cluster's nodes for 'drayage node ls': the gossip roster, with the
-// store's node records for nodes gossip has not seen, and whether each live node's
-// control port answers over mutual TLS.
-func (d *Daemon) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
+// store's node records for nodes gossip has not seen, and, with o.Reach, whether each
+// live node's control port answers over mutual TLS.
+func (d *Daemon) Nodes(ctx context.Context, o control.NodesOptions) ([]control.NodeInfo, error) {
+	byName := d.roster(ctx)
+	if n := d.net.Load(); n != nil && o.Reach {
+		var wg sync.WaitGroup
+		for _, info := range byName {
+			if info.Self || info.State != gossip.StateAlive || info.Control == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				if err := peers.Check(cctx, n.id, info.Name, info.Control); err != nil {
+					info.Reach = err.Error()
+				} else {
+					info.Reach = "ok"
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	return sortedNodes(byName), nil
+}
+
+// roster is the gossip roster, with the store's node records for nodes gossip has not
+// seen (or, on a node running alone, the records only), by name.
+func (d *Daemon) roster(ctx context.Context) map[string]*control.NodeInfo {
 	byName := map[string]*control.NodeInfo{}
 	if d.reg != nil {
 		recs, err := d.reg.Nodes(ctx)
@@ -219,50 +257,52 @@ func (d *Daemon) Nodes(ctx context.Context) ([]control.NodeInfo, error) {
 				State: m.State, Version: m.Meta.Version, LastSeen: m.LastSeen.UTC(), Self: m.Name == d.cfg.Name}
 			byName[m.Name] = info
 		}
-		var wg sync.WaitGroup
-		for _, info := range byName {
-			if info.Self || info.State != gossip.StateAlive || info.Control == "" {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				defer cancel()
-				if err := peers.Check(cctx, n.id, info.Name, info.Control); err != nil {
-					info.Reach = err.Error()
-				} else {
-					info.Reach = "ok"
-				}
-			}()
-		}
-		wg.Wait()
 	}
+	return byName
+}
+
+// sortedNodes lists the nodes by name.
+func sortedNodes(byName map[string]*control.NodeInfo) []control.NodeInfo {
 	out := make([]control.NodeInfo, 0, len(byName))
 	for _, info := range byName {
 		out = append(out, *info)
 	}
 	slices.SortFunc(out, func(a, b control.NodeInfo) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return out
 }
 
 // netPuller moves volumes to this node over the cluster network: gossip says who is
 // alive and where their control port is; the transfer engine pulls.
-type netPuller struct{ n *network }
+type netPuller struct {
+	n       *network
+	log     *slog.Logger
+	metrics *metrics.Metrics
+}
 
 func (p netPuller) Peer(node string) (bool, time.Time) {
 	m, ok := p.n.gossip.Member(node)
 	return ok && m.State == gossip.StateAlive, m.LastSeen
 }
 
-func (p netPuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(done, total int64)) (int64, error) {
+func (p netPuller) Pull(ctx context.Context, name, from string, epoch uint64, staging string, progress func(volume.Progress)) (int64, error) {
 	m, ok := p.n.gossip.Member(from)
 	if !ok || m.Meta.Control == "" {
 		return 0, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", from)
 	}
-	res, err := transfer.Pull(ctx, transfer.PullOptions{
-		Identity: p.n.id, From: from, Control: m.Meta.Control, Volume: volume, Epoch: epoch, Staging: staging,
-		Progress: progress,
-	})
-	return res.Total, err
+	o := transfer.PullOptions{Identity: p.n.id, From: from, Control: m.Meta.Control, Volume: name, Epoch: epoch, Staging: staging,
+		Metrics: p.metrics}
+	if progress != nil {
+		o.Progress = func(t transfer.Progress) {
+			progress(volume.Progress{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles})
+		}
+	}
+	start := time.Now()
+	res, err := transfer.Pull(ctx, o)
+	if err != nil {
+		p.log.Warn("receiving volume failed", "volume", name, "peer", from, "transfer", res.Transfer, "epoch", epoch, "err", err)
+		return res.Total, err
+	}
+	p.log.Info("received volume", "volume", name, "peer", from, "transfer", res.Transfer, "epoch", epoch,
+		"files", res.Files, "bytes", res.Bytes, "total", res.Total, "took", time.Since(start).Round(time.Millisecond))
+	return res.Total, nil
 }

@@ -87,7 +87,7 @@ func testSharedStore(t *testing.T, storeURL, ttl string, expiry time.Duration, d
 	assert.Equal(t, "node-a", info.Claim.Node)
 	assert.Equal(t, 1, info.Mounts)
 	out = mustFail(t, "docker", "-H", eb.host, "volume", "rm", "shared")
-	assert.Contains(t, out, `mounted on node "node-a" by 1 container(s)`)
+	assert.Contains(t, out, `volume "shared" is mounted on node "node-a" by 1 container; stop and remove the containers using it there`)
 
 	// The records are in the store under the documented prefix.
 	records := dump(t)

@@ -21,21 +21,22 @@ type engine struct {
 }
 
 // startEngine starts an engine loaded with the test image; it stops when the test ends.
-func startEngine(t *testing.T) *engine {
+// args are more 'scripts/engine.sh start' options, such as --addr N.
+func startEngine(t testing.TB, args ...string) *engine {
 	t.Helper()
 	// containerd's socket paths must stay short: no t.TempDir here.
 	dir, err := os.MkdirTemp("", "dre-")
 	require.NoError(t, err)
 	e := &engine{dir: dir, host: "unix://" + filepath.Join(dir, "docker.sock")}
 	t.Cleanup(func() { _, _ = tryRun(e.script(), "stop", e.dir) })
-	run(t, e.script(), "start", dir, testImage)
+	run(t, e.script(), append(append([]string{"start", dir}, args...), testImage)...)
 	return e
 }
 
 func (e *engine) script() string { return filepath.Join(repoRoot, "scripts", "engine.sh") }
 
 // docker runs the docker CLI against this engine.
-func (e *engine) docker(t *testing.T, args ...string) string {
+func (e *engine) docker(t testing.TB, args ...string) string {
 	t.Helper()
 	return run(t, "docker", append([]string{"-H", e.host}, args...)...)
 }
@@ -47,7 +48,7 @@ func (e *engine) command(name string, args ...string) *exec.Cmd {
 
 // legacyDaemon is 'drayage daemon' running on the host (not as a managed plugin).
 type legacyDaemon struct {
-	t      *testing.T
+	t      testing.TB
 	engine *engine
 	name   string
 	root   string
@@ -60,7 +61,7 @@ type legacyDaemon struct {
 // startLegacy starts drayage in legacy mode next to the engine as node name, serving
 // driver name. args are more daemon flags; without --store it runs an embedded store on a
 // free port. With no engine the daemon runs on the host, serving no engine.
-func startLegacy(t *testing.T, e *engine, name, driver, root string, args ...string) *legacyDaemon {
+func startLegacy(t testing.TB, e *engine, name, driver, root string, args ...string) *legacyDaemon {
 	t.Helper()
 	logFile, err := os.OpenFile(root+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	require.NoError(t, err)

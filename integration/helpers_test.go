@@ -29,7 +29,7 @@ var (
 )
 
 // run runs a command and returns its combined output, failing the test on error.
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := tryRun(name, args...)
 	require.NoError(t, err, "%s %s:\n%s", name, strings.Join(args, " "), out)
@@ -46,7 +46,7 @@ func tryRun(name string, args ...string) (string, error) {
 }
 
 // mustFail runs a command that must fail and returns its output.
-func mustFail(t *testing.T, name string, args ...string) string {
+func mustFail(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := tryRun(name, args...)
 	require.Error(t, err, "%s %s should fail, printed:\n%s", name, strings.Join(args, " "), out)
@@ -54,19 +54,19 @@ func mustFail(t *testing.T, name string, args ...string) string {
 }
 
 // docker runs the docker CLI.
-func docker(t *testing.T, args ...string) string {
+func docker(t testing.TB, args ...string) string {
 	t.Helper()
 	return run(t, "docker", args...)
 }
 
 // container runs a one-off container of the test image and returns its output.
-func container(t *testing.T, args ...string) string {
+func container(t testing.TB, args ...string) string {
 	t.Helper()
 	return docker(t, append([]string{"run", "--rm", "--label", containerLabel}, args...)...)
 }
 
 // inspect asks the drayage CLI on the host about a volume.
-func inspect(t *testing.T, root, name string) volume.Info {
+func inspect(t testing.TB, root, name string) volume.Info {
 	t.Helper()
 	out := run(t, binary, "--root", root, "volume", "inspect", "--json", name)
 	var infos []volume.Info
@@ -76,12 +76,12 @@ func inspect(t *testing.T, root, name string) volume.Info {
 }
 
 // uniqueName makes a volume name that no earlier run left behind.
-func uniqueName(t *testing.T) string {
+func uniqueName(t testing.TB) string {
 	return fmt.Sprintf("%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), time.Now().UnixNano()%1e6)
 }
 
 // removeVolumeAtEnd removes a volume when the test ends (its containers first).
-func removeVolumeAtEnd(t *testing.T, name string) {
+func removeVolumeAtEnd(t testing.TB, name string) {
 	t.Cleanup(func() {
 		removeTestContainers()
 		_, _ = tryRun("docker", "volume", "rm", "-f", name)
@@ -96,7 +96,7 @@ func removeTestContainers() {
 }
 
 // eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

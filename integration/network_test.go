@@ -26,7 +26,7 @@ type netNode struct {
 	gossip, control int
 }
 
-func nodeList(t *testing.T, root string) map[string]control.NodeInfo {
+func nodeList(t testing.TB, root string) map[string]control.NodeInfo {
 	t.Helper()
 	var nodes []control.NodeInfo
 	out := run(t, binary, "--root", root, "node", "ls", "--json")
@@ -38,12 +38,8 @@ func nodeList(t *testing.T, root string) map[string]control.NodeInfo {
 	return m
 }
 
-func startNetNode(t *testing.T, name, base, tlsDir, storeURL string, join int, cluster string) *netNode {
-	return startNetNodeOn(t, nil, name, base, tlsDir, storeURL, join, cluster)
-}
-
-// startNetNodeOn starts a cluster node's daemon serving engine e (nil: no engine).
-func startNetNodeOn(t *testing.T, e *engine, name, base, tlsDir, storeURL string, join int, cluster string) *netNode {
+// startNetNode starts a cluster node's daemon on the host, serving no engine.
+func startNetNode(t testing.TB, name, base, tlsDir, storeURL string, join int, cluster string) *netNode {
 	n := &netNode{gossip: storetest.FreePort(t), control: storetest.FreePort(t)}
 	args := []string{"--store", storeURL, "--tls-dir", tlsDir, "--advertise", "127.0.0.1", "--cluster", cluster,
 		"--gossip-port", strconv.Itoa(n.gossip), "--control-port", strconv.Itoa(n.control),
@@ -51,11 +47,7 @@ func startNetNodeOn(t *testing.T, e *engine, name, base, tlsDir, storeURL string
 	if join != 0 {
 		args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", join))
 	}
-	driver := ""
-	if e != nil {
-		driver = "drayage"
-	}
-	n.legacyDaemon = startLegacy(t, e, name, driver, filepath.Join(base, name), args...)
+	n.legacyDaemon = startLegacy(t, nil, name, "", filepath.Join(base, name), args...)
 	return n
 }
 
@@ -136,7 +128,7 @@ func TestThreeNodesFormAClusterOverMutualTLSAndGossip(t *testing.T) {
 }
 
 // serialAt is the serial of the certificate the node at port presents to node from.
-func serialAt(t *testing.T, pki, from string, port int) string {
+func serialAt(t testing.TB, pki, from string, port int) string {
 	t.Helper()
 	id, err := identity.Load(filepath.Join(pki, from), from)
 	require.NoError(t, err)

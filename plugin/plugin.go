@@ -185,6 +185,9 @@ func toDocker(info volume.Info) *dockervolume.Volume {
 	if info.Problem != "" {
 		status["problem"] = info.Problem
 	}
+	if info.Progress != nil {
+		status["progress"] = info.Progress.String()
+	}
 	v := &dockervolume.Volume{Name: info.Name, Mountpoint: info.Mountpoint, Status: status}
 	if !info.Created.IsZero() {
 		v.CreatedAt = info.Created.Format(time.RFC3339)

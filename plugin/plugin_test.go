@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/daemon/mount/mounttest"
+	"github.com/drayage/drayage/daemon/volume"
 	"github.com/drayage/drayage/daemon/volume/volumetest"
 )
 
@@ -136,4 +137,14 @@ func TestSocketIsReplacedWhenStale(t *testing.T) {
 	l2, err := Listen(socket)
 	require.NoError(t, err)
 	require.NoError(t, l2.Close())
+}
+
+func TestInspectStatusShowsTheProgressOfAMove(t *testing.T) {
+	v := toDocker(volume.Info{Name: "db", Node: "node-a", State: "migrating", Size: -1, Progress: &volume.Progress{
+		Kind: volume.KindMove, From: "node-a", To: "node-b", Bytes: 41 << 20, Total: 100 << 20, Rate: 2 << 20,
+	}})
+	assert.Equal(t, "41% (41.0 of 100.0 MiB) from node-a, 2.0 MiB/s", v.Status["progress"])
+	assert.Equal(t, "migrating", v.Status["state"])
+	assert.NotContains(t, v.Status, "size", "not measured")
+	assert.NotContains(t, toDocker(volume.Info{Name: "db"}).Status, "progress")
 }

@@ -14,7 +14,7 @@ if [ "$what" = all ]; then
 fi
 # Real servers for the store conformance suite and the cluster tests: Debian's etcd, and
 # a Consul agent built from its Go module (minutes, the first time; cached in .tools/).
-apt_install etcd-server
+apt_install etcd-server etcd-client  # etcdctl: the cluster test reads the records with it
 scripts/build-tools.sh consul
 export DRAYAGE_CONSUL="$PWD/.tools/bin/consul"
 if [ "$what" = all ] || [ "$what" = unit ]; then
@@ -30,6 +30,10 @@ fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
 	log "integration tests (real Docker engine)"
 	ensure_docker
-	apt_install busybox-static iproute2 util-linux
+	apt_install busybox-static iproute2 util-linux iptables
+	# A Nomad agent for the Nomad job test, built from its Go module (minutes, the first
+	# time; cached in .tools/).
+	scripts/build-tools.sh nomad
+	export DRAYAGE_NOMAD="$PWD/.tools/bin/nomad"
 	go test -count=1 -timeout 30m -v ./integration/
 fi

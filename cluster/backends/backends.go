@@ -60,29 +60,48 @@ func Parse(raw string) (Spec, error) {
 	if raw == "" || raw == KindEmbedded {
 		return Spec{Kind: KindEmbedded}, nil
 	}
+	shown := Redact(raw)
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return Spec{}, fmt.Errorf("store %q: no scheme; %s", raw, help)
+		return Spec{}, fmt.Errorf("store %q: no scheme; %s", shown, help)
 	}
 	if scheme != KindEtcd && scheme != KindConsul {
-		return Spec{}, fmt.Errorf("store %q: unknown kind %q; %s", raw, scheme, help)
+		return Spec{}, fmt.Errorf("store %q: unknown kind %q; %s", shown, scheme, help)
 	}
 	rest = strings.TrimSuffix(rest, "/")
 	if strings.ContainsAny(rest, "/?@#") {
-		return Spec{}, fmt.Errorf("store %q: only host:port addresses are allowed after %s:// (credentials and TLS files have settings of their own); %s", raw, scheme, help)
+		return Spec{}, fmt.Errorf("store %q: only host:port addresses are allowed after %s:// (credentials and TLS files have settings of their own); %s", shown, scheme, help)
 	}
 	var endpoints []string
 	for _, hp := range strings.Split(rest, ",") {
 		host, port, err := net.SplitHostPort(hp)
 		if err != nil || host == "" || port == "" {
-			return Spec{}, fmt.Errorf("store %q: %q is not HOST:PORT; %s", raw, hp, help)
+			return Spec{}, fmt.Errorf("store %q: %q is not HOST:PORT; %s", shown, hp, help)
 		}
 		endpoints = append(endpoints, hp)
 	}
 	if scheme == KindConsul && len(endpoints) != 1 {
-		return Spec{}, fmt.Errorf("store %q: give one Consul address (the local agent); %s", raw, help)
+		return Spec{}, fmt.Errorf("store %q: give one Consul address (the local agent); %s", shown, help)
 	}
 	return Spec{Kind: scheme, Endpoints: endpoints}, nil
+}
+
+// Redact hides what a store URL may carry that is secret, for messages: user info
+// ("etcd://user:pass@h:p", "consul://TOKEN@h:p") and a query or fragment ("?token=...").
+// drayage refuses such URLs (credentials have settings of their own), but its message
+// must not repeat the secret.
+func Redact(raw string) string {
+	prefix, s := "", raw
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
+		prefix, s = scheme+"://", rest
+	}
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i] + s[i:i+1] + "xxxxx"
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		s = "xxxxx" + s[at:]
+	}
+	return prefix + s
 }
 
 // Open connects to the store the config names (starting it, for embedded).

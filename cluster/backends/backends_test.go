@@ -44,6 +44,24 @@ func TestParseAcceptsTheThreeKindsAndExplainsMistakes(t *testing.T) {
 	}
 }
 
+func TestMistakesNeverRepeatTheSecretsAStoreURLCarries(t *testing.T) {
+	for raw, shown := range map[string]string{
+		"etcd://drayage:s3cret@10.0.0.9:2379":    `"etcd://xxxxx@10.0.0.9:2379"`,
+		"consul://tok3n@127.0.0.1:8500":          `"consul://xxxxx@127.0.0.1:8500"`,
+		"consul://127.0.0.1:8500/?token=tok3n":   `"consul://127.0.0.1:8500/?xxxxx"`,
+		"etcd://u:s3cret@a:2379,u:s3cret@b:2379": `"etcd://xxxxx@b:2379"`,
+		"drayage:s3cret@10.0.0.9:2379":           `"xxxxx@10.0.0.9:2379"`,
+		"etcd://h:2379#tok3n":                    `"etcd://h:2379#xxxxx"`,
+	} {
+		_, err := backends.Parse(raw)
+		require.Error(t, err, raw)
+		assert.Contains(t, err.Error(), shown, raw)
+		assert.NotContains(t, err.Error(), "s3cret", raw)
+		assert.NotContains(t, err.Error(), "tok3n", raw)
+	}
+	assert.Equal(t, "etcd://a:2379,b:2379", backends.Redact("etcd://a:2379,b:2379"), "nothing to hide")
+}
+
 func roundTrip(t *testing.T, s cluster.Store) {
 	t.Helper()
 	ctx := context.Background()

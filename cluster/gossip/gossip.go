@@ -79,6 +79,10 @@ type Config struct {
 	// OnChange, if set, is called with a member whenever its state changes. It runs on
 	// memberlist's event goroutine and must not block.
 	OnChange func(Member)
+	// OnError, if set, is called for every error memberlist reports (a failed probe or
+	// push/pull sync, a packet it could not decode or authenticate). It runs on
+	// memberlist's goroutines and must not block: count, don't act.
+	OnError func()
 }
 
 // Gossip is this node's membership in the cluster.
@@ -123,7 +127,7 @@ func Start(cfg Config) (*Gossip, error) {
 	mc.ProbeInterval = cfg.ProbeInterval
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
-	mc.Logger = stdlog.New(&memberlistLog{log}, "", 0)
+	mc.Logger = stdlog.New(&memberlistLog{log: log, onError: cfg.OnError}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.Port, err)
@@ -172,6 +176,10 @@ func (g *Gossip) JoinLoop(ctx context.Context, seeds []string) {
 		backoff = min(2*backoff, 30*time.Second)
 	}
 }
+
+// HealthScore is memberlist's view of how well this node keeps up with the protocol's
+// deadlines (its awareness): 0 is healthy, higher means missed probes and acks.
+func (g *Gossip) HealthScore() int { return g.ml.GetHealthScore() }
 
 // Members lists every node seen, this one included, sorted by name. The roster is fed
 // only by memberlist's events, which run under memberlist's lock: the nodes its Members
@@ -295,8 +303,12 @@ func (e events) NotifyJoin(n *memberlist.Node)   { e.g.notify(n, false) }
 func (e events) NotifyLeave(n *memberlist.Node)  { e.g.notify(n, true) }
 func (e events) NotifyUpdate(n *memberlist.Node) { e.g.notify(n, false) }
 
-// memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into slog records.
-type memberlistLog struct{ log *slog.Logger }
+// memberlistLog turns memberlist's "[LEVEL] memberlist: ..." lines into slog records,
+// and reports its errors to onError.
+type memberlistLog struct {
+	log     *slog.Logger
+	onError func()
+}
 
 func (w *memberlistLog) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
@@ -304,6 +316,9 @@ func (w *memberlistLog) Write(p []byte) (int, error) {
 	switch {
 	case strings.Contains(line, "[ERR]"):
 		level = slog.LevelWarn
+		if w.onError != nil {
+			w.onError()
+		}
 	case strings.Contains(line, "[WARN]"):
 		level = slog.LevelInfo
 	}

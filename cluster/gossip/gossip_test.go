@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,4 +130,24 @@ func TestJoinAcceptsSeedsWithoutAPort(t *testing.T) {
 	n, err := b.Join([]string{"127.0.0.1", a.Addr()})
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
+}
+
+func TestErrorsAreReportedAndHealthIsKnown(t *testing.T) {
+	k := key(t)
+	var errs atomic.Int64
+	a, err := Start(Config{
+		Node: "node-a", BindAddr: "127.0.0.1", Port: freePort(t), Key: k, Label: "prod",
+		Logger: slog.New(slog.DiscardHandler), ProbeInterval: 200 * time.Millisecond,
+		OnError: func() { errs.Add(1) },
+	})
+	require.NoError(t, err)
+	defer func() { _ = a.ml.Shutdown() }()
+	assert.Zero(t, a.HealthScore(), "healthy alone")
+	assert.Zero(t, errs.Load())
+
+	// A node with another key: node-a can't decrypt what it sends.
+	intruder := start(t, "intruder", key(t), "prod")
+	_, err = intruder.Join([]string{a.Addr()})
+	require.Error(t, err)
+	require.Eventually(t, func() bool { return errs.Load() > 0 }, 5*time.Second, 20*time.Millisecond)
 }

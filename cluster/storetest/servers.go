@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Server is a real store server started for a test, on loopback.
+// Server is a real store server started for a test, on loopback (or ServerOptions.Host).
 type Server struct {
 	// Addr is the client address, host:port.
 	Addr string
@@ -44,6 +44,17 @@ type ServerOptions struct {
 	TLS *TLSFiles
 	// ACLToken, for Consul, enables ACLs (default deny) with this management token.
 	ACLToken string
+	// Host is the address clients reach the server at (default 127.0.0.1), e.g. a test
+	// bridge's address that nodes in network namespaces can reach. Peer and raft traffic
+	// stay on loopback.
+	Host string
+}
+
+func (o ServerOptions) host() string {
+	if o.Host == "" {
+		return "127.0.0.1"
+	}
+	return o.Host
 }
 
 // StartEtcd starts a single-member etcd server (Debian's etcd-server) in a temp dir; it
@@ -56,10 +67,11 @@ func StartEtcd(t testing.TB, opts ServerOptions) *Server {
 	if opts.TLS != nil {
 		scheme = "https"
 	}
-	clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
+	addr := net.JoinHostPort(opts.host(), strconv.Itoa(client))
+	clientURL := fmt.Sprintf("%s://%s", scheme, addr)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
 	s := &Server{
-		Addr: fmt.Sprintf("127.0.0.1:%d", client),
+		Addr: addr,
 		name: "etcd", bin: bin, dir: dir,
 		args: []string{
 			"--name", "storetest", "--data-dir", filepath.Join(dir, "data"),
@@ -87,11 +99,11 @@ func StartConsul(t testing.TB, opts ServerOptions) *Server {
 	dir := t.TempDir()
 	http, serf, server := FreePort(t), FreePort(t), FreePort(t)
 	s := &Server{
-		Addr: fmt.Sprintf("127.0.0.1:%d", http),
+		Addr: net.JoinHostPort(opts.host(), strconv.Itoa(http)),
 		name: "consul", bin: bin, dir: dir,
 		args: []string{
 			"agent", "-server", "-bootstrap-expect=1", "-data-dir=" + filepath.Join(dir, "data"),
-			"-node=storetest", "-bind=127.0.0.1", "-client=127.0.0.1", "-advertise=127.0.0.1",
+			"-node=storetest", "-bind=127.0.0.1", "-client=" + opts.host(), "-advertise=127.0.0.1",
 			"-http-port=" + strconv.Itoa(http), "-serf-lan-port=" + strconv.Itoa(serf),
 			"-server-port=" + strconv.Itoa(server), "-serf-wan-port=-1", "-dns-port=-1",
 			"-grpc-port=-1", "-grpc-tls-port=-1", "-log-level=warn",

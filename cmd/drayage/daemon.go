@@ -43,7 +43,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 				return fmt.Errorf("--dynamic-limit %q: want a size such as 5GiB or 500MiB (DRAYAGE_DYNAMIC_LIMIT)", dynamicLimit)
 			}
 			cfg.DynamicLimit = n
-			log, err := newLogger(g)
+			log, err := newLogger(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -79,9 +79,10 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&rateLimit, "rate-limit", "0", "cap on the bandwidth of every volume this node sends, per second (e.g. 100MB; 0: none)")
 	f.StringVar(&dynamicLimit, "dynamic-limit", "5GiB", "largest volume a container start moves to this node (e.g. 5GiB, 500MiB)")
 	f.BoolVar(&cfg.KeepReplica, "keep-replica", false, "keep this node's copy of a volume that moved away, so a move back sends only what changed")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics, plain HTTP: bind it to localhost or a private network (default: off)")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",
-		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica")
+		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr")
 	return cmd
 }
 

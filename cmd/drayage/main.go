@@ -3,6 +3,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -38,7 +39,10 @@ func newRootCmd() *cobra.Command {
 		Short: "Docker volumes that follow their containers from node to node",
 		Long: `drayage is a Docker volume plugin and node daemon. A volume lives on one node's disk;
 when a container that uses it starts on another node, drayage moves the files there,
-verified, before the container starts.`,
+verified, before the container starts.
+
+Shell completion, with volume and node names from the local daemon: see
+'drayage completion bash|zsh|fish --help'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -50,7 +54,7 @@ verified, before the container starts.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	withEnv(pf, "root", "log-level", "log-format")
-	root.AddCommand(newDaemonCmd(g), newVolumeCmd(g), newNodeCmd(g), newTLSCmd(), newVersionCmd())
+	root.AddCommand(newDaemonCmd(g), newVolumeCmd(g), newNodeCmd(g), newStatusCmd(g), newTLSCmd(), newVersionCmd())
 	return root
 }
 
@@ -89,8 +93,9 @@ func applyEnv(cmd *cobra.Command) error {
 	return err
 }
 
-// newLogger builds the process logger from --log-level and --log-format.
-func newLogger(g *globals) (*slog.Logger, error) {
+// newLogger builds the process logger from --log-level and --log-format, writing to w
+// (the command's stderr).
+func newLogger(g *globals, w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
@@ -98,9 +103,9 @@ func newLogger(g *globals) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
 }

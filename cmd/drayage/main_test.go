@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,7 @@ func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
 		"join": "DRAYAGE_JOIN", "advertise": "DRAYAGE_ADVERTISE", "cluster": "DRAYAGE_CLUSTER",
 		"gossip-port": "DRAYAGE_GOSSIP_PORT", "control-port": "DRAYAGE_CONTROL_PORT", "data-port": "DRAYAGE_DATA_PORT",
 		"port-range": "DRAYAGE_PORT_RANGE", "probe-interval": "DRAYAGE_PROBE_INTERVAL", "rate-limit": "DRAYAGE_RATE_LIMIT", "dynamic-limit": "DRAYAGE_DYNAMIC_LIMIT", "keep-replica": "DRAYAGE_KEEP_REPLICA",
+		"metrics-addr": "DRAYAGE_METRICS_ADDR",
 	}
 	for flag, env := range want {
 		f := daemonCmd.Flags().Lookup(flag)
@@ -83,18 +86,61 @@ func TestConfigJSONVariablesAreDaemonSettings(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &cfg))
 	known := map[string]bool{}
-	root := newRootCmd()
-	daemonCmd, _, err := root.Find([]string{"daemon"})
-	require.NoError(t, err)
-	for _, fs := range []*pflag.FlagSet{daemonCmd.Flags(), root.PersistentFlags()} {
-		fs.VisitAll(func(f *pflag.Flag) {
-			if env, ok := f.Annotations[envAnnotation]; ok {
-				known[env[0]] = true
-			}
-		})
+	for _, env := range daemonSettings(t) {
+		known[env] = true
 	}
 	require.NotEmpty(t, cfg.Env)
 	for _, e := range cfg.Env {
 		assert.True(t, known[e.Name], "config.json sets %s, which no daemon flag reads", e.Name)
 	}
+}
+
+// The README's settings table and the daemon's flags agree: every flag it names exists
+// with the variable it names, and every setting is in it.
+func TestREADMESettingsTableMatchesTheFlags(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	settings := daemonSettings(t)
+	_, table, ok := strings.Cut(string(b), "\n## Settings\n")
+	require.True(t, ok, "README has a Settings section")
+	table, _, _ = strings.Cut(table, "\n## ")
+	flagRE, envRE := regexp.MustCompile("`--([a-z-]+)`"), regexp.MustCompile("`(DRAYAGE_[A-Z_]+)`")
+	documented := map[string]bool{}
+	for _, line := range strings.Split(table, "\n") {
+		cols := strings.Split(line, "|")
+		if len(cols) < 4 || !strings.Contains(cols[1], "`--") {
+			continue
+		}
+		flags, envs := flagRE.FindAllStringSubmatch(cols[1], -1), envRE.FindAllStringSubmatch(cols[2], -1)
+		for i, f := range flags {
+			env, ok := settings[f[1]]
+			if !assert.True(t, ok, "README documents --%s, which the daemon does not have", f[1]) {
+				continue
+			}
+			documented[f[1]] = true
+			if i < len(envs) { // later variables may be abbreviated (…_CERT)
+				assert.Equal(t, env, envs[i][1], "README pairs --%s with the wrong variable", f[1])
+			}
+		}
+	}
+	for flag := range settings {
+		assert.True(t, documented[flag], "--%s is missing from the README's settings table", flag)
+	}
+}
+
+// daemonSettings maps every daemon setting's flag to its variable.
+func daemonSettings(t *testing.T) map[string]string {
+	t.Helper()
+	root := newRootCmd()
+	daemonCmd, _, err := root.Find([]string{"daemon"})
+	require.NoError(t, err)
+	settings := map[string]string{}
+	for _, fs := range []*pflag.FlagSet{daemonCmd.Flags(), root.PersistentFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) {
+			if env, ok := f.Annotations[envAnnotation]; ok {
+				settings[f.Name] = env[0]
+			}
+		})
+	}
+	return settings
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,9 +22,9 @@ import (
 func newVolumeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "volume",
-		Short: "List and inspect drayage volumes (talks to the local daemon)",
+		Short: "List, inspect, move, copy and remove drayage volumes (talks to the local daemon)",
 	}
-	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g), newVolumeMoveCmd(g))
+	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g), newVolumeMoveCmd(g), newVolumeCopyCmd(g), newVolumeRmCmd(g))
 	return cmd
 }
 
@@ -35,13 +36,18 @@ func newVolumeMoveCmd(g *globals) *cobra.Command {
 		Short: "Move a volume of any size to a node (it must not be mounted anywhere)",
 		Long: `Move a volume to another node, whatever its size: the node pulls it from the node that
 holds it, verified, and becomes its owner. Run it on any node of the cluster. A volume
-mounted by containers is refused: stop them first.`,
+mounted by containers is refused: stop them first.
+
+On a terminal a progress bar shows the bytes moved, the rate and the time left. If the
+command is interrupted the move goes on; 'drayage volume inspect NAME' shows how far it is.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
 				return errors.New("give the node to move the volume to with --to NODE (see 'drayage node ls')")
 			}
-			res, err := control.NewClient(g.root).MoveVolume(cmd.Context(), args[0], to)
+			client := control.NewClient(g.root)
+			res, err := withProgress(cmd.Context(), resultOut(cmd, asJSON), pollProgress(client, args[0]),
+				func(ctx context.Context) (volume.MoveResult, error) { return client.MoveVolume(ctx, args[0], to) })
 			if err != nil {
 				return err
 			}
@@ -59,6 +65,110 @@ mounted by containers is refused: stop them first.`,
 	}
 	cmd.Flags().StringVar(&to, "to", "", "the node to move the volume to")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.ValidArgsFunction = completeVolumes(g, 1)
+	_ = cmd.RegisterFlagCompletionFunc("to", completeNodes(g))
+	return cmd
+}
+
+func newVolumeCopyCmd(g *globals) *cobra.Command {
+	var to string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "copy NAME NEWNAME --to NODE",
+		Aliases: []string{"cp"},
+		Short:   "Copy a volume into a new volume on a node (the volume must not be mounted)",
+		Long: `Copy a volume into a new volume NEWNAME on node NODE, with the same content and options.
+The volume stays with the node that holds it, untouched. Run it on any node of the
+cluster. The volume must not be mounted while it is copied: stop its containers first;
+nothing mounts or moves it until the copy is done. NEWNAME must not exist.
+
+On a terminal a progress bar shows the bytes copied, the rate and the time left. An
+interrupted copy stops; run it again and it resumes from what arrived.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return errors.New("give the node to copy the volume to with --to NODE (see 'drayage node ls')")
+			}
+			client := control.NewClient(g.root)
+			res, err := withProgress(cmd.Context(), resultOut(cmd, asJSON), pollProgress(client, args[0]),
+				func(ctx context.Context) (volume.CopyResult, error) {
+					return client.CopyVolume(ctx, args[0], args[1], to)
+				})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "copied volume %s on node %s to volume %s on node %s: %s in %s\n",
+				res.Volume, res.From, res.Copy, res.To, units.BytesSize(float64(res.Bytes)), res.Took.Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the node to make the new volume on")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.ValidArgsFunction = completeVolumes(g, 1)
+	_ = cmd.RegisterFlagCompletionFunc("to", completeNodes(g))
+	return cmd
+}
+
+// resultOut is where a command that waits for a transfer draws its progress: nowhere if
+// it prints JSON (only the result).
+func resultOut(cmd *cobra.Command, asJSON bool) io.Writer {
+	if asJSON {
+		return io.Discard
+	}
+	return cmd.OutOrStdout()
+}
+
+// pollProgress reads the progress of a transfer of the named volume from the local
+// daemon (which reads it from the cluster store, wherever the transfer runs).
+func pollProgress(client *control.Client, name string) func(context.Context) (*volume.Progress, error) {
+	return func(ctx context.Context) (*volume.Progress, error) {
+		info, err := client.LookupVolume(ctx, name)
+		return info.Progress, err
+	}
+}
+
+func newVolumeRmCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "rm NAME [NAME...]",
+		Aliases: []string{"remove"},
+		Short:   "Remove volumes and their data, wherever they are held",
+		Long: `Remove volumes and their data. Run it on any node: the node that holds a volume deletes
+its data (at once if it is up, else when it starts again), and the name is free for
+everyone at once. A volume mounted by containers is refused: stop and remove them first.
+Each volume is removed on its own; the command fails if any of them could not be.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client := control.NewClient(g.root)
+			results := []volume.RemoveResult{}
+			var errs []error
+			for _, name := range args {
+				res, err := client.RemoveVolume(cmd.Context(), name)
+				if errors.Is(err, control.ErrDaemonUnreachable) {
+					return err
+				}
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				results = append(results, res)
+				if !asJSON {
+					fmt.Fprintln(cmd.OutOrStdout(), name)
+				}
+			}
+			if asJSON {
+				if err := writeJSON(cmd.OutOrStdout(), results); err != nil {
+					return err
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: the removed volumes and the nodes that held them")
+	cmd.ValidArgsFunction = completeVolumes(g, 0)
 	return cmd
 }
 
@@ -92,9 +202,10 @@ func newVolumeLsCmd(g *globals) *cobra.Command {
 func newVolumeInspectCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect NAME [NAME...]",
-		Short: "Show volumes in detail",
-		Args:  cobra.MinimumNArgs(1),
+		Use:               "inspect NAME [NAME...]",
+		Short:             "Show volumes in detail",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeVolumes(g, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client := control.NewClient(g.root)
 			infos := make([]volume.Info, 0, len(args))
@@ -128,6 +239,13 @@ func printInfo(out io.Writer, v volume.Info) {
 	fmt.Fprintf(w, "State:\t%s\n", v.State)
 	if v.Problem != "" {
 		fmt.Fprintf(w, "Problem:\t%s\n", v.Problem)
+	}
+	if p := v.Progress; p != nil {
+		what := "Moving to " + p.To
+		if p.Kind == volume.KindCopy {
+			what = "Copying to " + p.To + " as " + p.Copy
+		}
+		fmt.Fprintf(w, "%s:\t%s, %d of %d files, started %s\n", what, p, p.Files, p.TotalFiles, ago(p.Started))
 	}
 	fmt.Fprintf(w, "Mounts:\t%d\n", v.Mounts)
 	if v.Mountpoint != "" {

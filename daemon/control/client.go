@@ -45,10 +45,16 @@ func (c *Client) ListVolumes(ctx context.Context) ([]volume.Info, error) {
 	return infos, c.get(ctx, "/v1/volumes", &infos)
 }
 
-// ListNodes returns the cluster's nodes.
+// ListNodes returns the cluster's nodes, with whether their control port answers.
 func (c *Client) ListNodes(ctx context.Context) ([]NodeInfo, error) {
 	var infos []NodeInfo
 	return infos, c.get(ctx, "/v1/nodes", &infos)
+}
+
+// Roster returns the cluster's nodes without checking that they answer: quick.
+func (c *Client) Roster(ctx context.Context) ([]NodeInfo, error) {
+	var infos []NodeInfo
+	return infos, c.get(ctx, "/v1/nodes?reach=false", &infos)
 }
 
 // MoveVolume moves a volume to node (this node if empty) and waits until it is there.
@@ -58,10 +64,32 @@ func (c *Client) MoveVolume(ctx context.Context, name, to string) (volume.MoveRe
 	return res, c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/move", body, &res)
 }
 
+// RemoveVolume removes a volume and its data, wherever it is held. A volume that does
+// not exist is ErrNotFound.
+func (c *Client) RemoveVolume(ctx context.Context, name string) (volume.RemoveResult, error) {
+	var res volume.RemoveResult
+	return res, c.do(ctx, http.MethodDelete, "/v1/volumes/"+url.PathEscape(name), nil, &res)
+}
+
+// CopyVolume copies a volume into a new volume newName on node to and waits until it is
+// there.
+func (c *Client) CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error) {
+	var res volume.CopyResult
+	body, _ := json.Marshal(CopyRequest{Name: newName, To: to})
+	return res, c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/copy", body, &res)
+}
+
 // InspectVolume returns one volume with its size measured.
 func (c *Client) InspectVolume(ctx context.Context, name string) (volume.Info, error) {
 	var info volume.Info
 	return info, c.get(ctx, "/v1/volumes/"+url.PathEscape(name), &info)
+}
+
+// LookupVolume returns one volume without measuring its size: cheap enough to poll
+// (for the progress of a move).
+func (c *Client) LookupVolume(ctx context.Context, name string) (volume.Info, error) {
+	var info volume.Info
+	return info, c.get(ctx, "/v1/volumes/"+url.PathEscape(name)+"?size=false", &info)
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
@@ -77,6 +105,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("%w at %s: is it running? (docker plugin ls, or systemctl status drayage); if it uses another state dir, set --root or DRAYAGE_ROOT",
+				ErrDaemonUnreachable, c.socket)
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			return fmt.Errorf("%w at %s: it stopped while working on the request (did it restart?); what it was doing is rolled back or resumes on the next try: check its log, then run the command again",
 				ErrDaemonUnreachable, c.socket)
 		}
 		return fmt.Errorf("%w at %s: %w", ErrDaemonUnreachable, c.socket, err)

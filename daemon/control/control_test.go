@@ -2,10 +2,13 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -57,10 +60,132 @@ func TestClientSaysWhatToDoWhenNoDaemonAnswers(t *testing.T) {
 	assert.Contains(t, err.Error(), "DRAYAGE_ROOT")
 }
 
+func TestClientSaysWhatToDoWhenTheDaemonStopsMidRequest(t *testing.T) {
+	root := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(root, SocketName))
+	require.NoError(t, err)
+	defer l.Close()
+	go func() {
+		// A daemon killed while it works: it reads the request and dies without answering.
+		conn, err := l.Accept()
+		if err == nil {
+			_, _ = conn.Read(make([]byte, 4096))
+			_ = conn.Close()
+		}
+	}()
+	_, err = NewClient(root).MoveVolume(context.Background(), "db", "node-b")
+	require.ErrorIs(t, err, ErrDaemonUnreachable)
+	assert.Contains(t, err.Error(), "it stopped while working on the request")
+	assert.Contains(t, err.Error(), "run the command again")
+}
+
 type noNodes struct{}
 
-func (noNodes) Nodes(context.Context) ([]NodeInfo, error) { return nil, nil }
+// Nodes lists node-a, and node-b only if asked to check who answers.
+func (noNodes) Nodes(_ context.Context, o NodesOptions) ([]NodeInfo, error) {
+	if o.Reach {
+		return []NodeInfo{{Name: "node-a"}, {Name: "node-b", Reach: "ok"}}, nil
+	}
+	return []NodeInfo{{Name: "node-a"}}, nil
+}
+
+// fakeStatus is what noNodes reports as the node's status.
+var fakeStatus = Status{
+	Node:    NodeStatus{Name: "node-a", Version: "1.2.3", Gossip: "10.0.0.1:7790", Root: "/var/lib/drayage", Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), UptimeSeconds: 3600},
+	Store:   StoreStatus{Kind: "etcd", Endpoints: []string{"10.0.0.9:2379"}, Prefix: "drayage/", OK: true, LatencyMS: 1.5},
+	Members: []NodeInfo{{Name: "node-a", State: "alive", Self: true}, {Name: "node-b", State: "dead"}},
+	Volumes: VolumeCounts{Total: 3, ByState: map[string]int{"idle": 2, "mounted": 1}},
+	Transfers: []TransferStatus{{Volume: "db", Direction: DirectionOut, Peer: "node-b", Kind: "move", ID: "ab12",
+		Bytes: 41, Total: 100, Rate: 7, Started: time.Date(2025, 1, 2, 4, 0, 0, 0, time.UTC)}},
+}
+
+func (noNodes) Status(context.Context) (Status, error) { return fakeStatus, nil }
 
 func (noNodes) MoveVolume(context.Context, string, string) (volume.MoveResult, error) {
 	return volume.MoveResult{}, nil
+}
+
+// CopyVolume echoes the request, and refuses the name "taken".
+func (noNodes) CopyVolume(_ context.Context, name, newName, to string) (volume.CopyResult, error) {
+	if newName == "taken" {
+		return volume.CopyResult{}, fmt.Errorf("volume %q: %w", newName, volume.ErrExists)
+	}
+	return volume.CopyResult{Volume: name, Copy: newName, To: to}, nil
+}
+
+func TestCopyRequestReachesTheNodesAndItsRefusalComesBack(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	serve(t, volumetest.Start(t, "node-a").Manager, root)
+	c := NewClient(root)
+	res, err := c.CopyVolume(ctx, "db", "db2", "node-b")
+	require.NoError(t, err)
+	assert.Equal(t, volume.CopyResult{Volume: "db", Copy: "db2", To: "node-b"}, res)
+	_, err = c.CopyVolume(ctx, "db", "taken", "node-b")
+	require.ErrorIs(t, err, volume.ErrExists)
+	assert.Equal(t, `volume "taken": volume exists`, err.Error())
+}
+
+func TestLookupDoesNotMeasureTheVolume(t *testing.T) {
+	ctx := context.Background()
+	node := volumetest.Start(t, "node-a")
+	require.NoError(t, node.Manager.Create(ctx, "v1", nil))
+	require.NoError(t, os.WriteFile(filepath.Join(node.Root, "volumes", "v1", "data", "f"), make([]byte, 100), 0o644))
+	root := t.TempDir()
+	serve(t, node.Manager, root)
+	c := NewClient(root)
+
+	info, err := c.LookupVolume(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), info.Size, "not measured")
+	assert.Nil(t, info.Progress)
+	info, err = c.InspectVolume(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(100), info.Size)
+	_, err = c.LookupVolume(ctx, "nope")
+	require.ErrorIs(t, err, volume.ErrNotFound)
+}
+
+func TestRemoveThroughTheSocketKeepsTheSentinels(t *testing.T) {
+	ctx := context.Background()
+	node := volumetest.Start(t, "node-a")
+	require.NoError(t, node.Manager.Create(ctx, "v1", nil))
+	root := t.TempDir()
+	serve(t, node.Manager, root)
+	c := NewClient(root)
+
+	_, err := node.Manager.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+	_, err = c.RemoveVolume(ctx, "v1")
+	require.ErrorIs(t, err, volume.ErrInUse)
+	assert.Contains(t, err.Error(), `volume "v1" is mounted by 1 container on node "node-a"`)
+	require.NoError(t, node.Manager.Unmount(ctx, "v1", "c1"))
+
+	res, err := c.RemoveVolume(ctx, "v1")
+	require.NoError(t, err)
+	assert.Equal(t, volume.RemoveResult{Volume: "v1", Node: "node-a"}, res)
+	assert.NoDirExists(t, filepath.Join(node.Root, "volumes", "v1"))
+	_, err = c.RemoveVolume(ctx, "v1")
+	require.ErrorIs(t, err, volume.ErrNotFound)
+}
+
+func TestStatusComesThroughTheSocketWhole(t *testing.T) {
+	root := t.TempDir()
+	serve(t, volumetest.Start(t, "node-a").Manager, root)
+	s, err := NewClient(root).Status(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, fakeStatus, s)
+}
+
+func TestRosterSkipsTheReachCheck(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	serve(t, volumetest.Start(t, "node-a").Manager, root)
+	c := NewClient(root)
+	all, err := c.ListNodes(ctx)
+	require.NoError(t, err)
+	assert.Len(t, all, 2)
+	roster, err := c.Roster(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []NodeInfo{{Name: "node-a"}}, roster)
 }

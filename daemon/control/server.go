@@ -20,18 +20,37 @@ const SocketName = "control.sock"
 // Volumes is what the control API serves; *volume.Manager implements it.
 type Volumes interface {
 	Get(ctx context.Context, name string) (volume.Info, error)
+	Lookup(ctx context.Context, name string) (volume.Info, error)
+	Delete(ctx context.Context, name string) (volume.RemoveResult, error)
 	List(ctx context.Context) ([]volume.Info, error)
 }
 
-// Nodes is what the control API serves about the cluster: its nodes, and moves.
+// Nodes is what the control API serves about the cluster: its nodes, moves, and the
+// node's status.
 type Nodes interface {
-	Nodes(ctx context.Context) ([]NodeInfo, error)
+	Nodes(ctx context.Context, o NodesOptions) ([]NodeInfo, error)
+	Status(ctx context.Context) (Status, error)
 	MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error)
+	CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error)
+}
+
+// NodesOptions says what GET /v1/nodes finds out about each node.
+type NodesOptions struct {
+	// Reach checks whether each live node's control port answers over mutual TLS
+	// (NodeInfo.Reach); without it the roster comes at once (for shell completion).
+	Reach bool
 }
 
 // MoveRequest is the body of POST /v1/volumes/{name}/move.
 type MoveRequest struct {
 	To string `json:"to"`
+}
+
+// CopyRequest is the body of POST /v1/volumes/{name}/copy: copy the volume into a new
+// volume Name on node To.
+type CopyRequest struct {
+	Name string `json:"name"`
+	To   string `json:"to"`
 }
 
 // NodeInfo is a node as 'drayage node ls' shows it.
@@ -62,8 +81,16 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 		reply(w, infos, err)
 	})
 	mux.HandleFunc("GET /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
-		info, err := vols.Get(r.Context(), r.PathValue("name"))
+		get := vols.Get
+		if r.URL.Query().Get("size") == "false" {
+			get = vols.Lookup
+		}
+		info, err := get(r.Context(), r.PathValue("name"))
 		reply(w, info, err)
+	})
+	mux.HandleFunc("DELETE /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
+		res, err := vols.Delete(r.Context(), r.PathValue("name"))
+		reply(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/volumes/{name}/move", func(w http.ResponseWriter, r *http.Request) {
 		var req MoveRequest
@@ -74,10 +101,20 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 		res, err := nodes.MoveVolume(r.Context(), r.PathValue("name"), req.To)
 		reply(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/volumes/{name}/copy", func(w http.ResponseWriter, r *http.Request) {
+		var req CopyRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+			reply(w, nil, fmt.Errorf("bad copy request: %w", err))
+			return
+		}
+		res, err := nodes.CopyVolume(r.Context(), r.PathValue("name"), req.Name, req.To)
+		reply(w, res, err)
+	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
-		infos, err := nodes.Nodes(r.Context())
+		infos, err := nodes.Nodes(r.Context(), NodesOptions{Reach: r.URL.Query().Get("reach") != "false"})
 		reply(w, infos, err)
 	})
+	mux.HandleFunc("GET /v1/status", handleStatus(nodes))
 	return &Server{srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -112,7 +149,9 @@ var codes = []struct {
 	{volume.ErrInvalidOption, "invalid_option", http.StatusBadRequest},
 	{volume.ErrOptionsConflict, "options_conflict", http.StatusConflict},
 	{volume.ErrInUse, "in_use", http.StatusConflict},
+	{volume.ErrExists, "exists", http.StatusConflict},
 	{volume.ErrNotReady, "not_ready", http.StatusServiceUnavailable},
+	{volume.ErrPulling, "pulling", http.StatusServiceUnavailable},
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

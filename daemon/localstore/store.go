@@ -227,6 +227,56 @@ func (s *Store) Delete(name string) error {
 	return nil
 }
 
+// Uninstall takes back an Install whose ownership could not be committed: the volume
+// leaves volumes/ in one step, and its data goes back to staging, where the next pull
+// resumes from it. A crash in between loses only that staging copy (the volume belongs to
+// another node, which still has it).
+func (s *Store) Uninstall(name string) error {
+	trash, err := os.MkdirTemp(s.trashDir(), name+".")
+	if err != nil {
+		return fmt.Errorf("uninstall volume %q: %w", name, err)
+	}
+	defer os.RemoveAll(trash)
+	target := filepath.Join(trash, "volume")
+	if err := os.Rename(s.volumeDir(name), target); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return ErrNotExist
+		}
+		return fmt.Errorf("uninstall volume %q: %w", name, err)
+	}
+	if err := syncDir(s.volumesDir()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.StagingDir(name)); err != nil {
+		return fmt.Errorf("uninstall volume %q: %w", name, err)
+	}
+	if err := os.Rename(filepath.Join(target, "data"), s.StagingDir(name)); err != nil {
+		return fmt.Errorf("uninstall volume %q: keep its data for the next pull: %w", name, err)
+	}
+	return syncDir(s.stagingDir())
+}
+
+// ReuseReplica starts a pull of a volume from this node's stale replica of it (its old
+// copy, kept after the volume moved away): unless an earlier pull left a staging tree,
+// the replica's data becomes the staging tree, so that only what changed is sent. A
+// replica that containers here still mount is left alone. It reports whether it did.
+func (s *Store) ReuseReplica(name string) (bool, error) {
+	if _, err := os.Lstat(s.StagingDir(name)); err == nil {
+		return false, nil
+	}
+	rec, err := s.Load(name)
+	if errors.Is(err, ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if rec.MountCount() > 0 {
+		return false, nil
+	}
+	return true, s.Uninstall(name)
+}
+
 // List returns the records of every volume held, sorted by name.
 func (s *Store) List() ([]Record, error) {
 	entries, err := os.ReadDir(s.volumesDir())

@@ -82,3 +82,55 @@ func TestSizeCountsRegularFilesOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1000), n)
 }
+
+func TestUninstallPutsThePulledTreeBackInStaging(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	staging := s.StagingDir("v1")
+	require.NoError(t, os.MkdirAll(filepath.Join(staging, "sub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(staging, "sub", "f"), []byte("pulled"), 0o644))
+	require.NoError(t, s.Install(Record{Name: "v1"}, staging))
+	_, err = s.Load("v1")
+	require.NoError(t, err)
+
+	require.NoError(t, s.Uninstall("v1"))
+	_, err = s.Load("v1")
+	require.ErrorIs(t, err, ErrNotExist, "the volume is no longer held here")
+	b, err := os.ReadFile(filepath.Join(staging, "sub", "f"))
+	require.NoError(t, err, "its tree is back in staging for the next pull")
+	assert.Equal(t, "pulled", string(b))
+	require.ErrorIs(t, s.Uninstall("v1"), ErrNotExist)
+}
+
+func TestReuseReplicaMakesTheOldCopyTheStagingTree(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	reused, err := s.ReuseReplica("none")
+	require.NoError(t, err)
+	assert.False(t, reused, "no replica, nothing to reuse")
+
+	require.NoError(t, s.Create(Record{Name: "v1"}, os.Getuid(), os.Getgid(), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(s.DataDir("v1"), "f"), []byte("old"), 0o644))
+	rec, err := s.Load("v1")
+	require.NoError(t, err)
+	rec.Mounts = map[string]int{"c1": 1}
+	require.NoError(t, s.Save(rec))
+	reused, err = s.ReuseReplica("v1")
+	require.NoError(t, err)
+	assert.False(t, reused, "a replica in use here stays")
+
+	rec.Mounts = nil
+	require.NoError(t, s.Save(rec))
+	reused, err = s.ReuseReplica("v1")
+	require.NoError(t, err)
+	assert.True(t, reused)
+	b, err := os.ReadFile(filepath.Join(s.StagingDir("v1"), "f"))
+	require.NoError(t, err)
+	assert.Equal(t, "old", string(b))
+	_, err = s.Load("v1")
+	require.ErrorIs(t, err, ErrNotExist)
+
+	reused, err = s.ReuseReplica("v1")
+	require.NoError(t, err)
+	assert.False(t, reused, "a staging tree from an earlier pull is kept as it is")
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -178,10 +179,20 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	}
 	receiver := func() *helper { s := spec; s.Role = "receiver"; return startHelper(t, s) }
 
+	// Kill points are amounts staged, not times: a loaded machine starts processes slowly.
+	// 16 MiB is in flight at most (4 streams of 4 MiB files), so past it files are whole.
+	stagedPast := func(mib int) {
+		t.Helper()
+		want := int64(mib) << 20
+		require.Eventually(t, func() bool { return stagedBytes(staging) >= want }, time.Minute, 5*time.Millisecond,
+			"the receiver to stage %d MiB", mib)
+	}
+
 	// 1. Kill the sender at a random point.
 	snd := sender()
 	rcv := receiver()
-	time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
+	first := 20 + rng.IntN(100)
+	stagedPast(first)
 	snd.kill()
 	require.Error(t, rcv.cmd.Wait(), "the receiver fails when its sender dies")
 	destIsOldOrNew("after the sender was killed")
@@ -189,7 +200,7 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	// 2. Kill the receiver at a random point of the retry.
 	snd = sender()
 	rcv = receiver()
-	time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
+	stagedPast(int(stagedBytes(staging)>>20) + 20 + rng.IntN(60))
 	rcv.kill()
 	destIsOldOrNew("after the receiver was killed")
 
@@ -210,4 +221,18 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 		res.Files, 60, res.Bytes>>20, res.Total>>20)
 	assert.Less(t, res.Files, 60, "files verified by the killed attempts are not sent again")
 	snd.kill()
+}
+
+// stagedBytes is the size of the files under dir, whole or partly received.
+func stagedBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }

@@ -13,9 +13,12 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/metrics"
 )
 
 // PullOptions say what to pull from where.
@@ -33,13 +36,25 @@ type PullOptions struct {
 	Sink    SinkOptions
 	// Wire asks for compression and a bandwidth limit (the sender may lower the limit).
 	Wire Wire
-	// Progress, if set, is called about twice a second with the bytes received so far and
-	// the bytes wanted in all.
-	Progress func(done, total int64)
+	// Progress, if set, is called about twice a second with what has arrived so far, from
+	// one goroutine at a time, and once more at the end.
+	Progress func(Progress)
+	// Metrics, if set, counts the pull (role receive) and what it receives.
+	Metrics *metrics.Metrics
+}
+
+// Progress is how far a pull has come. The totals count what the sender sends: a pull
+// that resumes, or updates an older copy, sends only what differs.
+type Progress struct {
+	Bytes, Total      int64
+	Files, TotalFiles int
 }
 
 // PullResult describes a finished pull.
 type PullResult struct {
+	// Transfer is the ID the sender gave the transfer (its log lines carry it), once it
+	// has accepted to send; set on failure too.
+	Transfer       string
 	Entries, Files int
 	// Bytes is how much content crossed the wire; Total is the volume's size.
 	Bytes, Total int64
@@ -50,7 +65,11 @@ type PullResult struct {
 // puts it in place. On any failure the sender is told to abort, and staging keeps the
 // files that arrived verified, for the next attempt to reuse. A file damaged in transit is
 // asked for again (up to three attempts in all); nothing unverified is ever kept.
+//
+// With o.Metrics set, a Pull counts as one transfer (its retries included), and the
+// content bytes and files count as they arrive.
 func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
+	t := o.Metrics.Started(metrics.RoleReceive)
 	var res PullResult
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
@@ -58,6 +77,11 @@ func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
 		if !errors.Is(err, ErrCorrupt) {
 			break
 		}
+	}
+	if err != nil {
+		t.Failed(failureReason(ctx, err))
+	} else {
+		t.Completed()
 	}
 	return res, err
 }
@@ -75,8 +99,13 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	defer conn.Close()
 	var open OpenResponse
 	if err := conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire}, &open); err != nil {
-		return res, fmt.Errorf("node %q refused to send volume %q: %w", o.From, o.Volume, err)
+		reason := metrics.ReasonRefused
+		if status.Code(err) == codes.Unavailable {
+			reason = metrics.ReasonPeerDown
+		}
+		return res, &failure{reason: reason, err: fmt.Errorf("node %q refused to send volume %q: %w", o.From, o.Volume, err)}
 	}
+	res.Transfer = open.Transfer
 	defer func() {
 		if err != nil {
 			abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -93,6 +122,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}
 	defer sink.Close()
+	sink.flow = o.Metrics.Flow(metrics.Received)
 	wanted := sink.Wanted()
 	res.Entries, res.Files = len(entries), len(wanted)
 	for _, e := range entries {
@@ -105,7 +135,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err := conn.Invoke(ctx, "/drayage.Transfer/Want", &WantRequest{Transfer: open.Transfer, Indexes: wanted}, &Empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}
-	if err := receiveAll(ctx, o, sink, open, len(wanted), wantBytes); err != nil {
+	if err := receiveAll(ctx, o, sink, open, Progress{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}
 	root, err := sink.Finish()
@@ -113,6 +143,9 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
 	}
 	if err := conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}); err != nil {
+		if status.Code(err) == codes.DataLoss {
+			err = &failure{reason: metrics.ReasonCorrupt, err: err}
+		}
 		return res, err
 	}
 	res.Bytes, res.RootHash = sink.Bytes(), root
@@ -120,12 +153,19 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 }
 
 // receiveAll runs the data streams until every wanted file has arrived.
-func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenResponse, files int, wantBytes int64) error {
-	streams := min(o.Streams, max(files, 1))
+func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenResponse, want Progress) error {
+	streams := min(o.Streams, max(want.TotalFiles, 1))
+	report := func() {
+		p := want
+		p.Bytes, p.Files = sink.Bytes(), sink.Files()
+		o.Progress(p)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	ticking := make(chan struct{})
 	if o.Progress != nil {
 		go func() {
+			defer close(ticking)
 			t := time.NewTicker(500 * time.Millisecond)
 			defer t.Stop()
 			for {
@@ -133,10 +173,12 @@ func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenRespons
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					o.Progress(sink.Bytes(), wantBytes)
+					report()
 				}
 			}
 		}()
+	} else {
+		close(ticking)
 	}
 	errs := make(chan error, streams)
 	var wg sync.WaitGroup
@@ -155,8 +197,10 @@ func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenRespons
 			cancel() // one failed stream fails the pull; stop the others
 		}
 	}
+	cancel()
+	<-ticking // Progress is never called twice at once
 	if first == nil && o.Progress != nil {
-		o.Progress(sink.Bytes(), wantBytes)
+		report()
 	}
 	return first
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/identity"
 )
 
@@ -35,18 +36,32 @@ func testIdentities(t testing.TB, names ...string) map[string]*identity.Identity
 }
 
 // serveVolume runs node's sending side for volume "v" at src, letting only "node-b" at
-// epoch 2 pull it. It returns the control address.
-func serveVolume(t testing.TB, id *identity.Identity, src string) string {
+// epoch 2 pull it (another epoch is stale: cluster.ErrStaleEpoch). It returns the control
+// address. Each option is applied to the Server before it serves.
+func serveVolume(t testing.TB, id *identity.Identity, src string, opts ...func(*Server)) string {
+	t.Helper()
+	ctl, _ := serveVolumeLogging(t, id, src, slog.New(slog.DiscardHandler), opts...)
+	return ctl
+}
+
+// serveVolumeLogging is serveVolume with the sender's log to log; it returns the sender too.
+func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *slog.Logger, opts ...func(*Server)) (string, *Server) {
 	t.Helper()
 	data, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	auth := func(_ context.Context, volume, node string, epoch uint64) (string, error) {
-		if node != "node-b" || volume != "v" || epoch != 2 {
+		if node != "node-b" || volume != "v" {
 			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d", volume, node, epoch)
+		}
+		if epoch != 2 {
+			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d: %w", volume, node, epoch, cluster.ErrStaleEpoch)
 		}
 		return src, nil
 	}
-	srv := NewServer(id, auth, data.Addr().String(), slog.New(slog.DiscardHandler))
+	srv := NewServer(id, auth, data.Addr().String(), log)
+	for _, o := range opts {
+		o(srv)
+	}
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
 	g.RegisterService(srv.ServiceDesc(), srv)
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -54,7 +69,7 @@ func serveVolume(t testing.TB, id *identity.Identity, src string) string {
 	go func() { _ = g.Serve(ctl) }()
 	go func() { _ = srv.ServeData(data) }()
 	t.Cleanup(func() { g.Stop(); data.Close() })
-	return ctl.Addr().String()
+	return ctl.Addr().String(), srv
 }
 
 func TestPullOverTheNetworkThenInstall(t *testing.T) {
@@ -66,15 +81,17 @@ func TestPullOverTheNetworkThenInstall(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dest, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dest, "old"), []byte("old tree"), 0o644))
 
-	var progress []int64
+	var progress []Progress
 	res, err := Pull(context.Background(), PullOptions{
 		Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: staging, Streams: 3,
-		Progress: func(done, total int64) { progress = append(progress, done) },
+		Progress: func(p Progress) { progress = append(progress, p) },
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 4, res.Files)
 	assert.Equal(t, res.Total, res.Bytes+64<<20-8192, "everything but the sparse file's hole crossed the wire")
-	assert.NotEmpty(t, progress)
+	require.NotEmpty(t, progress)
+	last := progress[len(progress)-1]
+	assert.Equal(t, Progress{Bytes: res.Bytes, Total: last.Total, Files: 4, TotalFiles: 4}, last, "the last report is the whole")
 
 	require.NoError(t, Install(staging, dest))
 	assert.NoDirExists(t, staging, "the old tree is gone")

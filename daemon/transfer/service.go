@@ -16,11 +16,14 @@ import (
 
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/metrics"
 )
 
 // The control protocol is gRPC over mutual TLS on the control port, with JSON messages
@@ -83,6 +86,13 @@ type Server struct {
 	log       *slog.Logger
 	// Cap is the daemon's own limit on every transfer it sends (DRAYAGE_RATE_LIMIT).
 	Cap Wire
+	// Metrics, if set, counts the transfers served (role send) and what they send. Set
+	// it before serving.
+	Metrics *metrics.Metrics
+	// StaleAfter is how long a transfer is kept with no data stream running and no call
+	// from its receiver (a receiver that died or was cut off never calls Finish); 0 means
+	// 10 minutes. Set it before serving.
+	StaleAfter time.Duration
 
 	mu        sync.Mutex
 	transfers map[string]*outgoing
@@ -97,6 +107,18 @@ type outgoing struct {
 	started  time.Time
 	wire     Wire
 	limit    *rate.Limiter
+	metric   metrics.Transfer
+	// open counts the data streams running, and expiry drops the transfer once none has
+	// run and the receiver has not called for StaleAfter; both guarded by Server.mu.
+	open   int
+	expiry *time.Timer
+}
+
+func (s *Server) staleAfter() time.Duration {
+	if s.StaleAfter <= 0 {
+		return 10 * time.Minute
+	}
+	return s.StaleAfter
 }
 
 // NewServer makes the sending side. data is the advertised data address.
@@ -144,21 +166,27 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	if err != nil {
 		return nil, err
 	}
+	metric := s.Metrics.Started(metrics.RoleSend)
 	dir, err := s.authorize(ctx, r.Volume, node, r.Epoch)
 	if err != nil {
+		metric.Failed(refusalReason(err))
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
 	src, err := NewSource(dir)
 	if err != nil {
+		metric.Failed(metrics.ReasonOther)
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
 	}
+	src.flow = s.Metrics.Flow(metrics.Sent)
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
 	wire := r.Wire.merge(s.Cap)
+	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, limit: wire.limiter(), metric: metric}
 	s.mu.Lock()
-	s.transfers[id] = &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, limit: wire.limiter()}
+	s.transfers[id] = t
+	t.expiry = time.AfterFunc(s.staleAfter(), func() { s.expire(id, t) })
 	s.mu.Unlock()
 	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()),
 		"compress", wire.Compress, "rate_limit", wire.RateLimit)
@@ -185,6 +213,7 @@ func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.touch(t)
 	q := make(chan uint32, len(r.Indexes))
 	for _, i := range r.Indexes {
 		q <- i
@@ -210,20 +239,54 @@ func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	if s.transfers[r.Transfer] != t { // expired meanwhile
+		s.mu.Unlock()
+		return nil, fmt.Errorf("no transfer %s for node %q", r.Transfer, node)
+	}
 	delete(s.transfers, r.Transfer)
+	t.expiry.Stop()
 	s.mu.Unlock()
 	t.streams.Wait()
 	defer t.source.Close()
 	if r.Abort {
+		t.metric.Failed(metrics.ReasonAborted)
 		s.log.Info("transfer aborted by the receiver", "volume", t.volume, "peer", node, "transfer", r.Transfer)
 		return &Empty{}, nil
 	}
 	if root := t.source.RootHash(); string(root[:]) != string(r.RootHash) {
-		return nil, fmt.Errorf("volume %q: root hash mismatch between node %q and node %q; the transfer is not valid", t.volume, s.id.Name(), node)
+		t.metric.Failed(metrics.ReasonCorrupt)
+		return nil, status.Errorf(codes.DataLoss, "volume %q: root hash mismatch between node %q and node %q; the transfer is not valid", t.volume, s.id.Name(), node)
 	}
+	t.metric.Completed()
 	s.log.Info("sent volume", "volume", t.volume, "peer", node, "transfer", r.Transfer,
 		"bytes", t.source.Bytes(), "took", time.Since(t.started).Round(time.Millisecond))
 	return &Empty{}, nil
+}
+
+// touch restarts a transfer's expiry: its receiver is still there.
+func (s *Server) touch(t *outgoing) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.open == 0 {
+		t.expiry.Reset(s.staleAfter())
+	}
+}
+
+// expire drops a transfer whose receiver went away without Finish, unless a data stream
+// runs or it ended meanwhile.
+func (s *Server) expire(id string, t *outgoing) {
+	s.mu.Lock()
+	if s.transfers[id] != t || t.open > 0 {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.transfers, id)
+	s.mu.Unlock()
+	t.streams.Wait()
+	_ = t.source.Close()
+	t.metric.Failed(metrics.ReasonPeerDown)
+	s.log.Warn("dropped a transfer: its receiver neither streamed nor finished it", "volume", t.volume, "peer", t.receiver,
+		"transfer", id, "idle", s.staleAfter())
 }
 
 // ServeData accepts data streams on l until it is closed. Each stream opens with the
@@ -254,21 +317,35 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	_ = conn.SetReadDeadline(time.Time{})
 	t, err := s.lookup(string(hello[:]), node)
 	if err != nil {
-		s.log.Warn("refused a data stream", "peer", node, "err", err)
+		s.log.Warn("refused a data stream", "peer", node, "transfer", string(hello[:]), "err", err)
 		_ = NewFrameWriter(conn).Write(FrameError, []byte(err.Error()))
 		return
 	}
 	s.mu.Lock()
-	q := t.queue
-	if q != nil {
+	q, refusal := t.queue, ""
+	switch {
+	case s.transfers[string(hello[:])] != t:
+		refusal = "data stream opened after the transfer ended"
+	case q == nil:
+		refusal = "data stream opened before Want"
+	default:
 		t.streams.Add(1)
+		t.open++
+		t.expiry.Stop()
 	}
 	s.mu.Unlock()
-	if q == nil {
-		_ = NewFrameWriter(conn).Write(FrameError, []byte("data stream opened before Want"))
+	if refusal != "" {
+		_ = NewFrameWriter(conn).Write(FrameError, []byte(refusal))
 		return
 	}
-	defer t.streams.Done()
+	defer func() {
+		s.mu.Lock()
+		if t.open--; t.open == 0 {
+			t.expiry.Reset(s.staleAfter())
+		}
+		s.mu.Unlock()
+		t.streams.Done()
+	}()
 	ctx := context.Background()
 	w, flush, err := t.wire.senderWriter(ctx, conn, t.limit)
 	if err != nil {

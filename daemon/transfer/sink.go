@@ -15,6 +15,8 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
+
+	"github.com/drayage/drayage/daemon/metrics"
 )
 
 // tmpPrefix names files being received; they are never part of a volume.
@@ -37,6 +39,7 @@ type Sink struct {
 	entries []Entry
 	send    []bool // content of entries[i] comes over the wire
 	settled []bool // entries[i] is already in place with the right metadata
+	flow    *metrics.Flow
 
 	mu       sync.Mutex
 	received []bool
@@ -160,6 +163,13 @@ func (s *Sink) Bytes() int64 {
 	return s.bytes
 }
 
+// Files is how many wanted files have arrived, verified, so far.
+func (s *Sink) Files() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.hashes)
+}
+
 // Receive reads files from one data stream until FrameDone. Streams run in parallel.
 func (s *Sink) Receive(r io.Reader) error {
 	fr := NewFrameReader(bufio.NewReaderSize(r, 256<<10))
@@ -172,7 +182,7 @@ func (s *Sink) Receive(r io.Reader) error {
 		case FrameDone:
 			return nil
 		case FrameError:
-			return fmt.Errorf("sender: %s", f.Payload)
+			return &failure{reason: metrics.ReasonAborted, err: fmt.Errorf("sender: %s", f.Payload)}
 		case FrameFile:
 			index, size := FileHeader(f.Payload)
 			if err := s.receiveFile(fr, index, size); err != nil {
@@ -254,6 +264,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			s.mu.Lock()
 			s.bytes += int64(len(fm.Payload))
 			s.mu.Unlock()
+			s.flow.Bytes(len(fm.Payload))
 		case FrameHole:
 			n := int64(beUint64(fm.Payload))
 			if n <= 0 || off+n > size {
@@ -289,6 +300,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			s.mu.Lock()
 			s.hashes[index] = sum
 			s.mu.Unlock()
+			s.flow.File()
 			return nil
 		default:
 			return fmt.Errorf("%w: %q: frame type %d inside a file", ErrHostile, e.Path, fm.Type)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
+
+	"github.com/drayage/drayage/daemon/metrics"
 )
 
 // Source sends a tree's files. The tree is opened as an os.Root, so a symlink never leads
@@ -19,6 +21,7 @@ type Source struct {
 	root    *os.Root
 	dirs    *dirCache
 	entries []Entry
+	flow    *metrics.Flow
 
 	mu     sync.Mutex
 	hashes map[uint32][32]byte
@@ -147,7 +150,11 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 	s.mu.Lock()
 	s.hashes[index] = sum
 	s.mu.Unlock()
-	return fw.Write(FrameEnd, sum[:])
+	if err := fw.Write(FrameEnd, sum[:]); err != nil {
+		return err
+	}
+	s.flow.File()
+	return nil
 }
 
 // sendRange sends bytes [off, end) of f as data frames.
@@ -163,6 +170,7 @@ func (s *Source) sendRange(fw *FrameWriter, f *os.File, name string, h io.Writer
 			s.mu.Lock()
 			s.bytes += int64(n)
 			s.mu.Unlock()
+			s.flow.Bytes(n)
 		}
 		if err != nil && (!errors.Is(err, io.EOF) || off != end) {
 			return fmt.Errorf("read %s: %w", name, err)

@@ -76,7 +76,7 @@ func TestMountTakesAClaimThatOtherNodesSee(t *testing.T) {
 
 	err = b.Remove(ctx, "db")
 	require.ErrorIs(t, err, ErrInUse)
-	assert.Contains(t, err.Error(), `mounted on node "node-a" by 2 container(s)`)
+	assert.Equal(t, `volume "db" is mounted on node "node-a" by 2 containers; stop and remove the containers using it there, then remove the volume`, err.Error())
 
 	require.NoError(t, a.Unmount(ctx, "db", "c1"))
 	require.NoError(t, a.Unmount(ctx, "db", "c2"))
@@ -152,14 +152,14 @@ func TestRestartMovesMountClaimsToTheNewLease(t *testing.T) {
 	store := clustertest.Store(t)
 	l1, err := store.Grant(ctx, 2*time.Second)
 	require.NoError(t, err)
-	m := f.manager()
+	m := f.manager(t)
 	require.NoError(t, m.Init(ctx, f.reg, l1))
 	require.NoError(t, m.Create(ctx, "db", nil))
 	_, err = m.Mount(ctx, "db", "c1")
 	require.NoError(t, err)
 
 	// The daemon restarts with a new lease; the old one is then revoked (or expires).
-	m2 := f.manager()
+	m2 := f.manager(t)
 	require.NoError(t, m2.Init(ctx, f.reg, clustertest.Lease(t)))
 	require.NoError(t, l1.Close(ctx))
 	info, err := m2.Get(ctx, "db")
@@ -173,7 +173,7 @@ func TestLostLeaseIsReplacedAndMountsClaimedAgain(t *testing.T) {
 	store := clustertest.Store(t)
 	l1, err := store.Grant(ctx, 2*time.Second)
 	require.NoError(t, err)
-	m := f.manager()
+	m := f.manager(t)
 	require.NoError(t, m.Init(ctx, f.reg, l1))
 	require.NoError(t, m.Create(ctx, "db", nil))
 	_, err = m.Mount(ctx, "db", "c1")
@@ -208,7 +208,7 @@ func TestGetDuringAStoreOutageDescribesTheProblem(t *testing.T) {
 	f.reg = cluster.NewRegistry(srv, "outage/")
 	lease, err := srv.Grant(ctx, 2*time.Second)
 	require.NoError(t, err)
-	m := f.manager()
+	m := f.manager(t)
 	require.NoError(t, m.Init(ctx, f.reg, lease))
 	require.NoError(t, m.Create(ctx, "db", nil))
 
@@ -263,4 +263,33 @@ func TestOnlyTheClaimedTargetAtItsEpochIsSentAVolumeAndNeverWhileMounted(t *test
 	_, err = a.SendDir(ctx, "db", "node-b", claim.Epoch)
 	require.ErrorIs(t, err, ErrInUse)
 	assert.Contains(t, err.Error(), `mounted by 1 container on node "node-a"`)
+}
+
+func TestDeleteSaysWhatIsMissingAndWhereTheVolumeIsMounted(t *testing.T) {
+	ctx := context.Background()
+	fa := newFixture(t)
+	fb := newNode(t, "node-b", fa.reg)
+	a, b := fa.start(t), fb.start(t)
+	require.NoError(t, a.Create(ctx, "db", nil))
+
+	_, err := b.Delete(ctx, "nope")
+	require.ErrorIs(t, err, ErrNotFound)
+	assert.Equal(t, `volume "nope": no such volume in the cluster; see 'drayage volume ls'`, err.Error())
+	require.NoError(t, b.Remove(ctx, "nope"), "the engine's Remove of nothing succeeds")
+
+	_, err = a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	_, err = a.Delete(ctx, "db")
+	require.ErrorIs(t, err, ErrInUse)
+	assert.Equal(t, `volume "db" is mounted by 1 container on node "node-a": volume in use; stop and remove the containers using it, then remove the volume`, err.Error())
+	_, err = b.Delete(ctx, "db")
+	require.ErrorIs(t, err, ErrInUse)
+	assert.Equal(t, `volume "db" is mounted on node "node-a" by 1 container; stop and remove the containers using it there, then remove the volume`, err.Error())
+
+	require.NoError(t, a.Unmount(ctx, "db", "c1"))
+	res, err := b.Delete(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, RemoveResult{Volume: "db", Node: "node-a"}, res, "node-a deletes the data")
+	_, err = b.Delete(ctx, "db")
+	require.NoError(t, err, "a removal under way is no error")
 }

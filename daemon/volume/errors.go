@@ -14,6 +14,8 @@ var (
 	ErrInvalidName = errors.New("invalid volume name")
 	// ErrInvalidOption means an option is unknown or has a bad value.
 	ErrInvalidOption = errors.New("invalid volume option")
+	// ErrExists means a volume of that name exists already (where a new one is wanted).
+	ErrExists = errors.New("volume exists")
 	// ErrOptionsConflict means the volume exists with other options.
 	ErrOptionsConflict = errors.New("volume exists with other options")
 	// ErrInUse means the volume is mounted by containers.
@@ -26,6 +28,9 @@ var (
 	ErrTooLarge = errors.New("volume too large to move on mount")
 	// ErrNotReady means the daemon is still starting.
 	ErrNotReady = errors.New("drayage is starting")
+	// ErrPulling means the volume is on its way to this node, in the background; the
+	// call can be made again in a moment.
+	ErrPulling = errors.New("volume is still being pulled")
 )
 
 // userError is a message written for people that still unwraps to a sentinel error.

@@ -14,6 +14,7 @@ import (
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/internal/keylock"
 	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
 )
 
@@ -44,6 +45,9 @@ type Info struct {
 	Claim *ClaimInfo `json:"claim,omitempty"`
 	// Problem says what is wrong with a volume in a bad state, and what to do.
 	Problem string `json:"problem,omitempty"`
+	// Progress is how far the volume's move (or copy) to another node has come, while it
+	// runs (Get only).
+	Progress *Progress `json:"progress,omitempty"`
 }
 
 // ClaimInfo is who holds a volume now.
@@ -73,6 +77,8 @@ type Config struct {
 	// KeepReplica keeps this node's copy of a volume that moved away, so that a move back
 	// sends only what changed.
 	KeepReplica bool
+	// Metrics, if set, times every Mount.
+	Metrics *metrics.Metrics
 }
 
 // Puller is how the manager gets a volume from the node that holds it (the daemon's
@@ -80,9 +86,10 @@ type Config struct {
 type Puller interface {
 	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
 	Peer(node string) (alive bool, lastSeen time.Time)
-	// Pull copies volume from node into staging for the migration at epoch and returns
-	// the volume's size. progress, if set, hears the bytes received and to receive.
-	Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(done, total int64)) (int64, error)
+	// Pull copies volume from node into staging for the transfer claimed at epoch and
+	// returns the volume's size. progress, if set, hears the counts so far (Bytes, Total,
+	// Files, TotalFiles), from one goroutine at a time.
+	Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(Progress)) (int64, error)
 }
 
 // Manager runs the volume operations of one node. It is safe for concurrent use;
@@ -95,10 +102,19 @@ type Manager struct {
 	readyCh chan struct{}                    // closed when Init completes
 	locks   keylock.Locks
 
+	// life ends with Close; background pulls run on it, not on the request's context.
+	life   context.Context
+	stop   context.CancelFunc
+	jobsWG sync.WaitGroup
+
 	mu     sync.Mutex
 	lease  cluster.Lease
 	claims map[string]*cluster.Claim // this node's mount claims, by volume
 	puller Puller                    // nil on a node running alone
+	jobs   map[string]*pullJob       // pulls to this node, running or failed unheard
+	closed bool
+
+	receiving sync.Map // *tracker → volume name: transfers to this node running now
 }
 
 // SetPuller lets Mount move volumes here from other nodes.
@@ -120,7 +136,20 @@ func NewManager(cfg Config) *Manager {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{}), claims: map[string]*cluster.Claim{}}
+	life, stop := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{}), claims: map[string]*cluster.Claim{},
+		life: life, stop: stop, jobs: map[string]*pullJob{}}
+}
+
+// Close stops the pulls running in the background and waits for them to end: each
+// releases its claim, so the volume stays with its owner, and the staging dir keeps what
+// arrived for the next attempt. Calls after Close start no pulls.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.stop()
+	m.jobsWG.Wait()
 }
 
 // Node is the name of the node this manager runs on.
@@ -381,6 +410,11 @@ func (m *Manager) sweepMountDir(inUse map[string]bool) {
 // not answer Get with an error it can avoid.
 func (m *Manager) ready(ctx context.Context) (*localstore.Store, error) {
 	select {
+	case <-m.readyCh: // ready wins over a context that has ended too
+		return m.store.Load(), nil
+	default:
+	}
+	select {
 	case <-m.readyCh:
 		return m.store.Load(), nil
 	case <-ctx.Done():
@@ -469,32 +503,51 @@ func (m *Manager) checkSameOptions(existing cluster.Volume, want Options, wantCa
 
 // Remove deletes a volume and its data. It fails with ErrInUse while containers mount it
 // anywhere. The removal of a volume held by another node is finished by that node.
-// Removing a volume that does not exist succeeds: there is nothing left to remove.
+// Removing a volume that does not exist succeeds: there is nothing left to remove (the
+// engine's contract).
 func (m *Manager) Remove(ctx context.Context, name string) error {
+	_, err := m.Delete(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// RemoveResult describes a removal ('drayage volume rm').
+type RemoveResult struct {
+	Volume string `json:"volume"`
+	// Node held the volume; it deletes the data (at once if it is this node, else as soon
+	// as it sees the removal).
+	Node string `json:"node"`
+}
+
+// Delete is Remove for people: a volume that does not exist is an error (ErrNotFound);
+// one already being removed is not.
+func (m *Manager) Delete(ctx context.Context, name string) (RemoveResult, error) {
+	res := RemoveResult{Volume: name}
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer unlock()
 	if rec, err := store.Load(name); err == nil && rec.MountCount() > 0 {
-		return fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop and remove the containers using it, then remove the volume",
+		return res, fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop and remove the containers using it, then remove the volume",
 			name, containers(rec.MountCount()), m.cfg.Node, ErrInUse)
 	}
 	v, err := m.reg.MarkRemoving(ctx, name)
 	switch {
 	case errors.Is(err, cluster.ErrVolumeNotFound):
-		return nil
-	case errors.Is(err, cluster.ErrInUse), errors.Is(err, cluster.ErrMigrating):
-		return fmt.Errorf("%w: %w; stop the containers using it there, then remove it", ErrInUse, err)
+		return res, tell(ErrNotFound, "volume %q: no such volume in the cluster; see 'drayage volume ls'", name)
 	case err != nil:
-		return m.storeErr("remove volume "+name, err)
+		return res, m.refused(ctx, name, "remove", "stop and remove the containers using it there, then remove the volume", err)
 	}
+	res.Node = v.Owner
 	if v.Owner != m.cfg.Node {
 		m.log.Info("marked volume for removal; its owner deletes the data", "volume", name, "owner", v.Owner)
-		return nil
+		return res, nil
 	}
 	m.finishRemoval(ctx, store, v)
-	return nil
+	return res, nil
 }
 
 func containers(n int) string {
@@ -506,22 +559,63 @@ func containers(n int) string {
 
 // Mount takes one reference on the volume for the given mount ID and returns the
 // mountpoint. The first reference claims the volume in the cluster and makes the bind
-// mount. A failed Mount changes nothing.
+// mount. A volume held by another node is pulled here first, in the background: if it
+// has not arrived when ctx is nearly done, Mount returns ErrPulling with the progress and
+// the next Mount waits on the same pull. A failed Mount changes nothing.
 func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
-	store, unlock, err := m.begin(ctx, name)
-	if err != nil {
-		return "", err
+	start := time.Now()
+	mp, err := m.mount(ctx, name, id)
+	result := metrics.MountOK
+	switch {
+	case errors.Is(err, ErrPulling):
+		result = metrics.MountPulling
+	case err != nil:
+		result = metrics.MountError
 	}
-	defer unlock()
-	e, err := m.entry(ctx, name, "mount")
-	if err != nil {
-		return "", err
-	}
-	if e.Volume.Owner != m.cfg.Node {
-		if e, err = m.pullHere(ctx, store, e, pullOptions{limit: m.cfg.DynamicLimit}); err != nil {
+	m.cfg.Metrics.Mount(time.Since(start), result)
+	return mp, err
+}
+
+func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
+	for pulled := false; ; pulled = true {
+		store, unlock, err := m.begin(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		e, err := m.entry(ctx, name, "mount")
+		if err != nil {
+			if pulled {
+				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
+			}
+			unlock()
+			return "", err
+		}
+		if e.Volume.Owner == m.cfg.Node {
+			mp, err := m.mountHere(ctx, store, name, id)
+			if err != nil && pulled {
+				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
+			}
+			unlock()
+			return mp, err
+		}
+		if pulled {
+			unlock()
+			return "", tell(ErrElsewhere, "volume %q moved on to node %q as soon as it arrived on node %q; run the container there, or retry",
+				name, e.Volume.Owner, m.cfg.Node)
+		}
+		j, err := m.joinPull(ctx, store, e, pullOptions{limit: m.cfg.DynamicLimit})
+		unlock()
+		if err != nil {
+			return "", err
+		}
+		if err := m.await(ctx, j, mountHint); err != nil {
 			return "", err
 		}
 	}
+}
+
+// mountHere takes one reference on a volume this node holds. The caller holds the lock.
+func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, name, id string) (string, error) {
 	rec, err := store.Load(name)
 	if err != nil {
 		return "", fmt.Errorf("volume %q is held by node %q in the cluster record, but its data is not in %s: %w; check the state dir",
@@ -530,10 +624,10 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 	count := rec.MountCount() + 1
 	c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count)
 	if err != nil {
-		if errors.Is(err, cluster.ErrMigrating) || errors.Is(err, cluster.ErrInUse) || errors.Is(err, cluster.ErrRemoving) {
+		if errors.Is(err, cluster.ErrRemoving) {
 			return "", fmt.Errorf("volume %q on node %q: %w; retry when it is done", name, m.cfg.Node, err)
 		}
-		return "", m.storeErr("mount volume "+name, err)
+		return "", m.refused(ctx, name, "mount", "retry when it is done", err)
 	}
 	undoClaim := func() {
 		if count == 1 {
@@ -646,8 +740,17 @@ func (m *Manager) Path(ctx context.Context, name string) (string, error) {
 // Get describes one volume, with its size measured if it is held here. It fails only for
 // a volume that does not exist (the engine forgets a volume whose Get fails): a volume
 // whose records can't be read, here or in the cluster store, is described with the
-// problem instead.
+// problem instead. A volume on its way to a node has its Progress.
 func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
+	return m.get(ctx, name, true)
+}
+
+// Lookup is Get without measuring the volume's size: cheap enough to poll.
+func (m *Manager) Lookup(ctx context.Context, name string) (Info, error) {
+	return m.get(ctx, name, false)
+}
+
+func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, error) {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return Info{}, err
@@ -669,6 +772,9 @@ func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 		return info, nil
 	}
 	info := m.clusterInfo(e)
+	if c := e.Claim; c != nil && c.Kind != cluster.ClaimMount {
+		info.Progress = m.progress(ctx, c)
+	}
 	if e.Volume.Owner == m.cfg.Node {
 		switch {
 		case errors.Is(localErr, localstore.ErrNotExist):
@@ -679,6 +785,9 @@ func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 		default:
 			if rec.MountCount() > 0 {
 				info.Mountpoint = m.mountpoint(name)
+			}
+			if !measure {
+				break
 			}
 			if info.Size, err = store.Size(name); err != nil {
 				m.log.Warn("cannot measure volume", "volume", name, "err", err)
@@ -723,6 +832,40 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 		infos = append(infos, info)
 	}
 	return infos, nil
+}
+
+// LocalStates counts, for metrics, the volumes whose data is on this node by state
+// (StateMounted, StateIdle; a replica kept of a volume that moved away is idle) and the
+// pulls to this node that are running ("pulling"). It reads only this node's records: no
+// cluster store, no sizes. It returns nil until Init has completed.
+func (m *Manager) LocalStates(context.Context) map[string]int {
+	select {
+	case <-m.readyCh:
+	default:
+		return nil
+	}
+	recs, err := m.store.Load().List()
+	if err != nil {
+		return nil
+	}
+	counts := map[string]int{StateMounted: 0, StateIdle: 0, "pulling": 0}
+	for _, rec := range recs {
+		if rec.MountCount() > 0 {
+			counts[StateMounted]++
+		} else {
+			counts[StateIdle]++
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, j := range m.jobs {
+		select {
+		case <-j.done: // a failure kept for the next caller
+		default:
+			counts["pulling"]++
+		}
+	}
+	return counts
 }
 
 func (m *Manager) clusterInfo(e cluster.Entry) Info {
@@ -806,16 +949,17 @@ func (m *Manager) unbind(name string) error {
 	return nil
 }
 
-// SendDir authorizes sending a volume to node for a migration at epoch and returns the
-// directory to send from. Only the owner sends, only to the node and epoch named in the
-// volume's migration claim, and never while containers here mount the volume.
+// SendDir authorizes sending a volume to node for a migration or a copy at epoch and
+// returns the directory to send from. Only the owner sends, only to the node and epoch
+// named in the volume's migration or copy claim, and never while containers here mount
+// the volume.
 func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) (string, error) {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	if err := m.reg.CheckMigration(ctx, name, node, epoch); err != nil {
+	if err := m.reg.CheckTransfer(ctx, name, node, epoch); err != nil {
 		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	e, err := m.entry(ctx, name, "send")

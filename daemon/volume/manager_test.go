@@ -16,6 +16,7 @@ import (
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/clustertest"
+	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount/mounttest"
 )
 
@@ -25,6 +26,7 @@ type fixture struct {
 	root, mountDir string
 	mounter        *mounttest.Fake
 	reg            *cluster.Registry
+	metrics        *metrics.Metrics // nil: none
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -37,14 +39,17 @@ func newNode(t *testing.T, node string, reg *cluster.Registry) *fixture {
 	return &fixture{node: node, root: filepath.Join(dir, "state"), mountDir: filepath.Join(dir, "mnt"), mounter: mounttest.New(), reg: reg}
 }
 
-func (f *fixture) manager() *Manager {
-	return NewManager(Config{Node: f.node, Root: f.root, MountDir: f.mountDir, Mounter: f.mounter, Logger: slog.New(slog.DiscardHandler)})
+func (f *fixture) manager(t *testing.T) *Manager {
+	m := NewManager(Config{Node: f.node, Root: f.root, MountDir: f.mountDir, Mounter: f.mounter, Logger: slog.New(slog.DiscardHandler),
+		Metrics: f.metrics})
+	t.Cleanup(m.Close)
+	return m
 }
 
 // start makes and initialises a manager over the fixture's state, as a daemon start does,
 // with a lease of its own.
 func (f *fixture) start(t *testing.T) *Manager {
-	m := f.manager()
+	m := f.manager(t)
 	require.NoError(t, m.Init(context.Background(), f.reg, clustertest.Lease(t)))
 	return m
 }
@@ -282,7 +287,7 @@ func TestRestartRestoresMountsAndKeepsVolumes(t *testing.T) {
 
 func TestCallsBeforeInitWaitForItWithinTheirDeadline(t *testing.T) {
 	f := newFixture(t)
-	m := f.manager()
+	m := f.manager(t)
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := m.List(short)

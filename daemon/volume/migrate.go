@@ -16,76 +16,157 @@ import (
 type pullOptions struct {
 	// limit is the largest volume to move (0: any size).
 	limit int64
-	// progress, if set, hears the bytes received so far and the bytes to receive.
-	progress func(done, total int64)
 }
 
-// pullHere moves a volume held by another node to this one: it checks the owner is up
-// and the volume idle and within the limit, claims the volume for this node (the fencing
-// epoch goes up by one), pulls it, installs it, and commits the new ownership with an
-// unmounted claim the caller takes over. Any failure leaves the volume with its owner,
-// untouched. The caller holds the lock.
-func (m *Manager) pullHere(ctx context.Context, store *localstore.Store, e cluster.Entry, o pullOptions) (cluster.Entry, error) {
+// Hints that end a "still being pulled" error, by who waited.
+const (
+	mountHint = "start the container again in a moment"
+	moveHint  = "see how far it is with 'drayage volume inspect %s'"
+)
+
+// checkSource checks that a volume (held by another node, or copied here) can be sent
+// here now: this node can pull, no claim holds the volume and its owner is up. It returns
+// the puller to use; mountedHint ends the refusal of a mounted volume.
+func (m *Manager) checkSource(e cluster.Entry, mountedHint string) (Puller, error) {
 	name, owner := e.Volume.Name, e.Volume.Owner
 	p := m.currentPuller()
 	if p == nil {
-		return e, tell(ErrElsewhere, "volume %q is held by node %q, not %q; this node runs alone (no certificate in its TLS dir), so it can't pull volumes: run the container on node %q, or join this node to the cluster",
+		return nil, tell(ErrElsewhere, "volume %q is held by node %q, not %q; this node runs alone (no certificate in its TLS dir), so it can't pull volumes: run the container on node %q, or join this node to the cluster",
 			name, owner, m.cfg.Node, owner)
 	}
 	if c := e.Claim; c != nil {
-		if c.Kind == cluster.ClaimMigrate {
-			return e, tell(ErrInUse, "volume %q is moving to node %q right now; retry when it is done", name, c.Node)
-		}
-		return e, tell(ErrInUse, "volume %q is mounted on node %q by %s; stop it there or use 'drayage volume move %s --to %s'",
-			name, c.Node, containers(c.Mounts), name, m.cfg.Node)
+		return nil, held(name, c, mountedHint)
 	}
 	if alive, seen := p.Peer(owner); !alive {
 		last := "never seen by this node"
 		if !seen.IsZero() {
 			last = "last seen " + units.HumanDuration(time.Since(seen)) + " ago"
 		}
-		return e, tell(ErrOwnerDown, "volume %q is held by node %q, which is down (%s); start drayage there again, then retry",
+		return nil, tell(ErrOwnerDown, "volume %q is held by node %q, which is down (%s); start drayage there again, then retry",
 			name, owner, last)
 	}
+	return p, nil
+}
+
+// held says who holds a volume now and what to do; mountedHint ends the sentence for a
+// volume that containers mount.
+func held(name string, c *cluster.Claim, mountedHint string) error {
+	switch c.Kind {
+	case cluster.ClaimMigrate:
+		return tell(ErrInUse, "volume %q is moving to node %q right now; retry when it is done", name, c.Node)
+	case cluster.ClaimCopy:
+		return tell(ErrInUse, "volume %q is being copied to node %q right now; retry when it is done", name, c.Node)
+	}
+	return tell(ErrInUse, "volume %q is mounted on node %q by %s; %s", name, c.Node, containers(c.Mounts), mountedHint)
+}
+
+// refused turns a claim the registry refused (cluster.ErrInUse, ErrMigrating) into the
+// user's error, naming who holds the volume now. what is the operation, for other errors.
+func (m *Manager) refused(ctx context.Context, name, what, mountedHint string, err error) error {
+	if !errors.Is(err, cluster.ErrInUse) && !errors.Is(err, cluster.ErrMigrating) {
+		return m.storeErr(what+" volume "+name, err)
+	}
+	if e, gerr := m.reg.Get(ctx, name); gerr == nil && e.Claim != nil {
+		return held(name, e.Claim, mountedHint)
+	}
+	return fmt.Errorf("%w: %w; retry when it is free", ErrInUse, err)
+}
+
+// claimMove checks that a volume held by another node can move here now and claims it
+// for this node (the fencing epoch goes up by one when the move commits).
+func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions) (Puller, *cluster.Claim, error) {
+	name, owner := e.Volume.Name, e.Volume.Owner
+	mountedHint := fmt.Sprintf("stop it there or use 'drayage volume move %s --to %s'", name, m.cfg.Node)
+	p, err := m.checkSource(e, mountedHint)
+	if err != nil {
+		return nil, nil, err
+	}
 	if limit := o.limit; limit > 0 && e.Volume.Size > limit {
-		return e, tell(ErrTooLarge, "volume %q on node %q holds %s, above the %s that a container start moves (DRAYAGE_DYNAMIC_LIMIT); move it first with 'drayage volume move %s --to %s'",
+		return nil, nil, tell(ErrTooLarge, "volume %q on node %q holds %s, above the %s that a container start moves (DRAYAGE_DYNAMIC_LIMIT); move it first with 'drayage volume move %s --to %s'",
 			name, owner, units.BytesSize(float64(e.Volume.Size)), units.BytesSize(float64(limit)), name, m.cfg.Node)
 	}
-	lease := m.currentLease()
-	claim, _, err := m.reg.BeginMigration(ctx, name, m.cfg.Node, lease)
+	claim, _, err := m.reg.BeginMigration(ctx, name, m.cfg.Node, m.currentLease())
 	if err != nil {
-		if errors.Is(err, cluster.ErrInUse) || errors.Is(err, cluster.ErrMigrating) {
-			return e, fmt.Errorf("%w: %w; retry when it is free", ErrInUse, err)
-		}
-		return e, m.storeErr("claim volume "+name, err)
+		return nil, nil, m.refused(ctx, name, "claim", mountedHint, err)
 	}
-	abort := func() {
-		if rerr := m.reg.Release(context.WithoutCancel(ctx), claim); rerr != nil {
-			m.log.Warn("cannot release the migration claim; it lapses with the lease", "volume", name, "err", rerr)
-		}
+	return p, claim, nil
+}
+
+// receive pulls the volume that claim is about into staging and returns its size.
+// Progress goes to t as it arrives, and to the cluster store from the start to the end.
+func (m *Manager) receive(ctx context.Context, p Puller, claim *cluster.Claim, staging string, t *tracker) (int64, error) {
+	m.receiving.Store(t, claim.Volume)
+	defer m.receiving.Delete(t)
+	t.start()
+	size, err := p.Pull(ctx, claim.Volume, claim.From, claim.Epoch, staging, t.update)
+	m.unpublish(claim)
+	if err == nil {
+		return size, nil
 	}
-	start := time.Now()
-	m.log.Info("pulling volume", "volume", name, "from", owner, "epoch", claim.Epoch)
-	staging := store.StagingDir(name)
-	size, err := p.Pull(ctx, name, owner, claim.Epoch, staging, o.progress)
-	if err != nil {
-		abort()
-		return e, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived", name, owner, err, owner)
+	if claim.Kind == cluster.ClaimCopy {
+		return 0, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
+			claim.Volume, claim.From, err)
 	}
+	if m.life.Err() != nil {
+		return 0, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
+			claim.Volume, m.cfg.Node, claim.From, claim.From)
+	}
+	return 0, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
+		claim.Volume, claim.From, err, claim.From)
+}
+
+// release drops a claim this node took for a transfer that did not complete; ctx may
+// have ended already.
+func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.reg.Release(ctx, claim); err != nil {
+		m.log.Warn("cannot release the transfer claim; it lapses with the lease", "volume", claim.Volume, "err", err)
+	}
+}
+
+// commitMove installs a pulled volume and makes this node its owner, with an unmounted
+// claim that a waiting Mount takes over. The caller holds the volume's lock.
+func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e cluster.Entry, claim *cluster.Claim, size int64) error {
+	name, owner := e.Volume.Name, e.Volume.Owner
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created}
-	if err := store.Install(rec, staging); err != nil {
-		abort()
-		return e, fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
+	if err := store.Install(rec, store.StagingDir(name)); err != nil {
+		return fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
 	}
-	// Committed with no mounts yet: Mount claims it next, with the count.
-	v, mc, err := m.reg.CommitMigration(ctx, claim, size, lease, 0)
+	v, mc, err := m.reg.CommitMigration(ctx, claim, size, m.currentLease(), 0)
+	if errors.Is(err, cluster.ErrClaimLost) {
+		// Certainly not committed: the data goes back to staging, for the retry. (Any other
+		// error may hide a commit that happened; then the data stays, and Reconcile keeps
+		// it or drops it by what the record says.)
+		if uerr := store.Uninstall(name); uerr != nil {
+			m.log.Error("cannot take back a volume whose move was not committed; Reconcile drops it", "volume", name, "owner", owner, "err", uerr)
+		}
+	}
 	if err != nil {
-		abort()
-		return e, fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
+		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
 	}
 	m.setClaim(name, mc)
-	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
-	return cluster.Entry{Volume: v, Claim: mc}, nil
+	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", size)
+	return nil
+}
+
+// releaseIdle drops this node's claim on a volume that no container here mounts (what a
+// move leaves for a Mount that no longer waits). The caller holds the volume's lock.
+func (m *Manager) releaseIdle(ctx context.Context, store *localstore.Store, name string) {
+	c := m.claim(name)
+	if c == nil {
+		return
+	}
+	if rec, err := store.Load(name); err == nil && rec.MountCount() > 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.reg.Release(ctx, c); err != nil {
+		m.log.Warn("cannot release the claim of a volume not mounted here; it lapses with the lease", "volume", name, "err", err)
+		return
+	}
+	m.setClaim(name, nil)
 }
 
 // MoveResult describes a finished move.
@@ -98,32 +179,39 @@ type MoveResult struct {
 }
 
 // Move brings a volume of any size to this node, unmounted ('drayage volume move'). A
-// volume already here is left as it is.
-func (m *Manager) Move(ctx context.Context, name string, progress func(done, total int64)) (MoveResult, error) {
+// volume already here is left as it is. A pull of the volume already running here (for a
+// Mount) is joined, not repeated. If ctx ends first, the move goes on in the background
+// and Move returns ErrPulling.
+func (m *Manager) Move(ctx context.Context, name string) (MoveResult, error) {
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return MoveResult{}, err
 	}
-	defer unlock()
 	e, err := m.entry(ctx, name, "move")
 	if err != nil {
+		unlock()
 		return MoveResult{}, err
 	}
 	res := MoveResult{Volume: name, From: e.Volume.Owner, To: m.cfg.Node}
 	if e.Volume.Owner == m.cfg.Node {
+		unlock()
 		return res, nil
 	}
 	start := time.Now()
-	e, err = m.pullHere(ctx, store, e, pullOptions{progress: progress})
+	j, err := m.joinPull(ctx, store, e, pullOptions{})
+	unlock()
 	if err != nil {
 		return res, err
 	}
-	if c := m.claim(name); c != nil {
-		if err := m.reg.Release(ctx, c); err != nil {
-			m.log.Warn("cannot release the claim after a move; it lapses with the lease", "volume", name, "err", err)
-		}
-		m.setClaim(name, nil)
+	if err := m.await(ctx, j, fmt.Sprintf(moveHint, name)); err != nil {
+		return res, err
 	}
-	res.Bytes, res.Took = e.Volume.Size, time.Since(start)
+	store, unlock, err = m.begin(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	m.releaseIdle(ctx, store, name)
+	res.Bytes, res.Took = j.size, time.Since(start)
 	return res, nil
 }

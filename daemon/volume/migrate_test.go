@@ -22,6 +22,7 @@ type fakePuller struct {
 	managers map[string]*Manager
 	down     map[string]time.Time
 	fail     error
+	gate     *gate
 }
 
 func (f *fakePuller) Peer(node string) (bool, time.Time) {
@@ -33,14 +34,44 @@ func (f *fakePuller) Peer(node string) (bool, time.Time) {
 	return true, time.Now()
 }
 
-func (f *fakePuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string, _ func(int64, int64)) (int64, error) {
+func (f *fakePuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(Progress)) (int64, error) {
 	f.mu.Lock()
-	owner, fail := f.managers[from], f.fail
+	owner, fail, gate := f.managers[from], f.fail, f.gate
 	f.mu.Unlock()
 	if fail != nil {
 		return 0, fail
 	}
+	if gate != nil {
+		if err := gate.pass(ctx, progress); err != nil {
+			return 0, err
+		}
+	}
 	return f.copy(ctx, owner, volume, epoch, staging)
+}
+
+// gate holds pulls back: each reports progress, then waits until the gate opens (or
+// fails) or its context ends.
+type gate struct {
+	started chan struct{} // one value per pull that reached the gate
+	open    chan error    // receives the outcome of one pull
+	report  Progress
+}
+
+func newGate(report Progress) *gate {
+	return &gate{started: make(chan struct{}, 16), open: make(chan error, 16), report: report}
+}
+
+func (g *gate) pass(ctx context.Context, progress func(Progress)) error {
+	if progress != nil {
+		progress(g.report)
+	}
+	g.started <- struct{}{}
+	select {
+	case err := <-g.open:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (f *fakePuller) copy(ctx context.Context, owner *Manager, volume string, epoch uint64, staging string) (int64, error) {
@@ -174,7 +205,7 @@ func TestMoveBringsAVolumeOfAnySizeHereUnmounted(t *testing.T) {
 	require.NoError(t, a.Create(ctx, "db", nil))
 	require.NoError(t, os.WriteFile(filepath.Join(fa.root, "volumes", "db", "data", "f"), make([]byte, 1000), 0o644))
 
-	res, err := b.Move(ctx, "db", nil)
+	res, err := b.Move(ctx, "db")
 	require.NoError(t, err)
 	assert.Equal(t, MoveResult{Volume: "db", From: "node-a", To: "node-b", Bytes: 1000, Took: res.Took}, res)
 	info, err := b.Get(ctx, "db")
@@ -183,11 +214,11 @@ func TestMoveBringsAVolumeOfAnySizeHereUnmounted(t *testing.T) {
 	assert.Equal(t, StateIdle, info.State, "moved, not mounted")
 	assert.FileExists(t, filepath.Join(fb.root, "volumes", "db", "data", "f"))
 
-	res, err = b.Move(ctx, "db", nil)
+	res, err = b.Move(ctx, "db")
 	require.NoError(t, err)
 	assert.Zero(t, res.Bytes, "already here: nothing moves")
 	_, err = b.Mount(ctx, "db", "c1")
 	require.NoError(t, err, "a volume already here mounts whatever its size")
-	_, err = a.Move(ctx, "db", nil)
+	_, err = a.Move(ctx, "db")
 	require.ErrorIs(t, err, ErrInUse, "a mounted volume is not moved")
 }

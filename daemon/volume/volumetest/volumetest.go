@@ -34,6 +34,7 @@ func New(t *testing.T, node string) *Node {
 		Node: node, Root: n.Root, MountDir: filepath.Join(dir, "mnt"), Mounter: n.Mounter,
 		Logger: slog.New(slog.DiscardHandler),
 	})
+	t.Cleanup(n.Manager.Close)
 	reg := clustertest.Registry(t)
 	n.init = func() { require.NoError(t, n.Manager.Init(context.Background(), reg, clustertest.Lease(t))) }
 	return n

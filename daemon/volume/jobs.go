@@ -1,0 +1,238 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/localstore"
+)
+
+// A pull of a volume to this node runs as a job on the manager's lifetime, not on the
+// request that started it: the engine gives a Mount a fixed budget, and a volume that
+// takes longer to arrive must not start over on every retry. A Mount waits for the job
+// until its budget is nearly spent, then answers ErrPulling with the progress; the job
+// goes on, and the next Mount (or a Move) waits on the same job. The job holds the
+// volume's lock only to install and commit, so Get and the other calls stay responsive.
+
+const (
+	// answerMargin is how long before its deadline a call stops waiting for a pull, so
+	// that its answer reaches the engine in time.
+	answerMargin = time.Second
+	// staleFailure is how long the failure of a job nobody waited on is kept for the
+	// next caller to hear; after that, the next caller just starts again.
+	staleFailure = time.Minute
+)
+
+// pullJob is one pull of a volume to this node.
+type pullJob struct {
+	name, from string
+	track      *tracker
+	done       chan struct{} // closed when the job has ended
+
+	// Set before done is closed.
+	err   error
+	size  int64
+	ended time.Time
+
+	// waiters counts the calls waiting for the job; guarded by Manager.mu.
+	waiters int
+}
+
+// joinPull registers the caller as waiting for the pull of a volume held by another
+// node: it joins the pull running here, or checks and claims the volume and starts one.
+// The failure of a job nobody waited on is returned to the first caller after it. The
+// caller holds the volume's lock (so two calls never both start a job); it calls await
+// after unlocking.
+func (m *Manager) joinPull(ctx context.Context, store *localstore.Store, e cluster.Entry, o pullOptions) (*pullJob, error) {
+	name := e.Volume.Name
+	m.mu.Lock()
+	if j := m.jobs[name]; j != nil {
+		select {
+		case <-j.done: // failed with nobody waiting: tell this caller, then forget it
+			delete(m.jobs, name)
+			m.mu.Unlock()
+			if time.Since(j.ended) < staleFailure {
+				return nil, j.err
+			}
+			m.mu.Lock()
+		default:
+			j.waiters++
+			m.mu.Unlock()
+			return j, nil
+		}
+	}
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("node %q: drayage is stopping: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
+	}
+
+	p, claim, err := m.claimMove(ctx, e, o)
+	if err != nil {
+		return nil, err
+	}
+	if reused, err := store.ReuseReplica(name); err != nil {
+		m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
+	} else if reused {
+		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
+	}
+	j := &pullJob{
+		name: name, from: e.Volume.Owner, done: make(chan struct{}), waiters: 1,
+		track: newTracker(Progress{Kind: KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim)),
+	}
+	m.mu.Lock()
+	if m.closed { // stopped meanwhile: nothing was pulled
+		m.mu.Unlock()
+		m.release(ctx, claim)
+		return nil, fmt.Errorf("node %q: drayage is stopping: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
+	}
+	m.jobs[name] = j
+	m.jobsWG.Add(1)
+	m.mu.Unlock()
+	go m.runPull(j, store, e, p, claim)
+	return j, nil
+}
+
+// runPull pulls, then installs and commits under the volume's lock, and ends the job.
+// A move nobody waits for any more leaves no claim behind.
+func (m *Manager) runPull(j *pullJob, store *localstore.Store, e cluster.Entry, p Puller, claim *cluster.Claim) {
+	defer m.jobsWG.Done()
+	ctx := m.life
+	start := time.Now()
+	m.log.Info("pulling volume", "volume", j.name, "from", j.from, "epoch", claim.Epoch)
+	size, err := m.receive(ctx, p, claim, store.StagingDir(j.name), j.track)
+
+	unlock := m.locks.Lock(j.name)
+	defer unlock()
+	if err == nil {
+		// What has arrived is committed even if the daemon is stopping meanwhile.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = m.commitMove(cctx, store, e, claim, size)
+		cancel()
+	}
+	if err != nil {
+		m.release(ctx, claim)
+		m.log.Warn("pull failed", "volume", j.name, "from", j.from, "err", err)
+	} else {
+		m.log.Info("pull done", "volume", j.name, "from", j.from, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
+	}
+
+	m.mu.Lock()
+	j.err, j.size, j.ended = err, size, time.Now()
+	waited := j.waiters > 0
+	if err == nil || waited {
+		delete(m.jobs, j.name)
+	}
+	close(j.done)
+	m.mu.Unlock()
+	if err == nil && !waited {
+		m.releaseIdle(ctx, store, j.name)
+	}
+}
+
+// await waits for j to end as long as ctx allows, less a margin to answer in time. If j
+// has ended it returns j's error (and a failure heard is forgotten, so the next call
+// starts again); if not, ErrPulling with the progress so far, ending in hint.
+func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
+	wait := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		margin := min(answerMargin, time.Until(dl)/4)
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, dl.Add(-margin))
+		defer cancel()
+	}
+	select {
+	case <-j.done:
+	case <-wait.Done():
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j.waiters--
+	select {
+	case <-j.done:
+		if j.err != nil && m.jobs[j.name] == j {
+			delete(m.jobs, j.name)
+		}
+		return j.err
+	default:
+	}
+	return tell(ErrPulling, "volume %q is still being pulled from node %q to node %q: %s; it continues in the background: %s",
+		j.name, j.from, m.cfg.Node, j.track.get().Amount(), hint)
+}
+
+// publishEvery is how often at most a transfer's progress is written to the cluster store.
+const publishEvery = time.Second
+
+// tracker keeps the progress of one transfer, and publishes it to the cluster store at
+// most once per publishEvery (and when all has arrived). It is safe for concurrent use.
+type tracker struct {
+	publish func(Progress) // nil: kept here only
+
+	mu   sync.Mutex
+	p    Progress
+	last time.Time // of the last publish
+}
+
+func newTracker(p Progress, publish func(Progress)) *tracker {
+	return &tracker{p: p, publish: publish}
+}
+
+// update takes the counts the puller reports (Bytes, Total, Files, TotalFiles). The
+// puller calls it from one goroutine at a time.
+func (t *tracker) update(c Progress) {
+	now := time.Now().UTC()
+	t.mu.Lock()
+	t.p.Bytes, t.p.Total, t.p.Files, t.p.TotalFiles = c.Bytes, c.Total, c.Files, c.TotalFiles
+	t.p = t.p.withRate(now)
+	p, due := t.p, now.Sub(t.last) >= publishEvery || (c.Bytes >= c.Total && c.Files >= c.TotalFiles)
+	if due {
+		t.last = now
+	}
+	t.mu.Unlock()
+	if due && t.publish != nil {
+		t.publish(p)
+	}
+}
+
+// start publishes the progress before anything has arrived; the first counts are
+// published as soon as they come.
+func (t *tracker) start() {
+	t.mu.Lock()
+	p := t.p
+	t.mu.Unlock()
+	if t.publish != nil {
+		t.publish(p)
+	}
+}
+
+// get returns the progress so far.
+func (t *tracker) get() Progress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.p
+}
+
+// publisher writes a transfer's progress to the cluster store, under the claim it runs
+// under (a transfer that lost its claim writes nothing).
+func (m *Manager) publisher(claim *cluster.Claim) func(Progress) {
+	return func(p Progress) {
+		ctx, cancel := context.WithTimeout(m.life, 2*time.Second)
+		defer cancel()
+		if err := m.reg.PutProgress(ctx, claim, p.record(), m.currentLease()); err != nil {
+			m.log.Debug("cannot record the progress of a transfer", "volume", claim.Volume, "err", err)
+		}
+	}
+}
+
+// unpublish deletes a transfer's progress from the cluster store, before its claim is
+// committed or released.
+func (m *Manager) unpublish(claim *cluster.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.life), 2*time.Second)
+	defer cancel()
+	if err := m.reg.DeleteProgress(ctx, claim); err != nil {
+		m.log.Debug("cannot delete the progress of a transfer; it lapses with the lease", "volume", claim.Volume, "err", err)
+	}
+}
