@@ -3,7 +3,11 @@
 # separate processes on loopback, mutual TLS 1.3) and, in the same run, with rsync over
 # stunnel with mutual TLS (the stack Red Hat MTC uses for direct volume migration) and a
 # local tar | tar as the floor. Prints seconds, MB/s, peak RSS and drayage's speed as a
-# ratio to rsync's. Every run starts from a cold page cache.
+# ratio to rsync's. Every run starts from a cold page cache, into a destination of its
+# own, and nothing is deleted while runs are timed: on ext4 without a journal, creating
+# files within a minute of deleting many skips the freed inodes one by one (50,000 small
+# files take 15 times longer to create), which would time the order of the runs, not
+# the tools.
 #   large: 4 files x 256 MiB random; small: 50,000 files x 4 KiB in 500 dirs;
 #   delta: small already at the destination, 1% of its files changed.
 source "$(dirname "$0")/lib.sh"
@@ -16,7 +20,11 @@ make --no-print-directory build >/dev/null
 go build -o build/transferbench ./scripts/bench/transferbench
 
 work=${BENCH_DIR:-$PWD/.bench}  # a dot-dir: the go tool does not walk it
-rm -rf "$work"
+deleted=0
+if [ -e "$work" ]; then
+	rm -rf "$work"
+	deleted=$(date +%s)
+fi
 mkdir -p "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -30,6 +38,16 @@ build/transferbench gen large "$work/large"
 build/transferbench gen small "$work/small"
 cp -a "$work/small" "$work/delta"
 build/transferbench touch "$work/delta" 1
+for ds in ${BENCH_SETS:-large small delta}; do # each run's starting point, made now
+	for tool in drayage rsync tar; do
+		if [ "$ds" = delta ]; then cp -a "$work/small" "$work/run-$tool-$ds"; else mkdir "$work/run-$tool-$ds"; fi
+	done
+done
+sync
+if [ "$deleted" -gt 0 ]; then # let ext4 forget the inodes the last run's files freed
+	wait_s=$((deleted + 65 - $(date +%s)))
+	[ "$wait_s" -le 0 ] || { log "waiting ${wait_s}s for the last benchmark's deletions to settle"; sleep "$wait_s"; }
+fi
 
 cold() {
 	sync
@@ -38,17 +56,9 @@ cold() {
 
 size_of() { du -sb --apparent-size "$1" | cut -f1; }
 
-# prepare DST DATASET: the destination before a run (the old copy for delta).
-prepare() {
-	rm -rf "$1"
-	if [ "$2" = delta ]; then cp -a "$work/small" "$1"; else mkdir -p "$1"; fi
-}
-
 # drayage: a sender process serving SRC, a receiver pulling into staging and installing.
 run_drayage() {
-	local src=$1 ds=$2 dst=$work/dst-drayage staging=$work/staging-drayage
-	prepare "$staging" "$ds"
-	rm -rf "$dst"
+	local src=$1 ds=$2 dst=$work/dst-drayage-$2 staging=$work/run-drayage-$2
 	mkdir -p "$dst"
 	coproc SENDER { exec build/transferbench send -pki "$pki" -dir "$src" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
 	pids+=("$SENDER_PID")
@@ -70,8 +80,7 @@ run_drayage() {
 
 # rsync over stunnel, mutual TLS 1.3 with the same certificates.
 run_rsync() {
-	local src=$1 ds=$2 dst=$work/dst-rsync conf=$work/rsync-conf
-	prepare "$dst" "$ds"
+	local src=$1 dst=$work/run-rsync-$2 conf=$work/rsync-conf
 	mkdir -p "$conf"
 	cat >"$conf/rsyncd.conf" <<CONF
 uid = root
@@ -123,8 +132,7 @@ CONF
 }
 
 run_tar() {
-	local src=$1 ds=$2 dst=$work/dst-tar
-	prepare "$dst" "$ds"
+	local src=$1 dst=$work/run-tar-$2
 	cold
 	local t0 t1
 	t0=$(date +%s%N)
@@ -140,7 +148,7 @@ for ds in ${BENCH_SETS:-large small delta}; do
 	read -r d_ms d_rss <<<"$(run_drayage "$src" "$ds")"
 	read -r r_ms r_rss <<<"$(run_rsync "$src" "$ds")"
 	read -r t_ms _ <<<"$(run_tar "$src" "$ds")"
-	diff -r "$src" "$work/dst-drayage" >/dev/null || die "drayage's copy of $ds differs from the source"
+	diff -r "$src" "$work/dst-drayage-$ds" >/dev/null || die "drayage's copy of $ds differs from the source"
 	row() { # tool ms rss
 		local mbs ratio rss=$3
 		mbs=$(awk -v b="$bytes" -v ms="$2" 'BEGIN { printf "%.0f", b / 1e6 / (ms / 1000) }')

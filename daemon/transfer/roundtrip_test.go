@@ -102,9 +102,9 @@ func fidelityTree(t *testing.T) string {
 	must(f.Close())
 	// Owners, setuid/sticky bits, xattrs, a POSIX ACL.
 	must(os.Chown(filepath.Join(src, "dir", "a.txt"), 1001, 1002))
-	must(os.Chmod(filepath.Join(src, "dir", "a.txt"), 0o4755))
+	must(unix.Chmod(filepath.Join(src, "dir", "a.txt"), 0o4755)) // os.Chmod would drop the setuid bit
 	must(os.Chown(filepath.Join(src, "dir"), 1000, 1000))
-	must(os.Chmod(filepath.Join(src, "dir", "empty"), 0o1777))
+	must(unix.Chmod(filepath.Join(src, "dir", "empty"), 0o1777))
 	must(unix.Lchown(filepath.Join(src, "abs-link"), 1003, 1003))
 	must(unix.Setxattr(filepath.Join(src, "big.bin"), "user.color", []byte("blue"), 0))
 	must(unix.Setxattr(filepath.Join(src, "big.bin"), "system.posix_acl_access", posixACL(1000), 0))

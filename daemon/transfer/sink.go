@@ -11,16 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"github.com/drayage/drayage/daemon/metrics"
 )
-
-// tmpPrefix names files being received; they are never part of a volume.
-const tmpPrefix = ".drayage-tmp-"
 
 // SinkOptions limit what a sink accepts.
 type SinkOptions struct {
@@ -173,6 +169,7 @@ func (s *Sink) Files() int {
 // Receive reads files from one data stream until FrameDone. Streams run in parallel.
 func (s *Sink) Receive(r io.Reader) error {
 	fr := NewFrameReader(bufio.NewReaderSize(r, 256<<10))
+	h := blake3.New() // one per stream, reset per file
 	for {
 		f, err := fr.Next()
 		if err != nil {
@@ -185,7 +182,7 @@ func (s *Sink) Receive(r io.Reader) error {
 			return &failure{reason: metrics.ReasonAborted, err: fmt.Errorf("sender: %s", f.Payload)}
 		case FrameFile:
 			index, size := FileHeader(f.Payload)
-			if err := s.receiveFile(fr, index, size); err != nil {
+			if err := s.receiveFile(fr, index, size, h); err != nil {
 				return err
 			}
 		default:
@@ -209,40 +206,32 @@ func (s *Sink) claim(index uint32, size int64) (Entry, error) {
 	return e, nil
 }
 
-func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error) {
+func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.Hasher) (err error) {
 	e, err := s.claim(index, size)
 	if err != nil {
 		return err
 	}
-	dir, base, release, err := s.dirs.split(e.Path)
+	d, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
 		return fmt.Errorf("open the directory of %s in staging: %w", e.Path, err)
 	}
 	defer release()
-	tmp := fmt.Sprintf("%s%d", tmpPrefix, index)
-	create := func() (*os.File, error) {
-		return dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	}
-	f, err := create()
-	if errors.Is(err, fs.ErrExist) { // left by an interrupted attempt
-		_ = dir.Remove(tmp)
-		f, err = create()
-	}
+	// The file is written in place: until setMeta gives it its times, last, its times
+	// are not the manifest's, so an attempt that resumes sends it again.
+	fd, err := d.create(base, e.Mode&0o777)
 	if err != nil {
-		return fmt.Errorf("create %s in staging: %w", path.Join(path.Dir(e.Path), tmp), err)
+		return fmt.Errorf("create %s in staging: %w", e.Path, err)
 	}
 	defer func() {
-		if f != nil {
-			f.Close()
-		}
+		unix.Close(fd)
 		if err != nil {
-			_ = dir.Remove(tmp)
+			_ = unix.Unlinkat(d.fd, base, 0) // nothing unverified stays
 			s.mu.Lock()
 			s.received[index] = false
 			s.mu.Unlock()
 		}
 	}()
-	h := blake3.New()
+	h.Reset()
 	var off int64
 	endsInHole := false
 	for {
@@ -255,7 +244,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			if off+int64(len(fm.Payload)) > size {
 				return fmt.Errorf("%w: %q: more data than its declared %d bytes", ErrHostile, e.Path, size)
 			}
-			if _, err := f.WriteAt(fm.Payload, off); err != nil {
+			if err := pwriteFull(fd, fm.Payload, off); err != nil {
 				return fmt.Errorf("write %s: %w", e.Path, err)
 			}
 			_, _ = h.Write(fm.Payload)
@@ -283,19 +272,17 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 				return fmt.Errorf("%s: %w", e.Path, ErrCorrupt)
 			}
 			if endsInHole {
-				if err := f.Truncate(size); err != nil { // a trailing hole is not written
-					return err
+				if err := unix.Ftruncate(fd, size); err != nil { // a trailing hole is not written
+					return fmt.Errorf("%s: %w", e.Path, err)
 				}
 			}
-			if err := setMeta(f, e); err != nil {
+			if d.defaultACL {
+				if err := dropInheritedACL(fd, e); err != nil {
+					return fmt.Errorf("%s: %w", e.Path, err)
+				}
+			}
+			if err := setMeta(fd, e, d.fresh(e.Mode&0o777)); err != nil {
 				return fmt.Errorf("%s: %w", e.Path, err)
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			f = nil
-			if err := dir.Rename(tmp, base); err != nil {
-				return fmt.Errorf("place %s: %w", e.Path, err)
 			}
 			s.mu.Lock()
 			s.hashes[index] = sum
@@ -306,6 +293,21 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64) (err error
 			return fmt.Errorf("%w: %q: frame type %d inside a file", ErrHostile, e.Path, fm.Type)
 		}
 	}
+}
+
+// pwriteFull writes all of b at off.
+func pwriteFull(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b, off = b[n:], off+int64(n)
+	}
+	return nil
 }
 
 // Finish checks that every wanted file arrived, creates links and special files, applies
@@ -322,7 +324,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 		switch e.Kind {
 		case KindFile:
 			if !s.send[i] && !s.settled[i] {
-				err = s.withFile(e.Path, os.O_RDONLY, func(f *os.File) error { return setMeta(f, e) })
+				err = s.withFile(e.Path, unix.O_RDONLY, e)
 			}
 		case KindSymlink:
 			err = s.replace(e.Path, func() error { return s.root.Symlink(e.Target, e.Path) })
@@ -334,7 +336,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 		case KindFIFO:
 			err = s.replace(e.Path, func() error { return s.mknod(e) })
 			if err == nil {
-				err = s.withFile(e.Path, os.O_RDONLY|unix.O_NONBLOCK, func(f *os.File) error { return setMeta(f, e) })
+				err = s.withFile(e.Path, unix.O_RDONLY|unix.O_NONBLOCK, e)
 			}
 		case KindDevice: // never opened: opening a device can act on it
 			err = s.replace(e.Path, func() error { return s.mknod(e) })
@@ -354,19 +356,25 @@ func (s *Sink) Finish() ([32]byte, error) {
 		}
 	})
 	for _, e := range slices.Backward(dirs) {
-		if err := s.withFile(e.Path, os.O_RDONLY|unix.O_DIRECTORY, func(f *os.File) error { return setMeta(f, e) }); err != nil {
+		if err := s.withFile(e.Path, unix.O_RDONLY|unix.O_DIRECTORY, e); err != nil {
 			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
 		}
 	}
-	root, err := s.root.Open(".")
-	if err != nil {
-		return [32]byte{}, err
-	}
-	defer root.Close()
-	if err := unix.Syncfs(int(root.Fd())); err != nil {
+	if err := s.sync(); err != nil {
 		return [32]byte{}, fmt.Errorf("sync staging %s: %w", s.dir, err)
 	}
 	return RootHash(s.entries, s.hashes), nil
+}
+
+// sync makes staging durable: every file system has one journal, or none, so one syncfs
+// costs far less than an fsync per file.
+func (s *Sink) sync() error {
+	d, release, err := s.dirs.open(".")
+	if err != nil {
+		return err
+	}
+	defer release()
+	return unix.Syncfs(d.fd)
 }
 
 // Close releases the staging root.
@@ -383,83 +391,60 @@ func (s *Sink) replace(p string, mk func() error) error {
 	return mk()
 }
 
-func (s *Sink) withFile(p string, flag int, fn func(*os.File) error) error {
-	dir, base, release, err := s.dirs.split(p)
+// withFile opens p, which was there before this transfer, with flags and gives it e's
+// metadata, dropping attributes it had that e has not.
+func (s *Sink) withFile(p string, flags int, e Entry) error {
+	d, base, release, err := s.dirs.split(p) // "." splits into "." and "."
 	if err != nil {
 		return err
 	}
 	defer release()
-	f, err := dir.OpenFile(base, flag|unix.O_NOFOLLOW, 0)
+	fd, err := d.open(base, flags, 0)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	return fn(f)
-}
-
-// parent opens the directory holding p, for the *at calls os.Root lacks.
-func (s *Sink) parent(p string) (*os.File, string, error) {
-	d, err := s.root.OpenFile(path.Dir(p), os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
-	return d, path.Base(p), err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if err := dropOtherXattrs(fd, e); err != nil {
+		return err
+	}
+	return setMeta(fd, e, looksOf(&st))
 }
 
 func (s *Sink) mknod(e Entry) error {
-	d, base, err := s.parent(e.Path)
+	d, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer release()
 	mode := uint32(unix.S_IFIFO)
 	if e.Kind == KindDevice {
 		mode = e.Mode & (unix.S_IFCHR | unix.S_IFBLK)
 	}
-	return unix.Mknodat(int(d.Fd()), base, mode|0o600, int(e.Rdev))
+	return unix.Mknodat(d.fd, base, mode|0o600, int(e.Rdev))
 }
 
 // metaAt sets owner, mode and times by name, without opening or following it (symlinks,
 // devices).
 func (s *Sink) metaAt(e Entry) error {
-	d, base, err := s.parent(e.Path)
+	d, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	if err := unix.Fchownat(int(d.Fd()), base, int(e.UID), int(e.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	defer release()
+	if err := unix.Fchownat(d.fd, base, int(e.UID), int(e.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
 	if e.Kind == KindDevice {
-		if err := unix.Fchmodat(int(d.Fd()), base, e.Mode&0o7777, 0); err != nil {
+		if err := unix.Fchmodat(d.fd, base, e.Mode&0o7777, 0); err != nil {
 			return err
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
-	return unix.UtimesNanoAt(int(d.Fd()), base, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-// setMeta gives an open file its owner, mode, extended attributes and times, in that
-// order (a chown clears setuid bits; writing attributes changes ctime only).
-func setMeta(f *os.File, e Entry) error {
-	fd := int(f.Fd())
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if st.Uid != e.UID || st.Gid != e.GID {
-		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
-			return err
-		}
-	}
-	if err := unix.Fchmod(fd, e.Mode&0o7777); err != nil {
-		return err
-	}
-	for _, x := range e.Xattrs {
-		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
-			return fmt.Errorf("set attribute %s: %w", x.Name, err)
-		}
-	}
-	t := time.Unix(0, e.MTime)
-	ts := []unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), ts, 0)
+	return unix.UtimesNanoAt(d.fd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 func beUint64(p []byte) uint64 {

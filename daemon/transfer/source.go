@@ -65,6 +65,7 @@ func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) err
 	defer bw.Flush()
 	fw := NewFrameWriter(bw)
 	buf := make([]byte, ChunkSize)
+	h := blake3.New() // one per stream, reset per file
 	for index := range queue {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -75,7 +76,7 @@ func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) err
 			_ = bw.Flush()
 			return err
 		}
-		if err := s.sendFile(fw, index, buf); err != nil {
+		if err := s.sendFile(fw, index, buf, h); err != nil {
 			_ = fw.Write(FrameError, []byte(err.Error()))
 			_ = bw.Flush()
 			return err
@@ -87,36 +88,36 @@ func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) err
 	return bw.Flush()
 }
 
-func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
+func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte, h *blake3.Hasher) error {
 	e := s.entries[index]
-	dir, base, release, err := s.dirs.split(e.Path)
+	d, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
 		return fmt.Errorf("open the directory of %s: %w", e.Path, err)
 	}
 	defer release()
-	f, err := dir.OpenFile(base, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	// O_NONBLOCK: a FIFO put in the file's place must not block the open.
+	fd, err := d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", e.Path, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", e.Path, err)
 	}
-	if st.Size() != e.Size || !st.Mode().IsRegular() {
-		return fmt.Errorf("%s changed while it was being sent (%d bytes, listed with %d); retry the transfer", e.Path, st.Size(), e.Size)
+	if st.Size != e.Size || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("%s changed while it was being sent (%d bytes, listed with %d); retry the transfer", e.Path, st.Size, e.Size)
 	}
 	if err := fw.File(index, e.Size); err != nil {
 		return err
 	}
-	h := blake3.New()
-	fd := int(f.Fd())
+	h.Reset()
 	var off int64
 	// Files smaller than this have no room for a hole worth finding.
 	probe := e.Size >= 64<<10
 	for off < e.Size {
 		if !probe {
-			if err := s.sendRange(fw, f, e.Path, h, buf, off, e.Size); err != nil {
+			if err := s.sendRange(fw, fd, e.Path, h, buf, off, e.Size); err != nil {
 				return err
 			}
 			break
@@ -140,7 +141,7 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 		if err != nil || end > e.Size {
 			end = e.Size
 		}
-		if err := s.sendRange(fw, f, e.Path, h, buf, off, end); err != nil {
+		if err := s.sendRange(fw, fd, e.Path, h, buf, off, end); err != nil {
 			return err
 		}
 		off = end
@@ -157,24 +158,28 @@ func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte) error {
 	return nil
 }
 
-// sendRange sends bytes [off, end) of f as data frames.
-func (s *Source) sendRange(fw *FrameWriter, f *os.File, name string, h io.Writer, buf []byte, off, end int64) error {
+// sendRange sends bytes [off, end) of the file fd as data frames.
+func (s *Source) sendRange(fw *FrameWriter, fd int, name string, h io.Writer, buf []byte, off, end int64) error {
 	for off < end {
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
-		if n > 0 {
-			_, _ = h.Write(buf[:n])
-			if werr := fw.Write(FrameData, buf[:n]); werr != nil {
-				return werr
-			}
-			off += int64(n)
-			s.mu.Lock()
-			s.bytes += int64(n)
-			s.mu.Unlock()
-			s.flow.Bytes(n)
+		n, err := unix.Pread(fd, buf[:min(int64(len(buf)), end-off)], off)
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
-		if err != nil && (!errors.Is(err, io.EOF) || off != end) {
+		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
+		if n == 0 {
+			return fmt.Errorf("%s shrank while it was being sent; retry the transfer", name)
+		}
+		_, _ = h.Write(buf[:n])
+		if err := fw.Write(FrameData, buf[:n]); err != nil {
+			return err
+		}
+		off += int64(n)
+		s.mu.Lock()
+		s.bytes += int64(n)
+		s.mu.Unlock()
+		s.flow.Bytes(n)
 	}
 	return nil
 }

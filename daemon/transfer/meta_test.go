@@ -1,0 +1,71 @@
+package transfer
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// An old copy in staging can have a setgid directory and a default ACL, which the kernel
+// would pass on to every file created there; what arrives must still look exactly as
+// listed, with owner and mode set only where they differ.
+func TestFilesTakeNothingFromTheirStagingDirectory(t *testing.T) {
+	src := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(src, "d"), 0o755))
+	mine := filepath.Join(src, "d", "mine")
+	theirs := filepath.Join(src, "d", "theirs")
+	open := filepath.Join(src, "d", "open")
+	require.NoError(t, os.WriteFile(mine, []byte("ours"), 0o644))
+	require.NoError(t, os.WriteFile(theirs, []byte("someone else's"), 0o600))
+	require.NoError(t, os.Chown(theirs, 1001, 1002))
+	require.NoError(t, os.WriteFile(open, []byte("for all"), 0o644))
+	require.NoError(t, os.Chmod(open, 0o777)) // beyond the umask: must be set by hand
+	require.NoError(t, os.Chmod(src, 0o755))
+
+	dst := filepath.Join(t.TempDir(), "staging")
+	require.NoError(t, os.MkdirAll(filepath.Join(dst, "d"), 0o755))
+	require.NoError(t, os.Chown(filepath.Join(dst, "d"), 0, 4242))
+	require.NoError(t, unix.Chmod(filepath.Join(dst, "d"), 0o2775))                           // os.Chmod drops 0o7000
+	require.NoError(t, unix.Setxattr(filepath.Join(dst, "d"), aclDefault, posixACL(1000), 0)) // handed to new files
+	require.NoError(t, unix.Setxattr(filepath.Join(dst, "d"), "user.stale", []byte("left over"), 0))
+
+	move(t, src, dst, 2)
+	want, err := Walk(src)
+	require.NoError(t, err)
+	got, err := Walk(dst)
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "no inherited group, mode, ACL, or leftover attribute")
+}
+
+// A file is written in place: one left half-written by a killed attempt has the wrong
+// times, so it is sent again, and one with another hard link in the old copy is replaced,
+// never written through.
+func TestReceivingReplacesWhatAnOldCopyLeft(t *testing.T) {
+	src := t.TempDir()
+	for name, content := range map[string]string{"a": "new a", "b": "new b", "half": "all of it"} {
+		require.NoError(t, os.WriteFile(filepath.Join(src, name), []byte(content), 0o644))
+	}
+	dst := filepath.Join(t.TempDir(), "staging")
+	require.NoError(t, os.MkdirAll(dst, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "a"), []byte("old a"), 0o644))
+	require.NoError(t, os.Link(filepath.Join(dst, "a"), filepath.Join(dst, "b")))
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "half"), []byte("all of"), 0o644))
+	srcHalf, err := os.Stat(filepath.Join(src, "half"))
+	require.NoError(t, err)
+	// The same size as the source, but a write's own time, not the source's.
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "half"), []byte("all of xx"), 0o644))
+	require.NoError(t, os.Chtimes(filepath.Join(dst, "half"), time.Now(), srcHalf.ModTime().Add(time.Nanosecond)))
+
+	sink, _ := move(t, src, dst, 1)
+	assert.Len(t, sink.Wanted(), 3)
+	for name, content := range map[string]string{"a": "new a", "b": "new b", "half": "all of it"} {
+		b, err := os.ReadFile(filepath.Join(dst, name))
+		require.NoError(t, err)
+		assert.Equal(t, content, string(b), name)
+	}
+}
