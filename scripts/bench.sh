@@ -10,6 +10,9 @@
 # the tools.
 #   large: 4 files x 256 MiB random; small: 50,000 files x 4 KiB in 500 dirs;
 #   delta: small already at the destination, 1% of its files changed.
+# Each tool runs BENCH_RUNS times (default 3), in turns, and the median is printed: this
+# machine's speed wanders by half from one minute to the next. BENCH_SETS picks datasets,
+# BENCH_STREAMS drayage's streams.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/go-env.sh"
 cd "$(dirname "$0")/.."
@@ -38,9 +41,12 @@ build/transferbench gen large "$work/large"
 build/transferbench gen small "$work/small"
 cp -a "$work/small" "$work/delta"
 build/transferbench touch "$work/delta" 1
+runs=${BENCH_RUNS:-3}
 for ds in ${BENCH_SETS:-large small delta}; do # each run's starting point, made now
 	for tool in drayage rsync tar; do
-		if [ "$ds" = delta ]; then cp -a "$work/small" "$work/run-$tool-$ds"; else mkdir "$work/run-$tool-$ds"; fi
+		for i in $(seq "$runs"); do
+			if [ "$ds" = delta ]; then cp -a "$work/small" "$work/run-$tool-$ds-$i"; else mkdir "$work/run-$tool-$ds-$i"; fi
+		done
 	done
 done
 sync
@@ -58,7 +64,7 @@ size_of() { du -sb --apparent-size "$1" | cut -f1; }
 
 # drayage: a sender process serving SRC, a receiver pulling into staging and installing.
 run_drayage() {
-	local src=$1 ds=$2 dst=$work/dst-drayage-$2 staging=$work/run-drayage-$2
+	local src=$1 ds=$2 dst=$work/dst-drayage-$2-$3 staging=$work/run-drayage-$2-$3
 	mkdir -p "$dst"
 	coproc SENDER { exec build/transferbench send -pki "$pki" -dir "$src" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
 	pids+=("$SENDER_PID")
@@ -80,7 +86,7 @@ run_drayage() {
 
 # rsync over stunnel, mutual TLS 1.3 with the same certificates.
 run_rsync() {
-	local src=$1 dst=$work/run-rsync-$2 conf=$work/rsync-conf
+	local src=$1 dst=$work/run-rsync-$2-$3 conf=$work/rsync-conf
 	mkdir -p "$conf"
 	cat >"$conf/rsyncd.conf" <<CONF
 uid = root
@@ -132,7 +138,7 @@ CONF
 }
 
 run_tar() {
-	local src=$1 dst=$work/run-tar-$2
+	local src=$1 dst=$work/run-tar-$2-$3
 	cold
 	local t0 t1
 	t0=$(date +%s%N)
@@ -141,14 +147,28 @@ run_tar() {
 	echo "$(( (t1 - t0) / 1000000 )) -"
 }
 
+# median "MS RSS"...: the median time of the runs, and the highest peak RSS.
+median() {
+	local ms rss
+	ms=$(printf '%s\n' "$@" | cut -d' ' -f1 | sort -n | sed -n "$(( ($# + 1) / 2 ))p")
+	rss=$(printf '%s\n' "$@" | cut -d' ' -f2 | sort -n | tail -1)
+	echo "$ms $rss"
+}
+
 printf '\n%-7s %-15s %9s %10s %10s %11s\n' dataset tool seconds MB/s "peak RSS" "vs rsync"
 for ds in ${BENCH_SETS:-large small delta}; do
 	src=$work/$ds
 	bytes=$(size_of "$src")
-	read -r d_ms d_rss <<<"$(run_drayage "$src" "$ds")"
-	read -r r_ms r_rss <<<"$(run_rsync "$src" "$ds")"
-	read -r t_ms _ <<<"$(run_tar "$src" "$ds")"
-	diff -r "$src" "$work/dst-drayage-$ds" >/dev/null || die "drayage's copy of $ds differs from the source"
+	d=() r=() t=()
+	for i in $(seq "$runs"); do # the tools take turns, so a slow spell of the machine hits each
+		d+=("$(run_drayage "$src" "$ds" "$i")")
+		r+=("$(run_rsync "$src" "$ds" "$i")")
+		t+=("$(run_tar "$src" "$ds" "$i")")
+	done
+	read -r d_ms d_rss <<<"$(median "${d[@]}")"
+	read -r r_ms r_rss <<<"$(median "${r[@]}")"
+	read -r t_ms _ <<<"$(median "${t[@]}")"
+	diff -r "$src" "$work/dst-drayage-$ds-1" >/dev/null || die "drayage's copy of $ds differs from the source"
 	row() { # tool ms rss
 		local mbs ratio rss=$3
 		mbs=$(awk -v b="$bytes" -v ms="$2" 'BEGIN { printf "%.0f", b / 1e6 / (ms / 1000) }')
@@ -161,5 +181,5 @@ for ds in ${BENCH_SETS:-large small delta}; do
 	row "tar|tar" "$t_ms" -
 done
 echo
-echo "MB/s is the dataset's size over the time taken (delta: the whole volume's size)."
+echo "Seconds: the median of $runs runs of each tool, taken in turns. MB/s is the dataset's size over that time (delta: the whole volume's size)."
 echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync does not fsync."
