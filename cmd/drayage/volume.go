@@ -43,7 +43,7 @@ command is interrupted the move goes on; 'drayage volume inspect NAME' shows how
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
-				return errors.New("give the node to move the volume to with --to NODE (see 'drayage node ls')")
+				return fmt.Errorf("volume %q: give the node to move it to with --to NODE (see 'drayage node ls')", args[0])
 			}
 			client := control.NewClient(g.root)
 			res, err := withProgress(cmd.Context(), resultOut(cmd, asJSON), pollProgress(client, args[0]),
@@ -87,7 +87,7 @@ interrupted copy stops; run it again and it resumes from what arrived.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
-				return errors.New("give the node to copy the volume to with --to NODE (see 'drayage node ls')")
+				return fmt.Errorf("volume %q: give the node to copy it to with --to NODE (see 'drayage node ls')", args[0])
 			}
 			client := control.NewClient(g.root)
 			res, err := withProgress(cmd.Context(), resultOut(cmd, asJSON), pollProgress(client, args[0]),

@@ -30,12 +30,17 @@ type dir struct {
 	defaultACL bool
 }
 
-func openDir(root *os.Root, p string) (*dir, error) {
+// openDir opens directory p of root; with inherit, it also reads what files created in
+// it inherit (a sender, which creates nothing, does without).
+func openDir(root *os.Root, p string, inherit bool) (*dir, error) {
 	f, err := root.OpenFile(p, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, err
 	}
 	d := &dir{f: f, fd: int(f.Fd()), gid: egid}
+	if !inherit {
+		return d, nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(d.fd, &st); err != nil {
 		f.Close()
@@ -76,15 +81,18 @@ func (d *dir) create(name string, perm uint32) (int, error) {
 // dirCache keeps the directories of a tree open, so that work on many files of one
 // directory resolves the directory once instead of once per file.
 type dirCache struct {
-	root *os.Root
-	mu   sync.Mutex
-	dirs map[string]*dir
+	root    *os.Root
+	inherit bool // see openDir
+	mu      sync.Mutex
+	dirs    map[string]*dir
 }
 
 // maxCachedDirs bounds the open directory handles.
 const maxCachedDirs = 512
 
-func newDirCache(root *os.Root) *dirCache { return &dirCache{root: root, dirs: map[string]*dir{}} }
+func newDirCache(root *os.Root, inherit bool) *dirCache {
+	return &dirCache{root: root, inherit: inherit, dirs: map[string]*dir{}}
+}
 
 // split returns p's directory and p's base name. release must be called when done with
 // the directory.
@@ -100,7 +108,7 @@ func (c *dirCache) open(name string) (d *dir, release func(), err error) {
 	if d, ok := c.dirs[name]; ok {
 		return d, func() {}, nil
 	}
-	d, err = openDir(c.root, name)
+	d, err = openDir(c.root, name, c.inherit)
 	if err != nil {
 		return nil, nil, err
 	}

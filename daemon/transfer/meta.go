@@ -66,20 +66,6 @@ func (d *dir) fresh(perm uint32) looks {
 	return l
 }
 
-// dropInheritedACL removes the access ACL a new file took from its directory's default
-// ACL, unless e has one of its own.
-func dropInheritedACL(fd int, e Entry) error {
-	for _, x := range e.Xattrs {
-		if x.Name == aclAccess {
-			return nil
-		}
-	}
-	if err := unix.Fremovexattr(fd, aclAccess); err != nil && !errors.Is(err, unix.ENODATA) {
-		return fmt.Errorf("remove the ACL inherited from its directory: %w", err)
-	}
-	return nil
-}
-
 // dropOtherXattrs removes the extended attributes of fd that e does not list, but for the
 // security.* ones: the receiving host's security labels are its own.
 func dropOtherXattrs(fd int, e Entry) error {

@@ -79,7 +79,7 @@ func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{root: root, dirs: newDirCache(root), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
+	s := &Sink{root: root, dirs: newDirCache(root, true), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}}
 	if err := s.prepare(kinds); err != nil {
 		root.Close()
@@ -276,8 +276,8 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 					return fmt.Errorf("%s: %w", e.Path, err)
 				}
 			}
-			if d.defaultACL {
-				if err := dropInheritedACL(fd, e); err != nil {
+			if d.defaultACL { // the file took an ACL from its directory
+				if err := dropOtherXattrs(fd, e); err != nil {
 					return fmt.Errorf("%s: %w", e.Path, err)
 				}
 			}

@@ -38,7 +38,7 @@ func NewSource(dir string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{root: root, dirs: newDirCache(root), entries: entries, hashes: map[uint32][32]byte{}}, nil
+	return &Source{root: root, dirs: newDirCache(root, false), entries: entries, hashes: map[uint32][32]byte{}}, nil
 }
 
 // Manifest is the tree as walked.
