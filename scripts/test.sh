@@ -23,7 +23,7 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 	log "fuzzing the transfer engine's decoders (short runs; the corpus is in testdata/fuzz)"
 	# A count, not a duration: when a duration ends mid-execution Go's fuzzer reports
 	# "context deadline exceeded" as a failure.
-	for target in FuzzDecodeManifest FuzzFrameReader; do
+	for target in FuzzDecodeManifest FuzzFrameReader FuzzWantRequest; do
 		go test -run='^$' -fuzz="^$target\$" -fuzztime=150000x ./daemon/transfer/
 	done
 fi

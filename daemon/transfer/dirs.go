@@ -64,18 +64,47 @@ func (d *dir) open(name string, flags int, perm uint32) (int, error) {
 	}
 }
 
-// create makes name a new, empty regular file for writing, replacing a file there (a
-// file with other hard links is unlinked, never written through).
-func (d *dir) create(name string, perm uint32) (int, error) {
+// create opens name for writing its new content, and says how the file looks now and how
+// long it was (-1 for a new file). A regular file already there with no other links is
+// written over in place: freeing its blocks or its inode and allocating new ones would
+// read the allocation bitmaps of its block group, one disk read per file for the changed
+// files of an older copy spread over many directories. Anything else there is unlinked
+// first; a file with other hard links must not be written through.
+func (d *dir) create(name string, perm uint32) (fd int, now looks, oldSize int64, err error) {
 	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL
-	fd, err := d.open(name, flags, perm)
-	if errors.Is(err, unix.EEXIST) {
-		if err := unix.Unlinkat(d.fd, name, 0); err != nil {
-			return -1, err
-		}
-		fd, err = d.open(name, flags, perm)
+	fd, err = d.open(name, flags, perm)
+	if !errors.Is(err, unix.EEXIST) {
+		return fd, d.fresh(perm), -1, err
 	}
-	return fd, err
+	if fd, now, size, ok := d.reuse(name); ok {
+		return fd, now, size, nil
+	}
+	if err := unix.Unlinkat(d.fd, name, 0); err != nil {
+		return -1, looks{}, -1, err
+	}
+	fd, err = d.open(name, flags, perm)
+	return fd, d.fresh(perm), -1, err
+}
+
+// reuse opens name for writing if it is a regular file with one link.
+func (d *dir) reuse(name string) (int, looks, int64, bool) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
+		st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		return -1, looks{}, -1, false
+	}
+	fd, err := d.open(name, unix.O_WRONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, looks{}, -1, false
+	}
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil || now.Ino != st.Ino || now.Dev != st.Dev {
+		unix.Close(fd) // replaced meanwhile
+		return -1, looks{}, -1, false
+	}
+	l := looksOf(&now)
+	l.mode = modeUnknown // writing may clear setuid and setgid
+	return fd, l, now.Size, true
 }
 
 // dirCache keeps the directories of a tree open, so that work on many files of one

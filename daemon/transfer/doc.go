@@ -9,10 +9,13 @@
 // sending an unchanged volume costs a manifest, not a copy. Everything the manifest does
 // not list is removed from staging.
 //
-// Contents travel on several data streams at once, in compact frames (frame.go) read into
-// one reused buffer, so memory stays flat whatever the file sizes. Holes travel as holes.
-// Each file is hashed with BLAKE3 as it streams and checked on arrival. A file is written
-// in place in staging and gets its times last, only once its hash matches: a file whose
+// Both ends walk their trees at once (walk.go): on a delta, the two walks are most of the
+// time. Contents travel on several data streams at once, in compact frames (frame.go)
+// read into one reused buffer, so memory stays flat whatever the file sizes. The sender
+// opens the wanted files, and asks the disk for their first bytes, ahead of the streams.
+// Holes travel as holes. Each file is hashed with BLAKE3 as it streams and checked on
+// arrival. A file is written in place in staging (an older copy's file is written over)
+// and gets its times last, only once its hash matches: a file whose
 // times are not yet the manifest's is incomplete and is sent again, so an interrupted pull
 // resumes from the verified files only (a file that fails is removed at once). Finish
 // makes staging durable with one syncfs and returns the tree's root hash, which the

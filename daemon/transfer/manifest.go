@@ -1,18 +1,11 @@
 package transfer
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path"
-	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Kind is what an entry is.
@@ -84,170 +77,6 @@ type Entry struct {
 // sending a's content: same kind, size and modification time (rsync's quick check).
 func sameContent(a, b Entry) bool {
 	return a.Kind == b.Kind && a.Size == b.Size && a.MTime == b.MTime
-}
-
-// Walk lists the tree under root: lstat only, symlinks never followed, hardlinks to a file
-// seen earlier as KindHardlink. Entries come in lexical order, so parents come first.
-// Directories are read by several workers at once: on a cold cache, metadata reads are
-// latency-bound and parallel readers finish far sooner than one.
-func Walk(root string) ([]Entry, error) {
-	type item struct {
-		e   Entry
-		key [2]uint64 // (dev, ino) of a multiply-linked file
-	}
-	var (
-		mu       sync.Mutex
-		items    []item
-		firstErr error
-		pending  sync.WaitGroup
-	)
-	dirs := make(chan string, 1024)
-	var visit func(rel string)
-	visit = func(rel string) {
-		defer pending.Done()
-		full := filepath.Join(root, filepath.FromSlash(rel))
-		e, key, err := stat(full, rel)
-		var children []string
-		if err == nil && e.Kind == KindDir {
-			var names []string
-			if names, err = readNames(full); err == nil {
-				for _, n := range names {
-					children = append(children, path.Join(rel, n))
-				}
-			}
-		}
-		mu.Lock()
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-		} else {
-			items = append(items, item{e, key})
-		}
-		mu.Unlock()
-		for _, c := range children {
-			pending.Add(1)
-			select {
-			case dirs <- c:
-			default:
-				visit(c) // the queue is full: do it here rather than block
-			}
-		}
-	}
-	var workers sync.WaitGroup
-	for range 8 {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for rel := range dirs {
-				visit(rel)
-			}
-		}()
-	}
-	pending.Add(1)
-	dirs <- "."
-	pending.Wait()
-	close(dirs)
-	workers.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.e.Path, b.e.Path) })
-	out := make([]Entry, 0, len(items))
-	seen := map[[2]uint64]string{}
-	for _, it := range items {
-		if it.key != ([2]uint64{}) {
-			if first, ok := seen[it.key]; ok {
-				it.e.Kind, it.e.Target, it.e.Size, it.e.Xattrs = KindHardlink, first, 0, nil
-			} else {
-				seen[it.key] = it.e.Path
-			}
-		}
-		out = append(out, it.e)
-	}
-	return out, nil
-}
-
-// readNames lists a directory's entry names.
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
-// stat describes one path of the tree; key identifies a file with several links.
-func stat(full, rel string) (Entry, [2]uint64, error) {
-	var st unix.Stat_t
-	var key [2]uint64
-	if err := unix.Lstat(full, &st); err != nil {
-		return Entry{}, key, fmt.Errorf("lstat %s: %w", full, err)
-	}
-	e := Entry{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		e.Kind, e.Size = KindFile, st.Size
-		if st.Nlink > 1 {
-			key = [2]uint64{st.Dev, st.Ino}
-		}
-	case unix.S_IFDIR:
-		e.Kind = KindDir
-	case unix.S_IFLNK:
-		e.Kind = KindSymlink
-		target, err := os.Readlink(full)
-		if err != nil {
-			return Entry{}, key, err
-		}
-		e.Target = target
-	case unix.S_IFIFO:
-		e.Kind = KindFIFO
-	case unix.S_IFCHR, unix.S_IFBLK:
-		e.Kind, e.Rdev = KindDevice, st.Rdev
-		e.Mode |= st.Mode & (unix.S_IFCHR | unix.S_IFBLK)
-	default:
-		return Entry{}, key, fmt.Errorf("%s: sockets and other special files can't be moved", full)
-	}
-	if e.Kind != KindSymlink {
-		x, err := listXattrs(full)
-		if err != nil {
-			return Entry{}, key, err
-		}
-		e.Xattrs = x
-	}
-	return e, key, nil
-}
-
-// listXattrs reads a file's extended attributes without following symlinks.
-func listXattrs(p string) ([]Xattr, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if err != nil || size == 0 {
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	buf := make([]byte, size)
-	if size, err = unix.Llistxattr(p, buf); err != nil {
-		return nil, err
-	}
-	var out []Xattr
-	for _, name := range bytes.Split(buf[:size], []byte{0}) {
-		if len(name) == 0 {
-			continue
-		}
-		n, err := unix.Lgetxattr(p, string(name), nil)
-		if err != nil {
-			return nil, err
-		}
-		val := make([]byte, n)
-		if n, err = unix.Lgetxattr(p, string(name), val); err != nil {
-			return nil, err
-		}
-		out = append(out, Xattr{Name: string(name), Value: val[:n]})
-	}
-	return out, nil
 }
 
 // ErrCorrupt means a file's content did not match its hash on arrival. Nothing of it is

@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"bytes"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -68,4 +70,59 @@ func TestReceivingReplacesWhatAnOldCopyLeft(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, content, string(b), name)
 	}
+}
+
+// A changed file of an old copy is written over in place when it has no other link: it
+// ends with the new content, length, holes, owner, mode and attributes, none of the old.
+func TestChangedFilesAreWrittenOverInPlace(t *testing.T) {
+	src := t.TempDir()
+	dst := filepath.Join(t.TempDir(), "staging")
+	require.NoError(t, os.MkdirAll(dst, 0o700))
+	old := make([]byte, 256<<10)
+	_, _ = rand.Read(old)
+	// shrinks: was long, setuid, someone else's and with an attribute.
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "shrinks"), old, 0o644))
+	require.NoError(t, os.Chown(filepath.Join(dst, "shrinks"), 1001, 1002))
+	require.NoError(t, unix.Chmod(filepath.Join(dst, "shrinks"), 0o4755))
+	require.NoError(t, unix.Setxattr(filepath.Join(dst, "shrinks"), "user.old", []byte("stale"), 0))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "shrinks"), []byte("new"), 0o640))
+	// holey: all data before, a hole in the middle and at the end now.
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "holey"), old, 0o644))
+	f, err := os.Create(filepath.Join(src, "holey"))
+	require.NoError(t, err)
+	_, err = f.WriteAt(old[:4096], 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(old[:4096], 128<<10)
+	require.NoError(t, err)
+	require.NoError(t, f.Truncate(int64(len(old))))
+	require.NoError(t, f.Close())
+	// grows.
+	require.NoError(t, os.WriteFile(filepath.Join(dst, "grows"), []byte("old"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "grows"), old, 0o644))
+	for _, name := range []string{"shrinks", "holey", "grows"} { // an older copy
+		hourAgo := time.Now().Add(-time.Hour)
+		require.NoError(t, os.Chtimes(filepath.Join(dst, name), hourAgo, hourAgo))
+	}
+	var before unix.Stat_t
+	require.NoError(t, unix.Stat(filepath.Join(dst, "shrinks"), &before))
+
+	sink, _ := move(t, src, dst, 2)
+	assert.Len(t, sink.Wanted(), 3)
+	want, err := Walk(src)
+	require.NoError(t, err)
+	got, err := Walk(dst)
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "owner, mode, times and attributes are the new file's")
+	for _, name := range []string{"shrinks", "holey", "grows"} {
+		a, err := os.ReadFile(filepath.Join(src, name))
+		require.NoError(t, err)
+		b, err := os.ReadFile(filepath.Join(dst, name))
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(a, b), "%s has its new content", name)
+	}
+	var after, holey unix.Stat_t
+	require.NoError(t, unix.Stat(filepath.Join(dst, "shrinks"), &after))
+	assert.Equal(t, before.Ino, after.Ino, "the file was written over, not replaced")
+	require.NoError(t, unix.Stat(filepath.Join(dst, "holey"), &holey))
+	assert.LessOrEqual(t, holey.Blocks*512, int64(64<<10), "the old data became holes")
 }

@@ -97,6 +97,17 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		return res, err
 	}
 	defer conn.Close()
+	// Staging is read while the sender walks its tree: on a delta, both walks are most
+	// of the time.
+	type staged struct {
+		have []Entry
+		err  error
+	}
+	stagedc := make(chan staged, 1)
+	go func() {
+		have, err := readStaging(o.Staging)
+		stagedc <- staged{have, err}
+	}()
 	var open OpenResponse
 	if err := conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire}, &open); err != nil {
 		reason := metrics.ReasonRefused
@@ -117,7 +128,11 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("manifest from node %q: %w", o.From, err)
 	}
-	sink, err := NewSink(o.Staging, entries, o.Sink)
+	st := <-stagedc
+	if st.err != nil {
+		return res, fmt.Errorf("volume %q: %w", o.Volume, st.err)
+	}
+	sink, err := newSink(o.Staging, entries, st.have, o.Sink)
 	if err != nil {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}

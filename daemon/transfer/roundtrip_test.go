@@ -58,16 +58,12 @@ func move(t *testing.T, src, dst string, streams int) (*Sink, *Source) {
 	require.NoError(t, err)
 	t.Cleanup(func() { sink.Close() })
 
-	queue := make(chan uint32, len(manifest))
-	for _, i := range sink.Wanted() {
-		queue <- i
-	}
-	close(queue)
+	require.NoError(t, source.Want(sink.Wanted()))
 	server, client := tlsPairs(t, streams)
 	var wg sync.WaitGroup
 	for i := range streams {
 		wg.Add(2)
-		go func() { defer wg.Done(); assert.NoError(t, source.Send(context.Background(), server[i], queue)) }()
+		go func() { defer wg.Done(); assert.NoError(t, source.Send(context.Background(), server[i])) }()
 		go func() { defer wg.Done(); assert.NoError(t, sink.Receive(client[i])) }()
 	}
 	wg.Wait()

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	stdencoding "encoding"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -28,15 +31,31 @@ import (
 
 // The control protocol is gRPC over mutual TLS on the control port, with JSON messages
 // (no generated code): Open a transfer and get the sender's manifest, say which files are
-// Wanted, Finish by comparing root hashes (or Abort). Contents go on data streams.
+// Wanted, Finish by comparing root hashes (or Abort). Contents go on data streams. The
+// two messages that grow with the volume, the manifest and the wanted list, encode
+// themselves in binary: as JSON, a manifest of 50,000 files took longer to decode than to
+// read from disk.
 
 func init() { encoding.RegisterCodec(jsonCodec{}) }
 
+// jsonCodec encodes messages as JSON, or as themselves if they can.
 type jsonCodec struct{}
 
-func (jsonCodec) Marshal(v any) ([]byte, error)   { return json.Marshal(v) }
-func (jsonCodec) Unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-func (jsonCodec) Name() string                    { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error) {
+	if m, ok := v.(stdencoding.BinaryMarshaler); ok {
+		return m.MarshalBinary()
+	}
+	return json.Marshal(v)
+}
+
+func (jsonCodec) Unmarshal(b []byte, v any) error {
+	if m, ok := v.(stdencoding.BinaryUnmarshaler); ok {
+		return m.UnmarshalBinary(b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (jsonCodec) Name() string { return "json" }
 
 // OpenRequest asks the node holding a volume to send it.
 type OpenRequest struct {
@@ -56,10 +75,74 @@ type OpenResponse struct {
 	Wire Wire `json:"wire"`
 }
 
+// openHeader is OpenResponse but for the manifest.
+type openHeader struct {
+	Transfer string `json:"transfer"`
+	Data     string `json:"data"`
+	Wire     Wire   `json:"wire"`
+}
+
+// MarshalBinary encodes the response as the length of a JSON header, the header, and
+// the manifest as it is.
+func (r *OpenResponse) MarshalBinary() ([]byte, error) {
+	h, err := json.Marshal(openHeader{r.Transfer, r.Data, r.Wire})
+	if err != nil {
+		return nil, err
+	}
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(h)+len(r.Manifest)), uint64(len(h)))
+	return append(append(b, h...), r.Manifest...), nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encodes.
+func (r *OpenResponse) UnmarshalBinary(b []byte) error {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return errors.New("open response: bad header length")
+	}
+	var h openHeader
+	if err := json.Unmarshal(b[k:k+int(n)], &h); err != nil {
+		return fmt.Errorf("open response: %w", err)
+	}
+	r.Transfer, r.Data, r.Wire = h.Transfer, h.Data, h.Wire
+	r.Manifest = b[k+int(n):]
+	return nil
+}
+
 // WantRequest lists the files the receiver needs.
 type WantRequest struct {
 	Transfer string   `json:"transfer"`
 	Indexes  []uint32 `json:"indexes"`
+}
+
+// MarshalBinary encodes the request as the transfer ID's length and bytes, then each
+// index as a varint.
+func (r *WantRequest) MarshalBinary() ([]byte, error) {
+	b := binary.AppendUvarint(make([]byte, 0, 1+len(r.Transfer)+3*len(r.Indexes)), uint64(len(r.Transfer)))
+	b = append(b, r.Transfer...)
+	for _, i := range r.Indexes {
+		b = binary.AppendUvarint(b, uint64(i))
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary encodes.
+func (r *WantRequest) UnmarshalBinary(b []byte) error {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > 64 || n > uint64(len(b)-k) {
+		return errors.New("want request: bad transfer ID")
+	}
+	r.Transfer = string(b[k : k+int(n)])
+	b = b[k+int(n):]
+	r.Indexes = make([]uint32, 0, len(b)/3)
+	for len(b) > 0 {
+		i, k := binary.Uvarint(b)
+		if k <= 0 || i > math.MaxUint32 {
+			return errors.New("want request: bad index")
+		}
+		r.Indexes = append(r.Indexes, uint32(i))
+		b = b[k:]
+	}
+	return nil
 }
 
 // FinishRequest ends a transfer; RootHash is the receiver's.
@@ -102,7 +185,7 @@ type outgoing struct {
 	receiver string
 	volume   string
 	source   *Source
-	queue    chan uint32
+	wanted   bool // Want was called
 	streams  sync.WaitGroup
 	started  time.Time
 	wire     Wire
@@ -214,17 +297,11 @@ func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
 		return nil, err
 	}
 	s.touch(t)
-	q := make(chan uint32, len(r.Indexes))
-	for _, i := range r.Indexes {
-		q <- i
+	if err := t.source.Want(r.Indexes); err != nil {
+		return nil, fmt.Errorf("transfer %s: %w", r.Transfer, err)
 	}
-	close(q)
 	s.mu.Lock()
-	if t.queue != nil {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("transfer %s: Want sent twice", r.Transfer)
-	}
-	t.queue = q
+	t.wanted = true
 	s.mu.Unlock()
 	return &Empty{}, nil
 }
@@ -322,11 +399,11 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	s.mu.Lock()
-	q, refusal := t.queue, ""
+	refusal := ""
 	switch {
 	case s.transfers[string(hello[:])] != t:
 		refusal = "data stream opened after the transfer ended"
-	case q == nil:
+	case !t.wanted:
 		refusal = "data stream opened before Want"
 	default:
 		t.streams.Add(1)
@@ -351,7 +428,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	if err != nil {
 		return
 	}
-	if err := t.source.Send(ctx, w, q); err != nil {
+	if err := t.source.Send(ctx, w); err != nil {
 		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", string(hello[:]), "err", err)
 	}
 	_ = flush()

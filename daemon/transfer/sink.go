@@ -47,6 +47,28 @@ type Sink struct {
 // staging tree's directories, removes what the manifest does not list, and reports which
 // files' content must be sent (the rest are already there, by size and modification time).
 func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
+	have, err := readStaging(dir)
+	if err != nil {
+		return nil, err
+	}
+	return newSink(dir, entries, have, opts)
+}
+
+// readStaging lists what the staging dir holds from an earlier attempt or an older copy
+// (nothing if it does not exist yet).
+func readStaging(dir string) ([]Entry, error) {
+	have, err := Walk(dir)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read staging %s: %w", dir, err)
+	}
+	return have, nil
+}
+
+// newSink is NewSink with staging's contents already read.
+func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink, error) {
 	kinds := make(map[string]Kind, len(entries))
 	var declared int64
 	for _, e := range entries {
@@ -81,7 +103,7 @@ func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
 	}
 	s := &Sink{root: root, dirs: newDirCache(root, true), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}}
-	if err := s.prepare(kinds); err != nil {
+	if err := s.prepare(kinds, have); err != nil {
 		root.Close()
 		return nil, err
 	}
@@ -89,14 +111,9 @@ func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
 }
 
 // prepare removes what the manifest does not list (or lists as another kind), makes the
-// directories, and decides which files need their content. Staging is read with the
-// same parallel walk the sender uses (lstat only), so a large delta costs no more than
-// one concurrent pass over its metadata.
-func (s *Sink) prepare(kinds map[string]Kind) error {
-	have, err := Walk(s.dir)
-	if err != nil {
-		return fmt.Errorf("read staging %s: %w", s.dir, err)
-	}
+// directories, and decides which files need their content. have is what staging
+// holds, read with the same parallel walk the sender uses.
+func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 	present := make(map[string]Entry, len(have))
 	removed := map[string]bool{}
 	inRemoved := func(p string) bool {
@@ -218,7 +235,8 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 	defer release()
 	// The file is written in place: until setMeta gives it its times, last, its times
 	// are not the manifest's, so an attempt that resumes sends it again.
-	fd, err := d.create(base, e.Mode&0o777)
+	fd, now, oldSize, err := d.create(base, e.Mode&0o777)
+	reused := oldSize >= 0
 	if err != nil {
 		return fmt.Errorf("create %s in staging: %w", e.Path, err)
 	}
@@ -259,6 +277,11 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			if n <= 0 || off+n > size {
 				return fmt.Errorf("%w: %q: hole beyond its declared size", ErrHostile, e.Path)
 			}
+			if reused { // the old content there must become a hole
+				if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
+					return fmt.Errorf("%s: %w", e.Path, err)
+				}
+			}
 			hashZeros(h, n)
 			off += n
 			endsInHole = true
@@ -271,17 +294,17 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			if string(sum[:]) != string(fm.Payload) {
 				return fmt.Errorf("%s: %w", e.Path, ErrCorrupt)
 			}
-			if endsInHole {
-				if err := unix.Ftruncate(fd, size); err != nil { // a trailing hole is not written
+			if endsInHole || oldSize > size {
+				if err := unix.Ftruncate(fd, size); err != nil { // a trailing hole is not written; an old file may be longer
 					return fmt.Errorf("%s: %w", e.Path, err)
 				}
 			}
-			if d.defaultACL { // the file took an ACL from its directory
+			if reused || d.defaultACL { // attributes of the old file, or an ACL from the directory
 				if err := dropOtherXattrs(fd, e); err != nil {
 					return fmt.Errorf("%s: %w", e.Path, err)
 				}
 			}
-			if err := setMeta(fd, e, d.fresh(e.Mode&0o777)); err != nil {
+			if err := setMeta(fd, e, now); err != nil {
 				return fmt.Errorf("%s: %w", e.Path, err)
 			}
 			s.mu.Lock()

@@ -23,10 +23,34 @@ type Source struct {
 	entries []Entry
 	flow    *metrics.Flow
 
+	// ready hands the wanted files, opened, to the streams that send them; stop ends the
+	// goroutine that opens them.
+	ready     chan opened
+	stop      chan struct{}
+	stopOnce  sync.Once
+	openers   sync.WaitGroup
+	closeOnce sync.Once
+
 	mu     sync.Mutex
 	hashes map[uint32][32]byte
 	bytes  int64
 }
+
+// opened is a wanted file, open for reading (fd), or why it could not be.
+type opened struct {
+	index uint32
+	fd    int
+	err   error
+}
+
+// Reading ahead: the files next in line are opened, and their first bytes asked of the
+// disk, this far ahead of the streams that send them. Small files read from a cold cache
+// one at a time per stream wait on the disk for each; asked for ahead, many reads are in
+// flight at once.
+const (
+	readAheadFiles = 128
+	readAheadBytes = 1 << 20
+)
 
 // NewSource walks dir and returns a source for it with its manifest.
 func NewSource(dir string) (*Source, error) {
@@ -38,7 +62,8 @@ func NewSource(dir string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{root: root, dirs: newDirCache(root, false), entries: entries, hashes: map[uint32][32]byte{}}, nil
+	return &Source{root: root, dirs: newDirCache(root, false), entries: entries, hashes: map[uint32][32]byte{},
+		stop: make(chan struct{})}, nil
 }
 
 // Manifest is the tree as walked.
@@ -51,32 +76,118 @@ func (s *Source) Bytes() int64 {
 	return s.bytes
 }
 
-// Close releases the tree.
+// Close releases the tree, and the files opened ahead that no stream sent.
 func (s *Source) Close() error {
-	s.dirs.close()
-	return s.root.Close()
+	var err error
+	s.closeOnce.Do(func() {
+		s.stopOnce.Do(func() { close(s.stop) })
+		s.openers.Wait()
+		s.mu.Lock()
+		ready := s.ready
+		s.mu.Unlock()
+		if ready != nil {
+			for o := range ready {
+				if o.err == nil {
+					unix.Close(o.fd)
+				}
+			}
+		}
+		s.dirs.close()
+		err = s.root.Close()
+	})
+	return err
 }
 
-// Send writes the files whose indexes come from queue to one data stream, then
-// FrameDone. Several Sends share one queue to use several streams.
-func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) error {
+// Want says which files to send, in what order: Send sends them. It may be called once.
+func (s *Source) Want(indexes []uint32) error {
+	s.mu.Lock()
+	if s.ready != nil {
+		s.mu.Unlock()
+		return errors.New("the wanted files were already given")
+	}
+	ready := make(chan opened, readAheadFiles)
+	s.ready = ready
+	s.mu.Unlock()
+	s.openers.Add(1)
+	go func() {
+		defer s.openers.Done()
+		defer close(ready)
+		for _, index := range indexes {
+			o := s.open(index)
+			select {
+			case ready <- o:
+			case <-s.stop:
+				if o.err == nil {
+					unix.Close(o.fd)
+				}
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// open opens a wanted file and asks the disk for its first bytes.
+func (s *Source) open(index uint32) opened {
+	o := opened{index: index, fd: -1}
+	if int(index) >= len(s.entries) || s.entries[index].Kind != KindFile {
+		o.err = fmt.Errorf("entry %d is not a file", index)
+		return o
+	}
+	e := s.entries[index]
+	d, base, release, err := s.dirs.split(e.Path)
+	if err != nil {
+		o.err = fmt.Errorf("open the directory of %s: %w", e.Path, err)
+		return o
+	}
+	defer release()
+	// O_NONBLOCK: a FIFO put in the file's place must not block the open.
+	if o.fd, err = d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0); err != nil {
+		o.err = fmt.Errorf("open %s: %w", e.Path, err)
+		return o
+	}
+	if e.Size > 0 {
+		_ = unix.Fadvise(o.fd, 0, min(e.Size, readAheadBytes), unix.FADV_WILLNEED)
+	}
+	return o
+}
+
+// Send writes the wanted files to one data stream, then FrameDone. Several Sends run at
+// once to use several streams; each file goes to one of them.
+func (s *Source) Send(ctx context.Context, w io.Writer) error {
+	s.mu.Lock()
+	ready := s.ready
+	s.mu.Unlock()
+	if ready == nil {
+		return errors.New("no files wanted yet")
+	}
 	// Many small files' frames share TLS records and syscalls.
 	bw := bufio.NewWriterSize(w, 256<<10)
 	defer bw.Flush()
 	fw := NewFrameWriter(bw)
 	buf := make([]byte, ChunkSize)
 	h := blake3.New() // one per stream, reset per file
-	for index := range queue {
+	for {
+		var o opened
+		var more bool
+		select {
+		case o, more = <-ready:
+		default: // nothing to send yet: let the receiver have what is buffered meanwhile
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			o, more = <-ready
+		}
+		if !more {
+			break
+		}
 		if ctx.Err() != nil {
+			if o.err == nil {
+				unix.Close(o.fd)
+			}
 			return ctx.Err()
 		}
-		if int(index) >= len(s.entries) || s.entries[index].Kind != KindFile {
-			err := fmt.Errorf("entry %d is not a file", index)
-			_ = fw.Write(FrameError, []byte(err.Error()))
-			_ = bw.Flush()
-			return err
-		}
-		if err := s.sendFile(fw, index, buf, h); err != nil {
+		if err := s.sendFile(fw, o, buf, h); err != nil {
 			_ = fw.Write(FrameError, []byte(err.Error()))
 			_ = bw.Flush()
 			return err
@@ -88,19 +199,14 @@ func (s *Source) Send(ctx context.Context, w io.Writer, queue <-chan uint32) err
 	return bw.Flush()
 }
 
-func (s *Source) sendFile(fw *FrameWriter, index uint32, buf []byte, h *blake3.Hasher) error {
-	e := s.entries[index]
-	d, base, release, err := s.dirs.split(e.Path)
-	if err != nil {
-		return fmt.Errorf("open the directory of %s: %w", e.Path, err)
+// sendFile sends the file o, and closes it.
+func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hasher) error {
+	if o.err != nil {
+		return o.err
 	}
-	defer release()
-	// O_NONBLOCK: a FIFO put in the file's place must not block the open.
-	fd, err := d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", e.Path, err)
-	}
+	fd, index := o.fd, o.index
 	defer unix.Close(fd)
+	e := s.entries[index]
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", e.Path, err)

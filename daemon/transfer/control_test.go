@@ -1,0 +1,93 @@
+package transfer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestControlMessagesThatGrowWithTheVolumeTravelInBinary(t *testing.T) {
+	var c jsonCodec
+	open := &OpenResponse{Transfer: "0123abcd", Data: "10.0.0.1:7947", Wire: Wire{Compress: true, RateLimit: 5 << 20},
+		Manifest: EncodeManifest([]Entry{{Path: ".", Kind: KindDir, Mode: 0o755}, {Path: "a", Kind: KindFile, Size: 3}})}
+	b, err := c.Marshal(open)
+	require.NoError(t, err)
+	var gotOpen OpenResponse
+	require.NoError(t, c.Unmarshal(b, &gotOpen))
+	assert.Equal(t, *open, gotOpen)
+
+	want := &WantRequest{Transfer: "0123abcd", Indexes: []uint32{0, 1, 127, 128, 1 << 31, 7}}
+	b, err = c.Marshal(want)
+	require.NoError(t, err)
+	var gotWant WantRequest
+	require.NoError(t, c.Unmarshal(b, &gotWant))
+	assert.Equal(t, *want, gotWant, "indexes keep their order")
+
+	// The other messages stay JSON.
+	b, err = c.Marshal(&FinishRequest{Transfer: "x", Abort: true})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"transfer":"x","abort":true}`, string(b))
+
+	for _, bad := range [][]byte{nil, {0x80}, {0x05, '{', '}'}, {0x02, 'n', 'o'}} {
+		assert.Error(t, c.Unmarshal(bad, &gotOpen), "open response %x", bad)
+	}
+	for _, bad := range [][]byte{nil, {0x80}, {0x03, 'a'}, {0x01, 'a', 0x80}, {0x01, 'a', 0xff, 0xff, 0xff, 0xff, 0x7f}} {
+		assert.Error(t, c.Unmarshal(bad, &gotWant), "want request %x", bad)
+	}
+}
+
+// FuzzWantRequest: no input may crash the decoder; what it accepts re-encodes to itself.
+func FuzzWantRequest(f *testing.F) {
+	b, _ := (&WantRequest{Transfer: "0123abcd", Indexes: []uint32{0, 300, 1 << 31}}).MarshalBinary()
+	f.Add(b)
+	f.Add([]byte{0x01, 'a', 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r WantRequest
+		if r.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := r.MarshalBinary()
+		require.NoError(t, err)
+		var r2 WantRequest
+		require.NoError(t, r2.UnmarshalBinary(again))
+		assert.Equal(t, r, r2)
+	})
+}
+
+// Files are opened ahead of the streams; a transfer that ends before sending them all
+// (the receiver aborted or went away) closes every one.
+func TestSourceClosesTheFilesItOpenedAhead(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 2 * readAheadFiles {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644))
+	}
+	before := openFiles(t)
+	src, err := NewSource(dir)
+	require.NoError(t, err)
+	var all []uint32
+	for i, e := range src.Manifest() {
+		if e.Kind == KindFile {
+			all = append(all, uint32(i))
+		}
+	}
+	require.NoError(t, src.Want(all))
+	assert.Error(t, src.Want(all), "Want is given once")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.ErrorIs(t, src.Send(ctx, io.Discard), context.Canceled)
+	require.NoError(t, src.Close())
+	assert.Equal(t, before, openFiles(t))
+}
+
+func openFiles(t *testing.T) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(des)
+}

@@ -1,0 +1,341 @@
+package transfer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Walk lists the tree under root: lstat only, symlinks never followed, hardlinks to a file
+// listed earlier as KindHardlink. Entries come depth first, each directory's names in
+// byte order, so a directory comes before everything in it.
+//
+// Reading a tree's metadata is latency-bound on a cold cache and CPU-bound on a warm one,
+// so Walk reads with several workers, each taking up to walkChunk names of one directory
+// at a time (a single huge directory is read in parallel too), and looks each name up
+// relative to its open directory: one short lookup per call, where a full path costs a
+// lookup per component.
+func Walk(root string) ([]Entry, error) {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", root, err)
+	}
+	w := &walker{root: root, jobs: make(chan walkJob, 1024), listed: map[string]*walkDir{}}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("stat %s: %w", root, err)
+	}
+	top := walkItem{e: Entry{Path: ".", Kind: KindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}}
+	x, err := w.xattrs(fd, "", root, make([]byte, xattrBuf))
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	top.e.Xattrs = x
+	var workers sync.WaitGroup
+	for range 8 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			buf := make([]byte, xattrBuf)
+			for j := range w.jobs {
+				w.do(j, buf)
+			}
+		}()
+	}
+	w.list(fd, ".")
+	w.pending.Wait()
+	close(w.jobs)
+	workers.Wait()
+	if w.err != nil {
+		return nil, w.err
+	}
+	out := make([]Entry, 0, w.count.Load()+1)
+	out = append(out, top.e)
+	seen := map[[2]uint64]string{}
+	var emit func(rel string)
+	emit = func(rel string) {
+		items := w.listed[rel].items
+		// Names were read in the directory's own order, which makes lookups cheapest.
+		slices.SortFunc(items, func(a, b walkItem) int { return strings.Compare(a.e.Path, b.e.Path) })
+		for _, it := range items {
+			if it.key != ([2]uint64{}) {
+				if first, ok := seen[it.key]; ok {
+					it.e.Kind, it.e.Target, it.e.Size, it.e.Xattrs = KindHardlink, first, 0, nil
+				} else {
+					seen[it.key] = it.e.Path
+				}
+			}
+			out = append(out, it.e)
+			if it.e.Kind == KindDir {
+				emit(it.e.Path)
+			}
+		}
+	}
+	emit(".")
+	return out, nil
+}
+
+// walkChunk is how many names of one directory a worker reads at a time.
+const walkChunk = 128
+
+// xattrBuf is a worker's buffer for attribute names; most files have none or a few.
+const xattrBuf = 4 << 10
+
+type walker struct {
+	root    string
+	jobs    chan walkJob
+	pending sync.WaitGroup // jobs not yet done
+	count   atomic.Int64   // entries found
+
+	mu     sync.Mutex
+	listed map[string]*walkDir // by path
+	err    error
+}
+
+// walkDir is a directory being read: its open descriptor, closed once every chunk of its
+// names is done, and its entries in name order, each filled in by the chunk that has it.
+type walkDir struct {
+	fd    int
+	left  atomic.Int32
+	items []walkItem
+}
+
+type walkItem struct {
+	e   Entry
+	key [2]uint64 // (dev, ino) of a file with several links
+}
+
+// walkJob is one chunk of a directory's names.
+type walkJob struct {
+	d     *walkDir
+	rel   string // the directory's path
+	names []string
+	items []walkItem
+}
+
+// list reads the names of the directory rel, open as fd (which it takes over), and queues
+// them in chunks.
+func (w *walker) list(fd int, rel string) {
+	names, err := readNames(fd)
+	if err != nil {
+		unix.Close(fd)
+		w.fail(fmt.Errorf("read %s: %w", w.full(rel), err))
+		return
+	}
+	d := &walkDir{fd: fd, items: make([]walkItem, len(names))}
+	w.count.Add(int64(len(names)))
+	w.mu.Lock()
+	w.listed[rel] = d
+	w.mu.Unlock()
+	if len(names) == 0 {
+		unix.Close(fd)
+		return
+	}
+	d.left.Store(int32((len(names) + walkChunk - 1) / walkChunk))
+	for i := 0; i < len(names); i += walkChunk {
+		end := min(i+walkChunk, len(names))
+		j := walkJob{d: d, rel: rel, names: names[i:end], items: d.items[i:end]}
+		w.pending.Add(1)
+		select {
+		case w.jobs <- j:
+		default:
+			w.do(j, make([]byte, xattrBuf)) // the queue is full: do it here rather than block
+		}
+	}
+}
+
+// readNames lists the names in the open directory fd, but for "." and "..".
+func readNames(fd int) ([]string, error) {
+	buf := make([]byte, 16<<10)
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}
+
+// do describes one chunk of names, and lists the directories among them.
+func (w *walker) do(j walkJob, buf []byte) {
+	defer w.pending.Done()
+	defer func() {
+		if j.d.left.Add(-1) == 0 {
+			unix.Close(j.d.fd)
+		}
+	}()
+	for i, name := range j.names {
+		if w.failed() {
+			return
+		}
+		rel := name
+		if j.rel != "." {
+			rel = j.rel + "/" + name
+		}
+		it, err := w.describe(j.d.fd, name, rel, buf)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		j.items[i] = it
+		if it.e.Kind == KindDir {
+			fd, err := unix.Openat(j.d.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				w.fail(fmt.Errorf("open %s: %w", w.full(rel), err))
+				return
+			}
+			w.list(fd, rel)
+		}
+	}
+}
+
+// describe reads one entry, name in the directory dfd, without following it.
+func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, error) {
+	var st unix.Stat_t
+	var it walkItem
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return it, fmt.Errorf("lstat %s: %w", w.full(rel), err)
+	}
+	e := Entry{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		e.Kind, e.Size = KindFile, st.Size
+		if st.Nlink > 1 {
+			it.key = [2]uint64{st.Dev, st.Ino}
+		}
+	case unix.S_IFDIR:
+		e.Kind = KindDir
+	case unix.S_IFLNK:
+		e.Kind = KindSymlink
+		n, err := unix.Readlinkat(dfd, name, buf)
+		if err != nil {
+			return it, fmt.Errorf("readlink %s: %w", w.full(rel), err)
+		}
+		if n == len(buf) {
+			target, err := os.Readlink(w.full(rel)) // longer than the buffer: rare
+			if err != nil {
+				return it, err
+			}
+			e.Target = target
+		} else {
+			e.Target = string(buf[:n])
+		}
+	case unix.S_IFIFO:
+		e.Kind = KindFIFO
+	case unix.S_IFCHR, unix.S_IFBLK:
+		e.Kind, e.Rdev = KindDevice, st.Rdev
+		e.Mode |= st.Mode & (unix.S_IFCHR | unix.S_IFBLK)
+	default:
+		return it, fmt.Errorf("%s: sockets and other special files can't be moved", w.full(rel))
+	}
+	if e.Kind != KindSymlink {
+		x, err := w.xattrs(dfd, name, w.full(rel), buf)
+		if err != nil {
+			return it, err
+		}
+		e.Xattrs = x
+	}
+	it.e = e
+	return it, nil
+}
+
+func (w *walker) full(rel string) string { return filepath.Join(w.root, filepath.FromSlash(rel)) }
+
+func (w *walker) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *walker) failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err != nil
+}
+
+// xattrs reads the extended attributes of name in dfd ("" for dfd itself) without
+// following a symlink. full is its path, for kernels without listxattrat and for the
+// values of the few files that have attributes.
+func (w *walker) xattrs(dfd int, name, full string, buf []byte) ([]Xattr, error) {
+	n, err := listxattrAt(dfd, name, full, buf)
+	if errors.Is(err, unix.ERANGE) {
+		if n, err = listxattrAt(dfd, name, full, nil); err == nil {
+			buf = make([]byte, n)
+			n, err = listxattrAt(dfd, name, full, buf)
+		}
+	}
+	if errors.Is(err, unix.ENOTSUP) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the attributes of %s: %w", full, err)
+	}
+	var out []Xattr
+	for _, attr := range bytes.Split(buf[:n], []byte{0}) {
+		if len(attr) == 0 {
+			continue
+		}
+		name := string(attr)
+		size, err := unix.Lgetxattr(full, name, nil)
+		if err != nil {
+			return nil, fmt.Errorf("read attribute %s of %s: %w", name, full, err)
+		}
+		val := make([]byte, size)
+		if size, err = unix.Lgetxattr(full, name, val); err != nil {
+			return nil, fmt.Errorf("read attribute %s of %s: %w", name, full, err)
+		}
+		out = append(out, Xattr{Name: name, Value: val[:size]})
+	}
+	return out, nil
+}
+
+// noListxattrat is set once the kernel has said it lacks listxattrat (before Linux 6.13).
+var noListxattrat atomic.Bool
+
+// listxattrAt lists the attribute names of name in dfd (dfd itself if name is empty)
+// into buf, without following a symlink. Without listxattrat it uses full instead.
+func listxattrAt(dfd int, name, full string, buf []byte) (int, error) {
+	if name == "" {
+		return unix.Flistxattr(dfd, buf)
+	}
+	if !noListxattrat.Load() {
+		p, err := unix.BytePtrFromString(name)
+		if err != nil {
+			return 0, err
+		}
+		var b unsafe.Pointer
+		if len(buf) > 0 {
+			b = unsafe.Pointer(&buf[0])
+		}
+		n, _, errno := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dfd), uintptr(unsafe.Pointer(p)),
+			unix.AT_SYMLINK_NOFOLLOW, uintptr(b), uintptr(len(buf)), 0)
+		if errno != unix.ENOSYS {
+			if errno != 0 {
+				return 0, errno
+			}
+			return int(n), nil
+		}
+		noListxattrat.Store(true)
+	}
+	return unix.Llistxattr(full, buf)
+}

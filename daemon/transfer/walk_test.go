@@ -1,0 +1,78 @@
+package transfer
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// Walk lists a directory right after its parent's entry, each directory's names in byte
+// order: "a", "a/x", then "a.b", though "a.b" sorts before "a/x" as a string. A directory
+// with more names than one worker takes at a time is read whole.
+func TestWalkListsDepthFirstInNameOrder(t *testing.T) {
+	root := t.TempDir()
+	must := func(err error) { t.Helper(); require.NoError(t, err) }
+	must(os.MkdirAll(filepath.Join(root, "a", "x"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "a.b"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(root, "b"), nil, 0o644))
+	must(os.MkdirAll(filepath.Join(root, "many", "sub"), 0o755))
+	for i := range 3*walkChunk + 5 {
+		must(os.WriteFile(filepath.Join(root, "many", fmt.Sprintf("f%04d", i)), nil, 0o644))
+	}
+	must(os.WriteFile(filepath.Join(root, "many", "sub", "deep"), nil, 0o644))
+	must(unix.Setxattr(filepath.Join(root, "many", "f0200"), "user.k", []byte("v"), 0))
+
+	var want []string
+	var list func(rel string)
+	list = func(rel string) { // os.ReadDir sorts by name
+		want = append(want, rel)
+		des, err := os.ReadDir(filepath.Join(root, rel))
+		must(err)
+		for _, de := range des {
+			if de.IsDir() {
+				list(path.Join(rel, de.Name()))
+			} else {
+				want = append(want, path.Join(rel, de.Name()))
+			}
+		}
+	}
+	list(".")
+
+	entries, err := Walk(root)
+	must(err)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Path)
+	}
+	assert.Equal(t, want, got)
+	for _, e := range entries {
+		if e.Path == "many/f0200" {
+			assert.Equal(t, []Xattr{{Name: "user.k", Value: []byte("v")}}, e.Xattrs)
+		}
+	}
+
+	// Kernels before Linux 6.13 lack listxattrat: the walk falls back to paths.
+	noListxattrat.Store(true)
+	t.Cleanup(func() { noListxattrat.Store(false) })
+	again, err := Walk(root)
+	must(err)
+	assert.Equal(t, entries, again)
+}
+
+func TestWalkNamesWhatItCannotRead(t *testing.T) {
+	_, err := Walk(filepath.Join(t.TempDir(), "missing"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "missing")
+
+	root := t.TempDir()
+	require.NoError(t, unix.Mknod(filepath.Join(root, "sock"), unix.S_IFSOCK|0o600, 0))
+	_, err = Walk(root)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sock: sockets and other special files can't be moved")
+}
