@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make bench: moves three datasets with drayage's transfer engine (sender and receiver as
 # separate processes on loopback, mutual TLS 1.3) and, in the same run, with rsync over
-# stunnel with mutual TLS (the stack Red Hat MTC uses for direct volume migration) and a
-# local tar | tar as the floor. Prints seconds, MB/s, peak RSS and drayage's speed as a
+# stunnel with mutual TLS (the stack Red Hat MTC uses for direct volume migration), and
+# two local copies as floors: tar | tar, and cp -a in 8 parallel processes (no network,
+# no encryption, no hashing, no fsync: what reading and creating the files costs here). Prints seconds, MB/s, peak RSS and drayage's speed as a
 # ratio to rsync's. Every run starts from a cold page cache, into a destination of its
 # own, and nothing is deleted while runs are timed: on ext4 without a journal, creating
 # files within a minute of deleting many skips the freed inodes one by one (50,000 small
@@ -43,7 +44,8 @@ cp -a "$work/small" "$work/delta"
 build/transferbench touch "$work/delta" 1
 runs=${BENCH_RUNS:-3}
 for ds in ${BENCH_SETS:-large small delta}; do # each run's starting point, made now
-	for tool in drayage rsync tar; do
+	for tool in drayage rsync tar cp; do
+		[ "$tool:$ds" != cp:delta ] || continue
 		for i in $(seq "$runs"); do
 			if [ "$ds" = delta ]; then cp -a "$work/small" "$work/run-$tool-$ds-$i"; else mkdir "$work/run-$tool-$ds-$i"; fi
 		done
@@ -147,6 +149,17 @@ run_tar() {
 	echo "$(( (t1 - t0) / 1000000 )) -"
 }
 
+# cp -a in 8 processes at once, a few top-level entries each (not for delta: cp copies all).
+run_cp() {
+	local src=$1 dst=$work/run-cp-$2-$3
+	cold
+	local t0 t1
+	t0=$(date +%s%N)
+	find "$src" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -P 8 -n 16 cp -a -t "$dst"
+	t1=$(date +%s%N)
+	echo "$(( (t1 - t0) / 1000000 )) -"
+}
+
 # median "MS RSS"...: the median time of the runs, and the highest peak RSS.
 median() {
 	local ms rss
@@ -159,11 +172,12 @@ printf '\n%-7s %-15s %9s %10s %10s %11s\n' dataset tool seconds MB/s "peak RSS" 
 for ds in ${BENCH_SETS:-large small delta}; do
 	src=$work/$ds
 	bytes=$(size_of "$src")
-	d=() r=() t=()
+	d=() r=() t=() c=()
 	for i in $(seq "$runs"); do # the tools take turns, so a slow spell of the machine hits each
 		d+=("$(run_drayage "$src" "$ds" "$i")")
 		r+=("$(run_rsync "$src" "$ds" "$i")")
 		t+=("$(run_tar "$src" "$ds" "$i")")
+		[ "$ds" = delta ] || c+=("$(run_cp "$src" "$ds" "$i")")
 	done
 	read -r d_ms d_rss <<<"$(median "${d[@]}")"
 	read -r r_ms r_rss <<<"$(median "${r[@]}")"
@@ -179,7 +193,12 @@ for ds in ${BENCH_SETS:-large small delta}; do
 	row drayage "$d_ms" "$d_rss"
 	row rsync+stunnel "$r_ms" "$r_rss"
 	row "tar|tar" "$t_ms" -
+	if [ "$ds" != delta ]; then
+		read -r c_ms _ <<<"$(median "${c[@]}")"
+		row "cp -a x8" "$c_ms" -
+	fi
 done
 echo
 echo "Seconds: the median of $runs runs of each tool, taken in turns. MB/s is the dataset's size over that time (delta: the whole volume's size)."
-echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync does not fsync."
+echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync, tar and cp do not fsync."
+echo "tar|tar and cp -a x8 copy locally, with no network, encryption or hashing: the floors a transfer can't beat here."

@@ -126,3 +126,30 @@ func TestChangedFilesAreWrittenOverInPlace(t *testing.T) {
 	require.NoError(t, unix.Stat(filepath.Join(dst, "holey"), &holey))
 	assert.LessOrEqual(t, holey.Blocks*512, int64(64<<10), "the old data became holes")
 }
+
+// On a delta, a directory that gained or lost nothing and already looks as listed is not
+// touched; one that did gets its listed times back after the change.
+func TestDeltaLeavesUnchangedDirectoriesAlone(t *testing.T) {
+	src := t.TempDir()
+	for _, d := range []string{"same", "grows"} {
+		require.NoError(t, os.Mkdir(filepath.Join(src, d), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(src, d, "f"), []byte("v1"), 0o644))
+	}
+	dst := filepath.Join(t.TempDir(), "staging")
+	move(t, src, dst, 1)
+	var before unix.Stat_t
+	require.NoError(t, unix.Stat(filepath.Join(dst, "same"), &before))
+
+	time.Sleep(20 * time.Millisecond) // a ctime the kernel's clock can tell apart
+	require.NoError(t, os.WriteFile(filepath.Join(src, "same", "f"), []byte("v2, longer"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "grows", "g"), []byte("new"), 0o644))
+	move(t, src, dst, 1)
+	var after unix.Stat_t
+	require.NoError(t, unix.Stat(filepath.Join(dst, "same"), &after))
+	assert.Equal(t, before.Ctim, after.Ctim, "the directory of a file written over is left alone")
+	want, err := Walk(src)
+	require.NoError(t, err)
+	got, err := Walk(dst)
+	require.NoError(t, err)
+	assert.Equal(t, want, got, "the directory that gained a file has its listed time")
+}

@@ -38,6 +38,7 @@ type Sink struct {
 	flow    *metrics.Flow
 
 	mu       sync.Mutex
+	touched  map[string]bool // directories whose entries this pull changed
 	received []bool
 	hashes   map[uint32][32]byte
 	bytes    int64
@@ -102,7 +103,7 @@ func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink
 		return nil, err
 	}
 	s := &Sink{root: root, dirs: newDirCache(root, true), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
-		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}}
+		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, touched: map[string]bool{}}
 	if err := s.prepare(kinds, have); err != nil {
 		root.Close()
 		return nil, err
@@ -135,6 +136,7 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 		if err := s.root.RemoveAll(h.Path); err != nil {
 			return fmt.Errorf("clear %s in staging: %w", h.Path, err)
 		}
+		s.touch(h.Path)
 		if h.Kind == KindDir {
 			removed[h.Path] = true
 		}
@@ -142,11 +144,15 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 	for i, e := range s.entries {
 		switch e.Kind {
 		case KindDir:
-			if _, ok := present[e.Path]; !ok && e.Path != "." {
+			h, ok := present[e.Path]
+			if !ok && e.Path != "." {
 				if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 					return fmt.Errorf("make %s: %w", e.Path, err)
 				}
+				s.touch(e.Path)
 			}
+			// Unless something is added to it or removed from it, Finish leaves it be.
+			s.settled[i] = ok && sameMeta(e, h)
 		case KindFile:
 			h, ok := present[e.Path]
 			s.send[i] = !ok || !sameContent(e, h)
@@ -156,6 +162,20 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 		}
 	}
 	return nil
+}
+
+// sameMeta reports whether have already has the owner, mode, time and attributes of e.
+func sameMeta(e, have Entry) bool {
+	return e.UID == have.UID && e.GID == have.GID && e.Mode == have.Mode && e.MTime == have.MTime &&
+		slices.EqualFunc(e.Xattrs, have.Xattrs, func(a, b Xattr) bool { return a.Name == b.Name && string(a.Value) == string(b.Value) })
+}
+
+// touch records that the directory holding p gains or loses an entry, which changes its
+// modification time.
+func (s *Sink) touch(p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.touched[path.Dir(p)] = true
 }
 
 // Wanted lists the indexes of the files whose content the sender must send.
@@ -237,6 +257,9 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 	// are not the manifest's, so an attempt that resumes sends it again.
 	fd, now, oldSize, err := d.create(base, e.Mode&0o777)
 	reused := oldSize >= 0
+	if !reused {
+		s.touch(e.Path)
+	}
 	if err != nil {
 		return fmt.Errorf("create %s in staging: %w", e.Path, err)
 	}
@@ -335,7 +358,10 @@ func pwriteFull(fd int, b []byte, off int64) error {
 
 // Finish checks that every wanted file arrived, creates links and special files, applies
 // every entry's metadata (directories last, deepest first, so their times stick) and makes
-// it all durable with one syncfs. It returns the tree's root hash.
+// it all durable with one syncfs. A directory of an older copy that already looks as
+// listed and gained or lost no entry is left alone: on a small delta, rewriting every
+// directory's times would make the sync write an inode in every block group. It returns
+// the tree's root hash.
 func (s *Sink) Finish() ([32]byte, error) {
 	for i, want := range s.send {
 		if want && !s.received[i] {
@@ -371,14 +397,17 @@ func (s *Sink) Finish() ([32]byte, error) {
 			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
 		}
 	}
-	dirs := slices.Collect(func(yield func(Entry) bool) {
-		for _, e := range s.entries {
-			if e.Kind == KindDir && !yield(e) {
-				return
-			}
+	var dirs []int
+	for i, e := range s.entries {
+		if e.Kind == KindDir {
+			dirs = append(dirs, i)
 		}
-	})
-	for _, e := range slices.Backward(dirs) {
+	}
+	for _, i := range slices.Backward(dirs) {
+		e := s.entries[i]
+		if s.settled[i] && !s.touched[e.Path] {
+			continue
+		}
 		if err := s.withFile(e.Path, unix.O_RDONLY|unix.O_DIRECTORY, e); err != nil {
 			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
 		}
@@ -408,6 +437,7 @@ func (s *Sink) Close() error {
 
 // replace removes whatever is at p (not a directory), then creates it with mk.
 func (s *Sink) replace(p string, mk func() error) error {
+	s.touch(p)
 	if err := s.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
