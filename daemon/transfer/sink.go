@@ -273,7 +273,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 		}
 	}()
 	h.Reset()
-	var off int64
+	var off, flushed int64
 	endsInHole := false
 	for {
 		fm, err := fr.Next()
@@ -291,6 +291,12 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			_, _ = h.Write(fm.Payload)
 			off += int64(len(fm.Payload))
 			endsInHole = false
+			if off-flushed >= writeBehind {
+				// Start writing this part to disk now, so that the disk works while the
+				// rest arrives and Finish's syncfs has little left to wait for.
+				_ = unix.SyncFileRange(fd, flushed, off-flushed, unix.SYNC_FILE_RANGE_WRITE)
+				flushed = off
+			}
 			s.mu.Lock()
 			s.bytes += int64(len(fm.Payload))
 			s.mu.Unlock()
@@ -340,6 +346,10 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 		}
 	}
 }
+
+// writeBehind is how much of a large file is written before the disk is asked to start
+// writing it out.
+const writeBehind = 2 << 20
 
 // pwriteFull writes all of b at off.
 func pwriteFull(fd int, b []byte, off int64) error {
