@@ -130,7 +130,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	}
 	st := <-stagedc
 	if st.err != nil {
-		return res, fmt.Errorf("volume %q: %w", o.Volume, st.err)
+		return res, fmt.Errorf("volume %q on node %q: %w; check that the state dir is readable and retry", o.Volume, o.Identity.Name(), st.err)
 	}
 	sink, err := newSink(o.Staging, entries, st.have, o.Sink)
 	if err != nil {

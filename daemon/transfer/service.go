@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -104,7 +105,7 @@ func (r *OpenResponse) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("open response: %w", err)
 	}
 	r.Transfer, r.Data, r.Wire = h.Transfer, h.Data, h.Wire
-	r.Manifest = b[k+int(n):]
+	r.Manifest = bytes.Clone(b[k+int(n):]) // the codec does not promise b outlives the call
 	return nil
 }
 
@@ -185,7 +186,6 @@ type outgoing struct {
 	receiver string
 	volume   string
 	source   *Source
-	wanted   bool // Want was called
 	streams  sync.WaitGroup
 	started  time.Time
 	wire     Wire
@@ -298,11 +298,8 @@ func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
 	}
 	s.touch(t)
 	if err := t.source.Want(r.Indexes); err != nil {
-		return nil, fmt.Errorf("transfer %s: %w", r.Transfer, err)
+		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
 	}
-	s.mu.Lock()
-	t.wanted = true
-	s.mu.Unlock()
 	return &Empty{}, nil
 }
 
@@ -403,7 +400,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	switch {
 	case s.transfers[string(hello[:])] != t:
 		refusal = "data stream opened after the transfer ended"
-	case !t.wanted:
+	case !t.source.Wanted():
 		refusal = "data stream opened before Want"
 	default:
 		t.streams.Add(1)

@@ -34,11 +34,14 @@ type Sink struct {
 	dir     string
 	entries []Entry
 	send    []bool // content of entries[i] comes over the wire
-	settled []bool // entries[i] is already in place with the right metadata
-	flow    *metrics.Flow
+	settled []bool // entries[i], a file, is already in place with the right metadata
+	// settledDirs are the directories of an older copy that already look as listed;
+	// Finish leaves them alone unless touched says they gained or lost an entry.
+	settledDirs map[string]bool
+	flow        *metrics.Flow
 
 	mu       sync.Mutex
-	touched  map[string]bool // directories whose entries this pull changed
+	touched  map[string]bool // settled directories whose entries this pull changed
 	received []bool
 	hashes   map[uint32][32]byte
 	bytes    int64
@@ -103,7 +106,7 @@ func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink
 		return nil, err
 	}
 	s := &Sink{root: root, dirs: newDirCache(root, true), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
-		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, touched: map[string]bool{}}
+		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{}}
 	if err := s.prepare(kinds, have); err != nil {
 		root.Close()
 		return nil, err
@@ -136,7 +139,7 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 		if err := s.root.RemoveAll(h.Path); err != nil {
 			return fmt.Errorf("clear %s in staging: %w", h.Path, err)
 		}
-		s.touch(h.Path)
+		s.touched[path.Dir(h.Path)] = true
 		if h.Kind == KindDir {
 			removed[h.Path] = true
 		}
@@ -149,10 +152,11 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 				if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 					return fmt.Errorf("make %s: %w", e.Path, err)
 				}
-				s.touch(e.Path)
+				s.touched[path.Dir(e.Path)] = true
 			}
-			// Unless something is added to it or removed from it, Finish leaves it be.
-			s.settled[i] = ok && sameMeta(e, h)
+			if ok && sameMeta(e, h) {
+				s.settledDirs[e.Path] = true
+			}
 		case KindFile:
 			h, ok := present[e.Path]
 			s.send[i] = !ok || !sameContent(e, h)
@@ -171,11 +175,16 @@ func sameMeta(e, have Entry) bool {
 }
 
 // touch records that the directory holding p gains or loses an entry, which changes its
-// modification time.
+// modification time. Only a settled directory needs it: in a fresh pull there is none,
+// and a new file costs no lock.
 func (s *Sink) touch(p string) {
+	d := path.Dir(p)
+	if !s.settledDirs[d] { // read-only once prepare is done
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.touched[path.Dir(p)] = true
+	s.touched[d] = true
 }
 
 // Wanted lists the indexes of the files whose content the sender must send.
@@ -415,7 +424,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 	}
 	for _, i := range slices.Backward(dirs) {
 		e := s.entries[i]
-		if s.settled[i] && !s.touched[e.Path] {
+		if s.settledDirs[e.Path] && !s.touched[e.Path] {
 			continue
 		}
 		if err := s.withFile(e.Path, unix.O_RDONLY|unix.O_DIRECTORY, e); err != nil {

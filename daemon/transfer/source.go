@@ -98,12 +98,19 @@ func (s *Source) Close() error {
 	return err
 }
 
+// Wanted reports whether Want was called.
+func (s *Source) Wanted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready != nil
+}
+
 // Want says which files to send, in what order: Send sends them. It may be called once.
 func (s *Source) Want(indexes []uint32) error {
 	s.mu.Lock()
 	if s.ready != nil {
 		s.mu.Unlock()
-		return errors.New("the wanted files were already given")
+		return errors.New("the wanted files were already given; the receiver sent Want twice")
 	}
 	ready := make(chan opened, readAheadFiles)
 	s.ready = ready

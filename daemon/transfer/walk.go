@@ -35,13 +35,13 @@ func Walk(root string) ([]Entry, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("stat %s: %w", root, err)
 	}
-	top := walkItem{e: Entry{Path: ".", Kind: KindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}}
-	x, err := w.xattrs(fd, "", root, make([]byte, xattrBuf))
+	top := Entry{Path: ".", Kind: KindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
+	x, err := w.xattrs(fd, "", ".", make([]byte, xattrBuf))
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
-	top.e.Xattrs = x
+	top.Xattrs = x
 	var workers sync.WaitGroup
 	for range 8 {
 		workers.Add(1)
@@ -61,7 +61,7 @@ func Walk(root string) ([]Entry, error) {
 		return nil, w.err
 	}
 	out := make([]Entry, 0, w.count.Load()+1)
-	out = append(out, top.e)
+	out = append(out, top)
 	seen := map[[2]uint64]string{}
 	var emit func(rel string)
 	emit = func(rel string) {
@@ -97,6 +97,7 @@ type walker struct {
 	jobs    chan walkJob
 	pending sync.WaitGroup // jobs not yet done
 	count   atomic.Int64   // entries found
+	failed  atomic.Bool    // err is set: stop
 
 	mu     sync.Mutex
 	listed map[string]*walkDir // by path
@@ -183,7 +184,7 @@ func (w *walker) do(j walkJob, buf []byte) {
 		}
 	}()
 	for i, name := range j.names {
-		if w.failed() {
+		if w.failed.Load() {
 			return
 		}
 		rel := name
@@ -247,7 +248,7 @@ func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, erro
 		return it, fmt.Errorf("%s: sockets and other special files can't be moved", w.full(rel))
 	}
 	if e.Kind != KindSymlink {
-		x, err := w.xattrs(dfd, name, w.full(rel), buf)
+		x, err := w.xattrs(dfd, name, rel, buf)
 		if err != nil {
 			return it, err
 		}
@@ -264,29 +265,32 @@ func (w *walker) fail(err error) {
 	defer w.mu.Unlock()
 	if w.err == nil {
 		w.err = err
+		w.failed.Store(true)
 	}
-}
-
-func (w *walker) failed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err != nil
 }
 
 // xattrs reads the extended attributes of name in dfd ("" for dfd itself) without
-// following a symlink. full is its path, for kernels without listxattrat and for the
-// values of the few files that have attributes.
-func (w *walker) xattrs(dfd int, name, full string, buf []byte) ([]Xattr, error) {
-	n, err := listxattrAt(dfd, name, full, buf)
+// following a symlink. Its full path is made only for kernels without listxattrat and
+// for the values of the few files that have attributes.
+func (w *walker) xattrs(dfd int, name, rel string, buf []byte) ([]Xattr, error) {
+	list := func(b []byte) (int, error) {
+		n, err := listxattrAt(dfd, name, b)
+		if errors.Is(err, unix.ENOSYS) {
+			return unix.Llistxattr(w.full(rel), b)
+		}
+		return n, err
+	}
+	n, err := list(buf)
 	if errors.Is(err, unix.ERANGE) {
-		if n, err = listxattrAt(dfd, name, full, nil); err == nil {
+		if n, err = list(nil); err == nil {
 			buf = make([]byte, n)
-			n, err = listxattrAt(dfd, name, full, buf)
+			n, err = list(buf)
 		}
 	}
-	if errors.Is(err, unix.ENOTSUP) {
+	if errors.Is(err, unix.ENOTSUP) || err == nil && n == 0 {
 		return nil, nil
 	}
+	full := w.full(rel)
 	if err != nil {
 		return nil, fmt.Errorf("list the attributes of %s: %w", full, err)
 	}
@@ -313,29 +317,30 @@ func (w *walker) xattrs(dfd int, name, full string, buf []byte) ([]Xattr, error)
 var noListxattrat atomic.Bool
 
 // listxattrAt lists the attribute names of name in dfd (dfd itself if name is empty)
-// into buf, without following a symlink. Without listxattrat it uses full instead.
-func listxattrAt(dfd int, name, full string, buf []byte) (int, error) {
+// into buf, without following a symlink. It fails with ENOSYS on kernels without
+// listxattrat (before Linux 6.13).
+func listxattrAt(dfd int, name string, buf []byte) (int, error) {
 	if name == "" {
 		return unix.Flistxattr(dfd, buf)
 	}
-	if !noListxattrat.Load() {
-		p, err := unix.BytePtrFromString(name)
-		if err != nil {
-			return 0, err
-		}
-		var b unsafe.Pointer
-		if len(buf) > 0 {
-			b = unsafe.Pointer(&buf[0])
-		}
-		n, _, errno := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dfd), uintptr(unsafe.Pointer(p)),
-			unix.AT_SYMLINK_NOFOLLOW, uintptr(b), uintptr(len(buf)), 0)
-		if errno != unix.ENOSYS {
-			if errno != 0 {
-				return 0, errno
-			}
-			return int(n), nil
-		}
+	if noListxattrat.Load() {
+		return 0, unix.ENOSYS
+	}
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return 0, err
+	}
+	var b unsafe.Pointer
+	if len(buf) > 0 {
+		b = unsafe.Pointer(&buf[0])
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_LISTXATTRAT, uintptr(dfd), uintptr(unsafe.Pointer(p)),
+		unix.AT_SYMLINK_NOFOLLOW, uintptr(b), uintptr(len(buf)), 0)
+	switch errno {
+	case 0:
+		return int(n), nil
+	case unix.ENOSYS:
 		noListxattrat.Store(true)
 	}
-	return unix.Llistxattr(full, buf)
+	return 0, errno
 }
