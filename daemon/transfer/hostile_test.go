@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,6 +58,9 @@ func TestHostileManifestsAreRefusedBeforeAnythingIsWritten(t *testing.T) {
 		"hardlink forward":      {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "f"}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "not a file sent before it"},
 		"device not allowed":    {[]Entry{root, {Path: "sda", Kind: KindDevice, Mode: 0o060660, Rdev: 8 << 8}}, SinkOptions{}, "allow-devices"},
 		"over the volume limit": {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 40}}, SinkOptions{MaxBytes: 1 << 30}, "above its limit"},
+		// 2^62 twice wraps a naive sum around to a negative total, under any limit.
+		"sizes that overflow the total": {[]Entry{root, {Path: "a", Kind: KindFile, Size: 1 << 62}, {Path: "b", Kind: KindFile, Size: 1 << 62}},
+			SinkOptions{MaxBytes: 1 << 30}, "declares more than"},
 		"over the free space":   {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 62}}, SinkOptions{}, "free some space"},
 		"listed twice":          {[]Entry{root, {Path: "f", Kind: KindFile}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "listed twice"},
 		"no root":               {[]Entry{{Path: "f", Kind: KindFile}}, SinkOptions{}, "comes before its directory"},
@@ -105,6 +109,17 @@ func TestHostileStreamsAreRefusedAndLeaveNoFile(t *testing.T) {
 		"hole beyond the end": {frames(func(w *FrameWriter) {
 			_ = w.File(2, 5)
 			_ = w.Hole(1 << 40)
+		}), "hole beyond"},
+		// off+n would wrap to a negative number and pass a naive bound, and hashing 2^63
+		// zero bytes would hold the stream for ever.
+		"hole that overflows the offset": {frames(func(w *FrameWriter) {
+			_ = w.File(2, 5)
+			_ = w.Write(FrameData, []byte("h"))
+			_ = w.Hole(math.MaxInt64)
+		}), "hole beyond"},
+		"hole of negative length": {frames(func(w *FrameWriter) {
+			_ = w.File(2, 5)
+			_ = w.Hole(-1)
 		}), "hole beyond"},
 		"end before all data": {frames(func(w *FrameWriter) {
 			_ = w.File(2, 5)

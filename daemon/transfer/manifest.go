@@ -169,6 +169,10 @@ func validPath(p string) error {
 // bounded before anything is allocated for it.
 const manifestVersion = 1
 
+// minEntryBytes is the smallest encoding of an entry: the kind byte and nine one-byte
+// varints (path and target lengths, mode, uid, gid, size, mtime, rdev, xattr count).
+const minEntryBytes = 10
+
 // EncodeManifest serialises entries.
 func EncodeManifest(entries []Entry) []byte {
 	var b []byte
@@ -206,11 +210,13 @@ func DecodeManifest(b []byte) ([]Entry, error) {
 		return nil, fmt.Errorf("%w: manifest version %d (want %d)", ErrHostile, v, manifestVersion)
 	}
 	n := d.uvarint()
-	// Each entry takes at least 11 bytes, so a count beyond that is a lie.
-	if n > MaxEntries || n > uint64(len(b))/11 {
+	// Each entry takes at least minEntryBytes, so a count beyond that is a lie.
+	if n > MaxEntries || n > uint64(len(d.b))/minEntryBytes {
 		return nil, fmt.Errorf("%w: manifest declares %d entries in %d bytes", ErrHostile, n, len(b))
 	}
-	out := make([]Entry, 0, n)
+	// Room grows with the entries actually decoded, never with the count declared: an
+	// Entry is ten times the size of its smallest encoding.
+	out := make([]Entry, 0, min(n, 1024))
 	for range n {
 		var e Entry
 		e.Kind = Kind(d.byte())

@@ -134,7 +134,8 @@ func (r *WantRequest) UnmarshalBinary(b []byte) error {
 	}
 	r.Transfer = string(b[k : k+int(n)])
 	b = b[k+int(n):]
-	r.Indexes = make([]uint32, 0, len(b)/3)
+	// An index takes one to five bytes: room grows with what is decoded.
+	r.Indexes = make([]uint32, 0, min(len(b), 4096))
 	for len(b) > 0 {
 		i, k := binary.Uvarint(b)
 		if k <= 0 || i > math.MaxUint32 {

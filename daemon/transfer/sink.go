@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -83,6 +84,9 @@ func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink
 			return nil, fmt.Errorf("%w: %q listed twice", ErrHostile, e.Path)
 		}
 		kinds[e.Path] = e.Kind
+		if e.Size > math.MaxInt64-declared {
+			return nil, fmt.Errorf("%w: the volume declares more than %d bytes", ErrHostile, int64(math.MaxInt64))
+		}
 		declared += e.Size
 	}
 	if len(entries) == 0 || entries[0].Path != "." {
@@ -291,7 +295,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 		}
 		switch fm.Type {
 		case FrameData:
-			if off+int64(len(fm.Payload)) > size {
+			if int64(len(fm.Payload)) > size-off {
 				return fmt.Errorf("%w: %q: more data than its declared %d bytes", ErrHostile, e.Path, size)
 			}
 			if err := pwriteFull(fd, fm.Payload, off); err != nil {
@@ -312,7 +316,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			s.flow.Bytes(len(fm.Payload))
 		case FrameHole:
 			n := int64(beUint64(fm.Payload))
-			if n <= 0 || off+n > size {
+			if n <= 0 || n > size-off { // never off+n: a hole of 2^63-1 would overflow it
 				return fmt.Errorf("%w: %q: hole beyond its declared size", ErrHostile, e.Path)
 			}
 			if reused { // the old content there must become a hole
