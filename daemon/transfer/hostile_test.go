@@ -61,15 +61,15 @@ func TestHostileManifestsAreRefusedBeforeAnythingIsWritten(t *testing.T) {
 		// 2^62 twice wraps a naive sum around to a negative total, under any limit.
 		"sizes that overflow the total": {[]Entry{root, {Path: "a", Kind: KindFile, Size: 1 << 62}, {Path: "b", Kind: KindFile, Size: 1 << 62}},
 			SinkOptions{MaxBytes: 1 << 30}, "declares more than"},
-		"over the free space":   {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 62}}, SinkOptions{}, "free some space"},
-		"listed twice":          {[]Entry{root, {Path: "f", Kind: KindFile}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "listed twice"},
-		"no root":               {[]Entry{{Path: "f", Kind: KindFile}}, SinkOptions{}, "comes before its directory"},
-		"root not a dir":        {[]Entry{{Path: ".", Kind: KindFile}}, SinkOptions{}, "must be a directory"},
-		"negative size":         {[]Entry{root, {Path: "f", Kind: KindFile, Size: -1}}, SinkOptions{}, "declares size"},
-		"size on a symlink":     {[]Entry{root, {Path: "l", Kind: KindSymlink, Target: "x", Size: 9}}, SinkOptions{}, "declares size"},
-		"file type in mode":     {[]Entry{root, {Path: "f", Kind: KindFile, Mode: 0o100644}}, SinkOptions{}, "beyond permissions"},
-		"unknown kind":          {[]Entry{root, {Path: "f", Kind: 99}}, SinkOptions{}, "unknown kind"},
-		"huge xattr":            {[]Entry{root, {Path: "f", Kind: KindFile, Xattrs: []Xattr{{Name: "user.x", Value: make([]byte, MaxXattrValue+1)}}}}, SinkOptions{}, "bad extended attribute"},
+		"over the free space": {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 62}}, SinkOptions{}, "free some space"},
+		"listed twice":        {[]Entry{root, {Path: "f", Kind: KindFile}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "listed twice"},
+		"no root":             {[]Entry{{Path: "f", Kind: KindFile}}, SinkOptions{}, "comes before its directory"},
+		"root not a dir":      {[]Entry{{Path: ".", Kind: KindFile}}, SinkOptions{}, "must be a directory"},
+		"negative size":       {[]Entry{root, {Path: "f", Kind: KindFile, Size: -1}}, SinkOptions{}, "declares size"},
+		"size on a symlink":   {[]Entry{root, {Path: "l", Kind: KindSymlink, Target: "x", Size: 9}}, SinkOptions{}, "declares size"},
+		"file type in mode":   {[]Entry{root, {Path: "f", Kind: KindFile, Mode: 0o100644}}, SinkOptions{}, "beyond permissions"},
+		"unknown kind":        {[]Entry{root, {Path: "f", Kind: 99}}, SinkOptions{}, "unknown kind"},
+		"huge xattr":          {[]Entry{root, {Path: "f", Kind: KindFile, Xattrs: []Xattr{{Name: "user.x", Value: make([]byte, MaxXattrValue+1)}}}}, SinkOptions{}, "bad extended attribute"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			staging, _ := hostileSetup(t)
