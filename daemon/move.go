@@ -6,9 +6,9 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/volume"
 )
 
@@ -91,8 +91,7 @@ func (d *Daemon) forward(ctx context.Context, op, name, to, method string, req, 
 	if m.State != "alive" {
 		return fmt.Errorf("cannot %s volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", op, name, to, m.State, m.LastSeen.Format("15:04:05"))
 	}
-	conn, err := grpc.NewClient(m.Meta.Control, grpc.WithTransportCredentials(credentials.NewTLS(n.id.ClientConfig(to))),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
+	conn, err := peers.Dial(n.id, to, m.Meta.Control)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"time"
 
@@ -14,12 +15,32 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/drayage/drayage/cluster/identity"
 )
 
 // HandshakeTimeout bounds a TLS handshake with another node.
 const HandshakeTimeout = 10 * time.Second
+
+// Message limits. The messages that grow with a volume are the transfer engine's: the
+// wanted list a receiver sends (at most 5 bytes a file: 50 MB for 10 million files) and
+// the manifest a sender answers with (some 60 bytes a file, most of it the path: 600 MB
+// for 10 million files). gRPC's default of 4 MiB would stop a volume of a million files.
+const (
+	// MaxRecvMessage bounds what the server accepts in one message.
+	MaxRecvMessage = 256 << 20
+	// MaxClientRecvMessage bounds what a client accepts: gRPC's largest.
+	MaxClientRecvMessage = math.MaxInt32
+)
+
+// Keepalive: a peer that stops answering (cut off, paused, its host gone without a
+// reset) is found within keepaliveTime+keepaliveTimeout on a connection with a call in
+// flight, instead of after TCP's retransmission timeout of some fifteen minutes.
+const (
+	keepaliveTime    = 20 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
 
 // Server serves other nodes on the control port.
 type Server struct {
@@ -30,7 +51,11 @@ type Server struct {
 // NewServer makes the control server. known says whether a node is a member.
 func NewServer(id *identity.Identity, known func(string) bool, log *slog.Logger) *Server {
 	creds := &loggingCreds{TransportCredentials: credentials.NewTLS(id.ServerConfig(known)), log: log}
-	s := &Server{grpc: grpc.NewServer(grpc.Creds(creds), grpc.ConnectionTimeout(HandshakeTimeout)), health: health.NewServer()}
+	s := &Server{grpc: grpc.NewServer(grpc.Creds(creds), grpc.ConnectionTimeout(HandshakeTimeout),
+		grpc.MaxRecvMsgSize(MaxRecvMessage),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2})),
+		health: health.NewServer()}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	return s
 }
@@ -72,9 +97,14 @@ func (c *loggingCreds) Clone() credentials.TransportCredentials {
 }
 
 // Dial connects to node's control address. The connection is verified to reach that
-// node, by the name in its certificate.
+// node, by the name in its certificate; calls use the JSON codec the transfer engine
+// registers, and a peer that stops answering fails the calls in flight within half a
+// minute.
 func Dial(id *identity.Identity, node, addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig(node))))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig(node))),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(MaxClientRecvMessage),
+			grpc.MaxCallSendMsgSize(MaxRecvMessage)))
 	if err != nil {
 		return nil, fmt.Errorf("node %q at %s: %w", node, addr, err)
 	}

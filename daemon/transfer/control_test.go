@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 func TestControlMessagesThatGrowWithTheVolumeTravelInBinary(t *testing.T) {
@@ -90,4 +94,40 @@ func openFiles(t *testing.T) int {
 	des, err := os.ReadDir("/proc/self/fd")
 	require.NoError(t, err)
 	return len(des)
+}
+
+// The wanted list grows with the volume: for two million files it is some 6 MB, over
+// gRPC's default limit of 4 MiB. It crosses the production control server over mutual
+// TLS, as a pull sends it.
+func TestAWantForTwoMillionFilesCrossesTheControlServer(t *testing.T) {
+	ids := testIdentities(t, "node-a", "node-b")
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	data, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer data.Close()
+	auth := func(context.Context, string, string, uint64) (string, error) { return src, nil }
+	srv := NewServer(ids["node-a"], auth, data.Addr().String(), slog.New(slog.DiscardHandler))
+	ps := peers.NewServer(ids["node-a"], nil, slog.New(slog.DiscardHandler))
+	ps.Register(srv.ServiceDesc(), srv)
+	ctl, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = ps.Serve(ctl) }()
+	defer ps.Stop()
+
+	conn, err := peers.Dial(ids["node-b"], "node-a", ctl.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx := context.Background()
+	var open OpenResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	want := &WantRequest{Transfer: open.Transfer, Indexes: make([]uint32, 2_000_000)}
+	for i := range want.Indexes {
+		want.Indexes[i] = uint32(i)
+	}
+	b, err := want.MarshalBinary()
+	require.NoError(t, err)
+	require.Greater(t, len(b), 4<<20, "the list is over gRPC's default limit")
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", want, &Empty{}), "a Want of %d bytes", len(b))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{}))
 }

@@ -12,13 +12,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/metrics"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // PullOptions say what to pull from where.
@@ -90,9 +89,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if o.Streams <= 0 {
 		o.Streams = 8
 	}
-	conn, err := grpc.NewClient(o.Control,
-		grpc.WithTransportCredentials(credentials.NewTLS(o.Identity.ClientConfig(o.From))),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(1<<30), grpc.MaxCallSendMsgSize(1<<30)))
+	conn, err := peers.Dial(o.Identity, o.From, o.Control)
 	if err != nil {
 		return res, err
 	}
