@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -35,6 +36,9 @@ type PullOptions struct {
 	Sink    SinkOptions
 	// Wire asks for compression and a bandwidth limit (the sender may lower the limit).
 	Wire Wire
+	// IdleTimeout is how long a data stream may wait for the next byte (0:
+	// DefaultIdleTimeout; longer if a rate limit makes streams wait their turn).
+	IdleTimeout time.Duration
 	// Progress, if set, is called about twice a second with what has arrived so far, from
 	// one goroutine at a time, and once more at the end.
 	Progress func(Progress)
@@ -106,7 +110,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		stagedc <- staged{have, err}
 	}()
 	var open OpenResponse
-	if err := conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire}, &open); err != nil {
+	if err := invoke(ctx, conn, openTimeout, "Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire}, &open); err != nil {
 		reason := metrics.ReasonRefused
 		if status.Code(err) == codes.Unavailable {
 			reason = metrics.ReasonPeerDown
@@ -118,7 +122,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		if err != nil {
 			abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			_ = conn.Invoke(abortCtx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{})
+			_ = invoke(abortCtx, conn, wantTimeout, "Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{})
 		}
 	}()
 	entries, err := DecodeManifest(open.Manifest)
@@ -144,7 +148,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	for _, i := range wanted {
 		wantBytes += entries[i].Size
 	}
-	if err := conn.Invoke(ctx, "/drayage.Transfer/Want", &WantRequest{Transfer: open.Transfer, Indexes: wanted}, &Empty{}); err != nil {
+	if err := invoke(ctx, conn, wantTimeout, "Want", &WantRequest{Transfer: open.Transfer, Indexes: wanted}, &Empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}
 	if err := receiveAll(ctx, o, sink, open, Progress{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
@@ -154,7 +158,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
 	}
-	if err := conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}); err != nil {
+	if err := invoke(ctx, conn, finishTimeout, "Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}); err != nil {
 		if status.Code(err) == codes.DataLoss {
 			err = &failure{reason: metrics.ReasonCorrupt, err: err}
 		}
@@ -162,6 +166,23 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	}
 	res.Bytes, res.RootHash = sink.Bytes(), root
 	return res, nil
+}
+
+// How long each control call may take. Keepalives find a sender that stopped answering
+// sooner; these bound one that answers pings but never the call. Open walks the volume
+// (a minute or two for ten million files); Finish waits for the sender's last streams
+// and reads the files it did not send to hash them, if it has no hashes stored for them.
+const (
+	openTimeout   = 15 * time.Minute
+	wantTimeout   = 2 * time.Minute
+	finishTimeout = time.Hour
+)
+
+// invoke calls method of the transfer service within timeout.
+func invoke(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration, method string, req, res any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return conn.Invoke(ctx, "/drayage.Transfer/"+method, req, res)
 }
 
 // receiveAll runs the data streams until every wanted file has arrived.
@@ -226,10 +247,11 @@ func receiveStream(ctx context.Context, o PullOptions, sink *Sink, open OpenResp
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
-	if _, err := c.Write([]byte(open.Transfer)); err != nil {
+	conn := idleConn{Conn: c, idle: open.Wire.streamIdle(o.IdleTimeout, o.Streams)}
+	if _, err := conn.Write([]byte(open.Transfer)); err != nil {
 		return err
 	}
-	r, done, err := open.Wire.receiverReader(c)
+	r, done, err := open.Wire.receiverReader(conn)
 	if err != nil {
 		return err
 	}
@@ -237,6 +259,9 @@ func receiveStream(ctx context.Context, o PullOptions, sink *Sink, open OpenResp
 	if err := sink.Receive(r); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("node %q sent nothing on a data stream for %s (DRAYAGE_STREAM_TIMEOUT): %w", o.From, conn.idle, err)
 		}
 		return err
 	}

@@ -178,10 +178,30 @@ type Server struct {
 	// from its receiver (a receiver that died or was cut off never calls Finish); 0 means
 	// 10 minutes. Set it before serving.
 	StaleAfter time.Duration
+	// IdleTimeout is how long a data stream may wait for its receiver to read (0:
+	// DefaultIdleTimeout). Set it before serving.
+	IdleTimeout time.Duration
+	// MaxTransfers bounds the transfers sent at once (0: DefaultMaxTransfers); more are
+	// refused until one ends. MaxConns bounds the data connections served at once, their
+	// handshakes included (0: DefaultMaxConns); more are closed at once. Set them before
+	// serving.
+	MaxTransfers, MaxConns int
 
 	mu        sync.Mutex
 	transfers map[string]*outgoing
+	conns     int // data connections being served
 }
+
+// Defaults of the limits on what a node sends at once.
+const (
+	DefaultMaxTransfers = 8
+	DefaultMaxConns     = 128
+	// maxStreams bounds the data streams of one transfer (a pull opens 8).
+	maxStreams = 32
+)
+
+// ErrBusy means a node is at its limit of transfers or connections; retry later.
+var ErrBusy = errors.New("busy")
 
 type outgoing struct {
 	receiver string
@@ -196,6 +216,20 @@ type outgoing struct {
 	// run and the receiver has not called for StaleAfter; both guarded by Server.mu.
 	open   int
 	expiry *time.Timer
+}
+
+func (s *Server) maxTransfers() int {
+	if s.MaxTransfers <= 0 {
+		return DefaultMaxTransfers
+	}
+	return s.MaxTransfers
+}
+
+func (s *Server) maxConns() int {
+	if s.MaxConns <= 0 {
+		return DefaultMaxConns
+	}
+	return s.MaxConns
 }
 
 func (s *Server) staleAfter() time.Duration {
@@ -249,6 +283,14 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
+	}
+	s.mu.Lock()
+	busy := len(s.transfers) >= s.maxTransfers()
+	s.mu.Unlock()
+	if busy {
+		s.log.Warn("refused to send a volume: at the limit of transfers sent at once", "volume", r.Volume, "peer", node, "limit", s.maxTransfers())
+		return nil, status.Errorf(codes.ResourceExhausted, "node %q is sending %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %v; retry when one is done",
+			s.id.Name(), s.maxTransfers(), ErrBusy)
 	}
 	metric := s.Metrics.Started(metrics.RoleSend)
 	dir, err := s.authorize(ctx, r.Volume, node, r.Epoch)
@@ -365,7 +407,8 @@ func (s *Server) expire(id string, t *outgoing) {
 }
 
 // ServeData accepts data streams on l until it is closed. Each stream opens with the
-// transfer ID it serves; only the transfer's receiver may open it.
+// transfer ID it serves; only the transfer's receiver may open it. Connections beyond
+// MaxConns are closed at once.
 func (s *Server) ServeData(l net.Listener) error {
 	cfg := s.id.ServerConfig(nil)
 	for {
@@ -373,7 +416,25 @@ func (s *Server) ServeData(l net.Listener) error {
 		if err != nil {
 			return err
 		}
-		go s.serveStream(raw, cfg)
+		s.mu.Lock()
+		full := s.conns >= s.maxConns()
+		if !full {
+			s.conns++
+		}
+		s.mu.Unlock()
+		if full {
+			s.log.Warn("closed a data connection: at the limit of data connections served at once", "remote", raw.RemoteAddr().String(), "limit", s.maxConns())
+			_ = raw.Close()
+			continue
+		}
+		go func() {
+			defer func() {
+				s.mu.Lock()
+				s.conns--
+				s.mu.Unlock()
+			}()
+			s.serveStream(raw, cfg)
+		}()
 	}
 }
 
@@ -403,6 +464,8 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		refusal = "data stream opened after the transfer ended"
 	case !t.source.Wanted():
 		refusal = "data stream opened before Want"
+	case t.open >= maxStreams:
+		refusal = fmt.Sprintf("more than %d data streams for one transfer", maxStreams)
 	default:
 		t.streams.Add(1)
 		t.open++
@@ -422,7 +485,11 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		t.streams.Done()
 	}()
 	ctx := context.Background()
-	w, flush, err := t.wire.senderWriter(ctx, conn, t.limit)
+	idle := s.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	w, flush, err := t.wire.senderWriter(ctx, idleConn{Conn: conn, idle: idle}, t.limit)
 	if err != nil {
 		return
 	}

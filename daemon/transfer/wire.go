@@ -29,8 +29,11 @@ func (w Wire) limiter() *rate.Limiter {
 	if w.RateLimit <= 0 {
 		return nil
 	}
-	return rate.NewLimiter(rate.Limit(w.RateLimit), max(ChunkSize, int(w.RateLimit/10)))
+	return rate.NewLimiter(rate.Limit(w.RateLimit), w.burst())
 }
+
+// burst is the most a stream sends at once under the rate limit.
+func (w Wire) burst() int { return max(ChunkSize, int(w.RateLimit/10)) }
 
 // throttled is a writer that waits on a limiter before each write.
 type throttled struct {
