@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/docker/go-connections/sockets"
@@ -23,6 +26,7 @@ import (
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
+	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
 )
 
@@ -78,6 +82,12 @@ type Config struct {
 	// MetricsAddr, if set, is where /metrics is served, host:port, in plain HTTP: bind
 	// it to localhost or a private network.
 	MetricsAddr string
+	// StreamTimeout is how long a data stream may go without a byte read or written.
+	StreamTimeout time.Duration
+	// MaxTransfers bounds the volumes this node sends at once (more are refused) and
+	// receives at once (more wait their turn). MaxDataConns bounds the data connections
+	// it serves at once.
+	MaxTransfers, MaxDataConns int
 }
 
 // Validate checks the settings and fills in defaults.
@@ -130,14 +140,47 @@ func (c *Config) Validate() error {
 		c.ProbeInterval = time.Second
 	}
 	if c.MetricsAddr != "" {
-		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
-			return fmt.Errorf("node %q: metrics address %q: want HOST:PORT, e.g. 127.0.0.1:7794 (--metrics-addr, DRAYAGE_METRICS_ADDR)", c.Name, c.MetricsAddr)
+		_, port, err := net.SplitHostPort(c.MetricsAddr)
+		if err != nil || port == "" {
+			return fmt.Errorf("node %q: metrics address %q: want HOST:PORT, e.g. 127.0.0.1:7796 (--metrics-addr, DRAYAGE_METRICS_ADDR)", c.Name, c.MetricsAddr)
 		}
+		if spec, _ := backends.Parse(c.Store); spec.Kind == backends.KindEmbedded {
+			if taken := embeddedPorts(c.EmbeddedAddr); slices.Contains(taken, port) {
+				return fmt.Errorf("node %q: metrics address %q: port %s is the embedded store's (it listens on %s and %s); pick another port, e.g. 7796 (--metrics-addr, DRAYAGE_METRICS_ADDR)",
+					c.Name, c.MetricsAddr, port, taken[0], taken[1])
+			}
+		}
+	}
+	if c.StreamTimeout == 0 {
+		c.StreamTimeout = transfer.DefaultIdleTimeout
+	}
+	if c.MaxTransfers == 0 {
+		c.MaxTransfers = transfer.DefaultMaxTransfers
+	}
+	if c.MaxDataConns == 0 {
+		c.MaxDataConns = transfer.DefaultMaxConns
+	}
+	if c.StreamTimeout < time.Second {
+		return fmt.Errorf("node %q: stream timeout %s is too short: use 1s or more (--stream-timeout, DRAYAGE_STREAM_TIMEOUT)", c.Name, c.StreamTimeout)
+	}
+	if c.MaxTransfers < 1 || c.MaxDataConns < 1 {
+		return fmt.Errorf("node %q: the limits on transfers (%d) and data connections (%d) must be at least 1 (--max-transfers, DRAYAGE_MAX_TRANSFERS; --max-data-conns, DRAYAGE_MAX_DATA_CONNS)",
+			c.Name, c.MaxTransfers, c.MaxDataConns)
 	}
 	if c.LeaseTTL < 2*time.Second || c.LeaseTTL > 10*time.Minute {
 		return fmt.Errorf("node %q: lease TTL %s is out of range: use 2s to 10m (--lease-ttl, DRAYAGE_LEASE_TTL)", c.Name, c.LeaseTTL)
 	}
 	return nil
+}
+
+// embeddedPorts are the client and peer ports of the embedded store at addr.
+func embeddedPorts(addr string) []string {
+	_, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil {
+		return nil
+	}
+	return []string{port, strconv.Itoa(n + 1)}
 }
 
 // Daemon is one node's agent.
@@ -310,6 +353,11 @@ func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
 		if err == nil {
 			return store, nil
 		}
+		if addrInUse(err) {
+			// Waiting won't free the port; say so at once instead of retrying for ever.
+			return nil, fmt.Errorf("node %q: cluster store %s: %w; another process listens on that port or the next (a second drayage, an etcd, DRAYAGE_METRICS_ADDR?): stop it or set DRAYAGE_EMBEDDED_ADDR",
+				d.cfg.Name, d.cfg.Store, err)
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
 		}
@@ -322,6 +370,12 @@ func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// addrInUse reports whether err is a listener's "address already in use" (the embedded
+// store's ports taken), wrapped or only in words.
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 // keepLease replaces the node's lease whenever it is lost (the store was unreachable for

@@ -113,6 +113,36 @@ func TestMetricsAreOffUnlessAnAddressIsSet(t *testing.T) {
 	require.ErrorContains(t, err, "want HOST:PORT")
 }
 
+// The metrics port once suggested was the embedded store's peer port: such a setting is
+// refused at once, and a store port taken by another process stops the daemon at once
+// with what to do, instead of retrying for ever.
+func TestPortsTakenFromTheEmbeddedStoreAreSaidAtOnce(t *testing.T) {
+	cfg := testConfig(t, "node-a")
+	host, port, err := net.SplitHostPort(cfg.EmbeddedAddr)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	cfg.MetricsAddr = net.JoinHostPort(host, strconv.Itoa(n+1))
+	_, err = New(cfg, slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, fmt.Sprintf("port %d is the embedded store's", n+1))
+
+	cfg = testConfig(t, "node-a")
+	taken, err := net.Listen("tcp", cfg.EmbeddedAddr)
+	require.NoError(t, err)
+	defer taken.Close()
+	d, err := New(cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(context.Background()) }()
+	select {
+	case err := <-errc:
+		require.ErrorContains(t, err, "another process listens on that port or the next")
+		assert.Contains(t, err.Error(), "DRAYAGE_EMBEDDED_ADDR")
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon keeps retrying a port another process holds")
+	}
+}
+
 func TestTwoNodesCountAVolumeMovedBetweenThem(t *testing.T) {
 	ctx := context.Background()
 	pki := t.TempDir()

@@ -158,6 +158,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	n.sender = transfer.NewServer(id, d.vols.SendDir, n.data, d.log)
 	n.sender.Cap = transfer.Wire{RateLimit: cfg.RateLimit}
 	n.sender.Metrics = d.metrics
+	n.sender.IdleTimeout, n.sender.MaxTransfers, n.sender.MaxConns = cfg.StreamTimeout, cfg.MaxTransfers, cfg.MaxDataConns
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
 	n.server.Register(n.sender.ServiceDesc(), n.sender)
 	n.server.Register(d.controlService(), d)
@@ -167,7 +168,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	go func() { defer wg.Done(); _ = n.sender.ServeData(dl) }()
 	go func() { defer wg.Done(); n.gossip.JoinLoop(ctx, cfg.Join) }()
 	go func() { defer wg.Done(); id.Watch(ctx, 10*time.Second, d.log) }()
-	d.vols.SetPuller(netPuller{n: n, log: d.log, metrics: d.metrics})
+	d.vols.SetPuller(netPuller{n: n, log: d.log, metrics: d.metrics, idle: cfg.StreamTimeout, slots: make(chan struct{}, cfg.MaxTransfers)})
 	d.metrics.SetMembers(func() map[string]int {
 		counts := map[string]int{}
 		for _, m := range n.gossip.Members() {
@@ -277,6 +278,9 @@ type netPuller struct {
 	n       *network
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	idle    time.Duration // a data stream's idle timeout
+	// slots holds a token for each pull running; a pull beyond the limit waits for one.
+	slots chan struct{}
 }
 
 func (p netPuller) Peer(node string) (bool, time.Time) {
@@ -284,25 +288,41 @@ func (p netPuller) Peer(node string) (bool, time.Time) {
 	return ok && m.State == gossip.StateAlive, m.LastSeen
 }
 
-func (p netPuller) Pull(ctx context.Context, name, from string, epoch uint64, staging string, progress func(volume.Progress)) (int64, error) {
-	m, ok := p.n.gossip.Member(from)
+func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (int64, error) {
+	m, ok := p.n.gossip.Member(r.From)
 	if !ok || m.Meta.Control == "" {
-		return 0, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", from)
+		return 0, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", r.From)
 	}
-	o := transfer.PullOptions{Identity: p.n.id, From: from, Control: m.Meta.Control, Volume: name, Epoch: epoch, Staging: staging,
-		Metrics: p.metrics}
-	if progress != nil {
+	o := transfer.PullOptions{Identity: p.n.id, From: r.From, Control: m.Meta.Control, Volume: r.Volume, Epoch: r.Epoch, Staging: r.Staging,
+		Sink: transfer.SinkOptions{MaxBytes: r.MaxBytes, AllowPrivileged: r.AllowPrivileged}, IdleTimeout: p.idle, Metrics: p.metrics}
+	if r.Progress != nil {
 		o.Progress = func(t transfer.Progress) {
-			progress(volume.Progress{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles})
+			r.Progress(volume.Progress{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles})
+		}
+	}
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	default:
+		p.log.Info("waiting for a transfer to end before pulling a volume (DRAYAGE_MAX_TRANSFERS)", "volume", r.Volume, "peer", r.From, "limit", cap(p.slots))
+		select {
+		case p.slots <- struct{}{}:
+			defer func() { <-p.slots }()
+		case <-ctx.Done():
+			return 0, fmt.Errorf("node %q receives %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %w", p.n.id.Name(), cap(p.slots), ctx.Err())
 		}
 	}
 	start := time.Now()
 	res, err := transfer.Pull(ctx, o)
 	if err != nil {
-		p.log.Warn("receiving volume failed", "volume", name, "peer", from, "transfer", res.Transfer, "epoch", epoch, "err", err)
+		p.log.Warn("receiving volume failed", "volume", r.Volume, "peer", r.From, "transfer", res.Transfer, "epoch", r.Epoch, "err", err)
 		return res.Total, err
 	}
-	p.log.Info("received volume", "volume", name, "peer", from, "transfer", res.Transfer, "epoch", epoch,
+	if s := res.Stripped; s.Count > 0 {
+		p.log.Warn("stripped privileged content from a volume created without allow-privileged: setuid/setgid bits, file capabilities and trusted.* attributes do not travel; create the volume with -o allow-privileged=true to keep them",
+			"volume", r.Volume, "peer", r.From, "files", s.Count, "e.g.", strings.Join(s.Paths, ","))
+	}
+	p.log.Info("received volume", "volume", r.Volume, "peer", r.From, "transfer", res.Transfer, "epoch", r.Epoch,
 		"files", res.Files, "bytes", res.Bytes, "total", res.Total, "took", time.Since(start).Round(time.Millisecond))
 	return res.Total, nil
 }

@@ -125,7 +125,7 @@ func testVolumeFollowsItsContainer(t *testing.T, kind storeKind) {
 // With DRAYAGE_KEEP_REPLICA, a node keeps its copy of a volume that moved away, and a
 // move back sends only what changed meanwhile.
 func TestMoveBackSendsOnlyTheDelta(t *testing.T) {
-	nodes := startNodes(t, etcdStore, []string{"node-a", "node-b"}, "DRAYAGE_KEEP_REPLICA=true", "DRAYAGE_METRICS_ADDR=:7794")
+	nodes := startNodes(t, etcdStore, []string{"node-a", "node-b"}, "DRAYAGE_KEEP_REPLICA=true", "DRAYAGE_METRICS_ADDR=:7796")
 	a, b := nodes[0], nodes[1]
 	vol := "-v=files:/data"
 	a.docker("volume", "create", "--driver", nodePlugin, "files")
@@ -168,10 +168,10 @@ func TestMoveBackSendsOnlyTheDelta(t *testing.T) {
 	assert.Equal(t, 1, st.Volumes.Total)
 }
 
-// scrape reads node n's Prometheus metrics (DRAYAGE_METRICS_ADDR=:7794): series to value.
+// scrape reads node n's Prometheus metrics (DRAYAGE_METRICS_ADDR=:7796): series to value.
 func scrape(t *testing.T, n *node) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.addr + ":7794/metrics")
+	resp, err := http.Get("http://" + n.addr + ":7796/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)

@@ -80,9 +80,13 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&dynamicLimit, "dynamic-limit", "5GiB", "largest volume a container start moves to this node (e.g. 5GiB, 500MiB)")
 	f.BoolVar(&cfg.KeepReplica, "keep-replica", false, "keep this node's copy of a volume that moved away, so a move back sends only what changed")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://HOST:PORT/metrics, plain HTTP: bind it to localhost or a private network (default: off)")
+	f.DurationVar(&cfg.StreamTimeout, "stream-timeout", time.Minute, "how long a volume's data stream may go without a byte before the transfer is given up")
+	f.IntVar(&cfg.MaxTransfers, "max-transfers", 8, "volumes this node sends at once, and receives at once; more wait (receiving) or are refused until one is done (sending)")
+	f.IntVar(&cfg.MaxDataConns, "max-data-conns", 128, "data connections this node serves at once, handshakes included; more are closed at once")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",
-		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr")
+		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
+		"stream-timeout", "max-transfers", "max-data-conns")
 	return cmd
 }
 

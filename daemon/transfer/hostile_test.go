@@ -56,7 +56,7 @@ func TestHostileManifestsAreRefusedBeforeAnythingIsWritten(t *testing.T) {
 		"hardlink absolute":     {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "/etc/shadow"}}, SinkOptions{}, "absolute name"},
 		"hardlink to a dir":     {[]Entry{root, {Path: "d", Kind: KindDir}, {Path: "h", Kind: KindHardlink, Target: "d"}}, SinkOptions{}, "not a file sent before it"},
 		"hardlink forward":      {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "f"}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "not a file sent before it"},
-		"device not allowed":    {[]Entry{root, {Path: "sda", Kind: KindDevice, Mode: 0o060660, Rdev: 8 << 8}}, SinkOptions{}, "allow-devices"},
+		"device not allowed":    {[]Entry{root, {Path: "sda", Kind: KindDevice, Mode: 0o060660, Rdev: 8 << 8}}, SinkOptions{}, "volume created with -o allow-privileged=true"},
 		"over the volume limit": {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 40}}, SinkOptions{MaxBytes: 1 << 30}, "above its limit"},
 		// 2^62 twice wraps a naive sum around to a negative total, under any limit.
 		"sizes that overflow the total": {[]Entry{root, {Path: "a", Kind: KindFile, Size: 1 << 62}, {Path: "b", Kind: KindFile, Size: 1 << 62}},

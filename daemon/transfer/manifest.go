@@ -89,7 +89,7 @@ var ErrHostile = errors.New("refused")
 
 // Validate checks an entry as the receiver must before acting on it. prior reports
 // whether a path names an entry seen earlier in the same manifest, and its kind.
-func (e Entry) Validate(allowDevices bool, prior func(string) (Kind, bool)) error {
+func (e Entry) Validate(allowPrivileged bool, prior func(string) (Kind, bool)) error {
 	if err := validPath(e.Path); err != nil {
 		return err
 	}
@@ -126,8 +126,8 @@ func (e Entry) Validate(allowDevices bool, prior func(string) (Kind, bool)) erro
 			return fmt.Errorf("%w: hardlink %q names %q, which is not a file sent before it", ErrHostile, e.Path, e.Target)
 		}
 	case KindDevice:
-		if !allowDevices {
-			return fmt.Errorf("%w: %q is a device node; devices move only with a volume created with -o allow-devices=true", ErrHostile, e.Path)
+		if !allowPrivileged {
+			return fmt.Errorf("%w: %q is a device node; devices move only with a volume created with -o allow-privileged=true", ErrHostile, e.Path)
 		}
 	default:
 		return fmt.Errorf("%w: %q has unknown kind %d", ErrHostile, e.Path, e.Kind)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -65,7 +66,7 @@ func TestAWantRequestAllocatesOnlyWhatItHolds(t *testing.T) {
 	assert.Equal(t, want.Indexes, got.Indexes)
 	// A list cut short fails without first making room for the whole of it.
 	var cut WantRequest
-	junk := append(b[:10:10], bytes.Repeat([]byte{0xff}, 1<<20)...)
+	junk := slices.Concat(b[:10], bytes.Repeat([]byte{0xff}, 1<<20))
 	n := allocated(func() { err = cut.UnmarshalBinary(junk) })
 	require.Error(t, err)
 	assert.Less(t, n, uint64(len(junk)), "decoding %d bytes allocated %d", len(junk), n)

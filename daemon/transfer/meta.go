@@ -67,7 +67,8 @@ func (d *dir) fresh(perm uint32) looks {
 }
 
 // dropOtherXattrs removes the extended attributes of fd that e does not list, but for the
-// security.* ones: the receiving host's security labels are its own.
+// security.* ones: the receiving host's security labels are its own. A file capability
+// (security.capability) is no label: it goes too unless e lists it.
 func dropOtherXattrs(fd int, e Entry) error {
 	names, err := flistxattr(fd)
 	if err != nil {
@@ -77,7 +78,8 @@ func dropOtherXattrs(fd int, e Entry) error {
 		return fmt.Errorf("list attributes: %w", err)
 	}
 	for _, name := range names {
-		if strings.HasPrefix(name, "security.") || slices.ContainsFunc(e.Xattrs, func(x Xattr) bool { return x.Name == name }) {
+		label := strings.HasPrefix(name, "security.") && name != capabilityXattr
+		if label || slices.ContainsFunc(e.Xattrs, func(x Xattr) bool { return x.Name == name }) {
 			continue
 		}
 		if err := unix.Fremovexattr(fd, name); err != nil && !errors.Is(err, unix.ENODATA) {

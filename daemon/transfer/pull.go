@@ -62,6 +62,8 @@ type PullResult struct {
 	// Bytes is how much content crossed the wire; Total is the volume's size.
 	Bytes, Total int64
 	RootHash     [32]byte
+	// Stripped is the privileged content taken off a volume that does not allow it.
+	Stripped Stripped
 }
 
 // Pull receives a volume into the staging dir and makes it durable there; Install then
@@ -164,7 +166,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		}
 		return res, err
 	}
-	res.Bytes, res.RootHash = sink.Bytes(), root
+	res.Bytes, res.RootHash, res.Stripped = sink.Bytes(), root, sink.Stripped()
 	return res, nil
 }
 

@@ -84,7 +84,7 @@ func TestPullOverTheNetworkThenInstall(t *testing.T) {
 	var progress []Progress
 	res, err := Pull(context.Background(), PullOptions{
 		Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: staging, Streams: 3,
-		Progress: func(p Progress) { progress = append(progress, p) },
+		Progress: func(p Progress) { progress = append(progress, p) }, Sink: SinkOptions{AllowPrivileged: true},
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 4, res.Files)

@@ -54,10 +54,22 @@ func move(t *testing.T, src, dst string, streams int) (*Sink, *Source) {
 	// The manifest crosses the wire in its encoding.
 	manifest, err := DecodeManifest(EncodeManifest(source.Manifest()))
 	require.NoError(t, err)
-	sink, err := NewSink(dst, manifest, SinkOptions{})
+	// Full fidelity: the tree holds a setuid file (policy_test.go covers the default).
+	sink, err := NewSink(dst, manifest, SinkOptions{AllowPrivileged: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { sink.Close() })
 
+	sendStreams(t, source, sink, streams)
+	return sink, source
+}
+
+// sendAll sends what sink wants of source on one mutual-TLS stream and finishes.
+func sendAll(t *testing.T, source *Source, sink *Sink) { t.Helper(); sendStreams(t, source, sink, 1) }
+
+// sendStreams sends what sink wants of source over streams parallel mutual-TLS
+// connections, finishes, and checks that both ends agree on the root hash.
+func sendStreams(t *testing.T, source *Source, sink *Sink, streams int) {
+	t.Helper()
 	require.NoError(t, source.Want(sink.Wanted()))
 	server, client := tlsPairs(t, streams)
 	var wg sync.WaitGroup
@@ -70,7 +82,6 @@ func move(t *testing.T, src, dst string, streams int) (*Sink, *Source) {
 	root, err := sink.Finish()
 	require.NoError(t, err)
 	assert.Equal(t, source.RootHash(), root, "both ends agree on the tree")
-	return sink, source
 }
 
 // fidelityTree builds a tree with everything the transfer must keep.

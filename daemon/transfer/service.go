@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -305,6 +306,10 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
 	}
 	src.flow = s.Metrics.Flow(metrics.Sent)
+	if m := src.MountPoints(); len(m) > 0 {
+		s.log.Warn("left mount points inside the volume out of the transfer: a volume moves its own files only; unmount them, or mount them in the container instead",
+			"volume", r.Volume, "peer", node, "mount_points", strings.Join(m, ","))
+	}
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])

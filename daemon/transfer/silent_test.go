@@ -3,6 +3,7 @@ package transfer
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -192,6 +193,6 @@ func TestDataConnectionsBeyondTheLimitAreClosedAtOnce(t *testing.T) {
 		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(time.Second))
 		_, err = c.Read(make([]byte, 1))
-		return err == io.EOF
+		return errors.Is(err, io.EOF)
 	}, 10*time.Second, 50*time.Millisecond, "a connection beyond the limit is closed at once")
 }

@@ -21,8 +21,10 @@ import (
 
 // SinkOptions limit what a sink accepts.
 type SinkOptions struct {
-	// AllowDevices admits device nodes (volumes created with allow-devices=true).
-	AllowDevices bool
+	// AllowPrivileged admits setuid and setgid files, file capabilities, trusted.*
+	// attributes and device nodes (volumes created with allow-privileged=true); without
+	// it the bits and attributes are stripped and devices refused (policy.go).
+	AllowPrivileged bool
 	// MaxBytes bounds the sum of declared file sizes (0: only the free space bounds it).
 	MaxBytes int64
 }
@@ -33,13 +35,17 @@ type Sink struct {
 	root    *os.Root
 	dirs    *dirCache
 	dir     string
-	entries []Entry
-	send    []bool // content of entries[i] comes over the wire
-	settled []bool // entries[i], a file, is already in place with the right metadata
+	entries []Entry // as they are applied: stripped of what the volume does not allow
+	// manifest has hashed the manifest as the sender sent it, the root hash's start.
+	manifest *blake3.Hasher
+	stripped Stripped
+	send     []bool // content of entries[i] comes over the wire
+	settled  []bool // entries[i], a file, is already in place with the right metadata
 	// settledDirs are the directories of an older copy that already look as listed;
 	// Finish leaves them alone unless touched says they gained or lost an entry.
 	settledDirs map[string]bool
 	flow        *metrics.Flow
+	space       *reservation
 
 	mu       sync.Mutex
 	touched  map[string]bool // settled directories whose entries this pull changed
@@ -72,12 +78,13 @@ func readStaging(dir string) ([]Entry, error) {
 	return have, nil
 }
 
-// newSink is NewSink with staging's contents already read.
+// newSink is NewSink with staging's contents already read. It decides everything before
+// it touches staging: a manifest refused leaves no trace.
 func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink, error) {
 	kinds := make(map[string]Kind, len(entries))
 	var declared int64
 	for _, e := range entries {
-		if err := e.Validate(opts.AllowDevices, func(p string) (Kind, bool) { k, ok := kinds[p]; return k, ok }); err != nil {
+		if err := e.Validate(opts.AllowPrivileged, func(p string) (Kind, bool) { k, ok := kinds[p]; return k, ok }); err != nil {
 			return nil, err
 		}
 		if _, dup := kinds[e.Path]; dup {
@@ -95,34 +102,49 @@ func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink
 	if opts.MaxBytes > 0 && declared > opts.MaxBytes {
 		return nil, fmt.Errorf("%w: the volume declares %d bytes, above its limit of %d", ErrHostile, declared, opts.MaxBytes)
 	}
-	// Staging lives beside the volume, on the same filesystem as its parent.
-	var st unix.Statfs_t
-	if err := unix.Statfs(filepath.Dir(dir), &st); err == nil {
-		if free := int64(st.Bavail) * st.Bsize; declared > free {
-			return nil, fmt.Errorf("the volume needs %d bytes, but %s has %d free; free some space and retry", declared, filepath.Dir(dir), free)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	s := &Sink{root: root, dirs: newDirCache(root, true), dir: dir, entries: entries, send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
+	s := &Sink{dir: dir, entries: entries, manifest: blake3.New(), send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{}}
-	if err := s.prepare(kinds, have); err != nil {
-		root.Close()
+	_, _ = s.manifest.Write(EncodeManifest(entries))
+	if !opts.AllowPrivileged {
+		s.strip()
+	}
+	present, stale := sortStaging(kinds, have)
+	need := s.decide(present)
+	// Staging lives beside the volume, on the same filesystem as its parent.
+	var err error
+	if s.space, err = space.reserve(filepath.Dir(dir), need); err != nil {
+		return nil, err
+	}
+	if err := s.prepare(present, stale); err != nil {
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// prepare removes what the manifest does not list (or lists as another kind), makes the
-// directories, and decides which files need their content. have is what staging
-// holds, read with the same parallel walk the sender uses.
-func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
-	present := make(map[string]Entry, len(have))
+// strip takes the privileged content off the entries to apply (policy.go); the root hash
+// still covers the manifest as sent.
+func (s *Sink) strip() {
+	copied := false
+	for i, e := range s.entries {
+		if u, changed := e.unprivileged(); changed {
+			if !copied {
+				s.entries, copied = slices.Clone(s.entries), true
+			}
+			s.entries[i] = u
+			s.stripped.add(e.Path)
+		}
+	}
+}
+
+// Stripped says what privileged content the sink took off, for a volume that does not
+// allow it.
+func (s *Sink) Stripped() Stripped { return s.stripped }
+
+// sortStaging sorts what staging holds into what stays, by path (listed, as the same
+// kind), and what goes (the rest, but for what is inside a directory that goes).
+func sortStaging(kinds map[string]Kind, have []Entry) (present map[string]Entry, stale []Entry) {
+	present = make(map[string]Entry, len(have))
 	removed := map[string]bool{}
 	inRemoved := func(p string) bool {
 		for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
@@ -134,31 +156,28 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 	}
 	for _, h := range have {
 		if inRemoved(h.Path) {
-			continue // inside a directory already removed
+			continue
 		}
 		if k, listed := kinds[h.Path]; listed && k == h.Kind {
 			present[h.Path] = h
 			continue
 		}
-		if err := s.root.RemoveAll(h.Path); err != nil {
-			return fmt.Errorf("clear %s in staging: %w", h.Path, err)
-		}
-		s.touched[path.Dir(h.Path)] = true
+		stale = append(stale, h)
 		if h.Kind == KindDir {
 			removed[h.Path] = true
 		}
 	}
+	return present, stale
+}
+
+// decide says which files' content must be sent and which are already in place, and
+// returns the bytes that will arrive.
+func (s *Sink) decide(present map[string]Entry) int64 {
+	var need int64
 	for i, e := range s.entries {
 		switch e.Kind {
 		case KindDir:
-			h, ok := present[e.Path]
-			if !ok && e.Path != "." {
-				if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-					return fmt.Errorf("make %s: %w", e.Path, err)
-				}
-				s.touched[path.Dir(e.Path)] = true
-			}
-			if ok && sameMeta(e, h) {
+			if h, ok := present[e.Path]; ok && sameMeta(e, h) {
 				s.settledDirs[e.Path] = true
 			}
 		case KindFile:
@@ -167,7 +186,39 @@ func (s *Sink) prepare(kinds map[string]Kind, have []Entry) error {
 			// Owner, mode and attributes already right: leave it be.
 			s.settled[i] = !s.send[i] && h.UID == e.UID && h.GID == e.GID && h.Mode == e.Mode &&
 				len(e.Xattrs) == 0 && len(h.Xattrs) == 0
+			if s.send[i] {
+				need += e.Size
+			}
 		}
+	}
+	return need
+}
+
+// prepare makes staging hold only what the manifest lists: it removes the stale entries
+// and makes the missing directories.
+func (s *Sink) prepare(present map[string]Entry, stale []Entry) error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(s.dir)
+	if err != nil {
+		return err
+	}
+	s.root, s.dirs = root, newDirCache(root, true)
+	for _, h := range stale {
+		if err := s.root.RemoveAll(h.Path); err != nil {
+			return fmt.Errorf("clear %s in staging: %w", h.Path, err)
+		}
+		s.touched[path.Dir(h.Path)] = true
+	}
+	for _, e := range s.entries {
+		if _, ok := present[e.Path]; e.Kind != KindDir || ok || e.Path == "." {
+			continue
+		}
+		if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("make %s: %w", e.Path, err)
+		}
+		s.touched[path.Dir(e.Path)] = true
 	}
 	return nil
 }
@@ -312,6 +363,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			}
 			s.mu.Lock()
 			s.bytes += int64(len(fm.Payload))
+			s.space.wrote(len(fm.Payload))
 			s.mu.Unlock()
 			s.flow.Bytes(len(fm.Payload))
 		case FrameHole:
@@ -438,7 +490,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 	if err := s.sync(); err != nil {
 		return [32]byte{}, fmt.Errorf("sync staging %s: %w", s.dir, err)
 	}
-	return RootHash(s.entries, s.hashes), nil
+	return rootHash(s.manifest.Clone(), len(s.entries), s.hashes), nil
 }
 
 // sync makes staging durable: every file system has one journal, or none, so one syncfs
@@ -454,6 +506,10 @@ func (s *Sink) sync() error {
 
 // Close releases the staging root.
 func (s *Sink) Close() error {
+	space.release(s.space)
+	if s.root == nil { // refused before staging was opened
+		return nil
+	}
 	s.dirs.close()
 	return s.root.Close()
 }
@@ -532,12 +588,18 @@ func beUint64(p []byte) uint64 {
 func RootHash(entries []Entry, hashes map[uint32][32]byte) [32]byte {
 	h := blake3.New()
 	_, _ = h.Write(EncodeManifest(entries))
-	for i := range entries {
+	return rootHash(h, len(entries), hashes)
+}
+
+// rootHash finishes a root hash: manifest has hashed the manifest of n entries; the
+// content hashes follow in the manifest's order.
+func rootHash(manifest *blake3.Hasher, n int, hashes map[uint32][32]byte) [32]byte {
+	for i := range n {
 		if sum, ok := hashes[uint32(i)]; ok {
-			_, _ = h.Write(sum[:])
+			_, _ = manifest.Write(sum[:])
 		}
 	}
 	var out [32]byte
-	h.Sum(out[:0])
+	manifest.Sum(out[:0])
 	return out
 }

@@ -19,8 +19,10 @@ import (
 // the sender out of the volume.
 type Source struct {
 	root    *os.Root
+	place   place // the tree's file system and mount
 	dirs    *dirCache
 	entries []Entry
+	mounts  []string // mount points inside the tree, left out
 	flow    *metrics.Flow
 
 	// ready hands the wanted files, opened, to the streams that send them; stop ends the
@@ -52,9 +54,10 @@ const (
 	readAheadBytes = 1 << 20
 )
 
-// NewSource walks dir and returns a source for it with its manifest.
+// NewSource walks dir and returns a source for it with its manifest. The source never
+// leaves dir's file system: mount points inside it are left out (MountPoints).
 func NewSource(dir string) (*Source, error) {
-	entries, err := Walk(dir)
+	entries, mounts, err := walk(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +65,17 @@ func NewSource(dir string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{root: root, dirs: newDirCache(root, false), entries: entries, hashes: map[uint32][32]byte{},
-		stop: make(chan struct{})}, nil
+	st, mnt, err := statAt(unix.AT_FDCWD, dir, 0)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return &Source{root: root, place: placeOf(&st, mnt), dirs: newDirCache(root, false), entries: entries, mounts: mounts,
+		hashes: map[uint32][32]byte{}, stop: make(chan struct{})}, nil
 }
+
+// MountPoints lists the mount points inside the tree that the source left out.
+func (s *Source) MountPoints() []string { return s.mounts }
 
 // Manifest is the tree as walked.
 func (s *Source) Manifest() []Entry { return s.entries }
@@ -214,12 +225,15 @@ func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hashe
 	fd, index := o.fd, o.index
 	defer unix.Close(fd)
 	e := s.entries[index]
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	st, mnt, err := statAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
 		return fmt.Errorf("stat %s: %w", e.Path, err)
 	}
 	if st.Size != e.Size || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("%s changed while it was being sent (%d bytes, listed with %d); retry the transfer", e.Path, st.Size, e.Size)
+	}
+	if s.place.elsewhere(placeOf(&st, mnt)) {
+		return fmt.Errorf("%s became a mount point while it was being sent; remove the mount and retry the transfer", e.Path)
 	}
 	if err := fw.File(index, e.Size); err != nil {
 		return err

@@ -17,7 +17,9 @@ import (
 
 // Walk lists the tree under root: lstat only, symlinks never followed, hardlinks to a file
 // listed earlier as KindHardlink. Entries come depth first, each directory's names in
-// byte order, so a directory comes before everything in it.
+// byte order, so a directory comes before everything in it. It never leaves root's file
+// system: a mount point inside the tree (a directory or a file mounted there) is left
+// out, with what is under it.
 //
 // Reading a tree's metadata is latency-bound on a cold cache and CPU-bound on a warm one,
 // so Walk reads with several workers, each taking up to walkChunk names of one directory
@@ -25,21 +27,28 @@ import (
 // relative to its open directory: one short lookup per call, where a full path costs a
 // lookup per component.
 func Walk(root string) ([]Entry, error) {
+	entries, _, err := walk(root)
+	return entries, err
+}
+
+// walk is Walk that also returns the mount points it left out, sorted.
+func walk(root string) ([]Entry, []string, error) {
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", root, err)
+		return nil, nil, fmt.Errorf("open %s: %w", root, err)
 	}
 	w := &walker{root: root, jobs: make(chan walkJob, 1024), listed: map[string]*walkDir{}}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	st, mnt, err := statAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("stat %s: %w", root, err)
+		return nil, nil, fmt.Errorf("stat %s: %w", root, err)
 	}
+	w.place = placeOf(&st, mnt)
 	top := Entry{Path: ".", Kind: KindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
 	x, err := w.xattrs(fd, "", ".", make([]byte, xattrBuf))
 	if err != nil {
 		unix.Close(fd)
-		return nil, err
+		return nil, nil, err
 	}
 	top.Xattrs = x
 	var workers sync.WaitGroup
@@ -58,7 +67,7 @@ func Walk(root string) ([]Entry, error) {
 	close(w.jobs)
 	workers.Wait()
 	if w.err != nil {
-		return nil, w.err
+		return nil, nil, w.err
 	}
 	out := make([]Entry, 0, w.count.Load()+1)
 	out = append(out, top)
@@ -69,6 +78,9 @@ func Walk(root string) ([]Entry, error) {
 		// Names were read in the directory's own order, which makes lookups cheapest.
 		slices.SortFunc(items, func(a, b walkItem) int { return strings.Compare(a.e.Path, b.e.Path) })
 		for _, it := range items {
+			if it.e.Kind == 0 { // a mount point, left out
+				continue
+			}
 			if it.key != ([2]uint64{}) {
 				if first, ok := seen[it.key]; ok {
 					it.e.Kind, it.e.Target, it.e.Size, it.e.Xattrs = KindHardlink, first, 0, nil
@@ -83,7 +95,8 @@ func Walk(root string) ([]Entry, error) {
 		}
 	}
 	emit(".")
-	return out, nil
+	slices.Sort(w.mounts)
+	return out, w.mounts, nil
 }
 
 // walkChunk is how many names of one directory a worker reads at a time.
@@ -94,6 +107,8 @@ const xattrBuf = 4 << 10
 
 type walker struct {
 	root    string
+	place   place    // root's file system and mount
+	mounts  []string // mount points left out; guarded by mu
 	jobs    chan walkJob
 	pending sync.WaitGroup // jobs not yet done
 	count   atomic.Int64   // entries found
@@ -197,6 +212,9 @@ func (w *walker) do(j walkJob, buf []byte) {
 			return
 		}
 		j.items[i] = it
+		if it.e.Kind == 0 {
+			continue // a mount point: nothing under it is listed
+		}
 		if it.e.Kind == KindDir {
 			fd, err := unix.Openat(j.d.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			if err != nil {
@@ -210,10 +228,16 @@ func (w *walker) do(j walkJob, buf []byte) {
 
 // describe reads one entry, name in the directory dfd, without following it.
 func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, error) {
-	var st unix.Stat_t
 	var it walkItem
-	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	st, mnt, err := statAt(dfd, name, unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil {
 		return it, fmt.Errorf("lstat %s: %w", w.full(rel), err)
+	}
+	if w.place.elsewhere(placeOf(&st, mnt)) {
+		w.mu.Lock()
+		w.mounts = append(w.mounts, rel)
+		w.mu.Unlock()
+		return it, nil // Kind 0: left out
 	}
 	e := Entry{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
 	switch st.Mode & unix.S_IFMT {

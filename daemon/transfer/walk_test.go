@@ -76,3 +76,36 @@ func TestWalkNamesWhatItCannotRead(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "sock: sockets and other special files can't be moved")
 }
+
+// A mount inside a volume (a directory or a file mounted there) is not the volume's: the
+// sender never leaves the volume's file system, and says what it left out.
+func TestTheSenderNeverCrossesIntoAMountInsideTheVolume(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	outside := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "d", "mnt"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "d", "own"), []byte("mine"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "file-mnt"), nil, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("host data"), 0o600))
+	require.NoError(t, unix.Mount(outside, filepath.Join(src, "d", "mnt"), "", unix.MS_BIND, ""), "bind mount (run the tests as root)")
+	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(src, "d", "mnt"), unix.MNT_DETACH) })
+	require.NoError(t, unix.Mount(filepath.Join(outside, "secret"), filepath.Join(src, "file-mnt"), "", unix.MS_BIND, ""))
+	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(src, "file-mnt"), unix.MNT_DETACH) })
+
+	source, err := NewSource(src)
+	require.NoError(t, err)
+	defer source.Close()
+	var paths []string
+	for _, e := range source.Manifest() {
+		paths = append(paths, e.Path)
+	}
+	assert.Equal(t, []string{".", "d", "d/own"}, paths, "nothing mounted inside the volume is listed")
+	assert.Equal(t, []string{"d/mnt", "file-mnt"}, source.MountPoints())
+
+	dst := filepath.Join(t.TempDir(), "staging")
+	sink, err := NewSink(dst, source.Manifest(), SinkOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	sendAll(t, source, sink)
+	assert.NoFileExists(t, filepath.Join(dst, "d", "mnt", "secret"), "the host's data stayed where it was")
+	assert.FileExists(t, filepath.Join(dst, "d", "own"))
+}

@@ -17,7 +17,7 @@ func TestCompressedPullKeepsEverything(t *testing.T) {
 	ctl := serveVolume(t, ids["node-a"], src)
 	staging := filepath.Join(t.TempDir(), "staging")
 	_, err := Pull(context.Background(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl,
-		Volume: "v", Epoch: 2, Staging: staging, Wire: Wire{Compress: true, RateLimit: 1 << 30}})
+		Volume: "v", Epoch: 2, Staging: staging, Wire: Wire{Compress: true, RateLimit: 1 << 30}, Sink: SinkOptions{AllowPrivileged: true}})
 	require.NoError(t, err)
 	want, err := Walk(src)
 	require.NoError(t, err)

@@ -41,7 +41,7 @@ func (m *Manager) Copy(ctx context.Context, name, newName string) (CopyResult, e
 	res.From = e.Volume.Owner
 	t := newTracker(Progress{Kind: KindCopy, Copy: newName, From: res.From, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
 	m.log.Info("copying volume", "volume", name, "copy", newName, "from", res.From)
-	size, err := m.receive(ctx, p, claim, store.StagingDir(newName), t)
+	size, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(newName), 0, t)
 	if err == nil {
 		err = m.commitCopy(ctx, store, e, claim, newName, size)
 	}

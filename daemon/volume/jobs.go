@@ -29,6 +29,7 @@ const (
 // pullJob is one pull of a volume to this node.
 type pullJob struct {
 	name, from string
+	limit      int64 // the largest volume the pull accepts (0: any)
 	track      *tracker
 	done       chan struct{} // closed when the job has ended
 
@@ -80,7 +81,7 @@ func (m *Manager) joinPull(ctx context.Context, store *localstore.Store, e clust
 		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
 	}
 	j := &pullJob{
-		name: name, from: e.Volume.Owner, done: make(chan struct{}), waiters: 1,
+		name: name, from: e.Volume.Owner, limit: o.limit, done: make(chan struct{}), waiters: 1,
 		track: newTracker(Progress{Kind: KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim)),
 	}
 	m.mu.Lock()
@@ -103,7 +104,7 @@ func (m *Manager) runPull(j *pullJob, store *localstore.Store, e cluster.Entry, 
 	ctx := m.life
 	start := time.Now()
 	m.log.Info("pulling volume", "volume", j.name, "from", j.from, "epoch", claim.Epoch)
-	size, err := m.receive(ctx, p, claim, store.StagingDir(j.name), j.track)
+	size, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(j.name), j.limit, j.track)
 
 	unlock := m.locks.Lock(j.name)
 	defer unlock()

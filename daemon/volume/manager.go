@@ -86,10 +86,28 @@ type Config struct {
 type Puller interface {
 	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
 	Peer(node string) (alive bool, lastSeen time.Time)
-	// Pull copies volume from node into staging for the transfer claimed at epoch and
-	// returns the volume's size. progress, if set, hears the counts so far (Bytes, Total,
-	// Files, TotalFiles), from one goroutine at a time.
-	Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(Progress)) (int64, error)
+	// Pull copies a volume from the node that holds it into staging, as r says, and
+	// returns the volume's size.
+	Pull(ctx context.Context, r PullRequest) (int64, error)
+}
+
+// PullRequest is one pull of a volume to this node.
+type PullRequest struct {
+	// Volume comes From the node that holds it, for the transfer claimed at Epoch.
+	Volume, From string
+	Epoch        uint64
+	// Staging is where the tree is assembled; what an earlier attempt left is reused.
+	Staging string
+	// MaxBytes bounds the volume's size as received (0: any size): the dynamic limit,
+	// for a Mount.
+	MaxBytes int64
+	// AllowPrivileged lets setuid files, file capabilities, trusted.* attributes and
+	// devices arrive (the volume's allow-privileged option); otherwise they are stripped
+	// or refused.
+	AllowPrivileged bool
+	// Progress, if set, hears the counts so far (Bytes, Total, Files, TotalFiles), from
+	// one goroutine at a time.
+	Progress func(Progress)
 }
 
 // Manager runs the volume operations of one node. It is safe for concurrent use;
@@ -183,7 +201,7 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 			continue
 		}
 		inUse[rec.Name] = true
-		if err := m.bind(store, rec.Name); err != nil {
+		if err := m.bind(store, rec); err != nil {
 			m.log.Error("cannot restore mount; containers using it keep their data, new ones can't mount it until it is remounted",
 				"volume", rec.Name, "err", err)
 			continue
@@ -639,7 +657,7 @@ func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, name, 
 	}
 	m.setClaim(name, c)
 	if count == 1 {
-		if err := m.bind(store, name); err != nil {
+		if err := m.bind(store, rec); err != nil {
 			undoClaim()
 			return "", fmt.Errorf("volume %q on node %q: %w; check the daemon log and that drayage has CAP_SYS_ADMIN", name, m.cfg.Node, err)
 		}
@@ -911,8 +929,10 @@ func (m *Manager) localInfo(rec localstore.Record) Info {
 
 func (m *Manager) mountpoint(name string) string { return filepath.Join(m.cfg.MountDir, name) }
 
-// bind makes the volume's mountpoint show its data, if it does not already.
-func (m *Manager) bind(store *localstore.Store, name string) error {
+// bind makes the volume's mountpoint show its data, if it does not already: nosuid,nodev
+// unless the volume allows privileged content.
+func (m *Manager) bind(store *localstore.Store, rec localstore.Record) error {
+	name := rec.Name
 	mp := m.mountpoint(name)
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		return fmt.Errorf("create mountpoint: %w", err)
@@ -924,7 +944,7 @@ func (m *Manager) bind(store *localstore.Store, name string) error {
 	if mounted {
 		return nil
 	}
-	if err := m.cfg.Mounter.Bind(store.DataDir(name), mp); err != nil {
+	if err := m.cfg.Mounter.Bind(store.DataDir(name), mp, mount.Options{Privileged: AllowsPrivileged(rec.Options)}); err != nil {
 		_ = os.Remove(mp)
 		return err
 	}

@@ -71,6 +71,25 @@ func TestCreateMakesAnEmptyVolumeWithRequestedOwnerAndMode(t *testing.T) {
 	assert.Equal(t, os.ModeDir|os.ModeSticky|0o777, st.Mode())
 }
 
+func TestAVolumeIsMountedNosuidNodevUnlessItAllowsPrivilegedContent(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "plain", nil))
+	require.NoError(t, m.Create(ctx, "priv", map[string]string{"allow-privileged": "1"}))
+	for name, privileged := range map[string]bool{"plain": false, "priv": true} {
+		mp, err := m.Mount(ctx, name, "c1")
+		require.NoError(t, err)
+		assert.Equal(t, privileged, f.mounter.Options(mp).Privileged, name)
+	}
+	info, err := m.Get(ctx, "priv")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"allow-privileged": "true"}, info.Options, "the option in its canonical form")
+	err = m.Create(ctx, "bad", map[string]string{"allow-privileged": "yes"})
+	require.ErrorIs(t, err, ErrInvalidOption)
+	assert.Contains(t, err.Error(), `allow-privileged="yes": want true or false`)
+}
+
 func TestCreateAgainWithSameOptionsSucceedsAndWithOthersFails(t *testing.T) {
 	ctx := context.Background()
 	m := newFixture(t).start(t)

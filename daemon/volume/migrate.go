@@ -92,13 +92,15 @@ func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions)
 	return p, claim, nil
 }
 
-// receive pulls the volume that claim is about into staging and returns its size.
-// Progress goes to t as it arrives, and to the cluster store from the start to the end.
-func (m *Manager) receive(ctx context.Context, p Puller, claim *cluster.Claim, staging string, t *tracker) (int64, error) {
+// receive pulls volume v, which claim is about, into staging and returns its size; limit
+// bounds the size (0: any). Progress goes to t as it arrives, and to the cluster store
+// from the start to the end.
+func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim *cluster.Claim, staging string, limit int64, t *tracker) (int64, error) {
 	m.receiving.Store(t, claim.Volume)
 	defer m.receiving.Delete(t)
 	t.start()
-	size, err := p.Pull(ctx, claim.Volume, claim.From, claim.Epoch, staging, t.update)
+	size, err := p.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: staging,
+		MaxBytes: limit, AllowPrivileged: AllowsPrivileged(v.Options), Progress: t.update})
 	m.unpublish(claim)
 	if err == nil {
 		return size, nil

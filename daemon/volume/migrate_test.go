@@ -23,6 +23,7 @@ type fakePuller struct {
 	down     map[string]time.Time
 	fail     error
 	gate     *gate
+	requests []PullRequest // every pull asked for, in order
 }
 
 func (f *fakePuller) Peer(node string) (bool, time.Time) {
@@ -34,19 +35,20 @@ func (f *fakePuller) Peer(node string) (bool, time.Time) {
 	return true, time.Now()
 }
 
-func (f *fakePuller) Pull(ctx context.Context, volume, from string, epoch uint64, staging string, progress func(Progress)) (int64, error) {
+func (f *fakePuller) Pull(ctx context.Context, r PullRequest) (int64, error) {
 	f.mu.Lock()
-	owner, fail, gate := f.managers[from], f.fail, f.gate
+	owner, fail, gate := f.managers[r.From], f.fail, f.gate
+	f.requests = append(f.requests, r)
 	f.mu.Unlock()
 	if fail != nil {
 		return 0, fail
 	}
 	if gate != nil {
-		if err := gate.pass(ctx, progress); err != nil {
+		if err := gate.pass(ctx, r.Progress); err != nil {
 			return 0, err
 		}
 	}
-	return f.copy(ctx, owner, volume, epoch, staging)
+	return f.copy(ctx, owner, r.Volume, r.Epoch, r.Staging)
 }
 
 // gate holds pulls back: each reports progress, then waits until the gate opens (or
@@ -169,6 +171,25 @@ func TestMountElsewhereFailsFastAndCleanlyWhenItCannotMove(t *testing.T) {
 	assert.Equal(t, "node-a", e.Volume.Owner)
 	assert.Equal(t, uint64(1), e.Volume.Epoch)
 	assert.FileExists(t, filepath.Join(fa.root, "volumes", "db", "data", "f"), "node-a's data is untouched")
+}
+
+// The size in the record may be stale (it is measured at unmount): the pull itself is
+// bounded by the dynamic limit, and carries the volume's privileged-content policy.
+func TestAMountsPullIsBoundedByTheDynamicLimitItself(t *testing.T) {
+	ctx := context.Background()
+	a, b, _, _, p := twoNodes(t)
+	b.cfg.DynamicLimit = 100
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"allow-privileged": "true"}))
+	require.NoError(t, a.Create(ctx, "plain", nil))
+	_, err := b.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	_, err = b.Move(ctx, "plain")
+	require.NoError(t, err)
+	require.Len(t, p.requests, 2)
+	assert.Equal(t, int64(100), p.requests[0].MaxBytes, "a Mount pulls at most the dynamic limit")
+	assert.True(t, p.requests[0].AllowPrivileged)
+	assert.Zero(t, p.requests[1].MaxBytes, "a move takes any size")
+	assert.False(t, p.requests[1].AllowPrivileged)
 }
 
 func TestTwoNodesMountingAtOnceOneWins(t *testing.T) {

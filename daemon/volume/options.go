@@ -15,7 +15,19 @@ type Options struct {
 	UID, GID int
 	// Mode is the permission of the volume's root directory (default 0755).
 	Mode os.FileMode
+	// AllowPrivileged lets the volume hold setuid and setgid files, file capabilities,
+	// trusted.* attributes and device nodes: they travel when it moves, and its mount
+	// honours them. Without it (the default) they are stripped (devices refused) when it
+	// moves, and it is mounted nosuid,nodev.
+	AllowPrivileged bool
 }
+
+// optAllowPrivileged is the option that sets Options.AllowPrivileged.
+const optAllowPrivileged = "allow-privileged"
+
+// AllowsPrivileged reports whether a volume with these canonical options allows
+// privileged content.
+func AllowsPrivileged(canon map[string]string) bool { return canon[optAllowPrivileged] == "true" }
 
 type optionSpec struct {
 	help  string
@@ -48,6 +60,14 @@ var optionSpecs = map[string]optionSpec{
 		}
 		return nil
 	}},
+	optAllowPrivileged: {"true to keep setuid/setgid files, file capabilities, trusted.* attributes and devices (default false: stripped or refused when the volume moves, and the volume is mounted nosuid,nodev)",
+		func(o *Options, v string) (err error) {
+			o.AllowPrivileged, err = strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false")
+			}
+			return nil
+		}},
 }
 
 // ValidOptions lists the option names a volume accepts, sorted.
@@ -57,7 +77,7 @@ func ValidOptions() []string { return slices.Sorted(maps.Keys(optionSpecs)) }
 func OptionsHelp() string {
 	var b strings.Builder
 	for _, k := range ValidOptions() {
-		fmt.Fprintf(&b, "  %-5s %s\n", k, optionSpecs[k].help)
+		fmt.Fprintf(&b, "  %-16s %s\n", k, optionSpecs[k].help)
 	}
 	return b.String()
 }
@@ -84,6 +104,8 @@ func ParseOptions(raw map[string]string) (Options, map[string]string, error) {
 			canon[k] = strconv.Itoa(opts.GID)
 		case "mode":
 			canon[k] = fmt.Sprintf("%04o", unixMode(opts.Mode))
+		case optAllowPrivileged:
+			canon[k] = strconv.FormatBool(opts.AllowPrivileged)
 		}
 	}
 	return opts, canon, nil

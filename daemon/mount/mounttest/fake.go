@@ -9,15 +9,16 @@ import (
 
 // Fake records bind mounts instead of making them. Set Fail to make Bind fail.
 type Fake struct {
-	mu     sync.Mutex
-	mounts map[string]string // target -> source
-	fail   error
+	mu      sync.Mutex
+	mounts  map[string]string // target -> source
+	options map[string]mount.Options
+	fail    error
 }
 
 var _ mount.Mounter = (*Fake)(nil)
 
 // New returns a Fake with nothing mounted.
-func New() *Fake { return &Fake{mounts: map[string]string{}} }
+func New() *Fake { return &Fake{mounts: map[string]string{}, options: map[string]mount.Options{}} }
 
 // Fail makes every later Bind return err (nil to stop failing).
 func (f *Fake) Fail(err error) {
@@ -26,15 +27,23 @@ func (f *Fake) Fail(err error) {
 	f.fail = err
 }
 
-// Bind records target as showing source.
-func (f *Fake) Bind(source, target string) error {
+// Bind records target as showing source, mounted as o says.
+func (f *Fake) Bind(source, target string, o mount.Options) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		return f.fail
 	}
 	f.mounts[target] = source
+	f.options[target] = o
 	return nil
+}
+
+// Options returns how target was mounted.
+func (f *Fake) Options(target string) mount.Options {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.options[target]
 }
 
 // Unbind forgets target.
