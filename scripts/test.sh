@@ -26,6 +26,9 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
 	for target in FuzzDecodeManifest FuzzFrameReader FuzzWantRequest; do
 		go test -run='^$' -fuzz="^$target\$" -fuzztime=150000x ./daemon/transfer/
 	done
+	# The whole receiver (a sink fed arbitrary streams): a few thousand runs a second, each
+	# on a fresh staging dir; a new finding is minimized briefly.
+	go test -run='^$' -fuzz='^FuzzReceive$' -fuzztime=30000x -fuzzminimizetime=200x ./daemon/transfer/
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
 	log "integration tests (real Docker engine)"

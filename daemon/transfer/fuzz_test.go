@@ -4,7 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/zeebo/blake3"
 )
 
 // FuzzDecodeManifest: no input may crash the decoder or make it allocate beyond what the
@@ -68,6 +74,98 @@ func FuzzFrameReader(f *testing.F) {
 			}
 			if fr.Type == FrameFile {
 				FileHeader(fr.Payload)
+			}
+		}
+	})
+}
+
+// receiveManifest is what FuzzReceive's sink expects: a directory, files of a few sizes
+// (one large enough for several data frames and holes), a hardlink and a symlink.
+var receiveManifest = []Entry{
+	{Path: ".", Kind: KindDir, Mode: 0o755},
+	{Path: "b", Kind: KindFile, Mode: 0o644, Size: 70_000, MTime: 1},
+	{Path: "d", Kind: KindDir, Mode: 0o755},
+	{Path: "d/a", Kind: KindFile, Mode: 0o600, Size: 5, MTime: 2},
+	{Path: "d/e", Kind: KindFile, Mode: 0o600, MTime: 3},
+	{Path: "h", Kind: KindHardlink, Target: "b"},
+	{Path: "l", Kind: KindSymlink, Target: "../../etc/passwd"},
+}
+
+// FuzzReceive drives a sink's whole Receive, and Finish, with arbitrary streams: no
+// stream may crash it, hang it, make it write outside staging, or leave a file in
+// staging that did not arrive whole and verified.
+func FuzzReceive(f *testing.F) {
+	valid := func(build func(w *FrameWriter)) []byte {
+		var b bytes.Buffer
+		build(NewFrameWriter(&b))
+		return b.Bytes()
+	}
+	content := bytes.Repeat([]byte("drayage!"), 7500)
+	sum := blake3.New()
+	_, _ = sum.Write(content)
+	hashZeros(sum, 10_000)
+	whole := sum.Sum(nil)
+	f.Add(valid(func(w *FrameWriter) {
+		_ = w.File(3, 5)
+		_ = w.Write(FrameData, []byte("hello"))
+		_ = w.Write(FrameEnd, hashOf([]byte("hello")))
+		_ = w.File(1, 70_000)
+		_ = w.Write(FrameData, content[:ChunkSize/8])
+		_ = w.Write(FrameData, content[ChunkSize/8:])
+		_ = w.Hole(10_000)
+		_ = w.Write(FrameEnd, whole)
+		_ = w.File(4, 0)
+		_ = w.Write(FrameEnd, hashOf(nil))
+		_ = w.Write(FrameDone, nil)
+	}))
+	f.Add(valid(func(w *FrameWriter) { // a hole that would overflow the offset
+		_ = w.File(3, 5)
+		_ = w.Write(FrameData, []byte("h"))
+		_ = w.Hole(math.MaxInt64)
+	}))
+	f.Add(valid(func(w *FrameWriter) { // a file sent twice, the second time damaged
+		for _, c := range []string{"hello", "jello"} {
+			_ = w.File(3, 5)
+			_ = w.Write(FrameData, []byte(c))
+			_ = w.Write(FrameEnd, hashOf([]byte("hello")))
+		}
+	}))
+	f.Add(valid(func(w *FrameWriter) { _ = w.Write(FrameError, []byte("sender gave up")) }))
+	// On a tmpfs: Finish's syncfs would otherwise sync the machine's disk every run.
+	base := smallFS(f, "64m")
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		dir, err := os.MkdirTemp(base, "run")
+		require.NoError(t, err)
+		defer os.RemoveAll(dir)
+		staging := filepath.Join(dir, "staging")
+		sink, err := NewSink(staging, receiveManifest, SinkOptions{})
+		require.NoError(t, err)
+		defer sink.Close()
+		if err := sink.Receive(bytes.NewReader(stream)); err != nil {
+			var fl *failure
+			if !errors.Is(err, ErrHostile) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, io.EOF) &&
+				!errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &fl) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+		} else if _, err := sink.Finish(); err == nil {
+			for i, want := range sink.send {
+				if want && !sink.received[i] {
+					t.Fatalf("finished without %s", receiveManifest[i].Path)
+				}
+			}
+		}
+		// Nothing but staging was made, and every file in it arrived verified.
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Len(t, entries, 1, "nothing beside staging")
+		for i, e := range receiveManifest {
+			if e.Kind != KindFile {
+				continue
+			}
+			if _, err := os.Lstat(filepath.Join(staging, e.Path)); err == nil {
+				if _, ok := sink.hashes[uint32(i)]; !ok {
+					t.Fatalf("%s is in staging but never arrived verified", e.Path)
+				}
 			}
 		}
 	})

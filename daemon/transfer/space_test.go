@@ -10,7 +10,7 @@ import (
 )
 
 // smallFS mounts a tmpfs of size bytes for the test (the tests run as root).
-func smallFS(t *testing.T, size string) string {
+func smallFS(t testing.TB, size string) string {
 	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size), "mount a tmpfs (run the tests as root)")
