@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/drayage/drayage/daemon/transfer"
 )
 
 // ErrNotExist is returned for a volume the store does not hold.
@@ -105,6 +107,9 @@ func (s *Store) Install(rec Record, staging string) error {
 		if err := os.RemoveAll(staging); err != nil { // the old data
 			return fmt.Errorf("remove the old data of volume %q: %w", rec.Name, err)
 		}
+		if err := transfer.MoveIndex(staging, s.DataDir(rec.Name)); err != nil {
+			return fmt.Errorf("install volume %q: %w", rec.Name, err)
+		}
 		return writeRecord(s.volumeDir(rec.Name), rec)
 	}
 	tmp, err := os.MkdirTemp(s.tmpDir(), rec.Name+".")
@@ -123,6 +128,9 @@ func (s *Store) Install(rec Record, staging string) error {
 	if err := os.Rename(tmp, s.volumeDir(rec.Name)); err != nil {
 		_ = os.Rename(filepath.Join(tmp, "data"), staging)
 		_ = os.RemoveAll(tmp)
+		return fmt.Errorf("install volume %q: %w", rec.Name, err)
+	}
+	if err := transfer.MoveIndex(staging, s.DataDir(rec.Name)); err != nil {
 		return fmt.Errorf("install volume %q: %w", rec.Name, err)
 	}
 	return syncDir(s.volumesDir())
@@ -252,6 +260,9 @@ func (s *Store) Uninstall(name string) error {
 	}
 	if err := os.Rename(filepath.Join(target, "data"), s.StagingDir(name)); err != nil {
 		return fmt.Errorf("uninstall volume %q: keep its data for the next pull: %w", name, err)
+	}
+	if err := transfer.MoveIndex(filepath.Join(target, "data"), s.StagingDir(name)); err != nil {
+		return fmt.Errorf("uninstall volume %q: %w", name, err)
 	}
 	return syncDir(s.stagingDir())
 }

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,4 +131,38 @@ func TestAWantForTwoMillionFilesCrossesTheControlServer(t *testing.T) {
 	require.Greater(t, len(b), 4<<20, "the list is over gRPC's default limit")
 	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", want, &Empty{}), "a Want of %d bytes", len(b))
 	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{}))
+}
+
+// A receiver of protocol 1 (before the root hash covered every file) sends no version:
+// the sender answers with protocol 1 and its root hash covers only the files it sent.
+func TestASenderSpeaksTheProtocolOfAnOlderReceiver(t *testing.T) {
+	ids := testIdentities(t, "node-a", "node-b")
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "kept"), []byte("the receiver has it"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "sent"), []byte("the receiver wants it"), 0o644))
+	ctl := serveVolume(t, ids["node-a"], src)
+	conn, err := peers.Dial(ids["node-b"], "node-a", ctl)
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx := context.Background()
+	var open OpenResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	assert.Equal(t, 1, open.Version, "the sender answers in protocol 1")
+	entries, err := DecodeManifest(open.Manifest)
+	require.NoError(t, err)
+	require.Equal(t, "sent", entries[2].Path)
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", &WantRequest{Transfer: open.Transfer, Indexes: []uint32{2}}, &Empty{}))
+	c, err := tls.Dial("tcp", open.Data, ids["node-b"].ClientConfig("node-a"))
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte(open.Transfer))
+	require.NoError(t, err)
+	sink, err := NewSink(filepath.Join(t.TempDir(), "staging"), entries, SinkOptions{})
+	require.NoError(t, err)
+	defer sink.Close()
+	sink.send[1] = false // as if the receiver had it already
+	require.NoError(t, sink.Receive(c))
+	root := RootHash(entries, sink.hashes)
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}),
+		"the root hash of protocol 1 is accepted")
 }

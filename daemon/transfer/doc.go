@@ -19,11 +19,22 @@
 // times are not yet the manifest's is incomplete and is sent again, so an interrupted pull
 // resumes from the verified files only (a file that fails is removed at once). Finish
 // makes staging durable with one syncfs and returns the tree's root hash, which the
-// sender computes too.
+// sender computes too. The root hash covers every file of the tree, the ones the receiver
+// already had included: each end keeps its files' hashes beside its tree (hashindex.go),
+// valid while a file's size and times, change time included, are those recorded, and
+// reads and hashes a file that has none. If the two roots differ, the pull is made again
+// with every file sent.
 //
 // A volume of many small files costs a few system calls per file on each side, and they,
 // not the network or the disk, bound such a transfer: dirs.go explains how the per-file
 // work is kept to open, read or write, set times and close.
+//
+// What a container could use to gain privileges on the receiving node (setuid files,
+// file capabilities, trusted.* attributes, devices) arrives only for a volume that allows
+// it (policy.go). The sender never leaves the volume's file system: a mount inside it is
+// left out. Data streams give up on a peer that sends or reads nothing for a while
+// (deadline.go); a sender limits the transfers and connections it serves at once, and
+// pulls running at once reserve free space together (space.go).
 //
 // The receiver never trusts a name: it works through an os.Root on the staging dir, so
 // "..", absolute names, names through symlinks, and hardlinks to outside are impossible

@@ -83,6 +83,10 @@ func sameContent(a, b Entry) bool {
 // kept; Pull asks for it again.
 var ErrCorrupt = errors.New("content hash mismatch: damaged in transit")
 
+// ErrRootMismatch means the two ends of a transfer disagree on the tree's root hash: a
+// file the receiver already had is not what the sender has.
+var ErrRootMismatch = errors.New("root hash mismatch")
+
 // ErrHostile marks input that breaks the protocol's rules: names that escape the volume,
 // sizes beyond limits, links out of the tree. Nothing of such a transfer is kept.
 var ErrHostile = errors.New("refused")

@@ -69,7 +69,9 @@ type PullResult struct {
 // Pull receives a volume into the staging dir and makes it durable there; Install then
 // puts it in place. On any failure the sender is told to abort, and staging keeps the
 // files that arrived verified, for the next attempt to reuse. A file damaged in transit is
-// asked for again (up to three attempts in all); nothing unverified is ever kept.
+// asked for again (up to three attempts in all); nothing unverified is ever kept. The
+// root hash covers every file, the ones reused from staging too: if the two ends
+// disagree on it, the next attempt has every file sent.
 //
 // With o.Metrics set, a Pull counts as one transfer (its retries included), and the
 // content bytes and files count as they arrive.
@@ -79,6 +81,12 @@ func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
 		res, err = pull(ctx, o)
+		if errors.Is(err, ErrRootMismatch) && !o.Sink.TrustNothing {
+			// A file reused from staging, or its stored hash, is not what the sender has:
+			// send every file again.
+			o.Sink.TrustNothing = true
+			continue
+		}
 		if !errors.Is(err, ErrCorrupt) {
 			break
 		}
@@ -102,17 +110,17 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	defer conn.Close()
 	// Staging is read while the sender walks its tree: on a delta, both walks are most
 	// of the time.
-	type staged struct {
-		have []Entry
+	type read struct {
+		have staged
 		err  error
 	}
-	stagedc := make(chan staged, 1)
+	stagedc := make(chan read, 1)
 	go func() {
 		have, err := readStaging(o.Staging)
-		stagedc <- staged{have, err}
+		stagedc <- read{have, err}
 	}()
 	var open OpenResponse
-	if err := invoke(ctx, conn, openTimeout, "Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire}, &open); err != nil {
+	if err := invoke(ctx, conn, openTimeout, "Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
 		reason := metrics.ReasonRefused
 		if status.Code(err) == codes.Unavailable {
 			reason = metrics.ReasonPeerDown
@@ -140,6 +148,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}
 	defer sink.Close()
+	sink.rootAll = open.Version >= 2
 	sink.flow = o.Metrics.Flow(metrics.Received)
 	wanted := sink.Wanted()
 	res.Entries, res.Files = len(entries), len(wanted)
@@ -162,7 +171,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	}
 	if err := invoke(ctx, conn, finishTimeout, "Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}); err != nil {
 		if status.Code(err) == codes.DataLoss {
-			err = &failure{reason: metrics.ReasonCorrupt, err: err}
+			err = &failure{reason: metrics.ReasonCorrupt, err: fmt.Errorf("%w: %s", ErrRootMismatch, status.Convert(err).Message())}
 		}
 		return res, err
 	}
@@ -272,7 +281,7 @@ func receiveStream(ctx context.Context, o PullOptions, sink *Sink, open OpenResp
 
 // Install puts a finished staging tree in place of dest in one atomic step: dest is
 // either the old tree or the complete new one, never anything between. The old tree is
-// then deleted.
+// then deleted, and the staging tree's stored hashes go with it to dest.
 func Install(staging, dest string) error {
 	err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, dest, unix.RENAME_EXCHANGE)
 	switch {
@@ -286,12 +295,26 @@ func Install(staging, dest string) error {
 		if err == nil {
 			err = os.RemoveAll(staging) // the old tree, now at staging
 		}
-		return err
 	}
 	if err != nil {
 		return fmt.Errorf("install %s: %w", dest, err)
 	}
+	if err := MoveIndex(staging, dest); err != nil {
+		return fmt.Errorf("install %s: %w", dest, err)
+	}
 	return syncDir(filepath.Dir(dest))
+}
+
+// MoveIndex moves the stored hashes of the tree at from to the tree at to (which has
+// just moved there), or removes those of to if from has none. A hash that outlives its
+// tree is harmless: it holds only for a file with its stamp, and another tree's files
+// have other change times.
+func MoveIndex(from, to string) error {
+	err := os.Rename(IndexPath(from), IndexPath(to))
+	if errors.Is(err, os.ErrNotExist) {
+		return RemoveIndex(to)
+	}
+	return err
 }
 
 func syncDir(dir string) error {

@@ -59,12 +59,19 @@ func (jsonCodec) Unmarshal(b []byte, v any) error {
 
 func (jsonCodec) Name() string { return "json" }
 
+// protocolVersion is the transfer protocol this node speaks. 2: the root hash covers
+// every file of the tree (1: only the files sent). Each end speaks the lower of the two
+// versions, so nodes of different versions work together.
+const protocolVersion = 2
+
 // OpenRequest asks the node holding a volume to send it.
 type OpenRequest struct {
 	Volume string `json:"volume"`
 	// Epoch is the one in the receiver's migration claim; the sender checks it.
 	Epoch uint64 `json:"epoch"`
 	Wire  Wire   `json:"wire"`
+	// Version is the receiver's protocol version (absent: 1).
+	Version int `json:"version,omitempty"`
 }
 
 // OpenResponse carries the sender's manifest.
@@ -75,6 +82,8 @@ type OpenResponse struct {
 	Data string `json:"data"`
 	// Wire is what the data streams use: the receiver's request under the sender's cap.
 	Wire Wire `json:"wire"`
+	// Version is the protocol version both ends speak (absent: 1).
+	Version int `json:"version,omitempty"`
 }
 
 // openHeader is OpenResponse but for the manifest.
@@ -82,12 +91,13 @@ type openHeader struct {
 	Transfer string `json:"transfer"`
 	Data     string `json:"data"`
 	Wire     Wire   `json:"wire"`
+	Version  int    `json:"version,omitempty"`
 }
 
 // MarshalBinary encodes the response as the length of a JSON header, the header, and
 // the manifest as it is.
 func (r *OpenResponse) MarshalBinary() ([]byte, error) {
-	h, err := json.Marshal(openHeader{r.Transfer, r.Data, r.Wire})
+	h, err := json.Marshal(openHeader{r.Transfer, r.Data, r.Wire, r.Version})
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +115,7 @@ func (r *OpenResponse) UnmarshalBinary(b []byte) error {
 	if err := json.Unmarshal(b[k:k+int(n)], &h); err != nil {
 		return fmt.Errorf("open response: %w", err)
 	}
-	r.Transfer, r.Data, r.Wire = h.Transfer, h.Data, h.Wire
+	r.Transfer, r.Data, r.Wire, r.Version = h.Transfer, h.Data, h.Wire, h.Version
 	r.Manifest = bytes.Clone(b[k+int(n):]) // the codec does not promise b outlives the call
 	return nil
 }
@@ -211,6 +221,7 @@ type outgoing struct {
 	streams  sync.WaitGroup
 	started  time.Time
 	wire     Wire
+	version  int // the protocol version both ends speak
 	limit    *rate.Limiter
 	metric   metrics.Transfer
 	// open counts the data streams running, and expiry drops the transfer once none has
@@ -314,14 +325,15 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
 	wire := r.Wire.merge(s.Cap)
-	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, limit: wire.limiter(), metric: metric}
+	version := max(1, min(r.Version, protocolVersion))
+	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, version: version, limit: wire.limiter(), metric: metric}
 	s.mu.Lock()
 	s.transfers[id] = t
 	t.expiry = time.AfterFunc(s.staleAfter(), func() { s.expire(id, t) })
 	s.mu.Unlock()
 	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()),
 		"compress", wire.Compress, "rate_limit", wire.RateLimit)
-	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data, Wire: wire}, nil
+	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data, Wire: wire, Version: version}, nil
 }
 
 // lookup finds a transfer, checking it belongs to the calling node.
@@ -375,7 +387,12 @@ func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
 		s.log.Info("transfer aborted by the receiver", "volume", t.volume, "peer", node, "transfer", r.Transfer)
 		return &Empty{}, nil
 	}
-	if root := t.source.RootHash(); string(root[:]) != string(r.RootHash) {
+	root, err := t.source.rootHash(t.version >= 2)
+	if err != nil {
+		t.metric.Failed(metrics.ReasonOther)
+		return nil, fmt.Errorf("volume %q on node %q: %w", t.volume, s.id.Name(), err)
+	}
+	if string(root[:]) != string(r.RootHash) {
 		t.metric.Failed(metrics.ReasonCorrupt)
 		return nil, status.Errorf(codes.DataLoss, "volume %q: root hash mismatch between node %q and node %q; the transfer is not valid", t.volume, s.id.Name(), node)
 	}

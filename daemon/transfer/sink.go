@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path"
@@ -27,6 +28,9 @@ type SinkOptions struct {
 	AllowPrivileged bool
 	// MaxBytes bounds the sum of declared file sizes (0: only the free space bounds it).
 	MaxBytes int64
+	// TrustNothing has every file sent, none reused from staging: what a pull does after
+	// the two ends disagreed on the tree's root hash.
+	TrustNothing bool
 }
 
 // Sink receives a tree into a staging directory. Every file operation is relative to
@@ -47,10 +51,23 @@ type Sink struct {
 	flow        *metrics.Flow
 	space       *reservation
 
+	// known are the hashes stored for staging's files (hashindex.go); stamps say, for
+	// each file, what it looks like now, to store with its hash. kept holds the hashes of
+	// the files reused from staging; verify lists the reused files with no stored hash,
+	// which Finish reads and hashes.
+	known  hashIndex
+	stamps []fileStamp
+	kept   map[uint32][32]byte
+	verify []uint32
+	files  map[string]uint32 // the files' indexes by path, made for the first hardlink
+	// rootAll: the root hash covers every file (protocol 2), not only those sent.
+	rootAll  bool
+	finished bool
+
 	mu       sync.Mutex
 	touched  map[string]bool // settled directories whose entries this pull changed
 	received []bool
-	hashes   map[uint32][32]byte
+	hashes   map[uint32][32]byte // of the files received, verified
 	bytes    int64
 }
 
@@ -58,29 +75,35 @@ type Sink struct {
 // staging tree's directories, removes what the manifest does not list, and reports which
 // files' content must be sent (the rest are already there, by size and modification time).
 func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
-	have, err := readStaging(dir)
+	st, err := readStaging(dir)
 	if err != nil {
 		return nil, err
 	}
-	return newSink(dir, entries, have, opts)
+	return newSink(dir, entries, st, opts)
 }
 
-// readStaging lists what the staging dir holds from an earlier attempt or an older copy
-// (nothing if it does not exist yet).
-func readStaging(dir string) ([]Entry, error) {
-	have, err := Walk(dir)
+// staged is what the staging dir holds from an earlier attempt or an older copy, with
+// the hashes stored for it.
+type staged struct {
+	tree  tree
+	known hashIndex
+}
+
+// readStaging reads staging (nothing if it does not exist yet).
+func readStaging(dir string) (staged, error) {
+	t, err := walk(dir)
 	if errors.Is(err, unix.ENOENT) {
-		return nil, nil
+		return staged{known: hashIndex{}}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read staging %s: %w", dir, err)
+		return staged{}, fmt.Errorf("read staging %s: %w", dir, err)
 	}
-	return have, nil
+	return staged{tree: t, known: loadIndex(IndexPath(dir))}, nil
 }
 
 // newSink is NewSink with staging's contents already read. It decides everything before
 // it touches staging: a manifest refused leaves no trace.
-func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink, error) {
+func newSink(dir string, entries []Entry, have staged, opts SinkOptions) (*Sink, error) {
 	kinds := make(map[string]Kind, len(entries))
 	var declared int64
 	for _, e := range entries {
@@ -103,13 +126,14 @@ func newSink(dir string, entries []Entry, have []Entry, opts SinkOptions) (*Sink
 		return nil, fmt.Errorf("%w: the volume declares %d bytes, above its limit of %d", ErrHostile, declared, opts.MaxBytes)
 	}
 	s := &Sink{dir: dir, entries: entries, manifest: blake3.New(), send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
-		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{}}
+		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{},
+		known: have.known, stamps: make([]fileStamp, len(entries)), kept: map[uint32][32]byte{}, rootAll: true}
 	_, _ = s.manifest.Write(EncodeManifest(entries))
 	if !opts.AllowPrivileged {
 		s.strip()
 	}
-	present, stale := sortStaging(kinds, have)
-	need := s.decide(present)
+	present, stale := sortStaging(kinds, have.tree)
+	need := s.decide(present, opts.TrustNothing)
 	// Staging lives beside the volume, on the same filesystem as its parent.
 	var err error
 	if s.space, err = space.reserve(filepath.Dir(dir), need); err != nil {
@@ -141,10 +165,16 @@ func (s *Sink) strip() {
 // allow it.
 func (s *Sink) Stripped() Stripped { return s.stripped }
 
+// presentEntry is an entry staging holds, and its stamp.
+type presentEntry struct {
+	Entry
+	stamp fileStamp
+}
+
 // sortStaging sorts what staging holds into what stays, by path (listed, as the same
 // kind), and what goes (the rest, but for what is inside a directory that goes).
-func sortStaging(kinds map[string]Kind, have []Entry) (present map[string]Entry, stale []Entry) {
-	present = make(map[string]Entry, len(have))
+func sortStaging(kinds map[string]Kind, have tree) (present map[string]presentEntry, stale []Entry) {
+	present = make(map[string]presentEntry, len(have.entries))
 	removed := map[string]bool{}
 	inRemoved := func(p string) bool {
 		for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
@@ -154,12 +184,12 @@ func sortStaging(kinds map[string]Kind, have []Entry) (present map[string]Entry,
 		}
 		return false
 	}
-	for _, h := range have {
+	for i, h := range have.entries {
 		if inRemoved(h.Path) {
 			continue
 		}
 		if k, listed := kinds[h.Path]; listed && k == h.Kind {
-			present[h.Path] = h
+			present[h.Path] = presentEntry{h, have.stamp(i)}
 			continue
 		}
 		stale = append(stale, h)
@@ -171,23 +201,30 @@ func sortStaging(kinds map[string]Kind, have []Entry) (present map[string]Entry,
 }
 
 // decide says which files' content must be sent and which are already in place, and
-// returns the bytes that will arrive.
-func (s *Sink) decide(present map[string]Entry) int64 {
+// returns the bytes that will arrive. A file reused from staging has its stored hash, or
+// is listed to be read and hashed; with trustNothing, every file is sent.
+func (s *Sink) decide(present map[string]presentEntry, trustNothing bool) int64 {
 	var need int64
 	for i, e := range s.entries {
 		switch e.Kind {
 		case KindDir:
-			if h, ok := present[e.Path]; ok && sameMeta(e, h) {
+			if h, ok := present[e.Path]; ok && sameMeta(e, h.Entry) {
 				s.settledDirs[e.Path] = true
 			}
 		case KindFile:
 			h, ok := present[e.Path]
-			s.send[i] = !ok || !sameContent(e, h)
-			// Owner, mode and attributes already right: leave it be.
-			s.settled[i] = !s.send[i] && h.UID == e.UID && h.GID == e.GID && h.Mode == e.Mode &&
-				len(e.Xattrs) == 0 && len(h.Xattrs) == 0
+			s.send[i] = !ok || !sameContent(e, h.Entry) || trustNothing
 			if s.send[i] {
 				need += e.Size
+				continue
+			}
+			// Owner, mode and attributes already right: leave it be.
+			s.settled[i] = h.UID == e.UID && h.GID == e.GID && h.Mode == e.Mode && len(e.Xattrs) == 0 && len(h.Xattrs) == 0
+			s.stamps[i] = h.stamp
+			if sum, ok := s.known.lookup(e.Path, h.stamp); ok {
+				s.kept[uint32(i)] = sum
+			} else {
+				s.verify = append(s.verify, uint32(i))
 			}
 		}
 	}
@@ -196,7 +233,7 @@ func (s *Sink) decide(present map[string]Entry) int64 {
 
 // prepare makes staging hold only what the manifest lists: it removes the stale entries
 // and makes the missing directories.
-func (s *Sink) prepare(present map[string]Entry, stale []Entry) error {
+func (s *Sink) prepare(present map[string]presentEntry, stale []Entry) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
@@ -401,6 +438,11 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			if err := setMeta(fd, e, now); err != nil {
 				return fmt.Errorf("%s: %w", e.Path, err)
 			}
+			var st unix.Stat_t // as it is now, to store with its hash
+			if err := unix.Fstat(fd, &st); err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
+			}
+			s.stamps[index] = stampOf(&st)
 			s.mu.Lock()
 			s.hashes[index] = sum
 			s.mu.Unlock()
@@ -448,7 +490,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 		switch e.Kind {
 		case KindFile:
 			if !s.send[i] && !s.settled[i] {
-				err = s.withFile(e.Path, unix.O_RDONLY, e)
+				s.stamps[i], err = s.withFile(e.Path, unix.O_RDONLY, e)
 			}
 		case KindSymlink:
 			err = s.replace(e.Path, func() error { return s.root.Symlink(e.Target, e.Path) })
@@ -457,10 +499,13 @@ func (s *Sink) Finish() ([32]byte, error) {
 			}
 		case KindHardlink:
 			err = s.replace(e.Path, func() error { return s.root.Link(e.Target, e.Path) })
+			if err == nil {
+				err = s.restamp(e.Target) // a new link changes the file's change time
+			}
 		case KindFIFO:
 			err = s.replace(e.Path, func() error { return s.mknod(e) })
 			if err == nil {
-				err = s.withFile(e.Path, unix.O_RDONLY|unix.O_NONBLOCK, e)
+				_, err = s.withFile(e.Path, unix.O_RDONLY|unix.O_NONBLOCK, e)
 			}
 		case KindDevice: // never opened: opening a device can act on it
 			err = s.replace(e.Path, func() error { return s.mknod(e) })
@@ -483,14 +528,86 @@ func (s *Sink) Finish() ([32]byte, error) {
 		if s.settledDirs[e.Path] && !s.touched[e.Path] {
 			continue
 		}
-		if err := s.withFile(e.Path, unix.O_RDONLY|unix.O_DIRECTORY, e); err != nil {
+		if _, err := s.withFile(e.Path, unix.O_RDONLY|unix.O_DIRECTORY, e); err != nil {
 			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
 		}
+	}
+	if err := s.hashReused(); err != nil {
+		return [32]byte{}, err
 	}
 	if err := s.sync(); err != nil {
 		return [32]byte{}, fmt.Errorf("sync staging %s: %w", s.dir, err)
 	}
-	return rootHash(s.manifest.Clone(), len(s.entries), s.hashes), nil
+	s.finished = true
+	if err := s.index().save(IndexPath(s.dir), true); err != nil {
+		return [32]byte{}, fmt.Errorf("staging %s: %w", s.dir, err)
+	}
+	return s.rootHash(), nil
+}
+
+// restamp reads again the stamp of file p, changed since it was taken.
+func (s *Sink) restamp(p string) error {
+	if s.files == nil {
+		s.files = make(map[string]uint32)
+		for i, e := range s.entries {
+			if e.Kind == KindFile {
+				s.files[e.Path] = uint32(i)
+			}
+		}
+	}
+	d, base, release, err := s.dirs.split(p)
+	if err != nil {
+		return err
+	}
+	defer release()
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	s.stamps[s.files[p]] = stampOf(&st)
+	return nil
+}
+
+// rootHash is the tree's root hash: over the manifest as sent and every file's content
+// hash, or, for a sender that speaks protocol 1, only the files it sent.
+func (s *Sink) rootHash() [32]byte {
+	if !s.rootAll {
+		return rootHash(s.manifest.Clone(), len(s.entries), s.hashes)
+	}
+	all := maps.Clone(s.hashes)
+	maps.Copy(all, s.kept)
+	return rootHash(s.manifest.Clone(), len(s.entries), all)
+}
+
+// hashReused reads and hashes the files reused from staging that have no stored hash,
+// several at once.
+func (s *Sink) hashReused() error {
+	sums := make([][32]byte, len(s.verify))
+	err := forEach(len(s.verify), func(k int) error {
+		var err error
+		sums[k], err = hashFile(s.dirs, s.entries[s.verify[k]].Path)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("verify staging %s: %w", s.dir, err)
+	}
+	for k, i := range s.verify {
+		s.kept[i] = sums[k]
+	}
+	return nil
+}
+
+// index is what the sink knows of its files' hashes, to store beside staging.
+func (s *Sink) index() hashIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	x := make(hashIndex, len(s.hashes)+len(s.kept))
+	for _, m := range []map[uint32][32]byte{s.kept, s.hashes} {
+		for i, sum := range m {
+			x[s.entries[i].Path] = storedHash{s.stamps[i], sum}
+		}
+	}
+	return x
 }
 
 // sync makes staging durable: every file system has one journal, or none, so one syncfs
@@ -510,6 +627,13 @@ func (s *Sink) Close() error {
 	if s.root == nil { // refused before staging was opened
 		return nil
 	}
+	if !s.finished {
+		// The files verified so far are kept for the next attempt, and so are their
+		// hashes; staging was not synced, so they hold until the machine restarts.
+		if x := s.index(); len(x) > 0 {
+			_ = x.save(IndexPath(s.dir), false)
+		}
+	}
 	s.dirs.close()
 	return s.root.Close()
 }
@@ -524,26 +648,33 @@ func (s *Sink) replace(p string, mk func() error) error {
 }
 
 // withFile opens p, which was there before this transfer, with flags and gives it e's
-// metadata, dropping attributes it had that e has not.
-func (s *Sink) withFile(p string, flags int, e Entry) error {
+// metadata, dropping attributes it had that e has not. It returns the file's stamp as it
+// is then.
+func (s *Sink) withFile(p string, flags int, e Entry) (fileStamp, error) {
 	d, base, release, err := s.dirs.split(p) // "." splits into "." and "."
 	if err != nil {
-		return err
+		return fileStamp{}, err
 	}
 	defer release()
 	fd, err := d.open(base, flags, 0)
 	if err != nil {
-		return err
+		return fileStamp{}, err
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return err
+		return fileStamp{}, err
 	}
 	if err := dropOtherXattrs(fd, e); err != nil {
-		return err
+		return fileStamp{}, err
 	}
-	return setMeta(fd, e, looksOf(&st))
+	if err := setMeta(fd, e, looksOf(&st)); err != nil {
+		return fileStamp{}, err
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fileStamp{}, err
+	}
+	return stampOf(&st), nil
 }
 
 func (s *Sink) mknod(e Entry) error {

@@ -18,12 +18,18 @@ import (
 // Source sends a tree's files. The tree is opened as an os.Root, so a symlink never leads
 // the sender out of the volume.
 type Source struct {
-	root    *os.Root
-	place   place // the tree's file system and mount
-	dirs    *dirCache
-	entries []Entry
-	mounts  []string // mount points inside the tree, left out
-	flow    *metrics.Flow
+	root      *os.Root
+	indexPath string // where its hashes are stored
+	place     place  // the tree's file system and mount
+	dirs      *dirCache
+	entries   []Entry
+	tree      tree // entries' stamps, and the mount points inside the tree, left out
+	flow      *metrics.Flow
+	// known are the hashes stored for the tree (hashindex.go); hashed is closed once the
+	// files not sent have their hashes, stored or read (hashErr if one could not be read).
+	known   hashIndex
+	hashed  chan struct{}
+	hashErr error
 
 	// ready hands the wanted files, opened, to the streams that send them; stop ends the
 	// goroutine that opens them.
@@ -34,7 +40,8 @@ type Source struct {
 	closeOnce sync.Once
 
 	mu     sync.Mutex
-	hashes map[uint32][32]byte
+	hashes map[uint32][32]byte // every file's, sent or not, as they become known
+	sent   map[uint32]bool
 	bytes  int64
 }
 
@@ -57,7 +64,7 @@ const (
 // NewSource walks dir and returns a source for it with its manifest. The source never
 // leaves dir's file system: mount points inside it are left out (MountPoints).
 func NewSource(dir string) (*Source, error) {
-	entries, mounts, err := walk(dir)
+	t, err := walk(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -70,12 +77,13 @@ func NewSource(dir string) (*Source, error) {
 		root.Close()
 		return nil, err
 	}
-	return &Source{root: root, place: placeOf(&st, mnt), dirs: newDirCache(root, false), entries: entries, mounts: mounts,
-		hashes: map[uint32][32]byte{}, stop: make(chan struct{})}, nil
+	return &Source{root: root, place: placeOf(&st, mnt), dirs: newDirCache(root, false), entries: t.entries, tree: t,
+		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{}, sent: map[uint32]bool{},
+		stop: make(chan struct{}), hashed: make(chan struct{})}, nil
 }
 
 // MountPoints lists the mount points inside the tree that the source left out.
-func (s *Source) MountPoints() []string { return s.mounts }
+func (s *Source) MountPoints() []string { return s.tree.mounts }
 
 // Manifest is the tree as walked.
 func (s *Source) Manifest() []Entry { return s.entries }
@@ -103,10 +111,26 @@ func (s *Source) Close() error {
 				}
 			}
 		}
+		s.saveIndex()
 		s.dirs.close()
 		err = s.root.Close()
 	})
 	return err
+}
+
+// saveIndex stores the hashes the source knows, for its next transfer. The tree was not
+// synced for it, so they hold until the machine restarts, or until a file changes.
+func (s *Source) saveIndex() {
+	if s.Wanted() {
+		<-s.hashed
+	}
+	s.mu.Lock()
+	x := make(hashIndex, len(s.hashes))
+	for i, sum := range s.hashes {
+		x[s.entries[i].Path] = storedHash{s.tree.stamp(int(i)), sum}
+	}
+	s.mu.Unlock()
+	_ = x.save(s.indexPath, false)
 }
 
 // Wanted reports whether Want was called.
@@ -126,6 +150,7 @@ func (s *Source) Want(indexes []uint32) error {
 	ready := make(chan opened, readAheadFiles)
 	s.ready = ready
 	s.mu.Unlock()
+	go s.hashUnsent(indexes)
 	s.openers.Add(1)
 	go func() {
 		defer s.openers.Done()
@@ -143,6 +168,52 @@ func (s *Source) Want(indexes []uint32) error {
 		}
 	}()
 	return nil
+}
+
+// hashUnsent gives every file not wanted its hash, for the root hash that covers them
+// all: the stored one if the file has not changed since, or else by reading it. It runs
+// alongside the streams and closes hashed when done.
+func (s *Source) hashUnsent(wanted []uint32) {
+	defer close(s.hashed)
+	isWanted := make([]bool, len(s.entries))
+	for _, i := range wanted {
+		if int(i) < len(isWanted) {
+			isWanted[i] = true
+		}
+	}
+	var read []uint32
+	s.mu.Lock()
+	for i, e := range s.entries {
+		if e.Kind != KindFile || isWanted[i] {
+			continue
+		}
+		if sum, ok := s.known.lookup(e.Path, s.tree.stamp(i)); ok {
+			s.hashes[uint32(i)] = sum
+		} else {
+			read = append(read, uint32(i))
+		}
+	}
+	s.mu.Unlock()
+	sums := make([][32]byte, len(read))
+	err := forEach(len(read), func(k int) error {
+		select {
+		case <-s.stop:
+			return errors.New("the transfer ended")
+		default:
+		}
+		var err error
+		sums[k], err = hashFile(s.dirs, s.entries[read[k]].Path)
+		return err
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.hashErr = err
+		return
+	}
+	for k, i := range read {
+		s.hashes[i] = sums[k]
+	}
 }
 
 // open opens a wanted file and asks the disk for its first bytes.
@@ -277,6 +348,7 @@ func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hashe
 	h.Sum(sum[:0])
 	s.mu.Lock()
 	s.hashes[index] = sum
+	s.sent[index] = true
 	s.mu.Unlock()
 	if err := fw.Write(FrameEnd, sum[:]); err != nil {
 		return err
@@ -311,9 +383,32 @@ func (s *Source) sendRange(fw *FrameWriter, fd int, name string, h io.Writer, bu
 	return nil
 }
 
-// RootHash is the hash of the tree as sent: the manifest and the files sent so far.
-func (s *Source) RootHash() [32]byte {
+// RootHash is the hash of the tree: its manifest and every file's content hash. Call it
+// once every stream has ended.
+func (s *Source) RootHash() ([32]byte, error) { return s.rootHash(true) }
+
+// rootHash is RootHash, or with all false the hash of protocol 1: the manifest and only
+// the files sent.
+func (s *Source) rootHash(all bool) ([32]byte, error) {
+	if !all {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		sent := make(map[uint32][32]byte, len(s.hashes))
+		for i, sum := range s.hashes {
+			if s.sent[i] {
+				sent[i] = sum
+			}
+		}
+		return RootHash(s.entries, sent), nil
+	}
+	if !s.Wanted() {
+		return [32]byte{}, errors.New("no files wanted yet")
+	}
+	<-s.hashed
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return RootHash(s.entries, s.hashes)
+	if s.hashErr != nil {
+		return [32]byte{}, fmt.Errorf("hash the files the receiver had already: %w", s.hashErr)
+	}
+	return RootHash(s.entries, s.hashes), nil
 }

@@ -27,28 +27,43 @@ import (
 // relative to its open directory: one short lookup per call, where a full path costs a
 // lookup per component.
 func Walk(root string) ([]Entry, error) {
-	entries, _, err := walk(root)
-	return entries, err
+	t, err := walk(root)
+	return t.entries, err
 }
 
-// walk is Walk that also returns the mount points it left out, sorted.
-func walk(root string) ([]Entry, []string, error) {
+// tree is what walk finds.
+type tree struct {
+	entries []Entry
+	// ctimes are the entries' change times, in nanoseconds: a file whose change time is
+	// the one recorded with its stored hash has not been written since.
+	ctimes []int64
+	// mounts are the mount points left out, sorted.
+	mounts []string
+}
+
+// stamp is entry i's, as the walk saw it.
+func (t tree) stamp(i int) fileStamp {
+	return fileStamp{size: t.entries[i].Size, mtime: t.entries[i].MTime, ctime: t.ctimes[i]}
+}
+
+// walk is Walk that also returns the change times and the mount points left out.
+func walk(root string) (tree, error) {
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", root, err)
+		return tree{}, fmt.Errorf("open %s: %w", root, err)
 	}
 	w := &walker{root: root, jobs: make(chan walkJob, 1024), listed: map[string]*walkDir{}}
 	st, mnt, err := statAt(fd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
 		unix.Close(fd)
-		return nil, nil, fmt.Errorf("stat %s: %w", root, err)
+		return tree{}, fmt.Errorf("stat %s: %w", root, err)
 	}
 	w.place = placeOf(&st, mnt)
 	top := Entry{Path: ".", Kind: KindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
 	x, err := w.xattrs(fd, "", ".", make([]byte, xattrBuf))
 	if err != nil {
 		unix.Close(fd)
-		return nil, nil, err
+		return tree{}, err
 	}
 	top.Xattrs = x
 	var workers sync.WaitGroup
@@ -67,10 +82,11 @@ func walk(root string) ([]Entry, []string, error) {
 	close(w.jobs)
 	workers.Wait()
 	if w.err != nil {
-		return nil, nil, w.err
+		return tree{}, w.err
 	}
-	out := make([]Entry, 0, w.count.Load()+1)
-	out = append(out, top)
+	out := tree{entries: make([]Entry, 0, w.count.Load()+1), ctimes: make([]int64, 0, w.count.Load()+1)}
+	out.entries = append(out.entries, top)
+	out.ctimes = append(out.ctimes, st.Ctim.Nano())
 	seen := map[[2]uint64]string{}
 	var emit func(rel string)
 	emit = func(rel string) {
@@ -88,7 +104,8 @@ func walk(root string) ([]Entry, []string, error) {
 					seen[it.key] = it.e.Path
 				}
 			}
-			out = append(out, it.e)
+			out.entries = append(out.entries, it.e)
+			out.ctimes = append(out.ctimes, it.ctime)
 			if it.e.Kind == KindDir {
 				emit(it.e.Path)
 			}
@@ -96,7 +113,8 @@ func walk(root string) ([]Entry, []string, error) {
 	}
 	emit(".")
 	slices.Sort(w.mounts)
-	return out, w.mounts, nil
+	out.mounts = w.mounts
+	return out, nil
 }
 
 // walkChunk is how many names of one directory a worker reads at a time.
@@ -128,8 +146,9 @@ type walkDir struct {
 }
 
 type walkItem struct {
-	e   Entry
-	key [2]uint64 // (dev, ino) of a file with several links
+	e     Entry
+	ctime int64
+	key   [2]uint64 // (dev, ino) of a file with several links
 }
 
 // walkJob is one chunk of a directory's names.
@@ -240,6 +259,7 @@ func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, erro
 		return it, nil // Kind 0: left out
 	}
 	e := Entry{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
+	it.ctime = st.Ctim.Nano()
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 		e.Kind, e.Size = KindFile, st.Size

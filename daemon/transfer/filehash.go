@@ -1,0 +1,80 @@
+package transfer
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
+)
+
+// hashFile reads the regular file p of a tree and returns its content hash, as a sender
+// hashes what it sends.
+func hashFile(dirs *dirCache, p string) ([32]byte, error) {
+	var sum [32]byte
+	d, base, release, err := dirs.split(p)
+	if err != nil {
+		return sum, fmt.Errorf("open the directory of %s: %w", p, err)
+	}
+	defer release()
+	fd, err := d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return sum, fmt.Errorf("open %s: %w", p, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return sum, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return sum, fmt.Errorf("%s is no longer a regular file", p)
+	}
+	h := blake3.New()
+	buf := make([]byte, ChunkSize)
+	for off := int64(0); ; {
+		n, err := unix.Pread(fd, buf, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return sum, fmt.Errorf("read %s: %w", p, err)
+		}
+		if n == 0 {
+			break
+		}
+		_, _ = h.Write(buf[:n])
+		off += int64(n)
+	}
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// forEach runs fn(0..n-1) on a few goroutines and returns the first error; after one,
+// the rest are skipped.
+func forEach(n int, fn func(int) error) error {
+	var next atomic.Int64
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	for range min(n, 8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= n {
+					return
+				}
+				if err := fn(k); err != nil {
+					once.Do(func() { first = err })
+					next.Store(int64(n))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
