@@ -53,7 +53,15 @@ type Volume struct {
 	Options map[string]string `json:"options,omitempty"`
 	Created time.Time         `json:"created"`
 	// Removing marks a removal in progress: the owner deletes its data, then the record.
+	// The removal is of the copy at Epoch: a node holding a copy of a later epoch (the
+	// record was rolled back) does not obey it.
 	Removing bool `json:"removing,omitempty"`
+	// RemovedBy is the node the removal was asked on: the owner deletes its copy only
+	// once that node confirms it asked (a record alone is no proof).
+	RemovedBy string `json:"removed_by,omitempty"`
+	// Root is the root hash (hex) of the copy its owner committed at Epoch after pulling
+	// it, verified; empty for a volume made where it is.
+	Root string `json:"root,omitempty"`
 	// Rev is the store revision the record was read at.
 	Rev int64 `json:"-"`
 }
@@ -88,17 +96,21 @@ type Claim struct {
 	Rev int64 `json:"-"`
 }
 
-// Entry is a volume with its current claim, if any.
+// Entry is a volume with its current claim, if any, and its mount mark (List reads it;
+// Get does not).
 type Entry struct {
 	Volume Volume
 	Claim  *Claim
+	Mark   *MountMark
 }
 
-// State derives the volume's state from its record and claim.
+// State derives the volume's state from its record, claim and mark.
 func (e Entry) State() string {
 	switch {
 	case e.Volume.Removing:
 		return StateRemoving
+	case e.Claim == nil && e.Mark != nil:
+		return StateMounted // on a node whose lease lapsed
 	case e.Claim == nil:
 		return StateIdle
 	case e.Claim.Kind == ClaimMigrate:
@@ -227,6 +239,18 @@ func (r *Registry) List(ctx context.Context) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	mkvs, err := r.store.List(ctx, r.MarksPrefix())
+	if err != nil {
+		return nil, err
+	}
+	marks := make(map[string]*MountMark, len(mkvs))
+	for _, kv := range mkvs {
+		var m MountMark
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			return nil, fmt.Errorf("decode mount mark %s: %w", kv.Key, err)
+		}
+		marks[strings.TrimPrefix(kv.Key, r.MarksPrefix())] = &m
+	}
 	claims := make(map[string]*Claim, len(ckvs))
 	for _, kv := range ckvs {
 		c, err := decodeClaim(kv)
@@ -241,7 +265,8 @@ func (r *Registry) List(ctx context.Context) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Entry{Volume: v, Claim: claims[r.VolumeName(kv.Key)]})
+		name := r.VolumeName(kv.Key)
+		out = append(out, Entry{Volume: v, Claim: claims[name], Mark: marks[name]})
 	}
 	return out, nil
 }
@@ -294,7 +319,7 @@ func (r *Registry) ClaimMount(ctx context.Context, name, node string, lease Leas
 		default:
 			return nil, claimed(e.Claim)
 		}
-		rev, err := r.store.Txn(ctx, conds, []Op{PutLeased(r.claimKey(name), encode(c), lease)})
+		rev, err := r.store.Txn(ctx, conds, []Op{PutLeased(r.claimKey(name), encode(c), lease), r.markOp(c)})
 		if errors.Is(err, ErrConflict) {
 			continue // the record or the claim changed: look again
 		}
@@ -306,10 +331,10 @@ func (r *Registry) ClaimMount(ctx context.Context, name, node string, lease Leas
 	}
 }
 
-// Release drops a claim if it is still the one given; a claim that expired or was
-// replaced is left alone.
+// Release drops a claim if it is still the one given, and the volume's mount mark with
+// it; a claim that expired or was replaced is left alone.
 func (r *Registry) Release(ctx context.Context, c *Claim) error {
-	_, err := r.store.Txn(ctx, []Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}}, []Op{Delete(r.claimKey(c.Volume))})
+	_, err := r.store.Txn(ctx, []Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}}, []Op{Delete(r.claimKey(c.Volume)), Delete(r.markKey(c.Volume))})
 	if errors.Is(err, ErrConflict) {
 		return nil
 	}
@@ -361,12 +386,12 @@ func (r *Registry) beginTransfer(ctx context.Context, name, target string, lease
 		c.Epoch++ // what the target owns once the migration commits
 	}
 	rev, err := r.store.Txn(ctx,
-		[]Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name))},
+		[]Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name)), Absent(r.markKey(name))},
 		[]Op{PutLeased(r.claimKey(name), encode(c), lease)})
 	if errors.Is(err, ErrConflict) {
-		// Someone else got there first; report what they did.
-		if e2, err2 := r.Get(ctx, name); err2 == nil && e2.Claim != nil {
-			return nil, v, claimed(e2.Claim)
+		// Someone else got there first, or a node whose lease lapsed mounts it.
+		if rerr := r.refusal(ctx, name); rerr != nil {
+			return nil, v, rerr
 		}
 		return nil, v, fmt.Errorf("volume %q changed while starting to transfer it: %w", name, ErrConflict)
 	}
@@ -418,11 +443,12 @@ func (r *Registry) FinishCopy(ctx context.Context, c *Claim, nv Volume) (Volume,
 	return nv, nil
 }
 
-// CommitMigration makes the migration's target the owner, at the claim's epoch, and turns
-// the claim into the target's mount claim on lease (mounts containers; release it if the
-// volume is not mounted). It succeeds only if the claim is still held and the record is
-// exactly as it was when the migration began.
-func (r *Registry) CommitMigration(ctx context.Context, c *Claim, size int64, lease Lease, mounts int) (Volume, *Claim, error) {
+// CommitMigration makes the migration's target the owner, at the claim's epoch, of the
+// copy with root hash root (hex), and turns the claim into the target's mount claim on
+// lease (mounts containers; release it if the volume is not mounted). It succeeds only
+// if the claim is still held and the record is exactly as it was when the migration
+// began.
+func (r *Registry) CommitMigration(ctx context.Context, c *Claim, size int64, root string, lease Lease, mounts int) (Volume, *Claim, error) {
 	e, err := r.Get(ctx, c.Volume)
 	if err != nil {
 		return Volume{}, nil, err
@@ -434,11 +460,11 @@ func (r *Registry) CommitMigration(ctx context.Context, c *Claim, size int64, le
 		return Volume{}, nil, fmt.Errorf("volume %q changed during the migration (epoch %d, claim for %d): %w", c.Volume, e.Volume.Epoch, c.Epoch, ErrStaleEpoch)
 	}
 	v := e.Volume
-	v.Owner, v.Epoch, v.Size = c.Node, c.Epoch, size
+	v.Owner, v.Epoch, v.Size, v.Root = c.Node, c.Epoch, size, root
 	mc := &Claim{Volume: c.Volume, Node: c.Node, Kind: ClaimMount, Epoch: c.Epoch, Mounts: mounts, Since: time.Now().UTC()}
 	rev, err := r.store.Txn(ctx,
 		[]Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}, {Key: r.volumeKey(c.Volume), Rev: c.BaseRev}},
-		[]Op{Put(r.volumeKey(c.Volume), encode(v)), PutLeased(r.claimKey(c.Volume), encode(mc), lease)})
+		[]Op{Put(r.volumeKey(c.Volume), encode(v)), PutLeased(r.claimKey(c.Volume), encode(mc), lease), r.markOp(mc)})
 	if errors.Is(err, ErrConflict) {
 		return Volume{}, nil, fmt.Errorf("volume %q changed while committing its migration to node %q: %w", c.Volume, c.Node, ErrStaleEpoch)
 	}
@@ -472,10 +498,21 @@ func (r *Registry) UpdateSize(ctx context.Context, name, node string, epoch uint
 	}
 }
 
+// RemoveOptions say how MarkRemoving treats a volume.
+type RemoveOptions struct {
+	// By is the node the removal is asked on (Volume.RemovedBy).
+	By string
+	// Force removes a volume mounted on a node whose lease lapsed (its mark is dropped):
+	// for a node the operator knows is gone for good.
+	Force bool
+}
+
 // MarkRemoving starts the removal of an idle volume: the record stays, marked, until its
 // owner has deleted the data (FinishRemoval). It fails with ErrInUse or ErrMigrating while
-// a claim holds the volume. Marking a volume that is already being removed succeeds.
-func (r *Registry) MarkRemoving(ctx context.Context, name string) (Volume, error) {
+// a claim holds the volume, and with a LapsedError (ErrMountLapsed) while it is mounted on
+// a node whose lease lapsed, unless forced. Marking a volume that is already being
+// removed succeeds, and makes o.By its requester.
+func (r *Registry) MarkRemoving(ctx context.Context, name string, o RemoveOptions) (Volume, error) {
 	for {
 		e, err := r.Get(ctx, name)
 		if err != nil {
@@ -485,14 +522,22 @@ func (r *Registry) MarkRemoving(ctx context.Context, name string) (Volume, error
 		if e.Claim != nil {
 			return v, claimed(e.Claim)
 		}
-		if v.Removing {
+		if v.Removing && v.RemovedBy == o.By {
 			return v, nil
 		}
-		v.Removing = true
-		rev, err := r.store.Txn(ctx,
-			[]Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name))},
-			[]Op{Put(r.volumeKey(name), encode(v))})
+		v.Removing, v.RemovedBy = true, o.By
+		conds := []Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev}), Absent(r.claimKey(name))}
+		ops := []Op{Put(r.volumeKey(name), encode(v))}
+		if o.Force {
+			ops = append(ops, Delete(r.markKey(name)))
+		} else {
+			conds = append(conds, Absent(r.markKey(name)))
+		}
+		rev, err := r.store.Txn(ctx, conds, ops)
 		if errors.Is(err, ErrConflict) {
+			if rerr := r.refusal(ctx, name); errors.Is(rerr, ErrMountLapsed) {
+				return v, rerr
+			}
 			continue
 		}
 		if err != nil {
@@ -501,6 +546,24 @@ func (r *Registry) MarkRemoving(ctx context.Context, name string) (Volume, error
 		v.Rev = rev
 		return v, nil
 	}
+}
+
+// Reclaim writes the record of a volume again, as held by node at epoch with root hash
+// root, no longer marked for removal: what a node does whose copy is newer than the
+// record (the store was restored from an old snapshot, or the record was forged). It
+// succeeds only if the record is still exactly v, and never lowers the epoch.
+func (r *Registry) Reclaim(ctx context.Context, v Volume, node string, epoch uint64, root string) (Volume, error) {
+	if epoch < v.Epoch {
+		return v, fmt.Errorf("volume %q: node %q would write epoch %d over epoch %d: %w", v.Name, node, epoch, v.Epoch, ErrStaleEpoch)
+	}
+	nv := v
+	nv.Owner, nv.Epoch, nv.Root, nv.Removing = node, epoch, root, false
+	rev, err := r.store.Txn(ctx, []Cond{Unchanged(KV{Key: r.volumeKey(v.Name), Rev: v.Rev})}, []Op{Put(r.volumeKey(v.Name), encode(nv))})
+	if err != nil {
+		return v, err
+	}
+	nv.Rev = rev
+	return nv, nil
 }
 
 // FinishRemoval deletes the record of a volume marked for removal, once its owner has

@@ -118,7 +118,7 @@ func TestMigrationIsFencedByClaimAndEpoch(t *testing.T) {
 	require.ErrorIs(t, err, cluster.ErrMigrating)
 	_, err = r.ClaimMount(ctx, "db", "node-a", la, 1)
 	require.ErrorIs(t, err, cluster.ErrMigrating)
-	_, err = r.MarkRemoving(ctx, "db")
+	_, err = r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
 	require.ErrorIs(t, err, cluster.ErrMigrating)
 
 	// The owner serves only the node and epoch named in the claim.
@@ -126,7 +126,7 @@ func TestMigrationIsFencedByClaimAndEpoch(t *testing.T) {
 	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-c", 2), cluster.ErrStaleEpoch)
 	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-b", 1), cluster.ErrStaleEpoch)
 
-	v, mount, err := r.CommitMigration(ctx, claim, 4096, lb, 1)
+	v, mount, err := r.CommitMigration(ctx, claim, 4096, "", lb, 1)
 	require.NoError(t, err)
 	assert.Equal(t, "node-b", v.Owner)
 	assert.Equal(t, uint64(2), v.Epoch)
@@ -140,7 +140,7 @@ func TestMigrationIsFencedByClaimAndEpoch(t *testing.T) {
 	// The old owner's writes carry epoch 1 and are refused; the new owner's pass.
 	require.ErrorIs(t, r.UpdateSize(ctx, "db", "node-a", 1, 1), cluster.ErrStaleEpoch)
 	require.NoError(t, r.UpdateSize(ctx, "db", "node-b", 2, 8192))
-	_, _, err = r.CommitMigration(ctx, claim, 1, lb, 0)
+	_, _, err = r.CommitMigration(ctx, claim, 1, "", lb, 0)
 	require.ErrorIs(t, err, cluster.ErrClaimLost, "a migration commits once")
 }
 
@@ -160,7 +160,7 @@ func TestLostLeaseReturnsTheVolumeToItsOwner(t *testing.T) {
 	assert.Equal(t, "node-a", e.Volume.Owner, "the old owner keeps the volume")
 	assert.Equal(t, uint64(1), e.Volume.Epoch)
 
-	_, _, err = r.CommitMigration(ctx, claim, 1, lease(t, s), 0)
+	_, _, err = r.CommitMigration(ctx, claim, 1, "", lease(t, s), 0)
 	require.ErrorIs(t, err, cluster.ErrClaimLost)
 	require.ErrorIs(t, r.CheckTransfer(ctx, "db", "node-b", 2), cluster.ErrStaleEpoch)
 }
@@ -173,7 +173,7 @@ func TestCommitRefusesARecordThatChangedUnderneath(t *testing.T) {
 	claim, _, err := r.BeginMigration(ctx, "db", "node-b", lb)
 	require.NoError(t, err)
 	require.NoError(t, r.UpdateSize(ctx, "db", "node-a", 1, 99)) // the record moves on
-	_, _, err = r.CommitMigration(ctx, claim, 1, lb, 0)
+	_, _, err = r.CommitMigration(ctx, claim, 1, "", lb, 0)
 	require.ErrorIs(t, err, cluster.ErrStaleEpoch)
 	e, err := r.Get(ctx, "db")
 	require.NoError(t, err)
@@ -211,12 +211,12 @@ func TestRemovalIsMarkedThenFinished(t *testing.T) {
 	create(t, r, "db", "node-a")
 	mc, err := r.ClaimMount(ctx, "db", "node-a", lease(t, s), 2)
 	require.NoError(t, err)
-	_, err = r.MarkRemoving(ctx, "db")
+	_, err = r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
 	require.ErrorIs(t, err, cluster.ErrInUse)
 	assert.Contains(t, err.Error(), "by 2 container(s)")
 	require.NoError(t, r.Release(ctx, mc))
 
-	v, err := r.MarkRemoving(ctx, "db")
+	v, err := r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
 	require.NoError(t, err)
 	e, err := r.Get(ctx, "db")
 	require.NoError(t, err)
@@ -316,7 +316,7 @@ func TestCopyClaimHoldsTheSourceUntilTheCopyIsRecorded(t *testing.T) {
 	require.ErrorIs(t, err, cluster.ErrInUse)
 	_, _, err = r.BeginCopy(ctx, "db", "node-c", lc)
 	require.ErrorIs(t, err, cluster.ErrInUse)
-	_, err = r.MarkRemoving(ctx, "db")
+	_, err = r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
 	require.ErrorIs(t, err, cluster.ErrInUse)
 
 	// The owner sends it to that node at that epoch only.
@@ -356,4 +356,103 @@ func TestCopyClaimHoldsTheSourceUntilTheCopyIsRecorded(t *testing.T) {
 	require.ErrorIs(t, err, cluster.ErrClaimLost)
 	_, err = r.Get(ctx, "db4")
 	require.ErrorIs(t, err, cluster.ErrVolumeNotFound)
+}
+
+// A node whose lease lapses while containers mount a volume (paused, or cut off from the
+// store) loses its claim, but its mark stays: the volume is not removed, moved or copied
+// meanwhile, unless an operator forces the removal.
+func TestAMountOutlivesItsLapsedLeaseAsAMark(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	la, err := s.Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	_, err = r.ClaimMount(ctx, "db", "node-a", la, 1)
+	require.NoError(t, err)
+	require.NoError(t, la.Close(ctx)) // the lease lapses: the claim goes with it
+
+	e, err := r.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, e.Claim)
+	list, err := r.List(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, list[0].Mark)
+	assert.Equal(t, cluster.StateMounted, list[0].State(), "listed as mounted, by its mark")
+
+	_, err = r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
+	require.ErrorIs(t, err, cluster.ErrMountLapsed)
+	var lapsed *cluster.LapsedError
+	require.ErrorAs(t, err, &lapsed)
+	assert.Equal(t, "node-a", lapsed.Mark.Node)
+	assert.Equal(t, 1, lapsed.Mark.Mounts)
+	_, _, err = r.BeginMigration(ctx, "db", "node-b", lease(t, s))
+	require.ErrorIs(t, err, cluster.ErrMountLapsed, "nor moved")
+	_, _, err = r.BeginCopy(ctx, "db", "node-b", lease(t, s))
+	require.ErrorIs(t, err, cluster.ErrMountLapsed, "nor copied")
+
+	// node-a comes back and claims its mount again; its last unmount takes the mark away.
+	c, err := r.ClaimMount(ctx, "db", "node-a", lease(t, s), 1)
+	require.NoError(t, err)
+	require.NoError(t, r.Release(ctx, c))
+	m, err := r.Mark(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, m)
+	_, err = r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
+	require.NoError(t, err)
+}
+
+func TestAForcedRemovalDropsTheMarkOfANodeGoneForGood(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	la, err := s.Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	_, err = r.ClaimMount(ctx, "db", "node-a", la, 3)
+	require.NoError(t, err)
+	require.NoError(t, la.Close(ctx))
+	v, err := r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b", Force: true})
+	require.NoError(t, err)
+	assert.True(t, v.Removing)
+	m, err := r.Mark(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, m)
+	// Force never overrides a live claim.
+	create(t, r, "live", "node-a")
+	_, err = r.ClaimMount(ctx, "live", "node-a", lease(t, s), 1)
+	require.NoError(t, err)
+	_, err = r.MarkRemoving(ctx, "live", cluster.RemoveOptions{By: "node-b", Force: true})
+	require.ErrorIs(t, err, cluster.ErrInUse)
+}
+
+func TestTheOwnerClearsAMarkItLeftWhenItMountsNothingAnyMore(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	la, err := s.Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	_, err = r.ClaimMount(ctx, "db", "node-a", la, 1)
+	require.NoError(t, err)
+	require.NoError(t, la.Close(ctx))
+	require.NoError(t, r.ClearMark(ctx, "db", "node-b"), "another node's word changes nothing")
+	m, err := r.Mark(ctx, "db")
+	require.NoError(t, err)
+	require.NotNil(t, m)
+	require.NoError(t, r.ClearMark(ctx, "db", "node-a"))
+	m, err = r.Mark(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, m)
+}
+
+func TestReclaimRewritesARecordOlderThanTheCopyButNeverLowersTheEpoch(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRegistry(t)
+	v := create(t, r, "db", "node-a")
+	_, err := r.Reclaim(ctx, v, "node-b", 0, "")
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch)
+	nv, err := r.Reclaim(ctx, v, "node-b", 7, "abc")
+	require.NoError(t, err)
+	assert.Equal(t, "node-b", nv.Owner)
+	assert.Equal(t, uint64(7), nv.Epoch)
+	_, err = r.Reclaim(ctx, v, "node-c", 9, "")
+	require.ErrorIs(t, err, cluster.ErrConflict, "the record changed since it was read")
 }

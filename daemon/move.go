@@ -17,6 +17,22 @@ type moveRequest struct {
 	Volume string `json:"volume"`
 }
 
+// holdsRequest asks a node what it holds of a volume.
+type holdsRequest struct {
+	Volume string `json:"volume"`
+}
+
+// removalRequest asks a node whether it asked for the removal of a volume at an epoch.
+type removalRequest struct {
+	Volume string `json:"volume"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+// removalReply answers a removalRequest.
+type removalReply struct {
+	Asked bool `json:"asked"`
+}
+
 // copyRequest asks a node to copy a volume into a new volume of its own.
 type copyRequest struct {
 	Volume string `json:"volume"`
@@ -25,7 +41,8 @@ type copyRequest struct {
 
 // controlService is the node-to-node control service (besides the transfer engine's):
 // MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
-// volume it holds. Messages are JSON (the codec the transfer package registers).
+// volume it holds, Holds what it holds of a volume (before the asker drops its copy),
+// RemovalAsked whether it asked for a volume's removal (before the owner deletes it). Messages are JSON (the codec the transfer package registers).
 func (d *Daemon) controlService() *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{
 		ServiceName: "drayage.Control",
@@ -40,6 +57,28 @@ func (d *Daemon) controlService() *grpc.ServiceDesc {
 					}
 					res, err := d.vols.Move(ctx, req.Volume)
 					return &res, err
+				},
+			},
+			{
+				MethodName: "Holds",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var req holdsRequest
+					if err := dec(&req); err != nil {
+						return nil, err
+					}
+					h, err := d.vols.Holding(ctx, req.Volume)
+					return &h, err
+				},
+			},
+			{
+				MethodName: "RemovalAsked",
+				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+					var req removalRequest
+					if err := dec(&req); err != nil {
+						return nil, err
+					}
+					asked, err := d.vols.RemovalAsked(ctx, req.Volume, req.Epoch)
+					return &removalReply{Asked: asked}, err
 				},
 			},
 			{

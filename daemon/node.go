@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -288,10 +289,41 @@ func (p netPuller) Peer(node string) (bool, time.Time) {
 	return ok && m.State == gossip.StateAlive, m.LastSeen
 }
 
-func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (int64, error) {
+// Holds asks node, over mutual TLS, what it holds of a volume.
+func (p netPuller) Holds(ctx context.Context, node, name string) (volume.Holding, error) {
+	var h volume.Holding
+	return h, p.ask(ctx, node, "Holds", &holdsRequest{Volume: name}, &h)
+}
+
+// RemovalAsked asks node, over mutual TLS, whether it asked for the removal of a volume.
+func (p netPuller) RemovalAsked(ctx context.Context, node, name string, epoch uint64) (bool, error) {
+	var r removalReply
+	return r.Asked, p.ask(ctx, node, "RemovalAsked", &removalRequest{Volume: name, Epoch: epoch}, &r)
+}
+
+// ask calls method of node's control service, if gossip sees the node alive.
+func (p netPuller) ask(ctx context.Context, node, method string, req, res any) error {
+	m, ok := p.n.gossip.Member(node)
+	if !ok || m.Meta.Control == "" || m.State != gossip.StateAlive {
+		return fmt.Errorf("node %q is not alive in this node's gossip roster", node)
+	}
+	conn, err := peers.Dial(p.n.id, node, m.Meta.Control)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := conn.Invoke(ctx, "/drayage.Control/"+method, req, res); err != nil {
+		return fmt.Errorf("node %q: %w", node, err)
+	}
+	return nil
+}
+
+func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (volume.Pulled, error) {
 	m, ok := p.n.gossip.Member(r.From)
 	if !ok || m.Meta.Control == "" {
-		return 0, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", r.From)
+		return volume.Pulled{}, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", r.From)
 	}
 	o := transfer.PullOptions{Identity: p.n.id, From: r.From, Control: m.Meta.Control, Volume: r.Volume, Epoch: r.Epoch, Staging: r.Staging,
 		Sink: transfer.SinkOptions{MaxBytes: r.MaxBytes, AllowPrivileged: r.AllowPrivileged}, IdleTimeout: p.idle, Metrics: p.metrics}
@@ -309,14 +341,14 @@ func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (int64, error
 		case p.slots <- struct{}{}:
 			defer func() { <-p.slots }()
 		case <-ctx.Done():
-			return 0, fmt.Errorf("node %q receives %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %w", p.n.id.Name(), cap(p.slots), ctx.Err())
+			return volume.Pulled{}, fmt.Errorf("node %q receives %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %w", p.n.id.Name(), cap(p.slots), ctx.Err())
 		}
 	}
 	start := time.Now()
 	res, err := transfer.Pull(ctx, o)
 	if err != nil {
 		p.log.Warn("receiving volume failed", "volume", r.Volume, "peer", r.From, "transfer", res.Transfer, "epoch", r.Epoch, "err", err)
-		return res.Total, err
+		return volume.Pulled{}, err
 	}
 	if s := res.Stripped; s.Count > 0 {
 		p.log.Warn("stripped privileged content from a volume created without allow-privileged: setuid/setgid bits, file capabilities and trusted.* attributes do not travel; create the volume with -o allow-privileged=true to keep them",
@@ -324,5 +356,5 @@ func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (int64, error
 	}
 	p.log.Info("received volume", "volume", r.Volume, "peer", r.From, "transfer", res.Transfer, "epoch", r.Epoch,
 		"files", res.Files, "bytes", res.Bytes, "total", res.Total, "took", time.Since(start).Round(time.Millisecond))
-	return res.Total, nil
+	return volume.Pulled{Size: res.Total, Root: hex.EncodeToString(res.RootHash[:])}, nil
 }

@@ -131,7 +131,7 @@ func pollProgress(client *control.Client, name string) func(context.Context) (*v
 }
 
 func newVolumeRmCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, force bool
 	cmd := &cobra.Command{
 		Use:     "rm NAME [NAME...]",
 		Aliases: []string{"remove"},
@@ -139,14 +139,18 @@ func newVolumeRmCmd(g *globals) *cobra.Command {
 		Long: `Remove volumes and their data. Run it on any node: the node that holds a volume deletes
 its data (at once if it is up, else when it starts again), and the name is free for
 everyone at once. A volume mounted by containers is refused: stop and remove them first.
-Each volume is removed on its own; the command fails if any of them could not be.`,
+So is a volume mounted on a node that stopped renewing its lease in the cluster store
+(down, paused, or cut off from the store): its containers may still be writing. If that
+node is gone for good, --force removes the volume anyway; should the node ever come back
+with the data, the volume reappears there. Each volume is removed on its own; the
+command fails if any of them could not be.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			client := control.NewClient(g.root)
 			results := []volume.RemoveResult{}
 			var errs []error
 			for _, name := range args {
-				res, err := client.RemoveVolume(cmd.Context(), name)
+				res, err := client.RemoveVolume(cmd.Context(), name, volume.DeleteOptions{Force: force})
 				if errors.Is(err, control.ErrDaemonUnreachable) {
 					return err
 				}
@@ -168,6 +172,7 @@ Each volume is removed on its own; the command fails if any of them could not be
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: the removed volumes and the nodes that held them")
+	cmd.Flags().BoolVar(&force, "force", false, "remove a volume that a node whose lease lapsed still mounts: only for a node gone for good")
 	cmd.ValidArgsFunction = completeVolumes(g, 0)
 	return cmd
 }

@@ -64,11 +64,15 @@ func (c *Client) MoveVolume(ctx context.Context, name, to string) (volume.MoveRe
 	return res, c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/move", body, &res)
 }
 
-// RemoveVolume removes a volume and its data, wherever it is held. A volume that does
-// not exist is ErrNotFound.
-func (c *Client) RemoveVolume(ctx context.Context, name string) (volume.RemoveResult, error) {
+// RemoveVolume removes a volume and its data, wherever it is held, as o says. A volume
+// that does not exist is ErrNotFound.
+func (c *Client) RemoveVolume(ctx context.Context, name string, o volume.DeleteOptions) (volume.RemoveResult, error) {
 	var res volume.RemoveResult
-	return res, c.do(ctx, http.MethodDelete, "/v1/volumes/"+url.PathEscape(name), nil, &res)
+	path := "/v1/volumes/" + url.PathEscape(name)
+	if o.Force {
+		path += "?force=true"
+	}
+	return res, c.do(ctx, http.MethodDelete, path, nil, &res)
 }
 
 // CopyVolume copies a volume into a new volume newName on node to and waits until it is

@@ -156,16 +156,16 @@ func TestRemoveThroughTheSocketKeepsTheSentinels(t *testing.T) {
 
 	_, err := node.Manager.Mount(ctx, "v1", "c1")
 	require.NoError(t, err)
-	_, err = c.RemoveVolume(ctx, "v1")
+	_, err = c.RemoveVolume(ctx, "v1", volume.DeleteOptions{})
 	require.ErrorIs(t, err, volume.ErrInUse)
 	assert.Contains(t, err.Error(), `volume "v1" is mounted by 1 container on node "node-a"`)
 	require.NoError(t, node.Manager.Unmount(ctx, "v1", "c1"))
 
-	res, err := c.RemoveVolume(ctx, "v1")
+	res, err := c.RemoveVolume(ctx, "v1", volume.DeleteOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, volume.RemoveResult{Volume: "v1", Node: "node-a"}, res)
 	assert.NoDirExists(t, filepath.Join(node.Root, "volumes", "v1"))
-	_, err = c.RemoveVolume(ctx, "v1")
+	_, err = c.RemoveVolume(ctx, "v1", volume.DeleteOptions{})
 	require.ErrorIs(t, err, volume.ErrNotFound)
 }
 

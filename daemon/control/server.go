@@ -21,7 +21,7 @@ const SocketName = "control.sock"
 type Volumes interface {
 	Get(ctx context.Context, name string) (volume.Info, error)
 	Lookup(ctx context.Context, name string) (volume.Info, error)
-	Delete(ctx context.Context, name string) (volume.RemoveResult, error)
+	Delete(ctx context.Context, name string, o volume.DeleteOptions) (volume.RemoveResult, error)
 	List(ctx context.Context) ([]volume.Info, error)
 }
 
@@ -89,7 +89,7 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 		reply(w, info, err)
 	})
 	mux.HandleFunc("DELETE /v1/volumes/{name}", func(w http.ResponseWriter, r *http.Request) {
-		res, err := vols.Delete(r.Context(), r.PathValue("name"))
+		res, err := vols.Delete(r.Context(), r.PathValue("name"), volume.DeleteOptions{Force: r.URL.Query().Get("force") == "true"})
 		reply(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/volumes/{name}/move", func(w http.ResponseWriter, r *http.Request) {

@@ -35,7 +35,24 @@ type Record struct {
 	Created time.Time         `json:"created"`
 	// Mounts counts the active mounts by the ID the engine gave each one.
 	Mounts map[string]int `json:"mounts,omitempty"`
+	// Epoch is the fencing epoch the copy was committed at: what the cluster record's
+	// epoch must be for this copy to be the volume (0: a copy kept from before epochs were
+	// recorded here; it takes the record's epoch).
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Pending says the copy was installed for a move to this node, at Epoch, whose commit
+	// in the cluster store was not yet seen: until it is, the copy is not the volume.
+	Pending bool `json:"pending,omitempty"`
+	// Root is the root hash (hex) of the copy as it was pulled and verified, if it was.
+	Root string `json:"root,omitempty"`
+	// MovedTo names the node the volume moved on to, at epoch MovedAt, while this node
+	// keeps its old copy (a replica): the node confirmed it holds the volume, and this
+	// copy is not the volume any more.
+	MovedTo string `json:"moved_to,omitempty"`
+	MovedAt uint64 `json:"moved_at,omitempty"`
 }
+
+// Replica reports whether the copy is an old one, kept after the volume moved on.
+func (r Record) Replica() bool { return r.MovedTo != "" }
 
 // MountCount is the number of active mounts across all IDs.
 func (r Record) MountCount() int {
@@ -66,6 +83,9 @@ func Open(root string) (*Store, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("prepare state dir %s: %w", root, err)
 		}
+	}
+	if err := s.pruneRemovals(); err != nil {
+		return nil, fmt.Errorf("sweep %s: %w", s.removalsDir(), err)
 	}
 	for _, dir := range []string{s.tmpDir(), s.trashDir()} {
 		entries, err := os.ReadDir(dir)
@@ -267,10 +287,11 @@ func (s *Store) Uninstall(name string) error {
 	return syncDir(s.stagingDir())
 }
 
-// ReuseReplica starts a pull of a volume from this node's stale replica of it (its old
-// copy, kept after the volume moved away): unless an earlier pull left a staging tree,
-// the replica's data becomes the staging tree, so that only what changed is sent. A
-// replica that containers here still mount is left alone. It reports whether it did.
+// ReuseReplica starts a pull of a volume from this node's replica of it (its old copy,
+// kept after the volume moved on and was confirmed held elsewhere): unless an earlier
+// pull left a staging tree, the replica's data becomes the staging tree, so that only
+// what changed is sent. A copy that is not a confirmed replica, or that containers here
+// still mount, is left alone. It reports whether it reused one.
 func (s *Store) ReuseReplica(name string) (bool, error) {
 	if _, err := os.Lstat(s.StagingDir(name)); err == nil {
 		return false, nil
@@ -282,7 +303,7 @@ func (s *Store) ReuseReplica(name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if rec.MountCount() > 0 {
+	if !rec.Replica() || rec.MountCount() > 0 {
 		return false, nil
 	}
 	return true, s.Uninstall(name)

@@ -109,10 +109,14 @@ func TestReuseReplicaMakesTheOldCopyTheStagingTree(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, reused, "no replica, nothing to reuse")
 
-	require.NoError(t, s.Create(Record{Name: "v1"}, os.Getuid(), os.Getgid(), 0o755))
+	require.NoError(t, s.Create(Record{Name: "v1", Epoch: 3}, os.Getuid(), os.Getgid(), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(s.DataDir("v1"), "f"), []byte("old"), 0o644))
+	reused, err = s.ReuseReplica("v1")
+	require.NoError(t, err)
+	assert.False(t, reused, "a copy not confirmed held elsewhere is never written over")
 	rec, err := s.Load("v1")
 	require.NoError(t, err)
+	rec.MovedTo, rec.MovedAt = "node-b", 4
 	rec.Mounts = map[string]int{"c1": 1}
 	require.NoError(t, s.Save(rec))
 	reused, err = s.ReuseReplica("v1")

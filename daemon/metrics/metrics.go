@@ -74,6 +74,22 @@ const (
 	MountError = "error"
 )
 
+// Reasons a node did not obey a cluster record about a volume it holds a copy of: the
+// reason label of drayage_records_refused_total.
+const (
+	// RecordOlder: the record is older than the node's copy (a restored snapshot, a
+	// forged write); the node writes it again.
+	RecordOlder = "older"
+	// RecordContradicts: the record contradicts the node's copy (another node at the
+	// copy's epoch, or the copy in use here).
+	RecordContradicts = "contradicts"
+	// RecordUnconfirmed: the node the record names as the owner does not confirm it
+	// holds the volume.
+	RecordUnconfirmed = "unconfirmed"
+)
+
+var recordReasons = []string{RecordOlder, RecordContradicts, RecordUnconfirmed}
+
 // Store operations: the op label of drayage_store_errors_total.
 const (
 	OpGet   = "get"
@@ -104,6 +120,7 @@ type Metrics struct {
 	mountDuration      *prometheus.HistogramVec
 	storeErrors        *prometheus.CounterVec
 	gossipErrors       prometheus.Counter
+	recordsRefused     *prometheus.CounterVec
 
 	mu           sync.Mutex
 	volumeStates func(context.Context) map[string]int
@@ -154,6 +171,10 @@ func New(o Options) *Metrics {
 			Name: "drayage_gossip_errors_total",
 			Help: "Errors reported by gossip (memberlist): failed probes, undecodable or unauthenticated packets, failed push/pull syncs.",
 		}),
+		recordsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drayage_records_refused_total",
+			Help: "Cluster records this node did not obey about a volume it holds a copy of, by reason (older: older than the copy; contradicts: at odds with the copy; unconfirmed: the owner named does not confirm it). Each finding is counted when it is logged, at most every 10 minutes per volume.",
+		}, []string{"reason"}),
 	}
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "drayage_build_info",
@@ -177,8 +198,11 @@ func New(o Options) *Metrics {
 	for _, op := range []string{OpGet, OpList, OpTxn, OpWatch, OpGrant} {
 		m.storeErrors.WithLabelValues(op)
 	}
+	for _, r := range recordReasons {
+		m.recordsRefused.WithLabelValues(r)
+	}
 	m.reg.MustRegister(m.transfersStarted, m.transfersCompleted, m.transfersFailed, m.transferDuration,
-		m.bytes, m.files, m.mountDuration, m.storeErrors, m.gossipErrors, buildInfo, scrapeTime{m},
+		m.bytes, m.files, m.mountDuration, m.storeErrors, m.gossipErrors, m.recordsRefused, buildInfo, scrapeTime{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -285,6 +309,15 @@ func (m *Metrics) StoreError(op string) {
 		return
 	}
 	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+// RecordRefused counts a cluster record this node did not obey, by reason (one of the
+// Record constants).
+func (m *Metrics) RecordRefused(reason string) {
+	if m == nil {
+		return
+	}
+	m.recordsRefused.WithLabelValues(reason).Inc()
 }
 
 // GossipError counts an error gossip reported. It does not block: gossip's goroutines

@@ -41,16 +41,16 @@ func (m *Manager) Copy(ctx context.Context, name, newName string) (CopyResult, e
 	res.From = e.Volume.Owner
 	t := newTracker(Progress{Kind: KindCopy, Copy: newName, From: res.From, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
 	m.log.Info("copying volume", "volume", name, "copy", newName, "from", res.From)
-	size, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(newName), 0, t)
+	got, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(newName), 0, t)
 	if err == nil {
-		err = m.commitCopy(ctx, store, e, claim, newName, size)
+		err = m.commitCopy(ctx, store, e, claim, newName, got)
 	}
 	if err != nil {
 		m.release(ctx, claim)
 		return res, err
 	}
-	res.Bytes, res.Took = size, time.Since(start)
-	m.log.Info("copied volume", "volume", name, "copy", newName, "from", res.From, "bytes", size, "took", res.Took.Round(time.Millisecond))
+	res.Bytes, res.Took = got.Size, time.Since(start)
+	m.log.Info("copied volume", "volume", name, "copy", newName, "from", res.From, "bytes", got.Size, "took", res.Took.Round(time.Millisecond))
 	return res, nil
 }
 
@@ -99,19 +99,28 @@ func (m *Manager) nameFree(ctx context.Context, store *localstore.Store, name st
 
 // commitCopy installs the copy as volume newName and records it in the cluster, which
 // ends the copy claim. A name taken meanwhile, or a claim lost, leaves nothing behind.
-func (m *Manager) commitCopy(ctx context.Context, store *localstore.Store, src cluster.Entry, claim *cluster.Claim, newName string, size int64) error {
+func (m *Manager) commitCopy(ctx context.Context, store *localstore.Store, src cluster.Entry, claim *cluster.Claim, newName string, got Pulled) error {
 	unlock := m.locks.Lock(newName)
 	defer unlock()
 	if err := m.nameFree(ctx, store, newName); err != nil {
 		return err
 	}
-	rec := localstore.Record{Name: newName, Options: src.Volume.Options, Created: time.Now().UTC()}
+	rec := localstore.Record{Name: newName, Options: src.Volume.Options, Created: time.Now().UTC(), Epoch: 1, Pending: true, Root: got.Root}
 	if err := store.Install(rec, store.StagingDir(newName)); err != nil {
 		return fmt.Errorf("volume %q on node %q: %w", newName, m.cfg.Node, err)
 	}
-	_, err := m.reg.FinishCopy(ctx, claim, cluster.Volume{Name: newName, Owner: m.cfg.Node, Size: size, Options: rec.Options, Created: rec.Created})
+	_, err := m.reg.FinishCopy(ctx, claim, cluster.Volume{Name: newName, Owner: m.cfg.Node, Epoch: 1, Size: got.Size, Root: got.Root,
+		Options: rec.Options, Created: rec.Created})
 	if err == nil {
+		rec.Pending = false
+		if err := store.Save(rec); err != nil {
+			m.log.Warn("cannot record that the copy was committed; Reconcile does", "volume", newName, "err", err)
+		}
 		return nil
+	}
+	if !errors.Is(err, cluster.ErrVolumeExists) && !errors.Is(err, cluster.ErrClaimLost) {
+		// The copy may have been recorded: it stays, pending, for Reconcile to settle.
+		return m.storeErr("record the copy "+newName, err)
 	}
 	if derr := store.Delete(newName); derr != nil {
 		m.log.Error("cannot delete a copy that could not be recorded", "volume", newName, "err", derr)

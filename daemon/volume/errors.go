@@ -31,6 +31,10 @@ var (
 	// ErrPulling means the volume is on its way to this node, in the background; the
 	// call can be made again in a moment.
 	ErrPulling = errors.New("volume is still being pulled")
+	// ErrConflict means the cluster record and this node's copy of the volume disagree
+	// (the record is older than the copy, names another copy at its epoch, or a move is
+	// not settled yet): the copy is kept, and not used until that is settled.
+	ErrConflict = errors.New("the cluster record and this node's copy disagree")
 )
 
 // userError is a message written for people that still unwraps to a sentinel error.

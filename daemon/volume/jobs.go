@@ -104,25 +104,25 @@ func (m *Manager) runPull(j *pullJob, store *localstore.Store, e cluster.Entry, 
 	ctx := m.life
 	start := time.Now()
 	m.log.Info("pulling volume", "volume", j.name, "from", j.from, "epoch", claim.Epoch)
-	size, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(j.name), j.limit, j.track)
+	got, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(j.name), j.limit, j.track)
 
 	unlock := m.locks.Lock(j.name)
 	defer unlock()
 	if err == nil {
 		// What has arrived is committed even if the daemon is stopping meanwhile.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = m.commitMove(cctx, store, e, claim, size)
+		err = m.commitMove(cctx, store, e, claim, got)
 		cancel()
 	}
 	if err != nil {
 		m.release(ctx, claim)
 		m.log.Warn("pull failed", "volume", j.name, "from", j.from, "err", err)
 	} else {
-		m.log.Info("pull done", "volume", j.name, "from", j.from, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
+		m.log.Info("pull done", "volume", j.name, "from", j.from, "bytes", got.Size, "took", time.Since(start).Round(time.Millisecond))
 	}
 
 	m.mu.Lock()
-	j.err, j.size, j.ended = err, size, time.Now()
+	j.err, j.size, j.ended = err, got.Size, time.Now()
 	waited := j.waiters > 0
 	if err == nil || waited {
 		delete(m.jobs, j.name)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/docker/go-units"
+
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/internal/keylock"
 	"github.com/drayage/drayage/daemon/localstore"
@@ -86,9 +88,21 @@ type Config struct {
 type Puller interface {
 	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
 	Peer(node string) (alive bool, lastSeen time.Time)
-	// Pull copies a volume from the node that holds it into staging, as r says, and
-	// returns the volume's size.
-	Pull(ctx context.Context, r PullRequest) (int64, error)
+	// Pull copies a volume from the node that holds it into staging, as r says.
+	Pull(ctx context.Context, r PullRequest) (Pulled, error)
+	// Holds asks node what it holds of volume: what a node asks before it drops its own
+	// copy of a volume that moved there.
+	Holds(ctx context.Context, node, volume string) (Holding, error)
+	// RemovalAsked asks node whether the removal of volume at epoch was asked there: what
+	// the owner asks before it deletes a volume marked for removal.
+	RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error)
+}
+
+// Pulled is what a pull brought.
+type Pulled struct {
+	// Size is the volume's size; Root its root hash (hex), verified with its sender.
+	Size int64
+	Root string
 }
 
 // PullRequest is one pull of a volume to this node.
@@ -131,6 +145,10 @@ type Manager struct {
 	puller Puller                    // nil on a node running alone
 	jobs   map[string]*pullJob       // pulls to this node, running or failed unheard
 	closed bool
+	// marksChecked holds the volumes whose mount mark was checked since this node's
+	// lease last changed; reported, when each finding about a record was last logged.
+	marksChecked map[string]bool
+	reported     map[string]time.Time
 
 	receiving sync.Map // *tracker → volume name: transfers to this node running now
 }
@@ -156,7 +174,7 @@ func NewManager(cfg Config) *Manager {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{}), claims: map[string]*cluster.Claim{},
-		life: life, stop: stop, jobs: map[string]*pullJob{}}
+		life: life, stop: stop, jobs: map[string]*pullJob{}, marksChecked: map[string]bool{}, reported: map[string]time.Time{}}
 }
 
 // Close stops the pulls running in the background and waits for them to end: each
@@ -194,9 +212,6 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 	}
 	inUse := make(map[string]bool)
 	for _, rec := range recs {
-		if err := m.adopt(ctx, store, rec); err != nil {
-			return err
-		}
 		if rec.MountCount() == 0 {
 			continue
 		}
@@ -215,31 +230,6 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 	return nil
 }
 
-// adopt makes sure a volume found on disk has a cluster record. A volume whose record
-// is missing (a new or wiped store) is registered again as this node's; its data is never
-// deleted for want of a record.
-func (m *Manager) adopt(ctx context.Context, store *localstore.Store, rec localstore.Record) error {
-	e, err := m.reg.Get(ctx, rec.Name)
-	switch {
-	case errors.Is(err, cluster.ErrVolumeNotFound):
-		e, created, err := m.reg.Create(ctx, cluster.Volume{Name: rec.Name, Owner: m.cfg.Node, Options: rec.Options, Created: rec.Created})
-		if err != nil {
-			return m.storeErr("register volume "+rec.Name, err)
-		}
-		if created {
-			m.log.Warn("volume on disk had no cluster record; registered it as held here", "volume", rec.Name)
-		} else if e.Volume.Owner != m.cfg.Node {
-			m.log.Error("volume on disk has the name of a volume held by another node; leaving this copy alone",
-				"volume", rec.Name, "owner", e.Volume.Owner, "dir", store.DataDir(rec.Name))
-		}
-	case err != nil:
-		return m.storeErr("read volume "+rec.Name, err)
-	case e.Volume.Owner != m.cfg.Node:
-		m.log.Info("volume on disk is held by another node now; keeping this copy as it is", "volume", rec.Name, "owner", e.Volume.Owner)
-	}
-	return nil
-}
-
 // storeErr wraps a cluster store failure in a message that says what to do.
 func (m *Manager) storeErr(what string, err error) error {
 	return fmt.Errorf("node %q: %s: cluster store: %w; check that the store (DRAYAGE_STORE) is reachable", m.cfg.Node, what, err)
@@ -251,6 +241,7 @@ func (m *Manager) SetLease(ctx context.Context, lease cluster.Lease) {
 	m.mu.Lock()
 	m.lease = lease
 	m.claims = map[string]*cluster.Claim{}
+	m.marksChecked = map[string]bool{}
 	m.mu.Unlock()
 	m.Reconcile(ctx)
 }
@@ -277,68 +268,6 @@ func (m *Manager) setClaim(name string, c *cluster.Claim) {
 	}
 }
 
-// Reconcile makes the cluster agree with this node's disk: volumes mounted here are
-// claimed with their current count, claims of volumes no longer mounted are released,
-// and removals of volumes held here are finished. It repairs what a store outage or a
-// lost lease left behind; the daemon runs it periodically.
-func (m *Manager) Reconcile(ctx context.Context) {
-	store, err := m.ready(ctx)
-	if err != nil {
-		return
-	}
-	recs, err := store.List()
-	if err != nil {
-		m.log.Warn("reconcile: cannot list volumes", "err", err)
-		return
-	}
-	for _, rec := range recs {
-		if ctx.Err() != nil {
-			return
-		}
-		m.reconcileOne(ctx, store, rec.Name)
-	}
-}
-
-func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, name string) {
-	unlock := m.locks.Lock(name)
-	defer unlock()
-	rec, err := store.Load(name)
-	if err != nil {
-		return
-	}
-	e, err := m.reg.Get(ctx, name)
-	if err != nil {
-		if !errors.Is(err, cluster.ErrVolumeNotFound) {
-			m.log.Warn("reconcile: cannot read volume from the cluster store", "volume", name, "err", err)
-		}
-		return
-	}
-	if e.Volume.Owner != m.cfg.Node {
-		m.dropMovedCopy(store, rec, e.Volume.Owner)
-		return
-	}
-	if e.Volume.Removing && rec.MountCount() == 0 {
-		m.finishRemoval(ctx, store, e.Volume)
-		return
-	}
-	mine := e.Claim != nil && e.Claim.Kind == cluster.ClaimMount && e.Claim.Node == m.cfg.Node
-	switch n := rec.MountCount(); {
-	case n > 0 && (!mine || e.Claim.Mounts != n || m.claim(name) == nil || m.claim(name).Rev != e.Claim.Rev):
-		c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), n)
-		if err != nil {
-			m.log.Error("volume is mounted here but cannot be claimed in the cluster", "volume", name, "mounts", n, "err", err)
-			return
-		}
-		m.setClaim(name, c)
-	case n == 0 && mine:
-		if err := m.reg.Release(ctx, e.Claim); err != nil {
-			m.log.Warn("reconcile: cannot release claim", "volume", name, "err", err)
-			return
-		}
-		m.setClaim(name, nil)
-	}
-}
-
 // recordSize measures a volume no longer in use and records its size in the cluster,
 // under the owner's epoch (refused if ownership moved on meanwhile).
 func (m *Manager) recordSize(ctx context.Context, store *localstore.Store, name string, epoch uint64) {
@@ -350,59 +279,6 @@ func (m *Manager) recordSize(ctx context.Context, store *localstore.Store, name 
 	}
 	if err := m.reg.UpdateSize(ctx, name, m.cfg.Node, epoch, size); err != nil && !errors.Is(err, cluster.ErrStaleEpoch) {
 		m.log.Warn("cannot record the volume's size in the cluster store", "volume", name, "err", err)
-	}
-}
-
-// dropMovedCopy deletes this node's copy of a volume another node owns now, unless
-// containers here still use it or replicas are kept. The caller holds the volume's lock.
-func (m *Manager) dropMovedCopy(store *localstore.Store, rec localstore.Record, owner string) {
-	if m.cfg.KeepReplica || rec.MountCount() > 0 {
-		return
-	}
-	if err := store.Delete(rec.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
-		m.log.Warn("cannot delete the copy of a volume that moved away", "volume", rec.Name, "owner", owner, "err", err)
-		return
-	}
-	m.log.Info("deleted this node's copy of a volume that moved away", "volume", rec.Name, "owner", owner)
-}
-
-// finishRemoval deletes the data of a volume marked for removal, then its record. The
-// caller holds the volume's lock.
-func (m *Manager) finishRemoval(ctx context.Context, store *localstore.Store, v cluster.Volume) {
-	if err := store.Delete(v.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
-		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
-		return
-	}
-	if err := m.reg.FinishRemoval(ctx, v); err != nil {
-		m.log.Error("deleted the data of a removed volume but not its record; will retry", "volume", v.Name, "err", err)
-		return
-	}
-	m.log.Info("removed volume", "volume", v.Name)
-}
-
-// WatchRemovals finishes removals of volumes held here as soon as another node marks
-// them, until ctx ends.
-func (m *Manager) WatchRemovals(ctx context.Context) {
-	store, err := m.ready(ctx)
-	if err != nil {
-		return
-	}
-	for ctx.Err() == nil {
-		events, err := m.reg.Store().Watch(ctx, m.reg.VolumesPrefix(), 0)
-		if err == nil {
-			for ev := range events {
-				if !ev.Deleted {
-					name := m.reg.VolumeName(ev.Key)
-					if _, err := store.Load(name); err == nil {
-						m.reconcileOne(ctx, store, name)
-					}
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
 	}
 }
 
@@ -497,7 +373,7 @@ func (m *Manager) Create(ctx context.Context, name string, raw map[string]string
 		}
 		return m.checkSameOptions(v, opts, canon)
 	}
-	if err := store.Create(localstore.Record{Name: name, Options: canon, Created: v.Created}, opts.UID, opts.GID, opts.Mode); err != nil {
+	if err := store.Create(localstore.Record{Name: name, Options: canon, Created: v.Created, Epoch: v.Epoch}, opts.UID, opts.GID, opts.Mode); err != nil {
 		if rmErr := m.reg.FinishRemoval(ctx, v); rmErr != nil {
 			m.log.Error("cannot undo the cluster record of a volume whose creation failed", "volume", name, "err", rmErr)
 		}
@@ -520,11 +396,11 @@ func (m *Manager) checkSameOptions(existing cluster.Volume, want Options, wantCa
 }
 
 // Remove deletes a volume and its data. It fails with ErrInUse while containers mount it
-// anywhere. The removal of a volume held by another node is finished by that node.
-// Removing a volume that does not exist succeeds: there is nothing left to remove (the
-// engine's contract).
+// anywhere, also on a node whose lease lapsed. The removal of a volume held by another
+// node is finished by that node. Removing a volume that does not exist succeeds: there
+// is nothing left to remove (the engine's contract).
 func (m *Manager) Remove(ctx context.Context, name string) error {
-	_, err := m.Delete(ctx, name)
+	_, err := m.Delete(ctx, name, DeleteOptions{})
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -539,9 +415,18 @@ type RemoveResult struct {
 	Node string `json:"node"`
 }
 
+// DeleteOptions say how Delete treats a volume.
+type DeleteOptions struct {
+	// Force removes a volume that a node whose lease lapsed still mounts ('drayage volume
+	// rm --force'), for a node the operator knows is gone for good. If that node is not
+	// alive either, the record goes at once; should the node ever come back with the
+	// data, the volume reappears, held there: nothing is deleted on a word.
+	Force bool
+}
+
 // Delete is Remove for people: a volume that does not exist is an error (ErrNotFound);
 // one already being removed is not.
-func (m *Manager) Delete(ctx context.Context, name string) (RemoveResult, error) {
+func (m *Manager) Delete(ctx context.Context, name string, o DeleteOptions) (RemoveResult, error) {
 	res := RemoveResult{Volume: name}
 	store, unlock, err := m.begin(ctx, name)
 	if err != nil {
@@ -552,20 +437,78 @@ func (m *Manager) Delete(ctx context.Context, name string) (RemoveResult, error)
 		return res, fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop and remove the containers using it, then remove the volume",
 			name, containers(rec.MountCount()), m.cfg.Node, ErrInUse)
 	}
-	v, err := m.reg.MarkRemoving(ctx, name)
+	// The removal is noted here first: the owner deletes its copy only once this node
+	// confirms it asked for the removal at the record's epoch.
+	e, err := m.reg.Get(ctx, name)
 	switch {
 	case errors.Is(err, cluster.ErrVolumeNotFound):
 		return res, tell(ErrNotFound, "volume %q: no such volume in the cluster; see 'drayage volume ls'", name)
 	case err != nil:
+		return res, m.storeErr("remove volume "+name, err)
+	}
+	if err := store.NoteRemoval(name, e.Volume.Epoch); err != nil {
+		return res, fmt.Errorf("node %q: %w; check the state dir, then retry", m.cfg.Node, err)
+	}
+	v, err := m.reg.MarkRemoving(ctx, name, cluster.RemoveOptions{By: m.cfg.Node, Force: o.Force})
+	if err == nil && v.Epoch != e.Volume.Epoch {
+		if err := store.NoteRemoval(name, v.Epoch); err != nil { // it moved meanwhile
+			return res, fmt.Errorf("node %q: %w; check the state dir, then retry", m.cfg.Node, err)
+		}
+	}
+	switch {
+	case errors.Is(err, cluster.ErrVolumeNotFound):
+		return res, tell(ErrNotFound, "volume %q: no such volume in the cluster; see 'drayage volume ls'", name)
+	case errors.Is(err, cluster.ErrMountLapsed):
+		return res, m.lapsed(err, "remove", fmt.Sprintf("or, if node %%q is gone for good, remove it with 'drayage volume rm --force %s'", name))
+	case err != nil:
 		return res, m.refused(ctx, name, "remove", "stop and remove the containers using it there, then remove the volume", err)
 	}
 	res.Node = v.Owner
-	if v.Owner != m.cfg.Node {
-		m.log.Info("marked volume for removal; its owner deletes the data", "volume", name, "owner", v.Owner)
+	if v.Owner == m.cfg.Node {
+		m.finishRemoval(ctx, store, v)
 		return res, nil
 	}
-	m.finishRemoval(ctx, store, v)
+	if p := m.currentPuller(); o.Force && (p == nil || !alive(p, v.Owner)) {
+		// Gone for good, the operator says, and gone as far as gossip knows: nobody else
+		// will finish the removal.
+		if err := m.reg.FinishRemoval(ctx, v); err != nil {
+			return res, m.storeErr("remove volume "+name, err)
+		}
+		m.log.Warn("removed the record of a volume whose owner is gone, by force; its data stays on that node's disk", "volume", name, "owner", v.Owner)
+		return res, nil
+	}
+	m.log.Info("marked volume for removal; its owner deletes the data", "volume", name, "owner", v.Owner)
 	return res, nil
+}
+
+func alive(p Puller, node string) bool {
+	ok, _ := p.Peer(node)
+	return ok
+}
+
+// lapsed turns a refusal for a volume mounted on a node whose lease lapsed into the
+// user's error: what happened, and what to do. what is the operation refused; orForce
+// ends the sentence with its %q for the node, or is empty.
+func (m *Manager) lapsed(err error, what, orForce string) error {
+	var le *cluster.LapsedError
+	if !errors.As(err, &le) {
+		return fmt.Errorf("%w: %w", ErrInUse, err)
+	}
+	mk := le.Mark
+	since := "its lease lapsed"
+	if p := m.currentPuller(); p != nil {
+		if ok, seen := p.Peer(mk.Node); !ok && !seen.IsZero() {
+			since += ", and it was last seen " + units.HumanDuration(time.Since(seen)) + " ago"
+		}
+	}
+	msg := fmt.Sprintf("cannot %s volume %q: it is mounted on node %q by %s, and node %q has stopped renewing its lease in the cluster store (%s): it is down, paused or cut off from the store, and its containers may still be writing to the volume. Start drayage on node %q again (its mounts are then known)",
+		what, mk.Volume, mk.Node, containers(mk.Mounts), mk.Node, since, mk.Node)
+	if orForce != "" {
+		msg += ", " + fmt.Sprintf(orForce, mk.Node)
+	} else {
+		msg += "; the volume can move once that node is back: its data is there"
+	}
+	return tell(ErrInUse, "%s", msg)
 }
 
 func containers(n int) string {
@@ -600,7 +543,7 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		e, err := m.entry(ctx, name, "mount")
+		e, err := m.settledEntry(ctx, store, name, "mount")
 		if err != nil {
 			if pulled {
 				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
@@ -609,7 +552,7 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 			return "", err
 		}
 		if e.Volume.Owner == m.cfg.Node {
-			mp, err := m.mountHere(ctx, store, name, id)
+			mp, err := m.mountHere(ctx, store, e, id)
 			if err != nil && pulled {
 				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
 			}
@@ -632,12 +575,17 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 	}
 }
 
-// mountHere takes one reference on a volume this node holds. The caller holds the lock.
-func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, name, id string) (string, error) {
+// mountHere takes one reference on a volume this node holds, as record e says. The
+// caller holds the lock.
+func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, e cluster.Entry, id string) (string, error) {
+	name := e.Volume.Name
 	rec, err := store.Load(name)
 	if err != nil {
 		return "", fmt.Errorf("volume %q is held by node %q in the cluster record, but its data is not in %s: %w; check the state dir",
 			name, m.cfg.Node, m.cfg.Root, err)
+	}
+	if rec, err = m.current(store, rec, e); err != nil {
+		return "", err
 	}
 	count := rec.MountCount() + 1
 	c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count)
@@ -992,6 +940,11 @@ func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) 
 	rec, err := store.Load(name)
 	if err != nil {
 		return "", fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
+	}
+	// Only the copy the record names, at its epoch, is sent: never an older one the
+	// record was rolled back to, nor one of a move not yet committed.
+	if rec, err = m.current(store, rec, e); err != nil {
+		return "", err
 	}
 	if n := rec.MountCount(); n > 0 {
 		return "", fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop them there first", name, containers(n), m.cfg.Node, ErrInUse)

@@ -27,6 +27,8 @@ type fixture struct {
 	mounter        *mounttest.Fake
 	reg            *cluster.Registry
 	metrics        *metrics.Metrics // nil: none
+	// peers, if set, connects the managers this fixture starts to the other nodes'.
+	peers *fakePuller
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -50,8 +52,21 @@ func (f *fixture) manager(t *testing.T) *Manager {
 // with a lease of its own.
 func (f *fixture) start(t *testing.T) *Manager {
 	m := f.manager(t)
+	if f.peers != nil {
+		f.peers.add(f.node, m)
+		m.SetPuller(f.peers)
+	}
 	require.NoError(t, m.Init(context.Background(), f.reg, clustertest.Lease(t)))
 	return m
+}
+
+// connect makes the managers the fixtures start reach each other, as over a network.
+func connect(fs ...*fixture) *fakePuller {
+	p := &fakePuller{managers: map[string]*Manager{}, down: map[string]time.Time{}}
+	for _, f := range fs {
+		f.peers = p
+	}
+	return p
 }
 
 func TestCreateMakesAnEmptyVolumeWithRequestedOwnerAndMode(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/internal/failpoint"
 	"github.com/drayage/drayage/daemon/localstore"
 )
 
@@ -92,28 +93,28 @@ func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions)
 	return p, claim, nil
 }
 
-// receive pulls volume v, which claim is about, into staging and returns its size; limit
-// bounds the size (0: any). Progress goes to t as it arrives, and to the cluster store
-// from the start to the end.
-func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim *cluster.Claim, staging string, limit int64, t *tracker) (int64, error) {
+// receive pulls volume v, which claim is about, into staging; limit bounds its size (0:
+// any). Progress goes to t as it arrives, and to the cluster store from the start to the
+// end.
+func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim *cluster.Claim, staging string, limit int64, t *tracker) (Pulled, error) {
 	m.receiving.Store(t, claim.Volume)
 	defer m.receiving.Delete(t)
 	t.start()
-	size, err := p.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: staging,
+	got, err := p.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: staging,
 		MaxBytes: limit, AllowPrivileged: AllowsPrivileged(v.Options), Progress: t.update})
 	m.unpublish(claim)
 	if err == nil {
-		return size, nil
+		return got, nil
 	}
 	if claim.Kind == cluster.ClaimCopy {
-		return 0, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
+		return Pulled{}, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
 			claim.Volume, claim.From, err)
 	}
 	if m.life.Err() != nil {
-		return 0, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
+		return Pulled{}, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
 			claim.Volume, m.cfg.Node, claim.From, claim.From)
 	}
-	return 0, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
+	return Pulled{}, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
 		claim.Volume, claim.From, err, claim.From)
 }
 
@@ -128,27 +129,37 @@ func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
 }
 
 // commitMove installs a pulled volume and makes this node its owner, with an unmounted
-// claim that a waiting Mount takes over. The caller holds the volume's lock.
-func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e cluster.Entry, claim *cluster.Claim, size int64) error {
+// claim that a waiting Mount takes over. The copy is installed pending, at the claim's
+// epoch, and is the volume only once the commit is seen: a crash in between leaves a
+// copy that Reconcile confirms or takes back by what the record says (judge.go), and
+// its sender keeps the volume until this node confirms it. The caller holds the
+// volume's lock.
+func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
 	name, owner := e.Volume.Name, e.Volume.Owner
-	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created}
+	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: claim.Epoch, Pending: true, Root: got.Root}
 	if err := store.Install(rec, store.StagingDir(name)); err != nil {
 		return fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
 	}
-	v, mc, err := m.reg.CommitMigration(ctx, claim, size, m.currentLease(), 0)
+	failpoint.Hit("commit-move")
+	v, mc, err := m.reg.CommitMigration(ctx, claim, got.Size, got.Root, m.currentLease(), 0)
 	if errors.Is(err, cluster.ErrClaimLost) {
 		// Certainly not committed: the data goes back to staging, for the retry. (Any other
-		// error may hide a commit that happened; then the data stays, and Reconcile keeps
-		// it or drops it by what the record says.)
+		// error may hide a commit that happened; then the copy stays pending, and
+		// Reconcile settles it by what the record says.)
 		if uerr := store.Uninstall(name); uerr != nil {
-			m.log.Error("cannot take back a volume whose move was not committed; Reconcile drops it", "volume", name, "owner", owner, "err", uerr)
+			m.log.Error("cannot take back a volume whose move was not committed; Reconcile does", "volume", name, "owner", owner, "err", uerr)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
 	}
+	failpoint.Hit("commit-move-done")
+	rec.Pending = false
+	if err := store.Save(rec); err != nil {
+		m.log.Warn("cannot record that the move was committed; Reconcile does", "volume", name, "err", err)
+	}
 	m.setClaim(name, mc)
-	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", size)
+	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", got.Size)
 	return nil
 }
 

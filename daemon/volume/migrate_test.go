@@ -3,6 +3,7 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,20 +36,45 @@ func (f *fakePuller) Peer(node string) (bool, time.Time) {
 	return true, time.Now()
 }
 
-func (f *fakePuller) Pull(ctx context.Context, r PullRequest) (int64, error) {
+func (f *fakePuller) Pull(ctx context.Context, r PullRequest) (Pulled, error) {
 	f.mu.Lock()
 	owner, fail, gate := f.managers[r.From], f.fail, f.gate
 	f.requests = append(f.requests, r)
 	f.mu.Unlock()
 	if fail != nil {
-		return 0, fail
+		return Pulled{}, fail
 	}
 	if gate != nil {
 		if err := gate.pass(ctx, r.Progress); err != nil {
-			return 0, err
+			return Pulled{}, err
 		}
 	}
-	return f.copy(ctx, owner, r.Volume, r.Epoch, r.Staging)
+	size, err := f.copy(ctx, owner, r.Volume, r.Epoch, r.Staging)
+	return Pulled{Size: size, Root: fmt.Sprintf("root-of-%s-%d", r.Volume, r.Epoch)}, err
+}
+
+// RemovalAsked asks node's manager, unless it is down.
+func (f *fakePuller) RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error) {
+	f.mu.Lock()
+	m, known := f.managers[node]
+	_, isDown := f.down[node]
+	f.mu.Unlock()
+	if !known || isDown {
+		return false, fmt.Errorf("node %q is down", node)
+	}
+	return m.RemovalAsked(ctx, volume, epoch)
+}
+
+// Holds asks node's manager, unless it is down.
+func (f *fakePuller) Holds(ctx context.Context, node, volume string) (Holding, error) {
+	f.mu.Lock()
+	owner, down := f.managers[node]
+	_, isDown := f.down[node]
+	f.mu.Unlock()
+	if !down || isDown {
+		return Holding{}, fmt.Errorf("node %q is down", node)
+	}
+	return owner.Holding(ctx, volume)
 }
 
 // gate holds pulls back: each reports progress, then waits until the gate opens (or
@@ -103,11 +129,16 @@ func (f *fakePuller) copy(ctx context.Context, owner *Manager, volume string, ep
 func twoNodes(t *testing.T) (a, b *Manager, fa, fb *fixture, p *fakePuller) {
 	fa = newFixture(t)
 	fb = newNode(t, "node-b", fa.reg)
+	p = connect(fa, fb)
 	a, b = fa.start(t), fb.start(t)
-	p = &fakePuller{managers: map[string]*Manager{"node-a": a, "node-b": b}, down: map[string]time.Time{}}
-	a.SetPuller(p)
-	b.SetPuller(p)
 	return a, b, fa, fb, p
+}
+
+// add makes node's manager m reachable.
+func (f *fakePuller) add(node string, m *Manager) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.managers[node] = m
 }
 
 func TestMountElsewhereMovesTheVolumeThere(t *testing.T) {

@@ -1,0 +1,408 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/daemon/metrics"
+)
+
+// Holding is what a node says it holds of a volume, when another node asks before it
+// drops its own copy (Puller.Holds).
+type Holding struct {
+	// Held says the node holds the volume committed (not a copy still pending, not an
+	// old copy kept as a replica), at Epoch, with root hash Root (if it was pulled).
+	Held  bool   `json:"held"`
+	Epoch uint64 `json:"epoch,omitempty"`
+	Root  string `json:"root,omitempty"`
+}
+
+// Holding says what this node holds of volume name, for another node that asks.
+func (m *Manager) Holding(ctx context.Context, name string) (Holding, error) {
+	store, unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return Holding{}, err
+	}
+	defer unlock()
+	rec, err := store.Load(name)
+	if errors.Is(err, localstore.ErrNotExist) {
+		return Holding{}, nil
+	}
+	if err != nil {
+		return Holding{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if rec.Pending || rec.Replica() {
+		return Holding{}, nil
+	}
+	return Holding{Held: true, Epoch: rec.Epoch, Root: rec.Root}, nil
+}
+
+// Reconcile makes the cluster agree with this node's disk: volumes mounted here are
+// claimed with their current count, claims of volumes no longer mounted are released,
+// removals of volumes held here are finished, and each copy is settled against its
+// record (judge.go). It repairs what a store outage or a lost lease left behind; the
+// daemon runs it periodically.
+func (m *Manager) Reconcile(ctx context.Context) {
+	store, err := m.ready(ctx)
+	if err != nil {
+		return
+	}
+	recs, err := store.List()
+	if err != nil {
+		m.log.Warn("reconcile: cannot list volumes", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			return
+		}
+		m.reconcileOne(ctx, store, rec.Name)
+	}
+}
+
+func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, name string) {
+	unlock := m.locks.Lock(name)
+	defer unlock()
+	rec, err := store.Load(name)
+	if err != nil {
+		return
+	}
+	e, err := m.reg.Get(ctx, name)
+	switch {
+	case errors.Is(err, cluster.ErrVolumeNotFound):
+		m.settle(ctx, store, rec, nil)
+	case err != nil:
+		m.log.Warn("reconcile: cannot read volume from the cluster store", "volume", name, "err", err)
+	default:
+		m.settle(ctx, store, rec, &e)
+	}
+}
+
+// settle acts on what judge decides for this node's copy rec of a volume, given its
+// record e (nil: none). The caller holds the volume's lock.
+func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec localstore.Record, e *cluster.Entry) {
+	name := rec.Name
+	j, why := judge(m.cfg.Node, rec, e)
+	switch j {
+	case ownIt:
+		m.keepClaims(ctx, store, rec, *e)
+	case adoptEpoch:
+		rec.Epoch = e.Volume.Epoch
+		if err := store.Save(rec); err != nil {
+			m.log.Warn("cannot record the epoch of this node's copy", "volume", name, "err", err)
+			return
+		}
+		m.log.Info("recorded the epoch of a copy kept from before epochs were recorded", "volume", name, "epoch", rec.Epoch)
+		m.keepClaims(ctx, store, rec, *e)
+	case register:
+		if e, ok := m.register(ctx, rec); ok {
+			m.keepClaims(ctx, store, rec, e)
+		}
+	case reclaim:
+		m.report(name, metrics.RecordOlder, why+fmt.Sprintf("; not obeyed: node %q holds the newest copy and writes the record again (check how the store came to hold it)", m.cfg.Node),
+			"record_epoch", e.Volume.Epoch, "copy_epoch", rec.Epoch)
+		if _, err := m.reg.Reclaim(ctx, e.Volume, m.cfg.Node, rec.Epoch, rec.Root); err != nil {
+			m.log.Warn("cannot write the record of a volume again; will retry", "volume", name, "err", err)
+			return
+		}
+		m.log.Warn("wrote the record of a volume again from this node's newer copy", "volume", name, "epoch", rec.Epoch)
+	case proveMoved:
+		m.dropIfConfirmed(ctx, store, rec, e.Volume)
+	case confirmPending:
+		rec.Pending = false
+		if err := store.Save(rec); err != nil {
+			m.log.Warn("cannot record that a move here was committed; will retry", "volume", name, "err", err)
+			return
+		}
+		m.log.Info("the move of a volume here was committed", "volume", name, "epoch", rec.Epoch)
+	case revertPending:
+		if err := store.Uninstall(name); err != nil {
+			m.log.Warn("cannot take back a copy whose move was not committed; will retry", "volume", name, "err", err)
+			return
+		}
+		m.log.Warn("took back a copy whose move here was not committed; its files wait in staging for the next try", "volume", name,
+			"epoch", rec.Epoch, "owner", e.Volume.Owner)
+	case removeReplica:
+		if rec.MountCount() == 0 {
+			m.deleteCopy(store, name, "deleted this node's old copy of a removed volume", "removed_at", e.Volume.Epoch)
+		}
+	case conflict:
+		m.report(name, metrics.RecordContradicts, why+fmt.Sprintf("; not obeyed: node %q keeps its copy in %s and does not use it. Compare it with the other (drayage volume inspect %s), keep what you need, then delete this directory",
+			m.cfg.Node, store.DataDir(name), name), "copy_epoch", rec.Epoch)
+	case orphan:
+		m.report(name, "", why)
+	}
+}
+
+// current checks that this node's copy rec is the volume that record e says this node
+// holds, at its epoch, settling at once what can be (a move's commit seen, a copy from
+// before epochs were recorded). The caller holds the volume's lock.
+func (m *Manager) current(store *localstore.Store, rec localstore.Record, e cluster.Entry) (localstore.Record, error) {
+	j, why := judge(m.cfg.Node, rec, &e)
+	switch j {
+	case ownIt:
+		return rec, nil
+	case adoptEpoch:
+		rec.Epoch = e.Volume.Epoch
+	case confirmPending:
+		rec.Pending = false
+	default:
+		if why == "" {
+			why = fmt.Sprintf("node %q's copy of volume %q (epoch %d) is not the one the record names (node %q, epoch %d)",
+				m.cfg.Node, rec.Name, rec.Epoch, e.Volume.Owner, e.Volume.Epoch)
+		}
+		return rec, tell(ErrConflict, "%s; node %q does not use its copy until that is settled: see its log, retry in a moment", why, m.cfg.Node)
+	}
+	if err := store.Save(rec); err != nil {
+		return rec, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	return rec, nil
+}
+
+// settledEntry reads a volume's record, as entry does, but first settles this node's
+// copy against it if judge says that changes what the record says or what the copy is
+// (a record to write again, a copy to drop, a move's commit to confirm or take back).
+// The caller holds the volume's lock.
+func (m *Manager) settledEntry(ctx context.Context, store *localstore.Store, name, what string) (cluster.Entry, error) {
+	e, err := m.entry(ctx, name, what)
+	rec, lerr := store.Load(name)
+	if lerr != nil {
+		return e, err
+	}
+	var ep *cluster.Entry
+	switch {
+	case err == nil:
+		ep = &e
+	case !errors.Is(err, ErrNotFound) || e.Volume.Removing:
+		return e, err
+	}
+	switch j, _ := judge(m.cfg.Node, rec, ep); j {
+	case ownIt, keepReplica, conflict, orphan, awaitPending:
+		return e, err
+	}
+	m.settle(ctx, store, rec, ep)
+	return m.entry(ctx, name, what)
+}
+
+// keepClaims makes the cluster's claim of a volume held here match its mounts here, and
+// finishes its removal once nothing mounts it. The caller holds the volume's lock.
+func (m *Manager) keepClaims(ctx context.Context, store *localstore.Store, rec localstore.Record, e cluster.Entry) {
+	name := rec.Name
+	n := rec.MountCount()
+	if e.Volume.Removing && n == 0 {
+		if m.removalConfirmed(ctx, store, e.Volume) {
+			m.finishRemoval(ctx, store, e.Volume)
+		}
+		return
+	}
+	mine := e.Claim != nil && e.Claim.Kind == cluster.ClaimMount && e.Claim.Node == m.cfg.Node
+	switch {
+	case n > 0 && (!mine || e.Claim.Mounts != n || m.claim(name) == nil || m.claim(name).Rev != e.Claim.Rev):
+		c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), n)
+		if err != nil {
+			m.log.Error("volume is mounted here but cannot be claimed in the cluster", "volume", name, "mounts", n, "err", err)
+			return
+		}
+		m.setClaim(name, c)
+	case n == 0 && mine:
+		if err := m.reg.Release(ctx, e.Claim); err != nil {
+			m.log.Warn("reconcile: cannot release claim", "volume", name, "err", err)
+			return
+		}
+		m.setClaim(name, nil)
+	case n == 0 && m.markUnchecked(name):
+		// This node's mount mark may have outlived a lease it lost with containers
+		// mounting the volume: with none left, it goes.
+		if err := m.reg.ClearMark(ctx, name, m.cfg.Node); err != nil {
+			m.log.Warn("reconcile: cannot clear this node's mount mark", "volume", name, "err", err)
+			m.recheckMark(name)
+		}
+	}
+}
+
+// markUnchecked reports whether the volume's mark is still to be checked since this
+// node's lease last changed, and notes it checked.
+func (m *Manager) markUnchecked(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.marksChecked[name] {
+		return false
+	}
+	m.marksChecked[name] = true
+	return true
+}
+
+func (m *Manager) recheckMark(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.marksChecked, name)
+}
+
+// register records a volume found on this disk with no cluster record (a new or wiped
+// store, a forged deletion) as held here, at the epoch of this copy: its data is never
+// deleted for want of a record. It returns the record made, if it made it.
+func (m *Manager) register(ctx context.Context, rec localstore.Record) (cluster.Entry, bool) {
+	e, created, err := m.reg.Create(ctx, cluster.Volume{Name: rec.Name, Owner: m.cfg.Node, Epoch: rec.Epoch, Root: rec.Root,
+		Options: rec.Options, Created: rec.Created})
+	switch {
+	case err != nil:
+		m.log.Warn("cannot register a volume found on disk with no cluster record; will retry", "volume", rec.Name, "err", err)
+	case created:
+		m.log.Warn("volume on disk had no cluster record; registered it as held here", "volume", rec.Name, "epoch", e.Volume.Epoch)
+	}
+	return e, created
+}
+
+// dropIfConfirmed drops this node's copy of a volume that moved on to v's owner at v's
+// epoch, once that node confirms it holds the volume there: the copy is deleted, or kept
+// as a replica. A denial is reported; an owner that does not answer is asked again
+// later. The caller holds the volume's lock.
+func (m *Manager) dropIfConfirmed(ctx context.Context, store *localstore.Store, rec localstore.Record, v cluster.Volume) {
+	name := rec.Name
+	if rec.MountCount() > 0 {
+		m.report(name, metrics.RecordContradicts, fmt.Sprintf("containers on node %q mount volume %q (its copy of epoch %d), but the record says node %q holds it at epoch %d; not obeyed: the copy stays in use here",
+			m.cfg.Node, name, rec.Epoch, v.Owner, v.Epoch))
+		return
+	}
+	p := m.currentPuller()
+	if p == nil {
+		return // alone, this node can't ask: its copy stays
+	}
+	h, err := p.Holds(ctx, v.Owner, name)
+	if err != nil {
+		m.log.Debug("cannot confirm yet that the volume's owner holds it; keeping this copy", "volume", name, "owner", v.Owner, "err", err)
+		return
+	}
+	if !h.Held || h.Epoch < v.Epoch || v.Root != "" && h.Root != "" && h.Root != v.Root {
+		m.report(name, metrics.RecordUnconfirmed, fmt.Sprintf("the record of volume %q says node %q holds it at epoch %d, but node %q does not confirm it (%s); not obeyed: node %q keeps its copy (epoch %d). Check what can write to the cluster store",
+			name, v.Owner, v.Epoch, v.Owner, describeHolding(h), m.cfg.Node, rec.Epoch))
+		return
+	}
+	if m.cfg.KeepReplica {
+		rec.MovedTo, rec.MovedAt = v.Owner, v.Epoch
+		if err := store.Save(rec); err != nil {
+			m.log.Warn("cannot keep this node's copy as a replica", "volume", name, "err", err)
+			return
+		}
+		m.log.Info("keeping this node's copy of a volume that moved away", "volume", name, "owner", v.Owner, "epoch", v.Epoch)
+		return
+	}
+	m.deleteCopy(store, name, "deleted this node's copy of a volume that moved away, confirmed held by its owner", "owner", v.Owner, "epoch", v.Epoch)
+}
+
+func describeHolding(h Holding) string {
+	if !h.Held {
+		return "it holds no committed copy"
+	}
+	return fmt.Sprintf("it holds epoch %d, root hash %.12s", h.Epoch, h.Root)
+}
+
+// deleteCopy deletes this node's copy of a volume and logs msg.
+func (m *Manager) deleteCopy(store *localstore.Store, name, msg string, args ...any) {
+	if err := store.Delete(name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+		m.log.Warn("cannot delete this node's copy of a volume", "volume", name, "err", err)
+		return
+	}
+	m.log.Info(msg, append([]any{"volume", name}, args...)...)
+}
+
+// removalConfirmed reports whether the node that record v names as the removal's
+// requester confirms it asked for it, at v's epoch: a removal mark alone is no proof. A
+// requester that does not answer is asked again later; a denial is reported.
+func (m *Manager) removalConfirmed(ctx context.Context, store *localstore.Store, v cluster.Volume) bool {
+	if v.RemovedBy == m.cfg.Node {
+		if store.RemovalNoted(v.Name, v.Epoch) {
+			return true
+		}
+	} else if p := m.currentPuller(); p != nil && v.RemovedBy != "" {
+		asked, err := p.RemovalAsked(ctx, v.RemovedBy, v.Name, v.Epoch)
+		if err != nil {
+			m.log.Debug("cannot confirm yet who asked for a removal; keeping the volume", "volume", v.Name, "requester", v.RemovedBy, "err", err)
+			return false
+		}
+		if asked {
+			return true
+		}
+	}
+	requester := "no node"
+	if v.RemovedBy != "" {
+		requester = fmt.Sprintf("node %q, which", v.RemovedBy)
+	}
+	m.report(v.Name, metrics.RecordUnconfirmed, fmt.Sprintf("volume %q is marked for removal at epoch %d, asked by %s does not confirm it; not obeyed: node %q keeps the volume. If you mean to remove it, run 'drayage volume rm %s' again; else check what can write to the cluster store",
+		v.Name, v.Epoch, requester, m.cfg.Node, v.Name))
+	return false
+}
+
+// RemovalAsked says whether the removal of volume name at epoch was asked on this node,
+// for the node that holds it.
+func (m *Manager) RemovalAsked(ctx context.Context, name string, epoch uint64) (bool, error) {
+	store, err := m.ready(ctx)
+	if err != nil {
+		return false, err
+	}
+	return store.RemovalNoted(name, epoch), nil
+}
+
+// finishRemoval deletes the data of a volume marked for removal, then its record. The
+// caller holds the volume's lock.
+func (m *Manager) finishRemoval(ctx context.Context, store *localstore.Store, v cluster.Volume) {
+	if err := store.Delete(v.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
+		return
+	}
+	if err := m.reg.FinishRemoval(ctx, v); err != nil {
+		m.log.Error("deleted the data of a removed volume but not its record; will retry", "volume", v.Name, "err", err)
+		return
+	}
+	m.log.Info("removed volume", "volume", v.Name)
+}
+
+// reportEvery is how often the same finding about a volume is logged again.
+const reportEvery = 10 * time.Minute
+
+// report logs, as an error, a cluster record this node does not obey (why says which
+// and what to do), and counts it by reason (no count for an empty reason). The same
+// finding is logged again only every reportEvery.
+func (m *Manager) report(name, reason, why string, args ...any) {
+	key := name + "\x00" + why
+	m.mu.Lock()
+	last, seen := m.reported[key]
+	if seen && time.Since(last) < reportEvery {
+		m.mu.Unlock()
+		return
+	}
+	m.reported[key] = time.Now()
+	m.mu.Unlock()
+	if reason != "" {
+		m.cfg.Metrics.RecordRefused(reason)
+	}
+	m.log.Error(why, append([]any{"volume", name}, args...)...)
+}
+
+// WatchRemovals settles a volume held here as soon as its record changes (another node
+// marked it for removal, or the record was rewritten or deleted), until ctx ends.
+func (m *Manager) WatchRemovals(ctx context.Context) {
+	store, err := m.ready(ctx)
+	if err != nil {
+		return
+	}
+	for ctx.Err() == nil {
+		events, err := m.reg.Store().Watch(ctx, m.reg.VolumesPrefix(), 0)
+		if err == nil {
+			for ev := range events {
+				name := m.reg.VolumeName(ev.Key)
+				if _, err := store.Load(name); err == nil {
+					m.reconcileOne(ctx, store, name)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
