@@ -76,7 +76,7 @@ func (m *Manager) claimCopy(ctx context.Context, name, newName string) (*localst
 	}
 	claim, _, err := m.reg.BeginCopy(ctx, name, m.cfg.Node, m.currentLease())
 	if err != nil {
-		return nil, e, nil, nil, m.refused(ctx, name, "claim", mountedHint, err)
+		return nil, e, nil, nil, m.refused(ctx, name, "copy", mountedHint, err)
 	}
 	return store, e, p, claim, nil
 }

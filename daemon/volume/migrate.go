@@ -64,6 +64,9 @@ func held(name string, c *cluster.Claim, mountedHint string) error {
 // refused turns a claim the registry refused (cluster.ErrInUse, ErrMigrating) into the
 // user's error, naming who holds the volume now. what is the operation, for other errors.
 func (m *Manager) refused(ctx context.Context, name, what, mountedHint string, err error) error {
+	if errors.Is(err, cluster.ErrMountLapsed) {
+		return m.lapsed(err, what, "")
+	}
 	if !errors.Is(err, cluster.ErrInUse) && !errors.Is(err, cluster.ErrMigrating) {
 		return m.storeErr(what+" volume "+name, err)
 	}
@@ -88,7 +91,7 @@ func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions)
 	}
 	claim, _, err := m.reg.BeginMigration(ctx, name, m.cfg.Node, m.currentLease())
 	if err != nil {
-		return nil, nil, m.refused(ctx, name, "claim", mountedHint, err)
+		return nil, nil, m.refused(ctx, name, "move", mountedHint, err)
 	}
 	return p, claim, nil
 }

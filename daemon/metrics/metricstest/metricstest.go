@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -26,6 +27,18 @@ func Get(t testing.TB, url string) Scrape {
 	fams, err := p.TextToMetricFamilies(resp.Body)
 	require.NoError(t, err)
 	return fams
+}
+
+// Gather reads the metric families of a registry directly, without HTTP.
+func Gather(t testing.TB, g prometheus.Gatherer) Scrape {
+	t.Helper()
+	fams, err := g.Gather()
+	require.NoError(t, err)
+	s := Scrape{}
+	for _, f := range fams {
+		s[f.GetName()] = f
+	}
+	return s
 }
 
 // metric finds the series of family name whose labels include the given name/value
