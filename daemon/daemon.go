@@ -23,6 +23,7 @@ import (
 	"github.com/drayage/drayage/cluster/backends"
 	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/cluster/gossip"
+	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
@@ -240,7 +241,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
-	store, err := d.openStore(ctx)
+	id, err := d.loadIdentity()
+	if err != nil {
+		return err
+	}
+	store, err := d.openStore(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -262,7 +267,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	var wg sync.WaitGroup
-	n, err := d.startNetwork(bg, &wg)
+	n, err := d.startNetwork(bg, &wg, id)
 	if err != nil {
 		return err
 	}
@@ -338,13 +343,14 @@ func (d *Daemon) serveMetrics() (func(), error) {
 	}, nil
 }
 
-// openStore connects to the cluster store, retrying until it answers or ctx ends.
-func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
+// openStore connects to the cluster store, retrying until it answers or ctx ends. The
+// embedded store serves mutual TLS with the node's identity id, if it has one.
+func (d *Daemon) openStore(ctx context.Context, id *identity.Identity) (cluster.Store, error) {
 	cfg := backends.Config{
 		URL: d.cfg.Store, Prefix: d.cfg.StorePrefix, CAFile: d.cfg.StoreCA, CertFile: d.cfg.StoreCert, KeyFile: d.cfg.StoreKey,
 		Username: d.cfg.StoreUser, Password: d.cfg.StorePassword, Token: d.cfg.StoreToken,
 		Embedded: embedded.Options{
-			Dir: filepath.Join(d.cfg.Root, "store"), Name: d.cfg.Name, ClientAddr: d.cfg.EmbeddedAddr,
+			Dir: filepath.Join(d.cfg.Root, "store"), Name: d.cfg.Name, ClientAddr: d.cfg.EmbeddedAddr, Identity: id,
 		},
 	}
 	backoff := time.Second
@@ -352,6 +358,9 @@ func (d *Daemon) openStore(ctx context.Context) (cluster.Store, error) {
 		store, err := backends.Open(ctx, cfg)
 		if err == nil {
 			return store, nil
+		}
+		if errors.Is(err, embedded.ErrPlaintext) {
+			return nil, fmt.Errorf("node %q: %w", d.cfg.Name, err)
 		}
 		if addrInUse(err) {
 			// Waiting won't free the port; say so at once instead of retrying for ever.

@@ -156,7 +156,10 @@ func TestTwoNodesCountAVolumeMovedBetweenThem(t *testing.T) {
 		c.TLSDir = filepath.Join(pki, c.Name)
 		require.NoError(t, ca.WriteNode(c.TLSDir, identity.NodeSpec{Name: c.Name, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}, key))
 	}
+	// node-a's embedded store serves mutual TLS: node-b reaches it with its TLS dir's files.
 	cb.Store = "etcd://" + ca2.EmbeddedAddr
+	cb.StoreCA, cb.StoreCert, cb.StoreKey = filepath.Join(cb.TLSDir, identity.CAFile), filepath.Join(cb.TLSDir, identity.NodeCertFile),
+		filepath.Join(cb.TLSDir, identity.NodeKeyFile)
 	cb.Join = []string{fmt.Sprintf("127.0.0.1:%d", ca2.GossipPort)}
 	a := runDaemon(t, ca2, slog.New(slog.DiscardHandler))
 	b := runDaemon(t, cb, slog.New(slog.DiscardHandler))

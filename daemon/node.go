@@ -107,8 +107,9 @@ func (c *Config) advertiseAddr() (string, error) {
 	return "", fmt.Errorf("node %q: no non-loopback address to advertise; set --advertise or DRAYAGE_ADVERTISE", c.Name)
 }
 
-// startNetwork joins the cluster if the TLS dir holds a node certificate.
-func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network, error) {
+// loadIdentity loads the node's identity from the TLS dir, or returns nil if there is no
+// node certificate there (the node runs alone).
+func (d *Daemon) loadIdentity() (*identity.Identity, error) {
 	cfg := d.cfg
 	if !identity.Present(cfg.TLSDir) {
 		if len(cfg.Join) > 0 {
@@ -123,6 +124,15 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup) (*network
 	}
 	if w := id.ExpiryWarning(time.Now()); w != "" {
 		d.log.Warn(w)
+	}
+	return id, nil
+}
+
+// startNetwork joins the cluster with the node's identity id (none: the node runs alone).
+func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *identity.Identity) (*network, error) {
+	cfg := d.cfg
+	if id == nil {
+		return nil, nil
 	}
 	adv, err := cfg.advertiseAddr()
 	if err != nil {

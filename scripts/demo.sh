@@ -40,7 +40,7 @@ scripts/engine.sh start "$engine_a" "$image"
 scripts/engine.sh start "$engine_b" "$image"
 show "$bin" tls init --dir "$demo/pki" --nodes node-a,node-b --ip node-a=127.0.0.1,node-b=127.0.0.1
 
-step "2. A drayage node for each engine (node-a runs the embedded store; node-b joins it)"
+step "2. A drayage node for each engine (node-a runs the embedded store, over mutual TLS; node-b joins it)"
 node() { # name engine root store-args...
 	local name=$1 eng=$2 root=$3
 	shift 3
@@ -49,7 +49,10 @@ node() { # name engine root store-args...
 	daemons+=($!)
 }
 node node-a "$engine_a" "$demo/node-a" --embedded-addr 127.0.0.1:27793 --gossip-port 27790 --control-port 27791 --data-port 27792
+# node-a's embedded store speaks only mutual TLS, to nodes whose certificates the cluster
+# CA signed: node-b reaches it with the files of its own TLS dir.
 node node-b "$engine_b" "$demo/node-b" --store etcd://127.0.0.1:27793 --join 127.0.0.1:27790 \
+	--store-ca "$demo/pki/node-b/ca.pem" --store-cert "$demo/pki/node-b/node.pem" --store-key "$demo/pki/node-b/node-key.pem" \
 	--gossip-port 27890 --control-port 27891 --data-port 27892
 for _ in $(seq 60); do
 	"$bin" --root "$demo/node-b" node ls 2>/dev/null | grep -q "node-a .*alive.* ok" && break

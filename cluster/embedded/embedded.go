@@ -1,10 +1,19 @@
 // Package embedded runs a single-member etcd server inside the daemon (go.etcd.io/etcd/
 // server/v3/embed) and serves cluster.Store from it: the default store, for one host or a
 // demo. Other nodes can use it as an ordinary etcd at its client address.
+//
+// The store's word decides who may write a volume, so only the cluster's nodes may speak
+// to it: on a node with a cluster identity, both of the server's ports serve TLS 1.3 with
+// the node's certificate and admit only clients and peers whose certificates the cluster
+// CA signed (any node of the cluster; the store has no users of its own). A node without
+// an identity runs alone, and its store listens in plaintext on loopback only: a
+// plaintext address elsewhere is refused at start.
 package embedded
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,11 +21,13 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/etcdstore"
+	"github.com/drayage/drayage/cluster/identity"
 )
 
 // Options configures the embedded server.
@@ -33,6 +44,26 @@ type Options struct {
 	PeerAddr string
 	// StartTimeout bounds the wait for the server to be ready (default 60s).
 	StartTimeout time.Duration
+	// Identity, if set, is this node's: the server serves mutual TLS with it on both
+	// ports, and the node's own client uses it. Without it, both addresses must be on
+	// loopback.
+	Identity *identity.Identity
+}
+
+// ErrPlaintext means the store would listen in plaintext beyond this host.
+var ErrPlaintext = errors.New("plaintext beyond loopback")
+
+// loopback reports whether the host of addr is a loopback address.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Store is a cluster.Store served by an etcd server running in this process.
@@ -59,8 +90,19 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 60 * time.Second
 	}
-	clientURL := url.URL{Scheme: "http", Host: opts.ClientAddr}
-	peerURL := url.URL{Scheme: "http", Host: opts.PeerAddr}
+	scheme := "http"
+	if opts.Identity != nil {
+		scheme = "https"
+	} else {
+		for _, addr := range []string{opts.ClientAddr, opts.PeerAddr} {
+			if !loopback(addr) {
+				return nil, fmt.Errorf("embedded store on %s: %w: without a node certificate in the TLS dir (DRAYAGE_TLS_DIR) it listens on loopback only, where only this host reaches it; make the cluster's certificates with 'drayage tls init', or keep DRAYAGE_EMBEDDED_ADDR on 127.0.0.1",
+					addr, ErrPlaintext)
+			}
+		}
+	}
+	clientURL := url.URL{Scheme: scheme, Host: opts.ClientAddr}
+	peerURL := url.URL{Scheme: scheme, Host: opts.PeerAddr}
 	cfg := embed.NewConfig()
 	cfg.Name = opts.Name
 	cfg.Dir = filepath.Clean(opts.Dir)
@@ -73,6 +115,12 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	// errors from Start or from the client.
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	cfg.ListenMetricsUrls = nil
+	if opts.Identity != nil {
+		ca, cert, key := opts.Identity.Files()
+		tlsInfo := transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: ca, ClientCertAuth: true}
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
+		cfg.TlsMinVersion = "TLS1.3"
+	}
 	// Small, quick elections: there is one member.
 	cfg.TickMs = 50
 	cfg.ElectionMs = 500
@@ -93,7 +141,11 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 		srv.Close()
 		return nil, ctx.Err()
 	}
-	client, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: []string{opts.ClientAddr}})
+	var clientTLS *tls.Config
+	if opts.Identity != nil {
+		clientTLS = opts.Identity.ClientConfig(opts.Name)
+	}
+	client, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: []string{opts.ClientAddr}, TLS: clientTLS})
 	if err != nil {
 		srv.Close()
 		return nil, err

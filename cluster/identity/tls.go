@@ -62,6 +62,12 @@ func Present(dir string) bool {
 // Name is the node's name.
 func (id *Identity) Name() string { return id.name }
 
+// Files are the paths of the cluster CA, the node certificate and its key, for servers
+// that read them themselves (the embedded store).
+func (id *Identity) Files() (ca, cert, key string) {
+	return filepath.Join(id.dir, CAFile), filepath.Join(id.dir, NodeCertFile), filepath.Join(id.dir, NodeKeyFile)
+}
+
 // GossipKey is the key gossip is encrypted with.
 func (id *Identity) GossipKey() []byte { return id.gossipKey }
 
