@@ -85,6 +85,8 @@ type Config struct {
 	MetricsAddr string
 	// StreamTimeout is how long a data stream may go without a byte read or written.
 	StreamTimeout time.Duration
+	// StagingGrace is how long a failed pull's staging is kept for a retry, unused.
+	StagingGrace time.Duration
 	// MaxTransfers bounds the volumes this node sends at once (more are refused) and
 	// receives at once (more wait their turn). MaxDataConns bounds the data connections
 	// it serves at once.
@@ -161,6 +163,9 @@ func (c *Config) Validate() error {
 	if c.MaxDataConns == 0 {
 		c.MaxDataConns = transfer.DefaultMaxConns
 	}
+	if c.StagingGrace < 0 {
+		return fmt.Errorf("node %q: staging grace %s is negative (--staging-grace, DRAYAGE_STAGING_GRACE)", c.Name, c.StagingGrace)
+	}
 	if c.StreamTimeout < time.Second {
 		return fmt.Errorf("node %q: stream timeout %s is too short: use 1s or more (--stream-timeout, DRAYAGE_STREAM_TIMEOUT)", c.Name, c.StreamTimeout)
 	}
@@ -213,6 +218,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 
 		DynamicLimit: cfg.DynamicLimit,
 		KeepReplica:  cfg.KeepReplica,
+		StagingGrace: cfg.StagingGrace,
 	})
 	m.SetVolumeStates(vols.LocalStates)
 	return &Daemon{cfg: cfg, log: log, vols: vols, metrics: m, started: time.Now()}, nil

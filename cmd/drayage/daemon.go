@@ -83,10 +83,11 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.DurationVar(&cfg.StreamTimeout, "stream-timeout", time.Minute, "how long a volume's data stream may go without a byte before the transfer is given up")
 	f.IntVar(&cfg.MaxTransfers, "max-transfers", 8, "volumes this node sends at once, and receives at once; more wait (receiving) or are refused until one is done (sending)")
 	f.IntVar(&cfg.MaxDataConns, "max-data-conns", 128, "data connections this node serves at once, handshakes included; more are closed at once")
+	f.DurationVar(&cfg.StagingGrace, "staging-grace", 6*time.Hour, "how long what a failed pull received is kept for a retry to resume from, unused, before it is deleted")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "lease-ttl", "tls-dir", "join",
 		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
-		"stream-timeout", "max-transfers", "max-data-conns")
+		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace")
 	return cmd
 }
 

@@ -138,3 +138,29 @@ func TestReuseReplicaMakesTheOldCopyTheStagingTree(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, reused, "a staging tree from an earlier pull is kept as it is")
 }
+
+func TestStagingThatNoPullUsedForAWhileIsSwept(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	for _, name := range []string{"abandoned", "running", "recent"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(s.StagingDir(name), "d"), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(s.StagingDir(name), "d", "f"), []byte("arrived"), 0o644))
+	}
+	require.NoError(t, os.WriteFile(s.StagingDir("abandoned")+".b3", []byte("hashes"), 0o600))
+	require.NoError(t, os.WriteFile(s.StagingDir("gone")+".b3", []byte("hashes of a tree gone"), 0o600))
+	inUse := func(name string) bool { return name == "running" }
+
+	swept, err := s.SweepStaging(time.Hour, inUse)
+	require.NoError(t, err)
+	assert.Empty(t, swept, "all were used within the hour")
+	time.Sleep(20 * time.Millisecond)
+	require.NoError(t, os.WriteFile(s.StagingDir("recent")+".b3", []byte("a pull just ended"), 0o600))
+	swept, err = s.SweepStaging(10*time.Millisecond, inUse)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"abandoned"}, swept)
+	assert.NoDirExists(t, s.StagingDir("abandoned"))
+	assert.NoFileExists(t, s.StagingDir("abandoned")+".b3", "its stored hashes go with it")
+	assert.NoFileExists(t, s.StagingDir("gone")+".b3", "stored hashes with no tree go")
+	assert.DirExists(t, s.StagingDir("running"), "a pull running now keeps its staging")
+	assert.DirExists(t, s.StagingDir("recent"), "a pull that ended just now keeps it")
+}

@@ -81,6 +81,9 @@ type Config struct {
 	KeepReplica bool
 	// Metrics, if set, times every Mount.
 	Metrics *metrics.Metrics
+	// StagingGrace is how long the staging tree of a pull that failed is kept for the
+	// next attempt to resume from, unused, before it is deleted (0: 6 hours).
+	StagingGrace time.Duration
 }
 
 // Puller is how the manager gets a volume from the node that holds it (the daemon's
@@ -149,6 +152,8 @@ type Manager struct {
 	// lease last changed; reported, when each finding about a record was last logged.
 	marksChecked map[string]bool
 	reported     map[string]time.Time
+	// staging counts the pulls running into each staging tree, by its name.
+	staging map[string]int
 
 	receiving sync.Map // *tracker → volume name: transfers to this node running now
 }
@@ -174,7 +179,8 @@ func NewManager(cfg Config) *Manager {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{}), claims: map[string]*cluster.Claim{},
-		life: life, stop: stop, jobs: map[string]*pullJob{}, marksChecked: map[string]bool{}, reported: map[string]time.Time{}}
+		life: life, stop: stop, jobs: map[string]*pullJob{}, marksChecked: map[string]bool{}, reported: map[string]time.Time{},
+		staging: map[string]int{}}
 }
 
 // Close stops the pulls running in the background and waits for them to end: each

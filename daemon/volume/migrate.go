@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/docker/go-units"
@@ -102,6 +103,7 @@ func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions)
 func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim *cluster.Claim, staging string, limit int64, t *tracker) (Pulled, error) {
 	m.receiving.Store(t, claim.Volume)
 	defer m.receiving.Delete(t)
+	defer m.useStaging(filepath.Base(staging))()
 	t.start()
 	got, err := p.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: staging,
 		MaxBytes: limit, AllowPrivileged: AllowsPrivileged(v.Options), Progress: t.update})

@@ -275,3 +275,27 @@ func TestAPendingCopyIsConfirmedOrTakenBackByTheRecord(t *testing.T) {
 	require.ErrorIs(t, err, localstore.ErrNotExist, "no commit: the copy is not the volume")
 	assert.FileExists(t, filepath.Join(s.StagingDir("not-committed"), "f"), "its files wait in staging for the next try")
 }
+
+func TestTheStagingOfAPullNotTriedAgainIsSweptAfterTheGracePeriod(t *testing.T) {
+	ctx := context.Background()
+	a, b, fa, fb, p := twoNodes(t)
+	b.cfg.StagingGrace = time.Millisecond
+	withData(t, a, fa, "db")
+	s := localstoreOf(t, fb)
+	abandoned := s.StagingDir("old")
+	require.NoError(t, os.MkdirAll(abandoned, 0o755))
+
+	// A pull runs (held at the gate) into staging of its own.
+	g := newGate(Progress{Bytes: 1, Total: 2})
+	p.gate = g
+	done := make(chan error, 1)
+	go func() { _, err := b.Move(ctx, "db"); done <- err }()
+	<-g.started
+	require.NoError(t, os.MkdirAll(s.StagingDir("db"), 0o755))
+	time.Sleep(5 * time.Millisecond)
+	b.Reconcile(ctx)
+	assert.NoDirExists(t, abandoned, "unused past the grace period: swept")
+	assert.DirExists(t, s.StagingDir("db"), "a pull running now keeps its staging")
+	g.open <- nil
+	require.NoError(t, <-done)
+}

@@ -62,6 +62,45 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		}
 		m.reconcileOne(ctx, store, rec.Name)
 	}
+	m.sweepStaging(store)
+}
+
+// defaultStagingGrace is how long an unused staging tree is kept by default.
+const defaultStagingGrace = 6 * time.Hour
+
+// useStaging notes that a pull runs into the staging tree name, until the function it
+// returns is called.
+func (m *Manager) useStaging(name string) func() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.staging[name]++
+	return func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.staging[name]--; m.staging[name] <= 0 {
+			delete(m.staging, name)
+		}
+	}
+}
+
+// sweepStaging deletes the staging trees of pulls that failed and were not tried again
+// within the grace period (StagingGrace).
+func (m *Manager) sweepStaging(store *localstore.Store) {
+	grace := m.cfg.StagingGrace
+	if grace <= 0 {
+		grace = defaultStagingGrace
+	}
+	swept, err := store.SweepStaging(grace, func(name string) bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.staging[name] > 0
+	})
+	for _, name := range swept {
+		m.log.Info("deleted the staging of a pull not tried again", "volume", name, "unused_for", grace)
+	}
+	if err != nil {
+		m.log.Warn("cannot delete the staging of a pull not tried again", "err", err)
+	}
 }
 
 func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, name string) {
