@@ -353,11 +353,17 @@ func (m *Manager) deleteCopy(store *localstore.Store, name, msg string, args ...
 // requester confirms it asked for it, at v's epoch: a removal mark alone is no proof. A
 // requester that does not answer is asked again later; a denial is reported.
 func (m *Manager) removalConfirmed(ctx context.Context, store *localstore.Store, v cluster.Volume) bool {
-	if v.RemovedBy == m.cfg.Node {
+	p := m.currentPuller()
+	switch {
+	case v.RemovedBy == m.cfg.Node:
 		if store.RemovalNoted(v.Name, v.Epoch) {
 			return true
 		}
-	} else if p := m.currentPuller(); p != nil && v.RemovedBy != "" {
+	case p == nil:
+		// A node without a cluster identity can't ask any other: the store's word is all
+		// it has (give such a store TLS and credentials of its own).
+		return true
+	case v.RemovedBy != "":
 		asked, err := p.RemovalAsked(ctx, v.RemovedBy, v.Name, v.Epoch)
 		if err != nil {
 			m.log.Debug("cannot confirm yet who asked for a removal; keeping the volume", "volume", v.Name, "requester", v.RemovedBy, "err", err)
@@ -367,12 +373,12 @@ func (m *Manager) removalConfirmed(ctx context.Context, store *localstore.Store,
 			return true
 		}
 	}
-	requester := "no node"
+	who := "but the record names no node that asked for it"
 	if v.RemovedBy != "" {
-		requester = fmt.Sprintf("node %q, which", v.RemovedBy)
+		who = fmt.Sprintf("but node %q, which the record says asked for it, does not confirm it", v.RemovedBy)
 	}
-	m.report(v.Name, metrics.RecordUnconfirmed, fmt.Sprintf("volume %q is marked for removal at epoch %d, asked by %s does not confirm it; not obeyed: node %q keeps the volume. If you mean to remove it, run 'drayage volume rm %s' again; else check what can write to the cluster store",
-		v.Name, v.Epoch, requester, m.cfg.Node, v.Name))
+	m.report(v.Name, metrics.RecordUnconfirmed, fmt.Sprintf("volume %q is marked for removal at epoch %d, %s; not obeyed: node %q keeps the volume. If you mean to remove it, run 'drayage volume rm %s' again; else check what can write to the cluster store",
+		v.Name, v.Epoch, who, m.cfg.Node, v.Name))
 	return false
 }
 
