@@ -56,6 +56,10 @@ type legacyDaemon struct {
 	args   []string
 	cmd    *exec.Cmd
 	log    *os.File
+	// bin is the drayage binary to run (default: build/drayage); env, more variables for
+	// the next start only.
+	bin string
+	env []string
 }
 
 // startLegacy starts drayage in legacy mode next to the engine as node name, serving
@@ -84,11 +88,17 @@ func startLegacy(t testing.TB, e *engine, name, driver, root string, args ...str
 func (d *legacyDaemon) start() {
 	d.t.Helper()
 	args := append([]string{"daemon", "--root", d.root, "--socket", d.socket, "--name", d.name}, d.args...)
-	if d.engine != nil {
-		d.cmd = d.engine.command(binary, args...)
-	} else {
-		d.cmd = exec.Command(binary, args...)
+	bin := d.bin
+	if bin == "" {
+		bin = binary
 	}
+	if d.engine != nil {
+		d.cmd = d.engine.command(bin, args...)
+	} else {
+		d.cmd = exec.Command(bin, args...)
+	}
+	d.cmd.Env = append(os.Environ(), d.env...)
+	d.env = nil
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	require.NoError(d.t, d.cmd.Start())
 	deadline := time.Now().Add(timeout)

@@ -38,8 +38,9 @@ func nodeList(t testing.TB, root string) map[string]control.NodeInfo {
 	return m
 }
 
-// startNetNode starts a cluster node's daemon on the host, serving no engine.
-func startNetNode(t testing.TB, name, base, tlsDir, storeURL string, join int, cluster string) *netNode {
+// startNetNode starts a cluster node's daemon on the host, serving no engine (its plugin
+// socket is ROOT.sock); more are more daemon flags.
+func startNetNode(t testing.TB, name, base, tlsDir, storeURL string, join int, cluster string, more ...string) *netNode {
 	n := &netNode{gossip: storetest.FreePort(t), control: storetest.FreePort(t)}
 	args := []string{"--store", storeURL, "--tls-dir", tlsDir, "--advertise", "127.0.0.1", "--cluster", cluster,
 		"--gossip-port", strconv.Itoa(n.gossip), "--control-port", strconv.Itoa(n.control),
@@ -47,6 +48,7 @@ func startNetNode(t testing.TB, name, base, tlsDir, storeURL string, join int, c
 	if join != 0 {
 		args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", join))
 	}
+	args = append(args, more...)
 	n.legacyDaemon = startLegacy(t, nil, name, "", filepath.Join(base, name), args...)
 	return n
 }

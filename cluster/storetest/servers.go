@@ -165,6 +165,46 @@ func (s *Server) stop() {
 	s.cmd = nil
 }
 
+// SnapshotEtcd saves a snapshot of an etcd server's data to a file in the test's temp
+// dir and returns its path (etcdctl snapshot save).
+func (s *Server) SnapshotEtcd(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "snapshot.db")
+	out, err := exec.Command(etcdctl(t), "--endpoints="+s.Addr, "snapshot", "save", path).CombinedOutput()
+	require.NoError(t, err, "etcdctl snapshot save: %s", out)
+	return path
+}
+
+// RestoreEtcd stops an etcd server, restores snapshot into a new data dir (etcdctl
+// snapshot restore), and starts the server again over it, at the same addresses: what an
+// operator does to roll the store back.
+func (s *Server) RestoreEtcd(t testing.TB, snapshot string) {
+	t.Helper()
+	s.stop()
+	dataDir := filepath.Join(s.dir, fmt.Sprintf("restored-%d", time.Now().UnixNano()))
+	var name, peerURL, cluster string
+	for i := 0; i+1 < len(s.args); i++ {
+		switch s.args[i] {
+		case "--name":
+			name = s.args[i+1]
+		case "--initial-advertise-peer-urls":
+			peerURL = s.args[i+1]
+		case "--initial-cluster":
+			cluster = s.args[i+1]
+		case "--data-dir":
+			s.args[i+1] = dataDir
+		}
+	}
+	out, err := exec.Command(etcdctl(t), "snapshot", "restore", snapshot, "--data-dir", dataDir, "--name", name,
+		"--initial-cluster", cluster, "--initial-advertise-peer-urls", peerURL).CombinedOutput()
+	require.NoError(t, err, "etcdctl snapshot restore: %s", out)
+	s.start(t)
+}
+
+func etcdctl(t testing.TB) string {
+	return findBinary(t, "etcdctl", "DRAYAGE_ETCDCTL", "install Debian's etcd-client (make test does)")
+}
+
 // Restart stops the server and starts it again over the same data.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()

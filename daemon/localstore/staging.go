@@ -32,7 +32,7 @@ func (s *Store) SweepStaging(unused time.Duration, inUse func(name string) bool)
 		if !e.IsDir() || inUse(name) {
 			continue
 		}
-		if time.Since(s.stagingUsed(name)) < unused {
+		if time.Since(s.stagingUsed(name)) < unused || checkNoMounts(s.StagingDir(name)) != nil {
 			continue
 		}
 		err := os.RemoveAll(s.StagingDir(name))

@@ -93,7 +93,11 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("sweep %s: %w", dir, err)
 		}
 		for _, e := range entries {
-			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			p := filepath.Join(dir, e.Name())
+			if checkNoMounts(p) != nil {
+				continue // never delete what is mounted there
+			}
+			if err := os.RemoveAll(p); err != nil {
 				return nil, fmt.Errorf("sweep %s: %w", dir, err)
 			}
 		}
@@ -232,8 +236,12 @@ func (s *Store) Save(rec Record) error {
 }
 
 // Delete removes a volume and its data. The volume leaves volumes/ in one rename, so a
-// crash midway never leaves a half-deleted volume behind.
+// crash midway never leaves a half-deleted volume behind. A volume with a file system
+// mounted inside it is not deleted (ErrMountInside): that would delete what is mounted.
 func (s *Store) Delete(name string) error {
+	if err := checkNoMounts(s.volumeDir(name)); err != nil {
+		return fmt.Errorf("remove volume %q: %w", name, err)
+	}
 	trash, err := os.MkdirTemp(s.trashDir(), name+".")
 	if err != nil {
 		return fmt.Errorf("remove volume %q: %w", name, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 func TestCreateSaveLoadDelete(t *testing.T) {
@@ -163,4 +164,24 @@ func TestStagingThatNoPullUsedForAWhileIsSwept(t *testing.T) {
 	assert.NoFileExists(t, s.StagingDir("gone")+".b3", "stored hashes with no tree go")
 	assert.DirExists(t, s.StagingDir("running"), "a pull running now keeps its staging")
 	assert.DirExists(t, s.StagingDir("recent"), "a pull that ended just now keeps it")
+}
+
+func TestAVolumeWithAMountInsideIsNotDeleted(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, s.Create(Record{Name: "v1"}, os.Getuid(), os.Getgid(), 0o755))
+	outside := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("not the volume's"), 0o600))
+	mnt := filepath.Join(s.DataDir("v1"), "mnt")
+	require.NoError(t, os.Mkdir(mnt, 0o755))
+	require.NoError(t, unix.Mount(outside, mnt, "", unix.MS_BIND, ""), "bind mount (run the tests as root)")
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+
+	err = s.Delete("v1")
+	require.ErrorIs(t, err, ErrMountInside)
+	assert.Contains(t, err.Error(), mnt)
+	assert.FileExists(t, filepath.Join(outside, "secret"), "what is mounted there stays")
+	require.NoError(t, unix.Unmount(mnt, 0))
+	require.NoError(t, s.Delete("v1"))
+	assert.FileExists(t, filepath.Join(outside, "secret"))
 }

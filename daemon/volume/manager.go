@@ -743,6 +743,11 @@ func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, err
 		}
 		return info, nil
 	}
+	if e.Claim == nil { // a mount on a node whose lease lapsed shows as what it is
+		if mark, err := m.reg.Mark(ctx, name); err == nil {
+			e.Mark = mark
+		}
+	}
 	info := m.clusterInfo(e)
 	if c := e.Claim; c != nil && c.Kind != cluster.ClaimMount {
 		info.Progress = m.progress(ctx, c)
@@ -856,6 +861,10 @@ func (m *Manager) clusterInfo(e cluster.Entry) Info {
 		if c.Kind == cluster.ClaimMount {
 			info.Mounts = c.Mounts
 		}
+	} else if mk := e.Mark; mk != nil {
+		info.Mounts = mk.Mounts
+		info.Problem = fmt.Sprintf("mounted on node %q by %s, but that node stopped renewing its lease in the cluster store: it is down, paused or cut off from the store; start drayage there again",
+			mk.Node, containers(mk.Mounts))
 	}
 	if info.Size == 0 {
 		info.Size = -1 // not measured yet

@@ -196,6 +196,10 @@ func TestRemoveOfAVolumeMountedOnANodeWhoseLeaseLapsedIsRefused(t *testing.T) {
 		require.ErrorIs(t, err, ErrInUse, what)
 		assert.Contains(t, err.Error(), `cannot `+what+` volume "db": it is mounted on node "node-a" by 1 container, and node "node-a" has stopped renewing its lease`)
 	}
+	info, err := b.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, StateMounted, info.State, "inspect shows it mounted still")
+	assert.Contains(t, info.Problem, `mounted on node "node-a" by 1 container, but that node stopped renewing its lease`)
 	// Down altogether: the removal says how to force it once node-a is known gone.
 	p.down["node-a"] = time.Now()
 	_, err = b.Delete(ctx, "db", DeleteOptions{})
