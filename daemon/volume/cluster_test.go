@@ -184,12 +184,16 @@ func TestLostLeaseIsReplacedAndMountsClaimedAgain(t *testing.T) {
 	require.NoError(t, l1.Close(ctx)) // the store lost us: the claim lapsed
 	info, err := m.Get(ctx, "db")
 	require.NoError(t, err)
-	assert.Equal(t, StateIdle, info.State)
+	assert.Nil(t, info.Claim)
+	assert.Equal(t, StateMounted, info.State, "its mount mark outlives the lease")
+	assert.Contains(t, info.Problem, "stopped renewing its lease")
 
 	m.SetLease(ctx, clustertest.Lease(t))
 	info, err = m.Get(ctx, "db")
 	require.NoError(t, err)
 	assert.Equal(t, StateMounted, info.State)
+	assert.NotNil(t, info.Claim)
+	assert.Empty(t, info.Problem)
 	assert.Equal(t, 1, info.Mounts)
 	require.NoError(t, m.Unmount(ctx, "db", "c1"))
 	info, err = m.Get(ctx, "db")
