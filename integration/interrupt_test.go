@@ -136,8 +136,13 @@ type backgroundMove struct {
 }
 
 func startBackgroundMove(t *testing.T, n *node, name string) *backgroundMove {
+	return startMove(t, n.state, name, n.name)
+}
+
+// startMove runs 'drayage volume move NAME --to TO' against the daemon at root.
+func startMove(t *testing.T, root, name, to string) *backgroundMove {
 	m := &backgroundMove{done: make(chan struct{})}
-	cmd := exec.Command(binary, "--root", n.state, "volume", "move", name, "--to", n.name)
+	cmd := exec.Command(binary, "--root", root, "volume", "move", name, "--to", to)
 	cmd.Stdout, cmd.Stderr = &m.out, &m.out
 	require.NoError(t, cmd.Start())
 	go func() { m.err = cmd.Wait(); close(m.done) }()

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,13 +30,30 @@ type Server struct {
 	cmd   *exec.Cmd
 }
 
-// FreePort returns a loopback TCP port nobody listens on right now.
+// FreePort returns a TCP port nobody listens on right now, below Linux's ephemeral range
+// (32768 and up): a port the kernel handed out for ":0" is soon handed to an outgoing
+// connection too, which then holds it when the test's server binds it. It is free on
+// every address, so that a server may bind it on any.
 func FreePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	for range 1000 {
+		p := 20000 + int(portSeq.Add(1)+portBase)%12000
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
+	}
+	t.Fatal("no free TCP port in 20000-31999")
+	return 0
 }
+
+// portSeq and portBase spread the ports test processes pick: each process starts at a
+// place of its own.
+var (
+	portSeq  atomic.Int64
+	portBase = int64(os.Getpid()*7919) % 12000
+)
 
 // ServerOptions configure a test server.
 type ServerOptions struct {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/drayage/drayage/daemon/internal/failpoint"
 	"github.com/drayage/drayage/daemon/transfer"
 )
 
@@ -125,6 +126,7 @@ func (s *Store) Install(rec Record, staging string) error {
 		if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, s.DataDir(rec.Name), unix.RENAME_EXCHANGE); err != nil {
 			return fmt.Errorf("install volume %q: %w", rec.Name, err)
 		}
+		failpoint.Hit("install-swapped")
 		if err := syncDir(s.volumeDir(rec.Name)); err != nil {
 			return err
 		}

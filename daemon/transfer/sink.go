@@ -17,6 +17,7 @@ import (
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
+	"github.com/drayage/drayage/daemon/internal/failpoint"
 	"github.com/drayage/drayage/daemon/metrics"
 )
 
@@ -535,6 +536,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 	if err := s.hashReused(); err != nil {
 		return [32]byte{}, err
 	}
+	failpoint.Hit("pull-finish")
 	if err := s.sync(); err != nil {
 		return [32]byte{}, fmt.Errorf("sync staging %s: %w", s.dir, err)
 	}

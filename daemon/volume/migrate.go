@@ -142,10 +142,11 @@ func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
 func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
 	name, owner := e.Volume.Name, e.Volume.Owner
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: claim.Epoch, Pending: true, Root: got.Root}
+	failpoint.Hit("install")
 	if err := store.Install(rec, store.StagingDir(name)); err != nil {
 		return fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
 	}
-	failpoint.Hit("commit-move")
+	failpoint.Hit("commit")
 	v, mc, err := m.reg.CommitMigration(ctx, claim, got.Size, got.Root, m.currentLease(), 0)
 	if errors.Is(err, cluster.ErrClaimLost) {
 		// Certainly not committed: the data goes back to staging, for the retry. (Any other
@@ -158,7 +159,7 @@ func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e clu
 	if err != nil {
 		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
 	}
-	failpoint.Hit("commit-move-done")
+	failpoint.Hit("committed")
 	rec.Pending = false
 	if err := store.Save(rec); err != nil {
 		m.log.Warn("cannot record that the move was committed; Reconcile does", "volume", name, "err", err)
