@@ -358,18 +358,27 @@ func TestCopyClaimHoldsTheSourceUntilTheCopyIsRecorded(t *testing.T) {
 	require.ErrorIs(t, err, cluster.ErrVolumeNotFound)
 }
 
-// A node whose lease lapses while containers mount a volume (paused, or cut off from the
-// store) loses its claim, but its mark stays: the volume is not removed, moved or copied
-// meanwhile, unless an operator forces the removal.
-func TestAMountOutlivesItsLapsedLeaseAsAMark(t *testing.T) {
+// lapsedMount makes volume db, held by node-a, mounted there by mounts containers on a
+// lease that then lapses.
+func lapsedMount(t *testing.T, mounts int) (*cluster.Registry, cluster.Store) {
+	t.Helper()
 	ctx := context.Background()
 	r, s := newRegistry(t)
 	create(t, r, "db", "node-a")
 	la, err := s.Grant(ctx, 2*time.Second)
 	require.NoError(t, err)
-	_, err = r.ClaimMount(ctx, "db", "node-a", la, 1)
+	_, err = r.ClaimMount(ctx, "db", "node-a", la, mounts)
 	require.NoError(t, err)
-	require.NoError(t, la.Close(ctx)) // the lease lapses: the claim goes with it
+	require.NoError(t, la.Close(ctx))
+	return r, s
+}
+
+// A node whose lease lapses while containers mount a volume (paused, or cut off from the
+// store) loses its claim, but its mark stays: the volume is not removed, moved or copied
+// meanwhile, unless an operator forces the removal.
+func TestAMountOutlivesItsLapsedLeaseAsAMark(t *testing.T) {
+	ctx := context.Background()
+	r, s := lapsedMount(t, 1) // the lease lapses: the claim goes with it
 
 	e, err := r.Get(ctx, "db")
 	require.NoError(t, err)
@@ -403,13 +412,7 @@ func TestAMountOutlivesItsLapsedLeaseAsAMark(t *testing.T) {
 
 func TestAForcedRemovalDropsTheMarkOfANodeGoneForGood(t *testing.T) {
 	ctx := context.Background()
-	r, s := newRegistry(t)
-	create(t, r, "db", "node-a")
-	la, err := s.Grant(ctx, 2*time.Second)
-	require.NoError(t, err)
-	_, err = r.ClaimMount(ctx, "db", "node-a", la, 3)
-	require.NoError(t, err)
-	require.NoError(t, la.Close(ctx))
+	r, s := lapsedMount(t, 3)
 	v, err := r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b", Force: true})
 	require.NoError(t, err)
 	assert.True(t, v.Removing)
@@ -426,13 +429,7 @@ func TestAForcedRemovalDropsTheMarkOfANodeGoneForGood(t *testing.T) {
 
 func TestTheOwnerClearsAMarkItLeftWhenItMountsNothingAnyMore(t *testing.T) {
 	ctx := context.Background()
-	r, s := newRegistry(t)
-	create(t, r, "db", "node-a")
-	la, err := s.Grant(ctx, 2*time.Second)
-	require.NoError(t, err)
-	_, err = r.ClaimMount(ctx, "db", "node-a", la, 1)
-	require.NoError(t, err)
-	require.NoError(t, la.Close(ctx))
+	r, _ := lapsedMount(t, 1)
 	require.NoError(t, r.ClearMark(ctx, "db", "node-b"), "another node's word changes nothing")
 	m, err := r.Mark(ctx, "db")
 	require.NoError(t, err)

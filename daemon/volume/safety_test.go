@@ -166,27 +166,35 @@ func localstoreOf(t *testing.T, f *fixture) *localstore.Store {
 	return s
 }
 
+// lapsedWhileMounted makes node-a and node-b, with volume db on node-a mounted by one
+// container, then lets node-a's lease lapse. It returns the managers, their network and
+// the file in db.
+func lapsedWhileMounted(t *testing.T) (a, b *Manager, p *fakePuller, table string) {
+	t.Helper()
+	ctx := context.Background()
+	fa := newFixture(t)
+	fb := newNode(t, "node-b", fa.reg)
+	p = connect(fa, fb)
+	la, err := clustertest.Store(t).Grant(ctx, 2*time.Second)
+	require.NoError(t, err)
+	a = fa.manager(t)
+	p.add("node-a", a)
+	a.SetPuller(p)
+	require.NoError(t, a.Init(ctx, fa.reg, la))
+	b = fb.start(t)
+	table = withData(t, a, fa, "db")
+	_, err = a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	require.NoError(t, la.Close(ctx))
+	return a, b, p, table
+}
+
 // A node whose lease lapses (paused, cut off from the store) may still have containers
 // writing: rm of its volume is refused until it comes back, or forced.
 func TestRemoveOfAVolumeMountedOnANodeWhoseLeaseLapsedIsRefused(t *testing.T) {
 	ctx := context.Background()
-	fa := newFixture(t)
-	fb := newNode(t, "node-b", fa.reg)
-	p := connect(fa, fb)
-	store := clustertest.Store(t)
-	la, err := store.Grant(ctx, 2*time.Second)
-	require.NoError(t, err)
-	a := fa.manager(t)
-	p.add("node-a", a)
-	a.SetPuller(p)
-	require.NoError(t, a.Init(ctx, fa.reg, la))
-	b := fb.start(t)
-	table := withData(t, a, fa, "db")
-	_, err = a.Mount(ctx, "db", "c1")
-	require.NoError(t, err)
-	// node-a's lease lapses, cut off from the store: its container writes on, and
-	// gossip still sees it.
-	require.NoError(t, la.Close(ctx))
+	a, b, p, table := lapsedWhileMounted(t)
+	// node-a is cut off from the store: its container writes on, and gossip still sees it.
 	for what, try := range map[string]func() error{
 		"remove": func() error { _, err := b.Delete(ctx, "db", DeleteOptions{}); return err },
 		"move":   func() error { _, err := b.Move(ctx, "db"); return err },
@@ -220,25 +228,12 @@ func TestRemoveOfAVolumeMountedOnANodeWhoseLeaseLapsedIsRefused(t *testing.T) {
 
 func TestAForcedRemovalOfAVolumeOnANodeGoneForGood(t *testing.T) {
 	ctx := context.Background()
-	fa := newFixture(t)
-	fb := newNode(t, "node-b", fa.reg)
-	p := connect(fa, fb)
-	la, err := clustertest.Store(t).Grant(ctx, 2*time.Second)
-	require.NoError(t, err)
-	a := fa.manager(t)
-	p.add("node-a", a)
-	a.SetPuller(p)
-	require.NoError(t, a.Init(ctx, fa.reg, la))
-	b := fb.start(t)
-	table := withData(t, a, fa, "db")
-	_, err = a.Mount(ctx, "db", "c1")
-	require.NoError(t, err)
-	require.NoError(t, la.Close(ctx))
+	a, b, p, table := lapsedWhileMounted(t)
 	p.down["node-a"] = time.Now()
 
-	_, err = b.Delete(ctx, "db", DeleteOptions{Force: true})
+	_, err := b.Delete(ctx, "db", DeleteOptions{Force: true})
 	require.NoError(t, err)
-	_, err = fa.reg.Get(ctx, "db")
+	_, err = a.reg.Get(ctx, "db")
 	require.ErrorIs(t, err, cluster.ErrVolumeNotFound, "the name is free")
 	require.NoError(t, b.Create(ctx, "other", nil))
 
@@ -247,7 +242,7 @@ func TestAForcedRemovalOfAVolumeOnANodeGoneForGood(t *testing.T) {
 	assert.FileExists(t, table)
 	delete(p.down, "node-a")
 	a.SetLease(ctx, clustertest.Lease(t))
-	v := record(t, fa.reg, "db")
+	v := record(t, a.reg, "db")
 	assert.Equal(t, "node-a", v.Owner)
 }
 
