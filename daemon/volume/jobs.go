@@ -71,6 +71,9 @@ func (m *Manager) joinPull(ctx context.Context, store *localstore.Store, e clust
 		return nil, fmt.Errorf("node %q: drayage is stopping: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
 	}
 
+	if err := m.replaceable(store, e); err != nil {
+		return nil, err
+	}
 	p, claim, err := m.claimMove(ctx, e, o)
 	if err != nil {
 		return nil, err

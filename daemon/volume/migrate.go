@@ -123,6 +123,22 @@ func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim
 		claim.Volume, claim.From, err, claim.From)
 }
 
+// replaceable checks that a pull of the volume that record e is about may replace what
+// this node holds of it: nothing, an old copy kept as a replica, or a copy of a move not
+// committed. A copy of its own that the record's owner has not confirmed superseding is
+// never written over. The caller holds the volume's lock.
+func (m *Manager) replaceable(store *localstore.Store, e cluster.Entry) error {
+	rec, err := store.Load(e.Volume.Name)
+	if errors.Is(err, localstore.ErrNotExist) || err == nil && (rec.Replica() || rec.Pending) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	return tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), and the cluster record says node %q holds it at epoch %d; it replaces its copy only once node %q confirms it holds the volume: is it up? See node %q's log, retry in a moment",
+		m.cfg.Node, e.Volume.Name, rec.Epoch, e.Volume.Owner, e.Volume.Epoch, e.Volume.Owner, m.cfg.Node)
+}
+
 // release drops a claim this node took for a transfer that did not complete; ctx may
 // have ended already.
 func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
@@ -141,6 +157,9 @@ func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
 // volume's lock.
 func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
 	name, owner := e.Volume.Name, e.Volume.Owner
+	if err := m.replaceable(store, e); err != nil {
+		return err
+	}
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: claim.Epoch, Pending: true, Root: got.Root}
 	failpoint.Hit("install")
 	if err := store.Install(rec, store.StagingDir(name)); err != nil {
@@ -206,7 +225,7 @@ func (m *Manager) Move(ctx context.Context, name string) (MoveResult, error) {
 	if err != nil {
 		return MoveResult{}, err
 	}
-	e, err := m.entry(ctx, name, "move")
+	e, err := m.settledEntry(ctx, store, name, "move")
 	if err != nil {
 		unlock()
 		return MoveResult{}, err

@@ -25,6 +25,8 @@ type fakePuller struct {
 	fail     error
 	gate     *gate
 	requests []PullRequest // every pull asked for, in order
+	// holdsFails makes every Holds fail, as with a node that can't be asked.
+	holdsFails bool
 }
 
 func (f *fakePuller) Peer(node string) (bool, time.Time) {
@@ -68,11 +70,12 @@ func (f *fakePuller) RemovalAsked(ctx context.Context, node, volume string, epoc
 // Holds asks node's manager, unless it is down.
 func (f *fakePuller) Holds(ctx context.Context, node, volume string) (Holding, error) {
 	f.mu.Lock()
-	owner, down := f.managers[node]
+	owner, known := f.managers[node]
 	_, isDown := f.down[node]
+	fails := f.holdsFails
 	f.mu.Unlock()
-	if !down || isDown {
-		return Holding{}, fmt.Errorf("node %q is down", node)
+	if !known || isDown || fails {
+		return Holding{}, fmt.Errorf("node %q does not answer", node)
 	}
 	return owner.Holding(ctx, volume)
 }

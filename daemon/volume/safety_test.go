@@ -298,3 +298,29 @@ func TestTheStagingOfAPullNotTriedAgainIsSweptAfterTheGracePeriod(t *testing.T) 
 	g.open <- nil
 	require.NoError(t, <-done)
 }
+
+// A pull never writes over a copy of this node's own that the record's owner has not
+// confirmed superseding (say it runs a version that can't be asked yet): the record may
+// be forged, and the copy may be the only one of its data.
+func TestAPullNeverReplacesACopyItsOwnerDidNotConfirm(t *testing.T) {
+	ctx := context.Background()
+	a, b, fa, fb, p := twoNodes(t)
+	table := withData(t, a, fa, "db")
+	_, err := b.Move(ctx, "db") // node-a has not settled its old copy yet
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(fb.root, "volumes", "db", "data", "table"), []byte("newer rows"), 0o644))
+	p.holdsFails = true
+	_, err = a.Move(ctx, "db")
+	require.ErrorIs(t, err, ErrConflict)
+	assert.Contains(t, err.Error(), `node "node-a" holds its own copy of volume "db" (epoch 1), and the cluster record says node "node-b" holds it at epoch 2`)
+	b1, err := os.ReadFile(table)
+	require.NoError(t, err)
+	assert.Equal(t, "rows", string(b1), "node-a's copy was not written over")
+
+	p.holdsFails = false // node-b confirms: node-a drops its copy, and the move goes on
+	_, err = a.Move(ctx, "db")
+	require.NoError(t, err)
+	b1, err = os.ReadFile(table)
+	require.NoError(t, err)
+	assert.Equal(t, "newer rows", string(b1))
+}

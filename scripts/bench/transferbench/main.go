@@ -4,7 +4,10 @@
 //	transferbench gen large|small DIR         make a dataset
 //	transferbench touch DIR PERCENT           change PERCENT% of the files in DIR
 //	transferbench send -pki P -dir D -control ADDR -data ADDR
-//	transferbench pull -pki P -staging S -dest D -control ADDR -streams N
+//	transferbench pull -pki P -staging S [-dest D] -control ADDR -streams N
+//
+// pull without -dest leaves the tree in staging (and its hashes beside it): how the
+// delta runs' starting points are made, as drayage's own copies are.
 //
 // send prints "ready" once it listens and, on SIGTERM, its peak RSS in KiB; pull prints
 // what it moved as JSON and its own peak RSS.
@@ -26,10 +29,9 @@ import (
 	"strings"
 	"syscall"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/transfer"
 )
 
@@ -140,8 +142,8 @@ func send(args []string) error {
 	}
 	auth := func(context.Context, string, string, uint64) (string, error) { return *dir, nil }
 	srv := transfer.NewServer(id, auth, *dataAddr, slog.New(slog.DiscardHandler))
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
-	g.RegisterService(srv.ServiceDesc(), srv)
+	g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler))
+	g.Register(srv.ServiceDesc(), srv)
 	ctl, err := net.Listen("tcp", *ctlAddr)
 	if err != nil {
 		return err
@@ -174,8 +176,10 @@ func pull(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := transfer.Install(*staging, *dest); err != nil {
-		return err
+	if *dest != "" {
+		if err := transfer.Install(*staging, *dest); err != nil {
+			return err
+		}
 	}
 	out, _ := json.Marshal(map[string]any{"files": res.Files, "bytes": res.Bytes, "total": res.Total, "peak_rss_kib": peakRSS()})
 	fmt.Println(string(out))
