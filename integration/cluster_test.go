@@ -97,14 +97,19 @@ func testSharedStore(t *testing.T, storeURL, ttl string, expiry time.Duration, d
 	}
 
 	// node-a's daemon dies: its claim lapses with its lease, and the record stays whole.
+	// Its container may still write: the volume stays mounted, by its mark.
 	da.kill(syscall.SIGKILL)
-	eventually(t, expiry, "the dead node's claim to lapse", func() bool { return inspect(t, rb, "shared").State == "idle" })
+	eventually(t, expiry, "the dead node's claim to lapse", func() bool { return inspect(t, rb, "shared").Claim == nil })
 	info = inspect(t, rb, "shared")
 	assert.Equal(t, "node-a", info.Node)
 	assert.Equal(t, uint64(1), info.Epoch)
+	assert.Equal(t, "mounted", info.State)
+	assert.Contains(t, info.Problem, `mounted on node "node-a" by 1 container, but that node stopped renewing its lease`)
+	out = mustFail(t, "docker", "-H", eb.host, "volume", "rm", "shared")
+	assert.Contains(t, out, `cannot remove volume "shared": it is mounted on node "node-a" by 1 container`)
 	// It comes back and claims the volume its container still uses.
 	da.start()
-	eventually(t, timeout, "node-a to claim its mounted volume again", func() bool { return inspect(t, rb, "shared").State == "mounted" })
+	eventually(t, timeout, "node-a to claim its mounted volume again", func() bool { return inspect(t, rb, "shared").Claim != nil })
 
 	// Removed from node-b once unused: node-a deletes its data.
 	ea.docker(t, "rm", "-f", id)

@@ -29,7 +29,6 @@ import (
 	"strings"
 	"syscall"
 
-
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/transfer"
