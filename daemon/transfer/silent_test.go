@@ -196,3 +196,55 @@ func TestDataConnectionsBeyondTheLimitAreClosedAtOnce(t *testing.T) {
 		return errors.Is(err, io.EOF)
 	}, 10*time.Second, 50*time.Millisecond, "a connection beyond the limit is closed at once")
 }
+
+// Every way a pull can end early gives back what it took, at both ends: the receiver's
+// streams and files, the sender's transfer, streams and opened files.
+func TestEveryAbortedPullGivesBackItsGoroutinesAndDescriptors(t *testing.T) {
+	ids := testIdentities(t, "node-a", "node-b", "node-c")
+	src := filepath.Join(t.TempDir(), "src")
+	require.NoError(t, os.MkdirAll(src, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "1-first"), make([]byte, 1<<20), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "2-second"), make([]byte, 1000), 0o644))
+	ctl, srv := serveVolumeLogging(t, ids["node-a"], src, slog.New(slog.DiscardHandler), func(s *Server) { s.Cap = Wire{RateLimit: 1 << 20} })
+	opts := func() PullOptions {
+		return PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2,
+			Staging: filepath.Join(t.TempDir(), "staging"), Streams: 4}
+	}
+	before := held(t)
+	aborted := func(what string, o PullOptions, during func()) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { _, err := Pull(context.Background(), o); done <- err }()
+		if during != nil {
+			during()
+		}
+		require.Error(t, <-done, what)
+		assert.Empty(t, srv.Sending(), "%s: the sender dropped the transfer", what)
+		settles(t, before, what)
+	}
+	o := opts()
+	o.Epoch = 1
+	aborted("a stale epoch", o, nil)
+	o = opts()
+	o.Identity = ids["node-c"]
+	aborted("another node", o, nil)
+	o = opts()
+	o.Control = freeAddr(t)
+	aborted("nobody listening", o, nil)
+	o = opts()
+	o.Streams = 1 // the second file waits for the first, 1 MiB at 1 MiB/s
+	aborted("a file changed while sent", o, func() {
+		time.Sleep(200 * time.Millisecond)
+		require.NoError(t, os.WriteFile(filepath.Join(src, "2-second"), []byte("shorter"), 0o644))
+	})
+	require.NoError(t, os.WriteFile(filepath.Join(src, "2-second"), make([]byte, 1000), 0o644))
+	o = opts()
+	o.Sink.MaxBytes = 1000
+	aborted("a volume above the limit", o, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	_, err := Pull(ctx, opts())
+	require.Error(t, err)
+	assert.Eventually(t, func() bool { return len(srv.Sending()) == 0 }, 10*time.Second, 20*time.Millisecond)
+	settles(t, before, "a pull canceled midway")
+}
