@@ -143,3 +143,22 @@ func TestPluginReinstallKeepsVolumes(t *testing.T) {
 	assert.Equal(t, "survives", container(t, "-v", v+":/data", testImage, "cat", "/data/f"))
 	assert.Contains(t, docker(t, "volume", "ls", "-q"), v)
 }
+
+// In a container, a volume of the managed plugin is mounted nosuid,nodev unless it was
+// created with allow-privileged=true: the flags are set before the mount propagates from
+// the plugin to the engine.
+func TestAContainerSeesItsVolumeNosuidNodevUnlessPrivileged(t *testing.T) {
+	p := managedPlugin
+	plain, priv := uniqueName(t)+"-plain", uniqueName(t)+"-priv"
+	removeVolumeAtEnd(t, plain)
+	removeVolumeAtEnd(t, priv)
+	docker(t, "volume", "create", "--driver", p.ref, plain)
+	docker(t, "volume", "create", "--driver", p.ref, "-o", "allow-privileged=true", priv)
+	opts := func(v string) string {
+		return container(t, "-v", v+":/vol", testImage, "sh", "-c", `grep " /vol " /proc/mounts | cut -d" " -f4`)
+	}
+	assert.Contains(t, opts(plain), "nosuid")
+	assert.Contains(t, opts(plain), "nodev")
+	assert.NotContains(t, opts(priv), "nosuid")
+	assert.NotContains(t, opts(priv), "nodev")
+}
