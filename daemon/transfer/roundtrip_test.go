@@ -63,6 +63,19 @@ func move(t *testing.T, src, dst string, streams int) (*Sink, *Source) {
 	return sink, source
 }
 
+// ends opens a source on src and a sink on dst for its manifest with opts, both closed
+// when the test ends.
+func ends(t *testing.T, src, dst string, opts SinkOptions) (*Source, *Sink) {
+	t.Helper()
+	source, err := NewSource(src)
+	require.NoError(t, err)
+	t.Cleanup(func() { source.Close() })
+	sink, err := NewSink(dst, source.Manifest(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { sink.Close() })
+	return source, sink
+}
+
 // sendAll sends what sink wants of source on one mutual-TLS stream and finishes.
 func sendAll(t *testing.T, source *Source, sink *Sink) { t.Helper(); sendStreams(t, source, sink, 1) }
 
