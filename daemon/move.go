@@ -130,12 +130,7 @@ func (d *Daemon) forward(ctx context.Context, op, name, to, method string, req, 
 	if m.State != "alive" {
 		return fmt.Errorf("cannot %s volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", op, name, to, m.State, m.LastSeen.Format("15:04:05"))
 	}
-	conn, err := peers.Dial(n.id, to, m.Meta.Control)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if err := conn.Invoke(ctx, "/drayage.Control/"+method, req, res); err != nil {
+	if err := peers.Call(ctx, n.id, to, m.Meta.Control, "drayage.Control/"+method, req, res); err != nil {
 		// The target's own error, as it wrote it (it names the volume and what to do).
 		return errors.New(status.Convert(err).Message())
 	}

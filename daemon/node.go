@@ -317,14 +317,9 @@ func (p netPuller) ask(ctx context.Context, node, method string, req, res any) e
 	if !ok || m.Meta.Control == "" || m.State != gossip.StateAlive {
 		return fmt.Errorf("node %q is not alive in this node's gossip roster", node)
 	}
-	conn, err := peers.Dial(p.n.id, node, m.Meta.Control)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := conn.Invoke(ctx, "/drayage.Control/"+method, req, res); err != nil {
+	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, "drayage.Control/"+method, req, res); err != nil {
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	return nil

@@ -111,6 +111,17 @@ func Dial(id *identity.Identity, node, addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// Call calls method (service/method, e.g. "drayage.Control/Holds") of node at addr
+// with req, decoding its reply into res, over one connection made for the call.
+func Call(ctx context.Context, id *identity.Identity, node, addr, method string, req, res any) error {
+	conn, err := Dial(id, node, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Invoke(ctx, "/"+method, req, res)
+}
+
 // Check asks node whether it is serving, within ctx.
 func Check(ctx context.Context, id *identity.Identity, node, addr string) error {
 	conn, err := Dial(id, node, addr)

@@ -401,8 +401,8 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			}
 			s.mu.Lock()
 			s.bytes += int64(len(fm.Payload))
-			s.space.wrote(len(fm.Payload))
 			s.mu.Unlock()
+			s.space.wrote(len(fm.Payload))
 			s.flow.Bytes(len(fm.Payload))
 		case FrameHole:
 			n := int64(beUint64(fm.Payload))

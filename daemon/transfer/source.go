@@ -41,7 +41,7 @@ type Source struct {
 
 	mu     sync.Mutex
 	hashes map[uint32][32]byte // every file's, sent or not, as they become known
-	sent   map[uint32]bool
+	wanted []bool              // by entry, from Want
 	bytes  int64
 }
 
@@ -72,13 +72,8 @@ func NewSource(dir string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, mnt, err := statAt(unix.AT_FDCWD, dir, 0)
-	if err != nil {
-		root.Close()
-		return nil, err
-	}
-	return &Source{root: root, place: placeOf(&st, mnt), dirs: newDirCache(root, false), entries: t.entries, tree: t,
-		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{}, sent: map[uint32]bool{},
+	return &Source{root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
+		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{},
 		stop: make(chan struct{}), hashed: make(chan struct{})}, nil
 }
 
@@ -149,8 +144,14 @@ func (s *Source) Want(indexes []uint32) error {
 	}
 	ready := make(chan opened, readAheadFiles)
 	s.ready = ready
+	s.wanted = make([]bool, len(s.entries))
+	for _, i := range indexes {
+		if int(i) < len(s.wanted) {
+			s.wanted[i] = true
+		}
+	}
 	s.mu.Unlock()
-	go s.hashUnsent(indexes)
+	go s.hashUnsent()
 	s.openers.Add(1)
 	go func() {
 		defer s.openers.Done()
@@ -173,18 +174,12 @@ func (s *Source) Want(indexes []uint32) error {
 // hashUnsent gives every file not wanted its hash, for the root hash that covers them
 // all: the stored one if the file has not changed since, or else by reading it. It runs
 // alongside the streams and closes hashed when done.
-func (s *Source) hashUnsent(wanted []uint32) {
+func (s *Source) hashUnsent() {
 	defer close(s.hashed)
-	isWanted := make([]bool, len(s.entries))
-	for _, i := range wanted {
-		if int(i) < len(isWanted) {
-			isWanted[i] = true
-		}
-	}
 	var read []uint32
 	s.mu.Lock()
 	for i, e := range s.entries {
-		if e.Kind != KindFile || isWanted[i] {
+		if e.Kind != KindFile || s.wanted[i] {
 			continue
 		}
 		if sum, ok := s.known.lookup(e.Path, s.tree.stamp(i)); ok {
@@ -348,7 +343,6 @@ func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hashe
 	h.Sum(sum[:0])
 	s.mu.Lock()
 	s.hashes[index] = sum
-	s.sent[index] = true
 	s.mu.Unlock()
 	if err := fw.Write(FrameEnd, sum[:]); err != nil {
 		return err
@@ -395,7 +389,7 @@ func (s *Source) rootHash(all bool) ([32]byte, error) {
 		defer s.mu.Unlock()
 		sent := make(map[uint32][32]byte, len(s.hashes))
 		for i, sum := range s.hashes {
-			if s.sent[i] {
+			if s.wanted != nil && s.wanted[i] {
 				sent[i] = sum
 			}
 		}

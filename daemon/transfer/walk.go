@@ -39,6 +39,8 @@ type tree struct {
 	ctimes []int64
 	// mounts are the mount points left out, sorted.
 	mounts []string
+	// place is the tree's file system and mount.
+	place place
 }
 
 // stamp is entry i's, as the walk saw it.
@@ -113,7 +115,7 @@ func walk(root string) (tree, error) {
 	}
 	emit(".")
 	slices.Sort(w.mounts)
-	out.mounts = w.mounts
+	out.mounts, out.place = w.mounts, w.place
 	return out, nil
 }
 

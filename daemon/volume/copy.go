@@ -112,10 +112,7 @@ func (m *Manager) commitCopy(ctx context.Context, store *localstore.Store, src c
 	_, err := m.reg.FinishCopy(ctx, claim, cluster.Volume{Name: newName, Owner: m.cfg.Node, Epoch: 1, Size: got.Size, Root: got.Root,
 		Options: rec.Options, Created: rec.Created})
 	if err == nil {
-		rec.Pending = false
-		if err := store.Save(rec); err != nil {
-			m.log.Warn("cannot record that the copy was committed; Reconcile does", "volume", newName, "err", err)
-		}
+		m.committed(store, rec)
 		return nil
 	}
 	if !errors.Is(err, cluster.ErrVolumeExists) && !errors.Is(err, cluster.ErrClaimLost) {

@@ -123,6 +123,15 @@ func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim
 		claim.Volume, claim.From, err, claim.From)
 }
 
+// committed records that the pending copy rec is the volume now, its commit done. If
+// that can't be written, Reconcile does it from the record.
+func (m *Manager) committed(store *localstore.Store, rec localstore.Record) {
+	rec.Pending = false
+	if err := store.Save(rec); err != nil {
+		m.log.Warn("cannot record that the volume's commit here is done; Reconcile does", "volume", rec.Name, "err", err)
+	}
+}
+
 // replaceable checks that a pull of the volume that record e is about may replace what
 // this node holds of it: nothing, an old copy kept as a replica, or a copy of a move not
 // committed. A copy of its own that the record's owner has not confirmed superseding is
@@ -179,10 +188,7 @@ func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e clu
 		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
 	}
 	failpoint.Hit("committed")
-	rec.Pending = false
-	if err := store.Save(rec); err != nil {
-		m.log.Warn("cannot record that the move was committed; Reconcile does", "volume", name, "err", err)
-	}
+	m.committed(store, rec)
 	m.setClaim(name, mc)
 	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", got.Size)
 	return nil

@@ -54,13 +54,21 @@ func refused(t *testing.T, reg *metrics.Metrics, reason string) float64 {
 	return metricstest.Gather(t, reg.Registry()).Value("drayage_records_refused_total", "reason", reason)
 }
 
+// meteredNodes starts node-a, with metrics, and node-b, connected.
+func meteredNodes(t *testing.T) (a *Manager, fa, fb *fixture) {
+	t.Helper()
+	fa = newFixture(t)
+	fa.metrics = metrics.New(metrics.Options{Node: "node-a"})
+	fb = newNode(t, "node-b", fa.reg)
+	connect(fa, fb)
+	a = fa.start(t)
+	fb.start(t)
+	return a, fa, fb
+}
+
 func TestAForgedOwnerChangeDeletesNothing(t *testing.T) {
 	ctx := context.Background()
-	fa := newFixture(t)
-	fa.metrics = metrics.New(metrics.Options{Node: "node-a"})
-	fb := newNode(t, "node-b", fa.reg)
-	connect(fa, fb)
-	a, _ := fa.start(t), fb.start(t)
+	a, fa, _ := meteredNodes(t)
 	table := withData(t, a, fa, "db")
 	same := withData(t, a, fa, "same")
 
@@ -84,11 +92,7 @@ func TestAForgedOwnerChangeDeletesNothing(t *testing.T) {
 
 func TestAForgedRemovalDeletesNothing(t *testing.T) {
 	ctx := context.Background()
-	fa := newFixture(t)
-	fa.metrics = metrics.New(metrics.Options{Node: "node-a"})
-	fb := newNode(t, "node-b", fa.reg)
-	connect(fa, fb)
-	a, _ := fa.start(t), fb.start(t)
+	a, fa, fb := meteredNodes(t)
 	for _, by := range []string{"", "node-b", "node-a"} {
 		name := "db" + by
 		table := withData(t, a, fa, name)

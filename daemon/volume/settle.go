@@ -129,13 +129,12 @@ func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec local
 	switch j {
 	case ownIt:
 		m.keepClaims(ctx, store, rec, *e)
-	case adoptEpoch:
-		rec.Epoch = e.Volume.Epoch
-		if err := store.Save(rec); err != nil {
-			m.log.Warn("cannot record the epoch of this node's copy", "volume", name, "err", err)
+	case adoptEpoch, confirmPending:
+		rec, err := m.current(store, rec, *e)
+		if err != nil {
+			m.log.Warn("cannot settle this node's copy; will retry", "volume", name, "err", err)
 			return
 		}
-		m.log.Info("recorded the epoch of a copy kept from before epochs were recorded", "volume", name, "epoch", rec.Epoch)
 		m.keepClaims(ctx, store, rec, *e)
 	case register:
 		if e, ok := m.register(ctx, rec); ok {
@@ -151,13 +150,6 @@ func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec local
 		m.log.Warn("wrote the record of a volume again from this node's newer copy", "volume", name, "epoch", rec.Epoch)
 	case proveMoved:
 		m.dropIfConfirmed(ctx, store, rec, e.Volume)
-	case confirmPending:
-		rec.Pending = false
-		if err := store.Save(rec); err != nil {
-			m.log.Warn("cannot record that a move here was committed; will retry", "volume", name, "err", err)
-			return
-		}
-		m.log.Info("the move of a volume here was committed", "volume", name, "epoch", rec.Epoch)
 	case revertPending:
 		if err := store.Uninstall(name); err != nil {
 			m.log.Warn("cannot take back a copy whose move was not committed; will retry", "volume", name, "err", err)
@@ -198,6 +190,11 @@ func (m *Manager) current(store *localstore.Store, rec localstore.Record, e clus
 	}
 	if err := store.Save(rec); err != nil {
 		return rec, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if j == adoptEpoch {
+		m.log.Info("recorded the epoch of a copy kept from before epochs were recorded", "volume", rec.Name, "epoch", rec.Epoch)
+	} else {
+		m.log.Info("the move of a volume here was committed", "volume", rec.Name, "epoch", rec.Epoch)
 	}
 	return rec, nil
 }
@@ -419,6 +416,11 @@ func (m *Manager) report(name, reason, why string, args ...any) {
 	if seen && time.Since(last) < reportEvery {
 		m.mu.Unlock()
 		return
+	}
+	for k, at := range m.reported { // findings seen long ago are forgotten
+		if time.Since(at) >= reportEvery {
+			delete(m.reported, k)
+		}
 	}
 	m.reported[key] = time.Now()
 	m.mu.Unlock()
