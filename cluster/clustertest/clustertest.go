@@ -1,5 +1,7 @@
 // Package clustertest gives tests a real cluster store: one embedded etcd server per test
 // binary, and a fresh key prefix per registry, so tests never see each other's volumes.
+// A package whose tests use it runs them through Main, which stops the server and then
+// checks that no goroutine was left running.
 package clustertest
 
 import (
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/embedded"
@@ -25,17 +28,36 @@ import (
 var (
 	once    sync.Once
 	server  *embedded.Store
+	dir     string
 	errOnce error
 	seq     atomic.Int64
 )
 
+// Main runs a package's tests (call it from TestMain), stops the shared server if they
+// started it, and fails the run if any goroutine is left: every test must stop what it
+// started.
+func Main(m *testing.M) {
+	code := m.Run()
+	if server != nil {
+		_ = server.Close()
+		_ = os.RemoveAll(dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
 // Store returns the shared embedded server, starting it on first use. It lives until the
-// test binary exits; its data is in a temporary dir.
+// test binary exits (or Main stops it); its data is in a temporary dir.
 func Store(t testing.TB) cluster.Store {
 	t.Helper()
 	once.Do(func() {
 		sweep()
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("drayage-clustertest-%d", os.Getpid()))
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("drayage-clustertest-%d", os.Getpid()))
 		if err := os.RemoveAll(dir); err != nil {
 			errOnce = err
 			return
