@@ -1,8 +1,14 @@
 package volume
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/docker/go-units"
+
+	"github.com/drayage/drayage/cluster"
 )
 
 // Sentinel errors; callers tell them apart with errors.Is. The errors the manager returns
@@ -49,4 +55,73 @@ func (e *userError) Unwrap() error { return e.sentinel }
 // tell formats a message for the user that errors.Is matches against sentinel.
 func tell(sentinel error, format string, args ...any) error {
 	return &userError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+}
+
+// storeErr wraps a cluster store failure in a message that says what to do.
+func (m *Manager) storeErr(what string, err error) error {
+	return fmt.Errorf("node %q: %s: cluster store: %w; check that the store (DRAYAGE_STORE) is reachable", m.cfg.Node, what, err)
+}
+
+func (m *Manager) notFound(name string) error {
+	return fmt.Errorf("volume %q on node %q: %w; create it with 'docker volume create --driver drayage %s'",
+		name, m.cfg.Node, ErrNotFound, name)
+}
+
+// lapsed turns a refusal for a volume mounted on a node whose lease lapsed into the
+// user's error: what happened, and what to do. what is the operation refused; orForce
+// ends the sentence with its %q for the node, or is empty.
+func (m *Manager) lapsed(err error, what, orForce string) error {
+	var le *cluster.LapsedError
+	if !errors.As(err, &le) {
+		return fmt.Errorf("%w: %w", ErrInUse, err)
+	}
+	mk := le.Mark
+	since := "its lease lapsed"
+	if p := m.currentPuller(); p != nil {
+		if ok, seen := p.Peer(mk.Node); !ok && !seen.IsZero() {
+			since += ", and it was last seen " + units.HumanDuration(time.Since(seen)) + " ago"
+		}
+	}
+	msg := fmt.Sprintf("cannot %s volume %q: it is mounted on node %q by %s, and node %q has stopped renewing its lease in the cluster store (%s): it is down, paused or cut off from the store, and its containers may still be writing to the volume. Start drayage on node %q again (its mounts are then known)",
+		what, mk.Volume, mk.Node, containers(mk.Mounts), mk.Node, since, mk.Node)
+	if orForce != "" {
+		msg += ", " + fmt.Sprintf(orForce, mk.Node)
+	} else {
+		msg += "; the volume can move once that node is back: its data is there"
+	}
+	return tell(ErrInUse, "%s", msg)
+}
+
+func containers(n int) string {
+	if n == 1 {
+		return "1 container"
+	}
+	return fmt.Sprintf("%d containers", n)
+}
+
+// held says who holds a volume now and what to do; mountedHint ends the sentence for a
+// volume that containers mount.
+func held(name string, c *cluster.Claim, mountedHint string) error {
+	switch c.Kind {
+	case cluster.ClaimMigrate:
+		return tell(ErrInUse, "volume %q is moving to node %q right now; retry when it is done", name, c.Node)
+	case cluster.ClaimCopy:
+		return tell(ErrInUse, "volume %q is being copied to node %q right now; retry when it is done", name, c.Node)
+	}
+	return tell(ErrInUse, "volume %q is mounted on node %q by %s; %s", name, c.Node, containers(c.Mounts), mountedHint)
+}
+
+// refused turns a claim the registry refused (cluster.ErrInUse, ErrMigrating) into the
+// user's error, naming who holds the volume now. what is the operation, for other errors.
+func (m *Manager) refused(ctx context.Context, name, what, mountedHint string, err error) error {
+	if errors.Is(err, cluster.ErrMountLapsed) {
+		return m.lapsed(err, what, "")
+	}
+	if !errors.Is(err, cluster.ErrInUse) && !errors.Is(err, cluster.ErrMigrating) {
+		return m.storeErr(what+" volume "+name, err)
+	}
+	if e, gerr := m.reg.Get(ctx, name); gerr == nil && e.Claim != nil {
+		return held(name, e.Claim, mountedHint)
+	}
+	return fmt.Errorf("%w: %w; retry when it is free", ErrInUse, err)
 }

@@ -26,57 +26,6 @@ const (
 	moveHint  = "see how far it is with 'drayage volume inspect %s'"
 )
 
-// checkSource checks that a volume (held by another node, or copied here) can be sent
-// here now: this node can pull, no claim holds the volume and its owner is up. It returns
-// the puller to use; mountedHint ends the refusal of a mounted volume.
-func (m *Manager) checkSource(e cluster.Entry, mountedHint string) (Puller, error) {
-	name, owner := e.Volume.Name, e.Volume.Owner
-	p := m.currentPuller()
-	if p == nil {
-		return nil, tell(ErrElsewhere, "volume %q is held by node %q, not %q; this node runs alone (no certificate in its TLS dir), so it can't pull volumes: run the container on node %q, or join this node to the cluster",
-			name, owner, m.cfg.Node, owner)
-	}
-	if c := e.Claim; c != nil {
-		return nil, held(name, c, mountedHint)
-	}
-	if alive, seen := p.Peer(owner); !alive {
-		last := "never seen by this node"
-		if !seen.IsZero() {
-			last = "last seen " + units.HumanDuration(time.Since(seen)) + " ago"
-		}
-		return nil, tell(ErrOwnerDown, "volume %q is held by node %q, which is down (%s); start drayage there again, then retry",
-			name, owner, last)
-	}
-	return p, nil
-}
-
-// held says who holds a volume now and what to do; mountedHint ends the sentence for a
-// volume that containers mount.
-func held(name string, c *cluster.Claim, mountedHint string) error {
-	switch c.Kind {
-	case cluster.ClaimMigrate:
-		return tell(ErrInUse, "volume %q is moving to node %q right now; retry when it is done", name, c.Node)
-	case cluster.ClaimCopy:
-		return tell(ErrInUse, "volume %q is being copied to node %q right now; retry when it is done", name, c.Node)
-	}
-	return tell(ErrInUse, "volume %q is mounted on node %q by %s; %s", name, c.Node, containers(c.Mounts), mountedHint)
-}
-
-// refused turns a claim the registry refused (cluster.ErrInUse, ErrMigrating) into the
-// user's error, naming who holds the volume now. what is the operation, for other errors.
-func (m *Manager) refused(ctx context.Context, name, what, mountedHint string, err error) error {
-	if errors.Is(err, cluster.ErrMountLapsed) {
-		return m.lapsed(err, what, "")
-	}
-	if !errors.Is(err, cluster.ErrInUse) && !errors.Is(err, cluster.ErrMigrating) {
-		return m.storeErr(what+" volume "+name, err)
-	}
-	if e, gerr := m.reg.Get(ctx, name); gerr == nil && e.Claim != nil {
-		return held(name, e.Claim, mountedHint)
-	}
-	return fmt.Errorf("%w: %w; retry when it is free", ErrInUse, err)
-}
-
 // claimMove checks that a volume held by another node can move here now and claims it
 // for this node (the fencing epoch goes up by one when the move commits).
 func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions) (Puller, *cluster.Claim, error) {

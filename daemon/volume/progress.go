@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/drayage/drayage/cluster"
@@ -142,4 +145,98 @@ func (m *Manager) progress(ctx context.Context, c *cluster.Claim) *Progress {
 		r = &cluster.Progress{Kind: c.Kind, Node: c.Node, From: c.From, Started: c.Since}
 	}
 	return progressOf(*r)
+}
+
+// publishEvery is how often at most a transfer's progress is written to the cluster store.
+const publishEvery = time.Second
+
+// tracker keeps the progress of one transfer, and publishes it to the cluster store at
+// most once per publishEvery (and when all has arrived). It is safe for concurrent use.
+type tracker struct {
+	publish func(Progress) // nil: kept here only
+
+	mu   sync.Mutex
+	p    Progress
+	last time.Time // of the last publish
+}
+
+func newTracker(p Progress, publish func(Progress)) *tracker {
+	return &tracker{p: p, publish: publish}
+}
+
+// update takes the counts the puller reports (Bytes, Total, Files, TotalFiles). The
+// puller calls it from one goroutine at a time.
+func (t *tracker) update(c Progress) {
+	now := time.Now().UTC()
+	t.mu.Lock()
+	t.p.Bytes, t.p.Total, t.p.Files, t.p.TotalFiles = c.Bytes, c.Total, c.Files, c.TotalFiles
+	t.p = t.p.withRate(now)
+	p, due := t.p, now.Sub(t.last) >= publishEvery || (c.Bytes >= c.Total && c.Files >= c.TotalFiles)
+	if due {
+		t.last = now
+	}
+	t.mu.Unlock()
+	if due && t.publish != nil {
+		t.publish(p)
+	}
+}
+
+// start publishes the progress before anything has arrived; the first counts are
+// published as soon as they come.
+func (t *tracker) start() {
+	t.mu.Lock()
+	p := t.p
+	t.mu.Unlock()
+	if t.publish != nil {
+		t.publish(p)
+	}
+}
+
+// get returns the progress so far.
+func (t *tracker) get() Progress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.p
+}
+
+// publisher writes a transfer's progress to the cluster store, under the claim it runs
+// under (a transfer that lost its claim writes nothing).
+func (m *Manager) publisher(claim *cluster.Claim) func(Progress) {
+	return func(p Progress) {
+		ctx, cancel := context.WithTimeout(m.life, 2*time.Second)
+		defer cancel()
+		if err := m.reg.PutProgress(ctx, claim, p.record(), m.currentLease()); err != nil {
+			m.log.Debug("cannot record the progress of a transfer", "volume", claim.Volume, "err", err)
+		}
+	}
+}
+
+// unpublish deletes a transfer's progress from the cluster store, before its claim is
+// committed or released.
+func (m *Manager) unpublish(claim *cluster.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.life), 2*time.Second)
+	defer cancel()
+	if err := m.reg.DeleteProgress(ctx, claim); err != nil {
+		m.log.Debug("cannot delete the progress of a transfer; it lapses with the lease", "volume", claim.Volume, "err", err)
+	}
+}
+
+// Transfer is a transfer of a volume to this node that is running now: a move (a Mount
+// or 'drayage volume move') or a copy. Volume is the volume sent; a copy's new volume is
+// Progress.Copy.
+type Transfer struct {
+	Volume string `json:"volume"`
+	Progress
+}
+
+// Receiving lists the transfers of volumes to this node that are running now, with
+// their progress, sorted by volume.
+func (m *Manager) Receiving() []Transfer {
+	var out []Transfer
+	m.receiving.Range(func(k, v any) bool {
+		out = append(out, Transfer{Volume: v.(string), Progress: k.(*tracker).get()})
+		return true
+	})
+	slices.SortFunc(out, func(a, b Transfer) int { return strings.Compare(a.Volume, b.Volume) })
+	return out
 }

@@ -11,36 +11,6 @@ import (
 	"github.com/drayage/drayage/daemon/metrics"
 )
 
-// Holding is what a node says it holds of a volume, when another node asks before it
-// drops its own copy (Puller.Holds).
-type Holding struct {
-	// Held says the node holds the volume committed (not a copy still pending, not an
-	// old copy kept as a replica), at Epoch, with root hash Root (if it was pulled).
-	Held  bool   `json:"held"`
-	Epoch uint64 `json:"epoch,omitempty"`
-	Root  string `json:"root,omitempty"`
-}
-
-// Holding says what this node holds of volume name, for another node that asks.
-func (m *Manager) Holding(ctx context.Context, name string) (Holding, error) {
-	store, unlock, err := m.begin(ctx, name)
-	if err != nil {
-		return Holding{}, err
-	}
-	defer unlock()
-	rec, err := store.Load(name)
-	if errors.Is(err, localstore.ErrNotExist) {
-		return Holding{}, nil
-	}
-	if err != nil {
-		return Holding{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
-	}
-	if rec.Pending || rec.Replica() {
-		return Holding{}, nil
-	}
-	return Holding{Held: true, Epoch: rec.Epoch, Root: rec.Root}, nil
-}
-
 // Reconcile makes the cluster agree with this node's disk: volumes mounted here are
 // claimed with their current count, claims of volumes no longer mounted are released,
 // removals of volumes held here are finished, and each copy is settled against its
@@ -330,13 +300,6 @@ func (m *Manager) dropIfConfirmed(ctx context.Context, store *localstore.Store, 
 	m.deleteCopy(store, name, "deleted this node's copy of a volume that moved away, confirmed held by its owner", "owner", v.Owner, "epoch", v.Epoch)
 }
 
-func describeHolding(h Holding) string {
-	if !h.Held {
-		return "it holds no committed copy"
-	}
-	return fmt.Sprintf("it holds epoch %d, root hash %.12s", h.Epoch, h.Root)
-}
-
 // deleteCopy deletes this node's copy of a volume and logs msg.
 func (m *Manager) deleteCopy(store *localstore.Store, name, msg string, args ...any) {
 	if err := store.Delete(name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
@@ -344,63 +307,6 @@ func (m *Manager) deleteCopy(store *localstore.Store, name, msg string, args ...
 		return
 	}
 	m.log.Info(msg, append([]any{"volume", name}, args...)...)
-}
-
-// removalConfirmed reports whether the node that record v names as the removal's
-// requester confirms it asked for it, at v's epoch: a removal mark alone is no proof. A
-// requester that does not answer is asked again later; a denial is reported.
-func (m *Manager) removalConfirmed(ctx context.Context, store *localstore.Store, v cluster.Volume) bool {
-	p := m.currentPuller()
-	switch {
-	case v.RemovedBy == m.cfg.Node:
-		if store.RemovalNoted(v.Name, v.Epoch) {
-			return true
-		}
-	case p == nil:
-		// A node without a cluster identity can't ask any other: the store's word is all
-		// it has (give such a store TLS and credentials of its own).
-		return true
-	case v.RemovedBy != "":
-		asked, err := p.RemovalAsked(ctx, v.RemovedBy, v.Name, v.Epoch)
-		if err != nil {
-			m.log.Debug("cannot confirm yet who asked for a removal; keeping the volume", "volume", v.Name, "requester", v.RemovedBy, "err", err)
-			return false
-		}
-		if asked {
-			return true
-		}
-	}
-	who := "but the record names no node that asked for it"
-	if v.RemovedBy != "" {
-		who = fmt.Sprintf("but node %q, which the record says asked for it, does not confirm it", v.RemovedBy)
-	}
-	m.report(v.Name, metrics.RecordUnconfirmed, fmt.Sprintf("volume %q is marked for removal at epoch %d, %s; not obeyed: node %q keeps the volume. If you mean to remove it, run 'drayage volume rm %s' again; else check what can write to the cluster store",
-		v.Name, v.Epoch, who, m.cfg.Node, v.Name))
-	return false
-}
-
-// RemovalAsked says whether the removal of volume name at epoch was asked on this node,
-// for the node that holds it.
-func (m *Manager) RemovalAsked(ctx context.Context, name string, epoch uint64) (bool, error) {
-	store, err := m.ready(ctx)
-	if err != nil {
-		return false, err
-	}
-	return store.RemovalNoted(name, epoch), nil
-}
-
-// finishRemoval deletes the data of a volume marked for removal, then its record. The
-// caller holds the volume's lock.
-func (m *Manager) finishRemoval(ctx context.Context, store *localstore.Store, v cluster.Volume) {
-	if err := store.Delete(v.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
-		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
-		return
-	}
-	if err := m.reg.FinishRemoval(ctx, v); err != nil {
-		m.log.Error("deleted the data of a removed volume but not its record; will retry", "volume", v.Name, "err", err)
-		return
-	}
-	m.log.Info("removed volume", "volume", v.Name)
 }
 
 // reportEvery is how often the same finding about a volume is logged again.

@@ -3,8 +3,9 @@ package volume
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
+
+	"github.com/docker/go-units"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/localstore"
@@ -167,76 +168,67 @@ func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
 		j.name, j.from, m.cfg.Node, j.track.get().Amount(), hint)
 }
 
-// publishEvery is how often at most a transfer's progress is written to the cluster store.
-const publishEvery = time.Second
-
-// tracker keeps the progress of one transfer, and publishes it to the cluster store at
-// most once per publishEvery (and when all has arrived). It is safe for concurrent use.
-type tracker struct {
-	publish func(Progress) // nil: kept here only
-
-	mu   sync.Mutex
-	p    Progress
-	last time.Time // of the last publish
+// Puller is how the manager gets a volume from the node that holds it (the daemon's
+// transfer engine over the cluster network).
+type Puller interface {
+	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
+	Peer(node string) (alive bool, lastSeen time.Time)
+	// Pull copies a volume from the node that holds it into staging, as r says.
+	Pull(ctx context.Context, r PullRequest) (Pulled, error)
+	// Holds asks node what it holds of volume: what a node asks before it drops its own
+	// copy of a volume that moved there.
+	Holds(ctx context.Context, node, volume string) (Holding, error)
+	// RemovalAsked asks node whether the removal of volume at epoch was asked there: what
+	// the owner asks before it deletes a volume marked for removal.
+	RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error)
 }
 
-func newTracker(p Progress, publish func(Progress)) *tracker {
-	return &tracker{p: p, publish: publish}
+// Pulled is what a pull brought.
+type Pulled struct {
+	// Size is the volume's size; Root its root hash (hex), verified with its sender.
+	Size int64
+	Root string
 }
 
-// update takes the counts the puller reports (Bytes, Total, Files, TotalFiles). The
-// puller calls it from one goroutine at a time.
-func (t *tracker) update(c Progress) {
-	now := time.Now().UTC()
-	t.mu.Lock()
-	t.p.Bytes, t.p.Total, t.p.Files, t.p.TotalFiles = c.Bytes, c.Total, c.Files, c.TotalFiles
-	t.p = t.p.withRate(now)
-	p, due := t.p, now.Sub(t.last) >= publishEvery || (c.Bytes >= c.Total && c.Files >= c.TotalFiles)
-	if due {
-		t.last = now
+// PullRequest is one pull of a volume to this node.
+type PullRequest struct {
+	// Volume comes From the node that holds it, for the transfer claimed at Epoch.
+	Volume, From string
+	Epoch        uint64
+	// Staging is where the tree is assembled; what an earlier attempt left is reused.
+	Staging string
+	// MaxBytes bounds the volume's size as received (0: any size): the dynamic limit,
+	// for a Mount.
+	MaxBytes int64
+	// AllowPrivileged lets setuid files, file capabilities, trusted.* attributes and
+	// devices arrive (the volume's allow-privileged option); otherwise they are stripped
+	// or refused.
+	AllowPrivileged bool
+	// Progress, if set, hears the counts so far (Bytes, Total, Files, TotalFiles), from
+	// one goroutine at a time.
+	Progress func(Progress)
+}
+
+// checkSource checks that a volume (held by another node, or copied here) can be sent
+// here now: this node can pull, no claim holds the volume and its owner is up. It returns
+// the puller to use; mountedHint ends the refusal of a mounted volume.
+func (m *Manager) checkSource(e cluster.Entry, mountedHint string) (Puller, error) {
+	name, owner := e.Volume.Name, e.Volume.Owner
+	p := m.currentPuller()
+	if p == nil {
+		return nil, tell(ErrElsewhere, "volume %q is held by node %q, not %q; this node runs alone (no certificate in its TLS dir), so it can't pull volumes: run the container on node %q, or join this node to the cluster",
+			name, owner, m.cfg.Node, owner)
 	}
-	t.mu.Unlock()
-	if due && t.publish != nil {
-		t.publish(p)
+	if c := e.Claim; c != nil {
+		return nil, held(name, c, mountedHint)
 	}
-}
-
-// start publishes the progress before anything has arrived; the first counts are
-// published as soon as they come.
-func (t *tracker) start() {
-	t.mu.Lock()
-	p := t.p
-	t.mu.Unlock()
-	if t.publish != nil {
-		t.publish(p)
-	}
-}
-
-// get returns the progress so far.
-func (t *tracker) get() Progress {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.p
-}
-
-// publisher writes a transfer's progress to the cluster store, under the claim it runs
-// under (a transfer that lost its claim writes nothing).
-func (m *Manager) publisher(claim *cluster.Claim) func(Progress) {
-	return func(p Progress) {
-		ctx, cancel := context.WithTimeout(m.life, 2*time.Second)
-		defer cancel()
-		if err := m.reg.PutProgress(ctx, claim, p.record(), m.currentLease()); err != nil {
-			m.log.Debug("cannot record the progress of a transfer", "volume", claim.Volume, "err", err)
+	if alive, seen := p.Peer(owner); !alive {
+		last := "never seen by this node"
+		if !seen.IsZero() {
+			last = "last seen " + units.HumanDuration(time.Since(seen)) + " ago"
 		}
+		return nil, tell(ErrOwnerDown, "volume %q is held by node %q, which is down (%s); start drayage there again, then retry",
+			name, owner, last)
 	}
-}
-
-// unpublish deletes a transfer's progress from the cluster store, before its claim is
-// committed or released.
-func (m *Manager) unpublish(claim *cluster.Claim) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.life), 2*time.Second)
-	defer cancel()
-	if err := m.reg.DeleteProgress(ctx, claim); err != nil {
-		m.log.Debug("cannot delete the progress of a transfer; it lapses with the lease", "volume", claim.Volume, "err", err)
-	}
+	return p, nil
 }

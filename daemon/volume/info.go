@@ -1,0 +1,232 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/localstore"
+)
+
+// States of a volume: the cluster's (idle, mounted, migrating, removing) and these.
+const (
+	StateIdle    = cluster.StateIdle
+	StateMounted = cluster.StateMounted
+	// StateUnreadable means the volume exists here but its record can't be read.
+	StateUnreadable = "unreadable"
+	// StateUnknown means the cluster store can't be reached to tell.
+	StateUnknown = "unknown"
+)
+
+// Info is a volume as users see it (docker volume inspect, drayage volume inspect).
+type Info struct {
+	Name string `json:"name"`
+	// Node is the node that holds the volume's data (its owner).
+	Node       string            `json:"node"`
+	State      string            `json:"state"`
+	Mountpoint string            `json:"mountpoint,omitempty"`
+	Mounts     int               `json:"mounts"`
+	Size       int64             `json:"size"` // bytes; -1 where not measured (List)
+	Options    map[string]string `json:"options,omitempty"`
+	Created    time.Time         `json:"created"`
+	// Epoch is the volume's fencing token (see package cluster).
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Claim describes who holds the volume now, if anyone.
+	Claim *ClaimInfo `json:"claim,omitempty"`
+	// Problem says what is wrong with a volume in a bad state, and what to do.
+	Problem string `json:"problem,omitempty"`
+	// Progress is how far the volume's move (or copy) to another node has come, while it
+	// runs (Get only).
+	Progress *Progress `json:"progress,omitempty"`
+}
+
+// ClaimInfo is who holds a volume now.
+type ClaimInfo struct {
+	Node   string    `json:"node"`
+	Kind   string    `json:"kind"`
+	Mounts int       `json:"mounts,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// Get describes one volume, with its size measured if it is held here. It fails only for
+// a volume that does not exist (the engine forgets a volume whose Get fails): a volume
+// whose records can't be read, here or in the cluster store, is described with the
+// problem instead. A volume on its way to a node has its Progress.
+func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
+	return m.get(ctx, name, true)
+}
+
+// Lookup is Get without measuring the volume's size: cheap enough to poll.
+func (m *Manager) Lookup(ctx context.Context, name string) (Info, error) {
+	return m.get(ctx, name, false)
+}
+
+func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, error) {
+	store, unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return Info{}, err
+	}
+	defer unlock()
+	rec, localErr := store.Load(name)
+	e, err := m.entry(ctx, name, "read")
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Info{}, err
+	case err != nil:
+		// The store can't say; never report "no such volume" for that.
+		m.log.Warn("cannot read volume from the cluster store", "volume", name, "err", err)
+		info := Info{Name: name, Node: "", State: StateUnknown, Size: -1, Problem: err.Error()}
+		if localErr == nil {
+			info = m.localInfo(rec)
+			info.Problem = err.Error()
+		}
+		return info, nil
+	}
+	if e.Claim == nil { // a mount on a node whose lease lapsed shows as what it is
+		if mark, err := m.reg.Mark(ctx, name); err == nil {
+			e.Mark = mark
+		}
+	}
+	info := m.clusterInfo(e)
+	if c := e.Claim; c != nil && c.Kind != cluster.ClaimMount {
+		info.Progress = m.progress(ctx, c)
+	}
+	if e.Volume.Owner == m.cfg.Node {
+		switch {
+		case errors.Is(localErr, localstore.ErrNotExist):
+			info.Problem = fmt.Sprintf("the cluster record says node %q holds this volume, but its data is not in %s", m.cfg.Node, m.cfg.Root)
+		case localErr != nil:
+			m.log.Error("cannot read volume record", "volume", name, "err", localErr)
+			info.State, info.Problem = StateUnreadable, localErr.Error()+"; check the state dir and the daemon log"
+		default:
+			if rec.MountCount() > 0 {
+				info.Mountpoint = m.mountpoint(name)
+			}
+			if !measure {
+				break
+			}
+			if info.Size, err = store.Size(name); err != nil {
+				m.log.Warn("cannot measure volume", "volume", name, "err", err)
+				info.Size = -1
+			}
+		}
+	}
+	return info, nil
+}
+
+// List describes every volume in the cluster, sorted by name; sizes are not measured.
+// If the cluster store can't be reached it lists the volumes held here.
+func (m *Manager) List(ctx context.Context) ([]Info, error) {
+	store, err := m.ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := m.reg.List(ctx)
+	if err != nil {
+		m.log.Warn("cannot list volumes in the cluster store; listing the ones held here", "err", err)
+		recs, lerr := store.List()
+		if lerr != nil {
+			return nil, fmt.Errorf("node %q: %w", m.cfg.Node, lerr)
+		}
+		infos := make([]Info, 0, len(recs))
+		for _, rec := range recs {
+			info := m.localInfo(rec)
+			info.Problem = m.storeErr("list volumes", err).Error()
+			infos = append(infos, info)
+		}
+		return infos, nil
+	}
+	infos := make([]Info, 0, len(entries))
+	for _, e := range entries {
+		if e.Volume.Removing {
+			continue
+		}
+		info := m.clusterInfo(e)
+		if e.Volume.Owner == m.cfg.Node && info.Mounts > 0 {
+			info.Mountpoint = m.mountpoint(e.Volume.Name)
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// LocalStates counts, for metrics, the volumes whose data is on this node by state
+// (StateMounted, StateIdle; a replica kept of a volume that moved away is idle) and the
+// pulls to this node that are running ("pulling"). It reads only this node's records: no
+// cluster store, no sizes. It returns nil until Init has completed.
+func (m *Manager) LocalStates(context.Context) map[string]int {
+	select {
+	case <-m.readyCh:
+	default:
+		return nil
+	}
+	recs, err := m.store.Load().List()
+	if err != nil {
+		return nil
+	}
+	counts := map[string]int{StateMounted: 0, StateIdle: 0, "pulling": 0}
+	for _, rec := range recs {
+		if rec.MountCount() > 0 {
+			counts[StateMounted]++
+		} else {
+			counts[StateIdle]++
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, j := range m.jobs {
+		select {
+		case <-j.done: // a failure kept for the next caller
+		default:
+			counts["pulling"]++
+		}
+	}
+	return counts
+}
+
+func (m *Manager) clusterInfo(e cluster.Entry) Info {
+	v := e.Volume
+	info := Info{
+		Name:    v.Name,
+		Node:    v.Owner,
+		State:   e.State(),
+		Size:    v.Size,
+		Options: v.Options,
+		Created: v.Created,
+		Epoch:   v.Epoch,
+	}
+	if c := e.Claim; c != nil {
+		info.Claim = &ClaimInfo{Node: c.Node, Kind: c.Kind, Mounts: c.Mounts, Since: c.Since}
+		if c.Kind == cluster.ClaimMount {
+			info.Mounts = c.Mounts
+		}
+	} else if mk := e.Mark; mk != nil {
+		info.Mounts = mk.Mounts
+		info.Problem = fmt.Sprintf("mounted on node %q by %s, but that node stopped renewing its lease in the cluster store: it is down, paused or cut off from the store; start drayage there again",
+			mk.Node, containers(mk.Mounts))
+	}
+	if info.Size == 0 {
+		info.Size = -1 // not measured yet
+	}
+	return info
+}
+
+// localInfo describes a volume from this node's disk alone.
+func (m *Manager) localInfo(rec localstore.Record) Info {
+	info := Info{
+		Name:    rec.Name,
+		Node:    m.cfg.Node,
+		State:   StateIdle,
+		Mounts:  rec.MountCount(),
+		Size:    -1,
+		Options: rec.Options,
+		Created: rec.Created,
+	}
+	if info.Mounts > 0 {
+		info.State = StateMounted
+		info.Mountpoint = m.mountpoint(rec.Name)
+	}
+	return info
+}

@@ -1,0 +1,273 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/daemon/metrics"
+	"github.com/drayage/drayage/daemon/mount"
+)
+
+// recordSize measures a volume no longer in use and records its size in the cluster,
+// under the owner's epoch (refused if ownership moved on meanwhile).
+func (m *Manager) recordSize(ctx context.Context, store *localstore.Store, name string, epoch uint64) {
+	unlock := m.locks.Lock(name)
+	defer unlock()
+	size, err := store.Size(name)
+	if err != nil {
+		return
+	}
+	if err := m.reg.UpdateSize(ctx, name, m.cfg.Node, epoch, size); err != nil && !errors.Is(err, cluster.ErrStaleEpoch) {
+		m.log.Warn("cannot record the volume's size in the cluster store", "volume", name, "err", err)
+	}
+}
+
+// sweepMountDir removes mountpoints left from volumes that are no longer mounted.
+func (m *Manager) sweepMountDir(inUse map[string]bool) {
+	entries, err := os.ReadDir(m.cfg.MountDir)
+	if err != nil {
+		m.log.Warn("cannot read mount dir", "dir", m.cfg.MountDir, "err", err)
+		return
+	}
+	for _, e := range entries {
+		if inUse[e.Name()] {
+			continue
+		}
+		if err := m.unbind(e.Name()); err != nil {
+			m.log.Warn("cannot remove stale mountpoint", "volume", e.Name(), "err", err)
+		}
+	}
+}
+
+// Mount takes one reference on the volume for the given mount ID and returns the
+// mountpoint. The first reference claims the volume in the cluster and makes the bind
+// mount. A volume held by another node is pulled here first, in the background: if it
+// has not arrived when ctx is nearly done, Mount returns ErrPulling with the progress and
+// the next Mount waits on the same pull. A failed Mount changes nothing.
+func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
+	start := time.Now()
+	mp, err := m.mount(ctx, name, id)
+	result := metrics.MountOK
+	switch {
+	case errors.Is(err, ErrPulling):
+		result = metrics.MountPulling
+	case err != nil:
+		result = metrics.MountError
+	}
+	m.cfg.Metrics.Mount(time.Since(start), result)
+	return mp, err
+}
+
+func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
+	for pulled := false; ; pulled = true {
+		store, unlock, err := m.begin(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		e, err := m.settledEntry(ctx, store, name, "mount")
+		if err != nil {
+			if pulled {
+				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
+			}
+			unlock()
+			return "", err
+		}
+		if e.Volume.Owner == m.cfg.Node {
+			mp, err := m.mountHere(ctx, store, e, id)
+			if err != nil && pulled {
+				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
+			}
+			unlock()
+			return mp, err
+		}
+		if pulled {
+			unlock()
+			return "", tell(ErrElsewhere, "volume %q moved on to node %q as soon as it arrived on node %q; run the container there, or retry",
+				name, e.Volume.Owner, m.cfg.Node)
+		}
+		j, err := m.joinPull(ctx, store, e, pullOptions{limit: m.cfg.DynamicLimit})
+		unlock()
+		if err != nil {
+			return "", err
+		}
+		if err := m.await(ctx, j, mountHint); err != nil {
+			return "", err
+		}
+	}
+}
+
+// mountHere takes one reference on a volume this node holds, as record e says. The
+// caller holds the lock.
+func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, e cluster.Entry, id string) (string, error) {
+	name := e.Volume.Name
+	rec, err := store.Load(name)
+	if err != nil {
+		return "", fmt.Errorf("volume %q is held by node %q in the cluster record, but its data is not in %s: %w; check the state dir",
+			name, m.cfg.Node, m.cfg.Root, err)
+	}
+	if rec, err = m.current(store, rec, e); err != nil {
+		return "", err
+	}
+	count := rec.MountCount() + 1
+	c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count)
+	if err != nil {
+		if errors.Is(err, cluster.ErrRemoving) {
+			return "", fmt.Errorf("volume %q on node %q: %w; retry when it is done", name, m.cfg.Node, err)
+		}
+		return "", m.refused(ctx, name, "mount", "retry when it is done", err)
+	}
+	undoClaim := func() {
+		if count == 1 {
+			_ = m.reg.Release(ctx, c)
+			m.setClaim(name, nil)
+		} else if c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count-1); err == nil {
+			m.setClaim(name, c)
+		}
+	}
+	m.setClaim(name, c)
+	if count == 1 {
+		if err := m.bind(store, rec); err != nil {
+			undoClaim()
+			return "", fmt.Errorf("volume %q on node %q: %w; check the daemon log and that drayage has CAP_SYS_ADMIN", name, m.cfg.Node, err)
+		}
+	}
+	next := rec.Clone()
+	if next.Mounts == nil {
+		next.Mounts = make(map[string]int)
+	}
+	next.Mounts[id]++
+	if err := store.Save(next); err != nil {
+		if count == 1 {
+			_ = m.unbind(name)
+		}
+		undoClaim()
+		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	m.log.Info("mounted volume", "volume", name, "id", id, "mounts", next.MountCount())
+	return m.mountpoint(name), nil
+}
+
+// Unmount drops one reference of the given mount ID; the last reference removes the bind
+// mount and releases the claim. Unmounting an ID or a volume that is not mounted does
+// nothing. A store that can't be reached does not fail it: Reconcile settles the claim.
+func (m *Manager) Unmount(ctx context.Context, name, id string) error {
+	store, unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, err := store.Load(name)
+	if errors.Is(err, localstore.ErrNotExist) {
+		m.log.Debug("unmount of unknown volume ignored", "volume", name, "id", id)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if rec.Mounts[id] == 0 {
+		m.log.Debug("unmount of unknown mount ID ignored", "volume", name, "id", id)
+		return nil
+	}
+	next := rec.Clone()
+	next.Mounts[id]--
+	if next.Mounts[id] == 0 {
+		delete(next.Mounts, id)
+	}
+	count := next.MountCount()
+	if count == 0 {
+		if err := m.unbind(name); err != nil {
+			return fmt.Errorf("volume %q on node %q: %w; the volume stays mounted, check what holds %s busy", name, m.cfg.Node, err, m.mountpoint(name))
+		}
+	}
+	if err := store.Save(next); err != nil {
+		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	switch c := m.claim(name); {
+	case count == 0 && c != nil:
+		if err := m.reg.Release(ctx, c); err != nil {
+			m.log.Warn("cannot release the volume's claim now; will retry", "volume", name, "err", err)
+		} else {
+			m.setClaim(name, nil)
+		}
+		go m.recordSize(context.WithoutCancel(ctx), store, name, c.Epoch)
+	case count > 0:
+		if c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count); err != nil {
+			m.log.Warn("cannot update the volume's claim now; will retry", "volume", name, "err", err)
+		} else {
+			m.setClaim(name, c)
+		}
+	}
+	m.log.Info("unmounted volume", "volume", name, "id", id, "mounts", count)
+	return nil
+}
+
+// Path returns the mountpoint of a volume mounted here, or "" if it is not.
+func (m *Manager) Path(ctx context.Context, name string) (string, error) {
+	store, unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	rec, err := store.Load(name)
+	if errors.Is(err, localstore.ErrNotExist) {
+		if _, err := m.entry(ctx, name, "find"); err != nil {
+			return "", err
+		}
+		return "", nil // held elsewhere, not mounted here
+	}
+	if err != nil {
+		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if rec.MountCount() == 0 {
+		return "", nil
+	}
+	return m.mountpoint(name), nil
+}
+
+func (m *Manager) mountpoint(name string) string { return filepath.Join(m.cfg.MountDir, name) }
+
+// bind makes the volume's mountpoint show its data, if it does not already: nosuid,nodev
+// unless the volume allows privileged content.
+func (m *Manager) bind(store *localstore.Store, rec localstore.Record) error {
+	name := rec.Name
+	mp := m.mountpoint(name)
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		return fmt.Errorf("create mountpoint: %w", err)
+	}
+	mounted, err := m.cfg.Mounter.Mounted(mp)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return nil
+	}
+	if err := m.cfg.Mounter.Bind(store.DataDir(name), mp, mount.Options{Privileged: AllowsPrivileged(rec.Options)}); err != nil {
+		_ = os.Remove(mp)
+		return err
+	}
+	return nil
+}
+
+// unbind removes the volume's bind mount and mountpoint.
+func (m *Manager) unbind(name string) error {
+	mp := m.mountpoint(name)
+	mounted, err := m.cfg.Mounter.Mounted(mp)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		if err := m.cfg.Mounter.Unbind(mp); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(mp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove mountpoint: %w", err)
+	}
+	return nil
+}
