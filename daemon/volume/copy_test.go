@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -138,4 +139,48 @@ func TestFailedCopyLeavesNothingBehind(t *testing.T) {
 	e, err = fa.reg.Get(ctx, "db")
 	require.NoError(t, err)
 	assert.Nil(t, e.Claim)
+}
+
+func TestACopyWhoseCallerLeavesGoesOnAndARetryJoinsIt(t *testing.T) {
+	ctx := context.Background()
+	_, b, fa, fb, _, g := pulling(t)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err := b.Copy(short, "db", "db2")
+	require.ErrorIs(t, err, ErrPulling)
+	assert.Contains(t, err.Error(), "41%, 2.1 of 5.0 GiB")
+	<-g.started
+	require.Len(t, b.Receiving(), 1, "the copy runs on")
+
+	done := make(chan error, 1)
+	go func() { _, err := b.Copy(ctx, "db", "db2"); done <- err }()
+	time.Sleep(100 * time.Millisecond)
+	g.open <- nil
+	require.NoError(t, <-done)
+	assert.Empty(t, g.started, "one pull for both calls")
+	assert.FileExists(t, filepath.Join(fb.root, "volumes", "db2", "data", "table"))
+	e, err := fa.reg.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, e.Claim, "the copy claim ended with the copy")
+}
+
+func TestClosingTheManagerStopsACopyAndReleasesTheSource(t *testing.T) {
+	ctx := context.Background()
+	_, b, fa, fb, _, g := pulling(t)
+	done := make(chan error, 1)
+	go func() { _, err := b.Copy(ctx, "db", "db2"); done <- err }()
+	<-g.started
+
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not stop the copy")
+	}
+	require.Error(t, <-done)
+	e, err := fa.reg.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Nil(t, e.Claim, "the copy claim was released")
+	assert.NoDirExists(t, filepath.Join(fb.root, "volumes", "db2"))
 }

@@ -13,7 +13,7 @@ import (
 // cluster it lives. Creating a volume that exists with the same options succeeds; with
 // other options it fails with ErrOptionsConflict.
 func (m *Manager) Create(ctx context.Context, name string, raw map[string]string) error {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (m *Manager) Create(ctx context.Context, name string, raw map[string]string
 		}
 		return m.checkSameOptions(v, opts, canon)
 	}
-	if err := store.Create(localstore.Record{Name: name, Options: canon, Created: v.Created, Epoch: v.Epoch}, opts.UID, opts.GID, opts.Mode); err != nil {
+	if err := m.disk.Create(localstore.Record{Name: name, Options: canon, Created: v.Created, Epoch: v.Epoch}, opts.UID, opts.GID, opts.Mode); err != nil {
 		if rmErr := m.reg.FinishRemoval(ctx, v); rmErr != nil {
 			m.log.Error("cannot undo the cluster record of a volume whose creation failed", "volume", name, "err", rmErr)
 		}

@@ -64,12 +64,12 @@ func (m *Manager) Lookup(ctx context.Context, name string) (Info, error) {
 }
 
 func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, error) {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return Info{}, err
 	}
 	defer unlock()
-	rec, localErr := store.Load(name)
+	rec, localErr := m.disk.Load(name)
 	e, err := m.entry(ctx, name, "read")
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -107,7 +107,7 @@ func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, err
 			if !measure {
 				break
 			}
-			if info.Size, err = store.Size(name); err != nil {
+			if info.Size, err = m.disk.Size(name); err != nil {
 				m.log.Warn("cannot measure volume", "volume", name, "err", err)
 				info.Size = -1
 			}
@@ -119,14 +119,13 @@ func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, err
 // List describes every volume in the cluster, sorted by name; sizes are not measured.
 // If the cluster store can't be reached it lists the volumes held here.
 func (m *Manager) List(ctx context.Context) ([]Info, error) {
-	store, err := m.ready(ctx)
-	if err != nil {
+	if err := m.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	entries, err := m.reg.List(ctx)
 	if err != nil {
 		m.log.Warn("cannot list volumes in the cluster store; listing the ones held here", "err", err)
-		recs, lerr := store.List()
+		recs, lerr := m.disk.List()
 		if lerr != nil {
 			return nil, fmt.Errorf("node %q: %w", m.cfg.Node, lerr)
 		}
@@ -158,11 +157,11 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 // cluster store, no sizes. It returns nil until Init has completed.
 func (m *Manager) LocalStates(context.Context) map[string]int {
 	select {
-	case <-m.readyCh:
+	case <-m.ready:
 	default:
 		return nil
 	}
-	recs, err := m.store.Load().List()
+	recs, err := m.disk.List()
 	if err != nil {
 		return nil
 	}
@@ -174,15 +173,7 @@ func (m *Manager) LocalStates(context.Context) map[string]int {
 			counts[StateIdle]++
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, j := range m.jobs {
-		select {
-		case <-j.done: // a failure kept for the next caller
-		default:
-			counts["pulling"]++
-		}
-	}
+	counts["pulling"] = len(m.Receiving())
 	return counts
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/drayage/drayage/cluster"
@@ -45,33 +44,37 @@ type Config struct {
 
 // Manager runs the volume operations of one node. It is safe for concurrent use;
 // operations on one volume are serialised.
+//
+// Synchronisation, all of it:
+//   - locks: one lock per volume, held for the length of one operation on it (begin);
+//     a background pull takes it only to install and commit. Whatever reads and writes
+//     a volume's data, its record on disk or its cluster record holds it.
+//   - mu: guards the small in-memory state below it (the lease, the puller, each
+//     volume's local state, the reported findings); never held across I/O.
+//   - ready: closed once Init has opened the state dir; disk and reg are set before it
+//     closes and never change after, so they are read without a lock once it has.
+//   - jobs: counts the goroutines the manager started (pulls, size recorders); Close
+//     cancels life and waits for them.
 type Manager struct {
-	cfg     Config
-	log     *slog.Logger
-	store   atomic.Pointer[localstore.Store] // nil until Init
-	reg     *cluster.Registry                // set by Init
-	readyCh chan struct{}                    // closed when Init completes
-	locks   keylock.Locks
+	cfg   Config
+	log   *slog.Logger
+	locks keylock.Locks
+	ready chan struct{}
+	disk  *localstore.Store // set by Init
+	reg   *cluster.Registry // set by Init
 
-	// life ends with Close; background pulls run on it, not on the request's context.
-	life   context.Context
-	stop   context.CancelFunc
-	jobsWG sync.WaitGroup
+	// life ends with Close; background work runs on it, not on a request's context.
+	life context.Context
+	stop context.CancelFunc
+	jobs sync.WaitGroup
 
 	mu     sync.Mutex
-	lease  cluster.Lease
-	claims map[string]*cluster.Claim // this node's mount claims, by volume
-	puller Puller                    // nil on a node running alone
-	jobs   map[string]*pullJob       // pulls to this node, running or failed unheard
 	closed bool
-	// marksChecked holds the volumes whose mount mark was checked since this node's
-	// lease last changed; reported, when each finding about a record was last logged.
-	marksChecked map[string]bool
-	reported     map[string]time.Time
-	// staging counts the pulls running into each staging tree, by its name.
-	staging map[string]int
-
-	receiving sync.Map // *tracker → volume name: transfers to this node running now
+	lease  cluster.Lease
+	puller Puller            // nil on a node running alone
+	vols   map[string]*local // what this node keeps in memory about each volume
+	// reported holds when each finding about a record was last logged.
+	reported map[string]time.Time
 }
 
 // SetPuller lets Mount move volumes here from other nodes.
@@ -94,20 +97,46 @@ func NewManager(cfg Config) *Manager {
 		log = slog.Default()
 	}
 	life, stop := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: log, readyCh: make(chan struct{}), claims: map[string]*cluster.Claim{},
-		life: life, stop: stop, jobs: map[string]*pullJob{}, marksChecked: map[string]bool{}, reported: map[string]time.Time{},
-		staging: map[string]int{}}
+	return &Manager{cfg: cfg, log: log, ready: make(chan struct{}), life: life, stop: stop,
+		vols: map[string]*local{}, reported: map[string]time.Time{}}
 }
 
-// Close stops the pulls running in the background and waits for them to end: each
-// releases its claim, so the volume stays with its owner, and the staging dir keeps what
-// arrived for the next attempt. Calls after Close start no pulls.
+// Close stops the pulls running in the background and waits for them, and for every
+// other goroutine the manager started, to end: each pull releases its claim, so the
+// volume stays with its owner, and the staging dir keeps what arrived for the next
+// attempt. Calls after Close start no pulls.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
 	m.stop()
-	m.jobsWG.Wait()
+	m.jobs.Wait()
+}
+
+// goBackground runs f on the manager's lifetime, as a goroutine Close waits for; it
+// returns false, and runs nothing, once Close has been called.
+func (m *Manager) goBackground(f func(ctx context.Context)) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.jobs.Add(1)
+	go func() {
+		defer m.jobs.Done()
+		f(m.life)
+	}()
+	return true
+}
+
+// stopping fails once Close has been called: no new pull starts then.
+func (m *Manager) stopping() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return fmt.Errorf("node %q: drayage is stopping: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
+	}
+	return nil
 }
 
 // Node is the name of the node this manager runs on.
@@ -120,15 +149,15 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 	if err := os.MkdirAll(m.cfg.MountDir, 0o755); err != nil {
 		return fmt.Errorf("node %q: create mount dir %s: %w", m.cfg.Node, m.cfg.MountDir, err)
 	}
-	store, err := localstore.Open(m.cfg.Root)
+	disk, err := localstore.Open(m.cfg.Root)
 	if err != nil {
 		return fmt.Errorf("node %q: open state dir %s: %w; check that it exists and is writable", m.cfg.Node, m.cfg.Root, err)
 	}
-	m.reg = reg
+	m.disk, m.reg = disk, reg
 	m.mu.Lock()
 	m.lease = lease
 	m.mu.Unlock()
-	recs, err := store.List()
+	recs, err := disk.List()
 	if err != nil {
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
@@ -138,7 +167,7 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 			continue
 		}
 		inUse[rec.Name] = true
-		if err := m.bind(store, rec); err != nil {
+		if err := m.bind(rec); err != nil {
 			m.log.Error("cannot restore mount; containers using it keep their data, new ones can't mount it until it is remounted",
 				"volume", rec.Name, "err", err)
 			continue
@@ -146,8 +175,7 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 		m.log.Info("restored mount", "volume", rec.Name, "mounts", rec.MountCount())
 	}
 	m.sweepMountDir(inUse)
-	m.store.Store(store)
-	close(m.readyCh)
+	close(m.ready)
 	m.Reconcile(ctx)
 	return nil
 }
@@ -157,8 +185,10 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 func (m *Manager) SetLease(ctx context.Context, lease cluster.Lease) {
 	m.mu.Lock()
 	m.lease = lease
-	m.claims = map[string]*cluster.Claim{}
-	m.marksChecked = map[string]bool{}
+	for name, v := range m.vols {
+		v.claim, v.markChecked = nil, false
+		m.tidy(name, v)
+	}
 	m.mu.Unlock()
 	m.Reconcile(ctx)
 }
@@ -169,49 +199,32 @@ func (m *Manager) currentLease() cluster.Lease {
 	return m.lease
 }
 
-func (m *Manager) claim(name string) *cluster.Claim {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.claims[name]
-}
-
-func (m *Manager) setClaim(name string, c *cluster.Claim) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if c == nil {
-		delete(m.claims, name)
-	} else {
-		m.claims[name] = c
-	}
-}
-
-// ready waits for Init to complete, as long as ctx allows. Calls wait rather than fail at
-// once: the engine forgets a volume whose Get fails, so a daemon that is starting must
-// not answer Get with an error it can avoid.
-func (m *Manager) ready(ctx context.Context) (*localstore.Store, error) {
+// waitReady waits for Init to complete, as long as ctx allows. Calls wait rather than
+// fail at once: the engine forgets a volume whose Get fails, so a daemon that is
+// starting must not answer Get with an error it can avoid.
+func (m *Manager) waitReady(ctx context.Context) error {
 	select {
-	case <-m.readyCh: // ready wins over a context that has ended too
-		return m.store.Load(), nil
+	case <-m.ready: // ready wins over a context that has ended too
+		return nil
 	default:
 	}
 	select {
-	case <-m.readyCh:
-		return m.store.Load(), nil
+	case <-m.ready:
+		return nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("node %q: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
+		return fmt.Errorf("node %q: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
 	}
 }
 
 // begin checks the name, waits for readiness, then locks the volume for one operation.
-func (m *Manager) begin(ctx context.Context, name string) (*localstore.Store, func(), error) {
+func (m *Manager) begin(ctx context.Context, name string) (unlock func(), err error) {
 	if err := ValidateName(name); err != nil {
-		return nil, nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
-	store, err := m.ready(ctx)
-	if err != nil {
-		return nil, nil, err
+	if err := m.waitReady(ctx); err != nil {
+		return nil, err
 	}
-	return store, m.locks.Lock(name), nil
+	return m.locks.Lock(name), nil
 }
 
 // entry reads a volume's cluster record, turning "no record" into ErrNotFound.

@@ -16,10 +16,10 @@ import (
 
 // recordSize measures a volume no longer in use and records its size in the cluster,
 // under the owner's epoch (refused if ownership moved on meanwhile).
-func (m *Manager) recordSize(ctx context.Context, store *localstore.Store, name string, epoch uint64) {
+func (m *Manager) recordSize(ctx context.Context, name string, epoch uint64) {
 	unlock := m.locks.Lock(name)
 	defer unlock()
-	size, err := store.Size(name)
+	size, err := m.disk.Size(name)
 	if err != nil {
 		return
 	}
@@ -66,22 +66,22 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 
 func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 	for pulled := false; ; pulled = true {
-		store, unlock, err := m.begin(ctx, name)
+		unlock, err := m.begin(ctx, name)
 		if err != nil {
 			return "", err
 		}
-		e, err := m.settledEntry(ctx, store, name, "mount")
+		e, err := m.settledEntry(ctx, name, "mount")
 		if err != nil {
 			if pulled {
-				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
+				m.releaseIdle(ctx, name) // what the pull left for this Mount
 			}
 			unlock()
 			return "", err
 		}
 		if e.Volume.Owner == m.cfg.Node {
-			mp, err := m.mountHere(ctx, store, e, id)
+			mp, err := m.mountHere(ctx, e, id)
 			if err != nil && pulled {
-				m.releaseIdle(ctx, store, name) // what the pull left for this Mount
+				m.releaseIdle(ctx, name) // what the pull left for this Mount
 			}
 			unlock()
 			return mp, err
@@ -91,7 +91,7 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 			return "", tell(ErrElsewhere, "volume %q moved on to node %q as soon as it arrived on node %q; run the container there, or retry",
 				name, e.Volume.Owner, m.cfg.Node)
 		}
-		j, err := m.joinPull(ctx, store, e, pullOptions{limit: m.cfg.DynamicLimit})
+		j, err := m.joinPull(ctx, e, pullOptions{limit: m.cfg.DynamicLimit})
 		unlock()
 		if err != nil {
 			return "", err
@@ -104,14 +104,14 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 
 // mountHere takes one reference on a volume this node holds, as record e says. The
 // caller holds the lock.
-func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, e cluster.Entry, id string) (string, error) {
+func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (string, error) {
 	name := e.Volume.Name
-	rec, err := store.Load(name)
+	rec, err := m.disk.Load(name)
 	if err != nil {
 		return "", fmt.Errorf("volume %q is held by node %q in the cluster record, but its data is not in %s: %w; check the state dir",
 			name, m.cfg.Node, m.cfg.Root, err)
 	}
-	if rec, err = m.current(store, rec, e); err != nil {
+	if rec, err = m.current(rec, e); err != nil {
 		return "", err
 	}
 	count := rec.MountCount() + 1
@@ -132,7 +132,7 @@ func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, e clus
 	}
 	m.setClaim(name, c)
 	if count == 1 {
-		if err := m.bind(store, rec); err != nil {
+		if err := m.bind(rec); err != nil {
 			undoClaim()
 			return "", fmt.Errorf("volume %q on node %q: %w; check the daemon log and that drayage has CAP_SYS_ADMIN", name, m.cfg.Node, err)
 		}
@@ -142,7 +142,7 @@ func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, e clus
 		next.Mounts = make(map[string]int)
 	}
 	next.Mounts[id]++
-	if err := store.Save(next); err != nil {
+	if err := m.disk.Save(next); err != nil {
 		if count == 1 {
 			_ = m.unbind(name)
 		}
@@ -157,12 +157,12 @@ func (m *Manager) mountHere(ctx context.Context, store *localstore.Store, e clus
 // mount and releases the claim. Unmounting an ID or a volume that is not mounted does
 // nothing. A store that can't be reached does not fail it: Reconcile settles the claim.
 func (m *Manager) Unmount(ctx context.Context, name, id string) error {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	rec, err := store.Load(name)
+	rec, err := m.disk.Load(name)
 	if errors.Is(err, localstore.ErrNotExist) {
 		m.log.Debug("unmount of unknown volume ignored", "volume", name, "id", id)
 		return nil
@@ -185,7 +185,7 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 			return fmt.Errorf("volume %q on node %q: %w; the volume stays mounted, check what holds %s busy", name, m.cfg.Node, err, m.mountpoint(name))
 		}
 	}
-	if err := store.Save(next); err != nil {
+	if err := m.disk.Save(next); err != nil {
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	switch c := m.claim(name); {
@@ -195,7 +195,7 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 		} else {
 			m.setClaim(name, nil)
 		}
-		go m.recordSize(context.WithoutCancel(ctx), store, name, c.Epoch)
+		m.goBackground(func(ctx context.Context) { m.recordSize(ctx, name, c.Epoch) })
 	case count > 0:
 		if c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count); err != nil {
 			m.log.Warn("cannot update the volume's claim now; will retry", "volume", name, "err", err)
@@ -209,12 +209,12 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 
 // Path returns the mountpoint of a volume mounted here, or "" if it is not.
 func (m *Manager) Path(ctx context.Context, name string) (string, error) {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	rec, err := store.Load(name)
+	rec, err := m.disk.Load(name)
 	if errors.Is(err, localstore.ErrNotExist) {
 		if _, err := m.entry(ctx, name, "find"); err != nil {
 			return "", err
@@ -234,7 +234,7 @@ func (m *Manager) mountpoint(name string) string { return filepath.Join(m.cfg.Mo
 
 // bind makes the volume's mountpoint show its data, if it does not already: nosuid,nodev
 // unless the volume allows privileged content.
-func (m *Manager) bind(store *localstore.Store, rec localstore.Record) error {
+func (m *Manager) bind(rec localstore.Record) error {
 	name := rec.Name
 	mp := m.mountpoint(name)
 	if err := os.MkdirAll(mp, 0o755); err != nil {
@@ -247,7 +247,7 @@ func (m *Manager) bind(store *localstore.Store, rec localstore.Record) error {
 	if mounted {
 		return nil
 	}
-	if err := m.cfg.Mounter.Bind(store.DataDir(name), mp, mount.Options{Privileged: AllowsPrivileged(rec.Options)}); err != nil {
+	if err := m.cfg.Mounter.Bind(m.disk.DataDir(name), mp, mount.Options{Privileged: AllowsPrivileged(rec.Options)}); err != nil {
 		_ = os.Remove(mp)
 		return err
 	}

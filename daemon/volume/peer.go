@@ -13,7 +13,7 @@ import (
 // named in the volume's migration or copy claim, and never while containers here mount
 // the volume.
 func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) (string, error) {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
@@ -28,19 +28,19 @@ func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) 
 	if e.Volume.Owner != m.cfg.Node {
 		return "", fmt.Errorf("volume %q is held by node %q, not %q: %w", name, e.Volume.Owner, m.cfg.Node, ErrElsewhere)
 	}
-	rec, err := store.Load(name)
+	rec, err := m.disk.Load(name)
 	if err != nil {
 		return "", fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
 	}
 	// Only the copy the record names, at its epoch, is sent: never an older one the
 	// record was rolled back to, nor one of a move not yet committed.
-	if rec, err = m.current(store, rec, e); err != nil {
+	if rec, err = m.current(rec, e); err != nil {
 		return "", err
 	}
 	if n := rec.MountCount(); n > 0 {
 		return "", fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop them there first", name, containers(n), m.cfg.Node, ErrInUse)
 	}
-	return store.DataDir(name), nil
+	return m.disk.DataDir(name), nil
 }
 
 // Holding is what a node says it holds of a volume, when another node asks before it
@@ -55,12 +55,12 @@ type Holding struct {
 
 // Holding says what this node holds of volume name, for another node that asks.
 func (m *Manager) Holding(ctx context.Context, name string) (Holding, error) {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return Holding{}, err
 	}
 	defer unlock()
-	rec, err := store.Load(name)
+	rec, err := m.disk.Load(name)
 	if errors.Is(err, localstore.ErrNotExist) {
 		return Holding{}, nil
 	}
@@ -83,9 +83,8 @@ func describeHolding(h Holding) string {
 // RemovalAsked says whether the removal of volume name at epoch was asked on this node,
 // for the node that holds it.
 func (m *Manager) RemovalAsked(ctx context.Context, name string, epoch uint64) (bool, error) {
-	store, err := m.ready(ctx)
-	if err != nil {
+	if err := m.waitReady(ctx); err != nil {
 		return false, err
 	}
-	return store.RemovalNoted(name, epoch), nil
+	return m.disk.RemovalNoted(name, epoch), nil
 }

@@ -233,10 +233,13 @@ type Transfer struct {
 // their progress, sorted by volume.
 func (m *Manager) Receiving() []Transfer {
 	var out []Transfer
-	m.receiving.Range(func(k, v any) bool {
-		out = append(out, Transfer{Volume: v.(string), Progress: k.(*tracker).get()})
-		return true
-	})
+	m.mu.Lock()
+	for _, v := range m.vols {
+		if j := v.job; j != nil && j.running() {
+			out = append(out, Transfer{Volume: j.src.Name, Progress: j.track.get()})
+		}
+	}
+	m.mu.Unlock()
 	slices.SortFunc(out, func(a, b Transfer) int { return strings.Compare(a.Volume, b.Volume) })
 	return out
 }

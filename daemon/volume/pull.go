@@ -8,15 +8,15 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/drayage/drayage/cluster"
-	"github.com/drayage/drayage/daemon/localstore"
 )
 
-// A pull of a volume to this node runs as a job on the manager's lifetime, not on the
-// request that started it: the engine gives a Mount a fixed budget, and a volume that
-// takes longer to arrive must not start over on every retry. A Mount waits for the job
-// until its budget is nearly spent, then answers ErrPulling with the progress; the job
-// goes on, and the next Mount (or a Move) waits on the same job. The job holds the
-// volume's lock only to install and commit, so Get and the other calls stay responsive.
+// A pull of a volume to this node (a move, or a copy into a new volume) runs as a job on
+// the manager's lifetime, not on the request that started it: the engine gives a Mount a
+// fixed budget, and a volume that takes longer to arrive must not start over on every
+// retry. A caller waits for the job until its budget is nearly spent, then answers
+// ErrPulling with the progress; the job goes on, and the next call (a Mount, a Move, the
+// same Copy) waits on the same job. The job holds the lock of the volume it brings here
+// only to install and commit, so Get and the other calls stay responsive; Close stops it.
 
 const (
 	// answerMargin is how long before its deadline a call stops waiting for a pull, so
@@ -29,10 +29,22 @@ const (
 
 // pullJob is one pull of a volume to this node.
 type pullJob struct {
-	name, from string
-	limit      int64 // the largest volume the pull accepts (0: any)
-	track      *tracker
-	done       chan struct{} // closed when the job has ended
+	// key is the volume the job brings here: the one moved, or a copy's new name. The job
+	// is kept in its local state, and its staging tree is the key's.
+	key string
+	// src is the volume pulled, as its record was when the job began; claim the claim
+	// the transfer runs under (its From is the sending node).
+	src   cluster.Volume
+	claim *cluster.Claim
+	pull  Puller
+	limit int64 // the largest volume the pull accepts (0: any)
+	track *tracker
+	// commit installs what arrived and records it; it runs with the key's lock held.
+	commit func(ctx context.Context, got Pulled) error
+	// unwaited, if set, runs after a commit that nobody waited for any more, with the
+	// key's lock held.
+	unwaited func(ctx context.Context)
+	done     chan struct{} // closed when the job has ended
 
 	// Set before done is closed.
 	err   error
@@ -43,98 +55,86 @@ type pullJob struct {
 	waiters int
 }
 
-// joinPull registers the caller as waiting for the pull of a volume held by another
-// node: it joins the pull running here, or checks and claims the volume and starts one.
-// The failure of a job nobody waited on is returned to the first caller after it. The
-// caller holds the volume's lock (so two calls never both start a job); it calls await
-// after unlocking.
-func (m *Manager) joinPull(ctx context.Context, store *localstore.Store, e cluster.Entry, o pullOptions) (*pullJob, error) {
-	name := e.Volume.Name
-	m.mu.Lock()
-	if j := m.jobs[name]; j != nil {
-		select {
-		case <-j.done: // failed with nobody waiting: tell this caller, then forget it
-			delete(m.jobs, name)
-			m.mu.Unlock()
-			if time.Since(j.ended) < staleFailure {
-				return nil, j.err
-			}
-			m.mu.Lock()
-		default:
-			j.waiters++
-			m.mu.Unlock()
-			return j, nil
-		}
-	}
-	closed := m.closed
-	m.mu.Unlock()
-	if closed {
-		return nil, fmt.Errorf("node %q: drayage is stopping: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
-	}
+func (j *pullJob) from() string { return j.claim.From }
 
-	if err := m.replaceable(store, e); err != nil {
-		return nil, err
+// running reports whether j has not ended yet.
+func (j *pullJob) running() bool {
+	select {
+	case <-j.done:
+		return false
+	default:
+		return true
 	}
-	p, claim, err := m.claimMove(ctx, e, o)
-	if err != nil {
-		return nil, err
+}
+
+// joinJob registers the caller as waiting for the job that brings key here, if one
+// runs. The failure of a job nobody waited on is returned to the first caller after it
+// (then forgotten); with neither, it returns nil, nil and the caller may start a job.
+// The caller holds key's lock, so that two calls never both start one.
+func (m *Manager) joinJob(key string) (j *pullJob, err error) {
+	m.with(key, func(v *local) {
+		if v.job == nil {
+			return
+		}
+		if v.job.running() {
+			j = v.job
+			j.waiters++
+			return
+		}
+		if time.Since(v.job.ended) < staleFailure {
+			err = v.job.err
+		}
+		v.job = nil
+	})
+	return j, err
+}
+
+// startJob runs j in the background, the caller waiting for it; if the manager is
+// stopping it releases j's claim instead. The caller holds j.key's lock.
+func (m *Manager) startJob(ctx context.Context, j *pullJob) (*pullJob, error) {
+	j.done, j.waiters = make(chan struct{}), 1
+	m.with(j.key, func(v *local) { v.job = j })
+	if !m.goBackground(func(ctx context.Context) { m.runJob(ctx, j) }) {
+		m.with(j.key, func(v *local) { v.job = nil })
+		m.release(ctx, j.claim)
+		return nil, m.stopping()
 	}
-	if reused, err := store.ReuseReplica(name); err != nil {
-		m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
-	} else if reused {
-		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
-	}
-	j := &pullJob{
-		name: name, from: e.Volume.Owner, limit: o.limit, done: make(chan struct{}), waiters: 1,
-		track: newTracker(Progress{Kind: KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim)),
-	}
-	m.mu.Lock()
-	if m.closed { // stopped meanwhile: nothing was pulled
-		m.mu.Unlock()
-		m.release(ctx, claim)
-		return nil, fmt.Errorf("node %q: drayage is stopping: %w; retry in a few seconds", m.cfg.Node, ErrNotReady)
-	}
-	m.jobs[name] = j
-	m.jobsWG.Add(1)
-	m.mu.Unlock()
-	go m.runPull(j, store, e, p, claim)
 	return j, nil
 }
 
-// runPull pulls, then installs and commits under the volume's lock, and ends the job.
-// A move nobody waits for any more leaves no claim behind.
-func (m *Manager) runPull(j *pullJob, store *localstore.Store, e cluster.Entry, p Puller, claim *cluster.Claim) {
-	defer m.jobsWG.Done()
-	ctx := m.life
+// runJob pulls, then commits under the lock of the volume the job brings here, and ends
+// the job. A claim the transfer does not commit is released.
+func (m *Manager) runJob(ctx context.Context, j *pullJob) {
 	start := time.Now()
-	m.log.Info("pulling volume", "volume", j.name, "from", j.from, "epoch", claim.Epoch)
-	got, err := m.receive(ctx, p, e.Volume, claim, store.StagingDir(j.name), j.limit, j.track)
+	m.log.Info("pulling volume", "volume", j.src.Name, "into", j.key, "from", j.from(), "epoch", j.claim.Epoch)
+	got, err := m.receive(ctx, j)
 
-	unlock := m.locks.Lock(j.name)
+	unlock := m.locks.Lock(j.key)
 	defer unlock()
 	if err == nil {
 		// What has arrived is committed even if the daemon is stopping meanwhile.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = m.commitMove(cctx, store, e, claim, got)
+		err = j.commit(cctx, got)
 		cancel()
 	}
 	if err != nil {
-		m.release(ctx, claim)
-		m.log.Warn("pull failed", "volume", j.name, "from", j.from, "err", err)
+		m.release(ctx, j.claim)
+		m.log.Warn("pull failed", "volume", j.src.Name, "into", j.key, "from", j.from(), "err", err)
 	} else {
-		m.log.Info("pull done", "volume", j.name, "from", j.from, "bytes", got.Size, "took", time.Since(start).Round(time.Millisecond))
+		m.log.Info("pull done", "volume", j.src.Name, "into", j.key, "from", j.from(), "bytes", got.Size, "took", time.Since(start).Round(time.Millisecond))
 	}
 
-	m.mu.Lock()
-	j.err, j.size, j.ended = err, got.Size, time.Now()
-	waited := j.waiters > 0
-	if err == nil || waited {
-		delete(m.jobs, j.name)
-	}
-	close(j.done)
-	m.mu.Unlock()
-	if err == nil && !waited {
-		m.releaseIdle(ctx, store, j.name)
+	var waited bool
+	m.with(j.key, func(v *local) {
+		j.err, j.size, j.ended = err, got.Size, time.Now()
+		waited = j.waiters > 0
+		if err == nil || waited {
+			v.job = nil
+		}
+		close(j.done)
+	})
+	if err == nil && !waited && j.unwaited != nil {
+		j.unwaited(ctx)
 	}
 }
 
@@ -153,19 +153,52 @@ func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
 	case <-j.done:
 	case <-wait.Done():
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j.waiters--
-	select {
-	case <-j.done:
-		if j.err != nil && m.jobs[j.name] == j {
-			delete(m.jobs, j.name)
+	var ended bool
+	m.with(j.key, func(v *local) {
+		j.waiters--
+		if ended = !j.running(); ended && j.err != nil && v.job == j {
+			v.job = nil
 		}
+	})
+	if ended {
 		return j.err
-	default:
 	}
 	return tell(ErrPulling, "volume %q is still being pulled from node %q to node %q: %s; it continues in the background: %s",
-		j.name, j.from, m.cfg.Node, j.track.get().Amount(), hint)
+		j.src.Name, j.from(), m.cfg.Node, j.track.get().Amount(), hint)
+}
+
+// receive pulls what job j is about into the staging tree of its key. Progress goes to
+// j's tracker as it arrives, and to the cluster store from the start to the end.
+func (m *Manager) receive(ctx context.Context, j *pullJob) (Pulled, error) {
+	claim := j.claim
+	defer m.useStaging(j.key)()
+	j.track.start()
+	got, err := j.pull.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: m.disk.StagingDir(j.key),
+		MaxBytes: j.limit, AllowPrivileged: AllowsPrivileged(j.src.Options), Progress: j.track.update})
+	m.unpublish(claim)
+	if err == nil {
+		return got, nil
+	}
+	if claim.Kind == cluster.ClaimCopy {
+		return Pulled{}, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
+			claim.Volume, claim.From, err)
+	}
+	if m.life.Err() != nil {
+		return Pulled{}, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
+			claim.Volume, m.cfg.Node, claim.From, claim.From)
+	}
+	return Pulled{}, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
+		claim.Volume, claim.From, err, claim.From)
+}
+
+// release drops a claim this node took for a transfer that did not complete; ctx may
+// have ended already.
+func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.reg.Release(ctx, claim); err != nil {
+		m.log.Warn("cannot release the transfer claim; it lapses with the lease", "volume", claim.Volume, "err", err)
+	}
 }
 
 // Puller is how the manager gets a volume from the node that holds it (the daemon's

@@ -43,12 +43,12 @@ type DeleteOptions struct {
 // one already being removed is not.
 func (m *Manager) Delete(ctx context.Context, name string, o DeleteOptions) (RemoveResult, error) {
 	res := RemoveResult{Volume: name}
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	if rec, err := store.Load(name); err == nil && rec.MountCount() > 0 {
+	if rec, err := m.disk.Load(name); err == nil && rec.MountCount() > 0 {
 		return res, fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop and remove the containers using it, then remove the volume",
 			name, containers(rec.MountCount()), m.cfg.Node, ErrInUse)
 	}
@@ -61,12 +61,12 @@ func (m *Manager) Delete(ctx context.Context, name string, o DeleteOptions) (Rem
 	case err != nil:
 		return res, m.storeErr("remove volume "+name, err)
 	}
-	if err := store.NoteRemoval(name, e.Volume.Epoch); err != nil {
+	if err := m.disk.NoteRemoval(name, e.Volume.Epoch); err != nil {
 		return res, fmt.Errorf("node %q: %w; check the state dir, then retry", m.cfg.Node, err)
 	}
 	v, err := m.reg.MarkRemoving(ctx, name, cluster.RemoveOptions{By: m.cfg.Node, Force: o.Force})
 	if err == nil && v.Epoch != e.Volume.Epoch {
-		if err := store.NoteRemoval(name, v.Epoch); err != nil { // it moved meanwhile
+		if err := m.disk.NoteRemoval(name, v.Epoch); err != nil { // it moved meanwhile
 			return res, fmt.Errorf("node %q: %w; check the state dir, then retry", m.cfg.Node, err)
 		}
 	}
@@ -80,7 +80,7 @@ func (m *Manager) Delete(ctx context.Context, name string, o DeleteOptions) (Rem
 	}
 	res.Node = v.Owner
 	if v.Owner == m.cfg.Node {
-		m.finishRemoval(ctx, store, v)
+		m.finishRemoval(ctx, v)
 		return res, nil
 	}
 	if p := m.currentPuller(); o.Force && (p == nil || !alive(p, v.Owner)) {
@@ -104,11 +104,11 @@ func alive(p Puller, node string) bool {
 // removalConfirmed reports whether the node that record v names as the removal's
 // requester confirms it asked for it, at v's epoch: a removal mark alone is no proof. A
 // requester that does not answer is asked again later; a denial is reported.
-func (m *Manager) removalConfirmed(ctx context.Context, store *localstore.Store, v cluster.Volume) bool {
+func (m *Manager) removalConfirmed(ctx context.Context, v cluster.Volume) bool {
 	p := m.currentPuller()
 	switch {
 	case v.RemovedBy == m.cfg.Node:
-		if store.RemovalNoted(v.Name, v.Epoch) {
+		if m.disk.RemovalNoted(v.Name, v.Epoch) {
 			return true
 		}
 	case p == nil:
@@ -136,8 +136,8 @@ func (m *Manager) removalConfirmed(ctx context.Context, store *localstore.Store,
 
 // finishRemoval deletes the data of a volume marked for removal, then its record. The
 // caller holds the volume's lock.
-func (m *Manager) finishRemoval(ctx context.Context, store *localstore.Store, v cluster.Volume) {
-	if err := store.Delete(v.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+func (m *Manager) finishRemoval(ctx context.Context, v cluster.Volume) {
+	if err := m.disk.Delete(v.Name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
 		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
 		return
 	}

@@ -17,11 +17,10 @@ import (
 // record (judge.go). It repairs what a store outage or a lost lease left behind; the
 // daemon runs it periodically.
 func (m *Manager) Reconcile(ctx context.Context) {
-	store, err := m.ready(ctx)
-	if err != nil {
+	if err := m.waitReady(ctx); err != nil {
 		return
 	}
-	recs, err := store.List()
+	recs, err := m.disk.List()
 	if err != nil {
 		m.log.Warn("reconcile: cannot list volumes", "err", err)
 		return
@@ -30,41 +29,22 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		m.reconcileOne(ctx, store, rec.Name)
+		m.reconcileOne(ctx, rec.Name)
 	}
-	m.sweepStaging(store)
+	m.sweepStaging()
 }
 
 // defaultStagingGrace is how long an unused staging tree is kept by default.
 const defaultStagingGrace = 6 * time.Hour
 
-// useStaging notes that a pull runs into the staging tree name, until the function it
-// returns is called.
-func (m *Manager) useStaging(name string) func() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.staging[name]++
-	return func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.staging[name]--; m.staging[name] <= 0 {
-			delete(m.staging, name)
-		}
-	}
-}
-
 // sweepStaging deletes the staging trees of pulls that failed and were not tried again
 // within the grace period (StagingGrace).
-func (m *Manager) sweepStaging(store *localstore.Store) {
+func (m *Manager) sweepStaging() {
 	grace := m.cfg.StagingGrace
 	if grace <= 0 {
 		grace = defaultStagingGrace
 	}
-	swept, err := store.SweepStaging(grace, func(name string) bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.staging[name] > 0
-	})
+	swept, err := m.disk.SweepStaging(grace, m.stagingInUse)
 	for _, name := range swept {
 		m.log.Info("deleted the staging of a pull not tried again", "volume", name, "unused_for", grace)
 	}
@@ -73,42 +53,42 @@ func (m *Manager) sweepStaging(store *localstore.Store) {
 	}
 }
 
-func (m *Manager) reconcileOne(ctx context.Context, store *localstore.Store, name string) {
+func (m *Manager) reconcileOne(ctx context.Context, name string) {
 	unlock := m.locks.Lock(name)
 	defer unlock()
-	rec, err := store.Load(name)
+	rec, err := m.disk.Load(name)
 	if err != nil {
 		return
 	}
 	e, err := m.reg.Get(ctx, name)
 	switch {
 	case errors.Is(err, cluster.ErrVolumeNotFound):
-		m.settle(ctx, store, rec, nil)
+		m.settle(ctx, rec, nil)
 	case err != nil:
 		m.log.Warn("reconcile: cannot read volume from the cluster store", "volume", name, "err", err)
 	default:
-		m.settle(ctx, store, rec, &e)
+		m.settle(ctx, rec, &e)
 	}
 }
 
 // settle acts on what judge decides for this node's copy rec of a volume, given its
 // record e (nil: none). The caller holds the volume's lock.
-func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec localstore.Record, e *cluster.Entry) {
+func (m *Manager) settle(ctx context.Context, rec localstore.Record, e *cluster.Entry) {
 	name := rec.Name
 	j, why := judge(m.cfg.Node, rec, e)
 	switch j {
 	case ownIt:
-		m.keepClaims(ctx, store, rec, *e)
+		m.keepClaims(ctx, rec, *e)
 	case adoptEpoch, confirmPending:
-		rec, err := m.current(store, rec, *e)
+		rec, err := m.current(rec, *e)
 		if err != nil {
 			m.log.Warn("cannot settle this node's copy; will retry", "volume", name, "err", err)
 			return
 		}
-		m.keepClaims(ctx, store, rec, *e)
+		m.keepClaims(ctx, rec, *e)
 	case register:
 		if e, ok := m.register(ctx, rec); ok {
-			m.keepClaims(ctx, store, rec, e)
+			m.keepClaims(ctx, rec, e)
 		}
 	case reclaim:
 		m.report(name, metrics.RecordOlder, why+fmt.Sprintf("; not obeyed: node %q holds the newest copy and writes the record again (check how the store came to hold it)", m.cfg.Node),
@@ -119,9 +99,9 @@ func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec local
 		}
 		m.log.Warn("wrote the record of a volume again from this node's newer copy", "volume", name, "epoch", rec.Epoch)
 	case proveMoved:
-		m.dropIfConfirmed(ctx, store, rec, e.Volume)
+		m.dropIfConfirmed(ctx, rec, e.Volume)
 	case revertPending:
-		if err := store.Uninstall(name); err != nil {
+		if err := m.disk.Uninstall(name); err != nil {
 			m.log.Warn("cannot take back a copy whose move was not committed; will retry", "volume", name, "err", err)
 			return
 		}
@@ -129,11 +109,11 @@ func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec local
 			"epoch", rec.Epoch, "owner", e.Volume.Owner)
 	case removeReplica:
 		if rec.MountCount() == 0 {
-			m.deleteCopy(store, name, "deleted this node's old copy of a removed volume", "removed_at", e.Volume.Epoch)
+			m.deleteCopy(name, "deleted this node's old copy of a removed volume", "removed_at", e.Volume.Epoch)
 		}
 	case conflict:
 		m.report(name, metrics.RecordContradicts, why+fmt.Sprintf("; not obeyed: node %q keeps its copy in %s and does not use it. Compare it with the other (drayage volume inspect %s), keep what you need, then delete this directory",
-			m.cfg.Node, store.DataDir(name), name), "copy_epoch", rec.Epoch)
+			m.cfg.Node, m.disk.DataDir(name), name), "copy_epoch", rec.Epoch)
 	case orphan:
 		m.report(name, "", why)
 	}
@@ -142,7 +122,7 @@ func (m *Manager) settle(ctx context.Context, store *localstore.Store, rec local
 // current checks that this node's copy rec is the volume that record e says this node
 // holds, at its epoch, settling at once what can be (a move's commit seen, a copy from
 // before epochs were recorded). The caller holds the volume's lock.
-func (m *Manager) current(store *localstore.Store, rec localstore.Record, e cluster.Entry) (localstore.Record, error) {
+func (m *Manager) current(rec localstore.Record, e cluster.Entry) (localstore.Record, error) {
 	j, why := judge(m.cfg.Node, rec, &e)
 	switch j {
 	case ownIt:
@@ -158,7 +138,7 @@ func (m *Manager) current(store *localstore.Store, rec localstore.Record, e clus
 		}
 		return rec, tell(ErrConflict, "%s; node %q does not use its copy until that is settled: see its log, retry in a moment", why, m.cfg.Node)
 	}
-	if err := store.Save(rec); err != nil {
+	if err := m.disk.Save(rec); err != nil {
 		return rec, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	if j == adoptEpoch {
@@ -173,9 +153,9 @@ func (m *Manager) current(store *localstore.Store, rec localstore.Record, e clus
 // copy against it if judge says that changes what the record says or what the copy is
 // (a record to write again, a copy to drop, a move's commit to confirm or take back).
 // The caller holds the volume's lock.
-func (m *Manager) settledEntry(ctx context.Context, store *localstore.Store, name, what string) (cluster.Entry, error) {
+func (m *Manager) settledEntry(ctx context.Context, name, what string) (cluster.Entry, error) {
 	e, err := m.entry(ctx, name, what)
-	rec, lerr := store.Load(name)
+	rec, lerr := m.disk.Load(name)
 	if lerr != nil {
 		return e, err
 	}
@@ -190,24 +170,25 @@ func (m *Manager) settledEntry(ctx context.Context, store *localstore.Store, nam
 	case ownIt, keepReplica, conflict, orphan, awaitPending:
 		return e, err
 	}
-	m.settle(ctx, store, rec, ep)
+	m.settle(ctx, rec, ep)
 	return m.entry(ctx, name, what)
 }
 
 // keepClaims makes the cluster's claim of a volume held here match its mounts here, and
 // finishes its removal once nothing mounts it. The caller holds the volume's lock.
-func (m *Manager) keepClaims(ctx context.Context, store *localstore.Store, rec localstore.Record, e cluster.Entry) {
+func (m *Manager) keepClaims(ctx context.Context, rec localstore.Record, e cluster.Entry) {
 	name := rec.Name
 	n := rec.MountCount()
 	if e.Volume.Removing && n == 0 {
-		if m.removalConfirmed(ctx, store, e.Volume) {
-			m.finishRemoval(ctx, store, e.Volume)
+		if m.removalConfirmed(ctx, e.Volume) {
+			m.finishRemoval(ctx, e.Volume)
 		}
 		return
 	}
 	mine := e.Claim != nil && e.Claim.Kind == cluster.ClaimMount && e.Claim.Node == m.cfg.Node
+	held := m.claim(name) // read once: SetLease may drop it meanwhile
 	switch {
-	case n > 0 && (!mine || e.Claim.Mounts != n || m.claim(name) == nil || m.claim(name).Rev != e.Claim.Rev):
+	case n > 0 && (!mine || e.Claim.Mounts != n || held == nil || held.Rev != e.Claim.Rev):
 		c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), n)
 		if err != nil {
 			m.log.Error("volume is mounted here but cannot be claimed in the cluster", "volume", name, "mounts", n, "err", err)
@@ -230,24 +211,6 @@ func (m *Manager) keepClaims(ctx context.Context, store *localstore.Store, rec l
 	}
 }
 
-// markUnchecked reports whether the volume's mark is still to be checked since this
-// node's lease last changed, and notes it checked.
-func (m *Manager) markUnchecked(name string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.marksChecked[name] {
-		return false
-	}
-	m.marksChecked[name] = true
-	return true
-}
-
-func (m *Manager) recheckMark(name string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.marksChecked, name)
-}
-
 // register records a volume found on this disk with no cluster record (a new or wiped
 // store, a forged deletion) as held here, at the epoch of this copy: its data is never
 // deleted for want of a record. It returns the record made, if it made it.
@@ -267,7 +230,7 @@ func (m *Manager) register(ctx context.Context, rec localstore.Record) (cluster.
 // epoch, once that node confirms it holds the volume there: the copy is deleted, or kept
 // as a replica. A denial is reported; an owner that does not answer is asked again
 // later. The caller holds the volume's lock.
-func (m *Manager) dropIfConfirmed(ctx context.Context, store *localstore.Store, rec localstore.Record, v cluster.Volume) {
+func (m *Manager) dropIfConfirmed(ctx context.Context, rec localstore.Record, v cluster.Volume) {
 	name := rec.Name
 	if rec.MountCount() > 0 {
 		m.report(name, metrics.RecordContradicts, fmt.Sprintf("containers on node %q mount volume %q (its copy of epoch %d), but the record says node %q holds it at epoch %d; not obeyed: the copy stays in use here",
@@ -290,19 +253,19 @@ func (m *Manager) dropIfConfirmed(ctx context.Context, store *localstore.Store, 
 	}
 	if m.cfg.KeepReplica {
 		rec.MovedTo, rec.MovedAt = v.Owner, v.Epoch
-		if err := store.Save(rec); err != nil {
+		if err := m.disk.Save(rec); err != nil {
 			m.log.Warn("cannot keep this node's copy as a replica", "volume", name, "err", err)
 			return
 		}
 		m.log.Info("keeping this node's copy of a volume that moved away", "volume", name, "owner", v.Owner, "epoch", v.Epoch)
 		return
 	}
-	m.deleteCopy(store, name, "deleted this node's copy of a volume that moved away, confirmed held by its owner", "owner", v.Owner, "epoch", v.Epoch)
+	m.deleteCopy(name, "deleted this node's copy of a volume that moved away, confirmed held by its owner", "owner", v.Owner, "epoch", v.Epoch)
 }
 
 // deleteCopy deletes this node's copy of a volume and logs msg.
-func (m *Manager) deleteCopy(store *localstore.Store, name, msg string, args ...any) {
-	if err := store.Delete(name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+func (m *Manager) deleteCopy(name, msg string, args ...any) {
+	if err := m.disk.Delete(name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
 		m.log.Warn("cannot delete this node's copy of a volume", "volume", name, "err", err)
 		return
 	}
@@ -339,8 +302,7 @@ func (m *Manager) report(name, reason, why string, args ...any) {
 // WatchRemovals settles a volume held here as soon as its record changes (another node
 // marked it for removal, or the record was rewritten or deleted), until ctx ends.
 func (m *Manager) WatchRemovals(ctx context.Context) {
-	store, err := m.ready(ctx)
-	if err != nil {
+	if err := m.waitReady(ctx); err != nil {
 		return
 	}
 	for ctx.Err() == nil {
@@ -348,8 +310,8 @@ func (m *Manager) WatchRemovals(ctx context.Context) {
 		if err == nil {
 			for ev := range events {
 				name := m.reg.VolumeName(ev.Key)
-				if _, err := store.Load(name); err == nil {
-					m.reconcileOne(ctx, store, name)
+				if _, err := m.disk.Load(name); err == nil {
+					m.reconcileOne(ctx, name)
 				}
 			}
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/docker/go-units"
@@ -46,37 +45,42 @@ func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions)
 	return p, claim, nil
 }
 
-// receive pulls volume v, which claim is about, into staging; limit bounds its size (0:
-// any). Progress goes to t as it arrives, and to the cluster store from the start to the
-// end.
-func (m *Manager) receive(ctx context.Context, p Puller, v cluster.Volume, claim *cluster.Claim, staging string, limit int64, t *tracker) (Pulled, error) {
-	m.receiving.Store(t, claim.Volume)
-	defer m.receiving.Delete(t)
-	defer m.useStaging(filepath.Base(staging))()
-	t.start()
-	got, err := p.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: staging,
-		MaxBytes: limit, AllowPrivileged: AllowsPrivileged(v.Options), Progress: t.update})
-	m.unpublish(claim)
-	if err == nil {
-		return got, nil
+// joinPull registers the caller as waiting for the move of a volume held by another
+// node to this one: it joins the pull running here, or checks and claims the volume and
+// starts one (see joinJob). The caller holds the volume's lock; it calls await after
+// unlocking.
+func (m *Manager) joinPull(ctx context.Context, e cluster.Entry, o pullOptions) (*pullJob, error) {
+	name := e.Volume.Name
+	if j, err := m.joinJob(name); j != nil || err != nil {
+		return j, err
 	}
-	if claim.Kind == cluster.ClaimCopy {
-		return Pulled{}, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
-			claim.Volume, claim.From, err)
+	if err := m.stopping(); err != nil {
+		return nil, err
 	}
-	if m.life.Err() != nil {
-		return Pulled{}, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
-			claim.Volume, m.cfg.Node, claim.From, claim.From)
+	if err := m.replaceable(e); err != nil {
+		return nil, err
 	}
-	return Pulled{}, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
-		claim.Volume, claim.From, err, claim.From)
+	p, claim, err := m.claimMove(ctx, e, o)
+	if err != nil {
+		return nil, err
+	}
+	if reused, err := m.disk.ReuseReplica(name); err != nil {
+		m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
+	} else if reused {
+		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
+	}
+	track := newTracker(Progress{Kind: KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
+	return m.startJob(ctx, &pullJob{key: name, src: e.Volume, claim: claim, pull: p, limit: o.limit, track: track,
+		commit:   func(ctx context.Context, got Pulled) error { return m.commitMove(ctx, e, claim, got) },
+		unwaited: func(ctx context.Context) { m.releaseIdle(ctx, name) },
+	})
 }
 
 // committed records that the pending copy rec is the volume now, its commit done. If
 // that can't be written, Reconcile does it from the record.
-func (m *Manager) committed(store *localstore.Store, rec localstore.Record) {
+func (m *Manager) committed(rec localstore.Record) {
 	rec.Pending = false
-	if err := store.Save(rec); err != nil {
+	if err := m.disk.Save(rec); err != nil {
 		m.log.Warn("cannot record that the volume's commit here is done; Reconcile does", "volume", rec.Name, "err", err)
 	}
 }
@@ -85,8 +89,8 @@ func (m *Manager) committed(store *localstore.Store, rec localstore.Record) {
 // this node holds of it: nothing, an old copy kept as a replica, or a copy of a move not
 // committed. A copy of its own that the record's owner has not confirmed superseding is
 // never written over. The caller holds the volume's lock.
-func (m *Manager) replaceable(store *localstore.Store, e cluster.Entry) error {
-	rec, err := store.Load(e.Volume.Name)
+func (m *Manager) replaceable(e cluster.Entry) error {
+	rec, err := m.disk.Load(e.Volume.Name)
 	if errors.Is(err, localstore.ErrNotExist) || err == nil && (rec.Replica() || rec.Pending) {
 		return nil
 	}
@@ -97,30 +101,20 @@ func (m *Manager) replaceable(store *localstore.Store, e cluster.Entry) error {
 		m.cfg.Node, e.Volume.Name, rec.Epoch, e.Volume.Owner, e.Volume.Epoch, e.Volume.Owner, m.cfg.Node)
 }
 
-// release drops a claim this node took for a transfer that did not complete; ctx may
-// have ended already.
-func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := m.reg.Release(ctx, claim); err != nil {
-		m.log.Warn("cannot release the transfer claim; it lapses with the lease", "volume", claim.Volume, "err", err)
-	}
-}
-
 // commitMove installs a pulled volume and makes this node its owner, with an unmounted
 // claim that a waiting Mount takes over. The copy is installed pending, at the claim's
 // epoch, and is the volume only once the commit is seen: a crash in between leaves a
 // copy that Reconcile confirms or takes back by what the record says (judge.go), and
 // its sender keeps the volume until this node confirms it. The caller holds the
 // volume's lock.
-func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
+func (m *Manager) commitMove(ctx context.Context, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
 	name, owner := e.Volume.Name, e.Volume.Owner
-	if err := m.replaceable(store, e); err != nil {
+	if err := m.replaceable(e); err != nil {
 		return err
 	}
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: claim.Epoch, Pending: true, Root: got.Root}
 	failpoint.Hit("install")
-	if err := store.Install(rec, store.StagingDir(name)); err != nil {
+	if err := m.disk.Install(rec, m.disk.StagingDir(name)); err != nil {
 		return fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
 	}
 	failpoint.Hit("commit")
@@ -129,7 +123,7 @@ func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e clu
 		// Certainly not committed: the data goes back to staging, for the retry. (Any other
 		// error may hide a commit that happened; then the copy stays pending, and
 		// Reconcile settles it by what the record says.)
-		if uerr := store.Uninstall(name); uerr != nil {
+		if uerr := m.disk.Uninstall(name); uerr != nil {
 			m.log.Error("cannot take back a volume whose move was not committed; Reconcile does", "volume", name, "owner", owner, "err", uerr)
 		}
 	}
@@ -137,7 +131,7 @@ func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e clu
 		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
 	}
 	failpoint.Hit("committed")
-	m.committed(store, rec)
+	m.committed(rec)
 	m.setClaim(name, mc)
 	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", got.Size)
 	return nil
@@ -145,12 +139,12 @@ func (m *Manager) commitMove(ctx context.Context, store *localstore.Store, e clu
 
 // releaseIdle drops this node's claim on a volume that no container here mounts (what a
 // move leaves for a Mount that no longer waits). The caller holds the volume's lock.
-func (m *Manager) releaseIdle(ctx context.Context, store *localstore.Store, name string) {
+func (m *Manager) releaseIdle(ctx context.Context, name string) {
 	c := m.claim(name)
 	if c == nil {
 		return
 	}
-	if rec, err := store.Load(name); err == nil && rec.MountCount() > 0 {
+	if rec, err := m.disk.Load(name); err == nil && rec.MountCount() > 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -176,11 +170,11 @@ type MoveResult struct {
 // Mount) is joined, not repeated. If ctx ends first, the move goes on in the background
 // and Move returns ErrPulling.
 func (m *Manager) Move(ctx context.Context, name string) (MoveResult, error) {
-	store, unlock, err := m.begin(ctx, name)
+	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return MoveResult{}, err
 	}
-	e, err := m.settledEntry(ctx, store, name, "move")
+	e, err := m.settledEntry(ctx, name, "move")
 	if err != nil {
 		unlock()
 		return MoveResult{}, err
@@ -191,7 +185,7 @@ func (m *Manager) Move(ctx context.Context, name string) (MoveResult, error) {
 		return res, nil
 	}
 	start := time.Now()
-	j, err := m.joinPull(ctx, store, e, pullOptions{})
+	j, err := m.joinPull(ctx, e, pullOptions{})
 	unlock()
 	if err != nil {
 		return res, err
@@ -199,12 +193,12 @@ func (m *Manager) Move(ctx context.Context, name string) (MoveResult, error) {
 	if err := m.await(ctx, j, fmt.Sprintf(moveHint, name)); err != nil {
 		return res, err
 	}
-	store, unlock, err = m.begin(ctx, name)
+	unlock, err = m.begin(ctx, name)
 	if err != nil {
 		return res, err
 	}
 	defer unlock()
-	m.releaseIdle(ctx, store, name)
+	m.releaseIdle(ctx, name)
 	res.Bytes, res.Took = j.size, time.Since(start)
 	return res, nil
 }
