@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -21,31 +23,31 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Short:   "List the nodes: address, state, version, last seen, and whether their control port answers",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nodes, err := control.NewClient(g.root).ListNodes(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), nodes)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tADDRESS\tSTATE\tVERSION\tLAST SEEN\tCONTROL")
-			for _, n := range nodes {
-				name, reach := n.Name, n.Reach
-				if n.Self {
-					name, reach = name+" (this node)", "-"
-				}
-				if reach == "" {
-					reach = "-"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", name, dash(n.Address), n.State, dash(n.Version), ago(n.LastSeen), reach)
-			}
-			return w.Flush()
+			return ask(cmd, g, asJSON, func(ctx context.Context, c *control.Client) ([]control.NodeInfo, error) {
+				return c.ListNodes(ctx)
+			}, printNodes)
 		},
 	}
 	ls.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(ls)
 	return cmd
+}
+
+// printNodes is 'drayage node ls': a table, a node a line.
+func printNodes(out io.Writer, nodes []control.NodeInfo) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tADDRESS\tSTATE\tVERSION\tLAST SEEN\tCONTROL")
+	for _, n := range nodes {
+		name, reach := n.Name, n.Reach
+		if n.Self {
+			name, reach = name+" (this node)", "-"
+		}
+		if reach == "" {
+			reach = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", name, dash(n.Address), n.State, dash(n.Version), ago(n.LastSeen), reach)
+	}
+	return w.Flush()
 }
 
 func dash(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -30,14 +31,11 @@ The command exits 0 whenever the daemon answers, even if the store does not: che
 "store.ok" in the --json output in scripts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := control.NewClient(g.root).Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), s)
-			}
-			return printStatus(cmd.OutOrStdout(), s, time.Now())
+			return ask(cmd, g, asJSON, func(ctx context.Context, c *control.Client) (control.Status, error) {
+				return c.Status(ctx)
+			}, func(out io.Writer, s control.Status) error {
+				return printStatus(out, s, time.Now())
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -41,67 +41,77 @@ func NewClient(root string) *Client {
 
 // ListVolumes returns every volume.
 func (c *Client) ListVolumes(ctx context.Context) ([]volume.Info, error) {
-	var infos []volume.Info
-	return infos, c.get(ctx, "/v1/volumes", &infos)
+	return call[[]volume.Info](ctx, c, http.MethodGet, "/v1/volumes", nil)
 }
 
 // ListNodes returns the cluster's nodes, with whether their control port answers.
 func (c *Client) ListNodes(ctx context.Context) ([]NodeInfo, error) {
-	var infos []NodeInfo
-	return infos, c.get(ctx, "/v1/nodes", &infos)
+	return call[[]NodeInfo](ctx, c, http.MethodGet, "/v1/nodes", nil)
 }
 
 // Roster returns the cluster's nodes without checking that they answer: quick.
 func (c *Client) Roster(ctx context.Context) ([]NodeInfo, error) {
-	var infos []NodeInfo
-	return infos, c.get(ctx, "/v1/nodes?reach=false", &infos)
+	return call[[]NodeInfo](ctx, c, http.MethodGet, "/v1/nodes?reach=false", nil)
 }
 
 // MoveVolume moves a volume to node (this node if empty) and waits until it is there.
 func (c *Client) MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error) {
-	var res volume.MoveResult
-	body, _ := json.Marshal(MoveRequest{To: to})
-	return res, c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/move", body, &res)
+	return call[volume.MoveResult](ctx, c, http.MethodPost, volumePath(name)+"/move", MoveRequest{To: to})
 }
 
 // RemoveVolume removes a volume and its data, wherever it is held, as o says. A volume
 // that does not exist is ErrNotFound.
 func (c *Client) RemoveVolume(ctx context.Context, name string, o volume.DeleteOptions) (volume.RemoveResult, error) {
-	var res volume.RemoveResult
-	path := "/v1/volumes/" + url.PathEscape(name)
+	path := volumePath(name)
 	if o.Force {
 		path += "?force=true"
 	}
-	return res, c.do(ctx, http.MethodDelete, path, nil, &res)
+	return call[volume.RemoveResult](ctx, c, http.MethodDelete, path, nil)
 }
 
 // CopyVolume copies a volume into a new volume newName on node to and waits until it is
 // there.
 func (c *Client) CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error) {
-	var res volume.CopyResult
-	body, _ := json.Marshal(CopyRequest{Name: newName, To: to})
-	return res, c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/copy", body, &res)
+	return call[volume.CopyResult](ctx, c, http.MethodPost, volumePath(name)+"/copy", CopyRequest{Name: newName, To: to})
 }
 
 // InspectVolume returns one volume with its size measured.
 func (c *Client) InspectVolume(ctx context.Context, name string) (volume.Info, error) {
-	var info volume.Info
-	return info, c.get(ctx, "/v1/volumes/"+url.PathEscape(name), &info)
+	return call[volume.Info](ctx, c, http.MethodGet, volumePath(name), nil)
 }
 
 // LookupVolume returns one volume without measuring its size: cheap enough to poll
 // (for the progress of a move).
 func (c *Client) LookupVolume(ctx context.Context, name string) (volume.Info, error) {
-	var info volume.Info
-	return info, c.get(ctx, "/v1/volumes/"+url.PathEscape(name)+"?size=false", &info)
+	return call[volume.Info](ctx, c, http.MethodGet, volumePath(name)+"?size=false", nil)
 }
 
-func (c *Client) get(ctx context.Context, path string, out any) error {
-	return c.do(ctx, http.MethodGet, path, nil, out)
+// volumePath is the path of the named volume in the API.
+func volumePath(name string) string { return "/v1/volumes/" + url.PathEscape(name) }
+
+// call sends one request to the daemon, with body as JSON unless it is nil, and decodes
+// the answer into a T.
+func call[T any](ctx context.Context, c *Client, method, path string, body any) (T, error) {
+	var out T
+	if err := c.do(ctx, method, path, body, &out); err != nil {
+		var zero T
+		return zero, err
+	}
+	return out, nil
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://drayage"+path, bytes.NewReader(body))
+// do sends one request, with body as JSON unless it is nil, and decodes a successful
+// answer into out. Its errors say what to do: the daemon's own, with the sentinel error
+// it wrapped, or why the daemon could not be asked.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://drayage"+path, bytes.NewReader(payload))
 	if err != nil {
 		return err
 	}

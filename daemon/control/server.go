@@ -93,18 +93,18 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 		reply(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/volumes/{name}/move", func(w http.ResponseWriter, r *http.Request) {
-		var req MoveRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-			reply(w, nil, fmt.Errorf("bad move request: %w", err))
+		req, err := decode[MoveRequest](r, "move")
+		if err != nil {
+			reply(w, nil, err)
 			return
 		}
 		res, err := nodes.MoveVolume(r.Context(), r.PathValue("name"), req.To)
 		reply(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/volumes/{name}/copy", func(w http.ResponseWriter, r *http.Request) {
-		var req CopyRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
-			reply(w, nil, fmt.Errorf("bad copy request: %w", err))
+		req, err := decode[CopyRequest](r, "copy")
+		if err != nil {
+			reply(w, nil, err)
 			return
 		}
 		res, err := nodes.CopyVolume(r.Context(), r.PathValue("name"), req.Name, req.To)
@@ -152,6 +152,15 @@ var codes = []struct {
 	{volume.ErrExists, "exists", http.StatusConflict},
 	{volume.ErrNotReady, "not_ready", http.StatusServiceUnavailable},
 	{volume.ErrPulling, "pulling", http.StatusServiceUnavailable},
+}
+
+// decode reads the JSON body of a request, a what request, into a T.
+func decode[T any](r *http.Request, what string) (T, error) {
+	var req T
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		return req, fmt.Errorf("bad %s request: %w", what, err)
+	}
+	return req, nil
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -87,8 +87,7 @@ type TransferStatus struct {
 
 // Status returns the daemon's status.
 func (c *Client) Status(ctx context.Context) (Status, error) {
-	var s Status
-	return s, c.get(ctx, "/v1/status", &s)
+	return call[Status](ctx, c, http.MethodGet, "/v1/status", nil)
 }
 
 func handleStatus(nodes Nodes) http.HandlerFunc {

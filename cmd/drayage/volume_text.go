@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/go-units"
+
+	"github.com/drayage/drayage/daemon/volume"
+)
+
+// How the volume commands put the daemon's answers in words.
+
+// printVolumes is 'drayage volume ls': a table, a volume a line.
+func printVolumes(out io.Writer, infos []volume.Info) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tNODE\tSTATE\tMOUNTS\tCREATED")
+	for _, v := range infos {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", v.Name, v.Node, v.State, v.Mounts, ago(v.Created))
+	}
+	return w.Flush()
+}
+
+// printInfos is 'drayage volume inspect': each volume's block, a blank line between.
+func printInfos(out io.Writer, infos []volume.Info) error {
+	for i, v := range infos {
+		if i > 0 {
+			fmt.Fprintln(out)
+		}
+		printInfo(out, v)
+	}
+	return nil
+}
+
+// printRemoved is 'drayage volume rm': the name of each volume removed.
+func printRemoved(out io.Writer, removed []volume.RemoveResult) error {
+	for _, res := range removed {
+		fmt.Fprintln(out, res.Volume)
+	}
+	return nil
+}
+
+func printInfo(out io.Writer, v volume.Info) {
+	w := tabwriter.NewWriter(out, 0, 4, 1, ' ', 0)
+	fmt.Fprintf(w, "Name:\t%s\n", v.Name)
+	fmt.Fprintf(w, "Node:\t%s\n", v.Node)
+	fmt.Fprintf(w, "State:\t%s\n", v.State)
+	if v.Problem != "" {
+		fmt.Fprintf(w, "Problem:\t%s\n", v.Problem)
+	}
+	if p := v.Progress; p != nil {
+		what := "Moving to " + p.To
+		if p.Kind == volume.KindCopy {
+			what = "Copying to " + p.To + " as " + p.Copy
+		}
+		fmt.Fprintf(w, "%s:\t%s, %d of %d files, started %s\n", what, p, p.Files, p.TotalFiles, ago(p.Started))
+	}
+	fmt.Fprintf(w, "Mounts:\t%d\n", v.Mounts)
+	if v.Mountpoint != "" {
+		fmt.Fprintf(w, "Mountpoint:\t%s\n", v.Mountpoint)
+	}
+	if v.Size >= 0 {
+		fmt.Fprintf(w, "Size:\t%s (%d bytes)\n", units.BytesSize(float64(v.Size)), v.Size)
+	}
+	opts := make([]string, 0, len(v.Options))
+	for _, k := range slices.Sorted(maps.Keys(v.Options)) {
+		opts = append(opts, k+"="+v.Options[k])
+	}
+	if len(opts) > 0 {
+		fmt.Fprintf(w, "Options:\t%s\n", strings.Join(opts, " "))
+	}
+	fmt.Fprintf(w, "Created:\t%s (%s)\n", v.Created.Local().Format(time.RFC3339), ago(v.Created))
+	_ = w.Flush()
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return units.HumanDuration(time.Since(t)) + " ago"
+}
