@@ -24,8 +24,9 @@ var (
 	ErrExists = errors.New("volume exists")
 	// ErrOptionsConflict means the volume exists with other options.
 	ErrOptionsConflict = errors.New("volume exists with other options")
-	// ErrInUse means the volume is mounted by containers.
-	ErrInUse = errors.New("volume in use")
+	// ErrInUse means the volume is mounted by containers, or claimed for a transfer: the
+	// cluster's sentinel, so one errors.Is test holds for the errors of both packages.
+	ErrInUse = cluster.ErrInUse
 	// ErrElsewhere means the volume is held by another node.
 	ErrElsewhere = errors.New("volume is held by another node")
 	// ErrOwnerDown means the node holding the volume is down.
