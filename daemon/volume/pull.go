@@ -2,14 +2,23 @@ package volume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/docker/go-units"
 
 	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/internal/failpoint"
+	"github.com/drayage/drayage/daemon/localstore"
 )
 
+// How a volume comes to this node, top to bottom: a Mount (mount.go) or a Move (move.go)
+// of a volume held elsewhere calls joinPull, which claims the volume for this node and
+// starts a job; the job pulls it through the Puller (the daemon's transfer engine, see
+// daemon/puller.go) into staging, then installs it and commits the move in the cluster;
+// the caller waits for the job in await. A copy (copy.go) runs on the same jobs.
+//
 // A pull of a volume to this node (a move, or a copy into a new volume) runs as a job on
 // the manager's lifetime, not on the request that started it: the engine gives a Mount a
 // fixed budget, and a volume that takes longer to arrive must not start over on every
@@ -26,6 +35,109 @@ const (
 	// next caller to hear; after that, the next caller just starts again.
 	staleFailure = time.Minute
 )
+
+// pullOptions say how a volume is moved here.
+type pullOptions struct {
+	// limit is the largest volume to move (0: any size).
+	limit int64
+}
+
+// Hints that end a "still being pulled" error, by who waited.
+const (
+	mountHint = "start the container again in a moment"
+	moveHint  = "see how far it is with 'drayage volume inspect %s'"
+)
+
+// joinPull registers the caller as waiting for the move of a volume held by another
+// node to this one: it joins the pull running here, or checks and claims the volume and
+// starts one (see joinJob). The caller holds the volume's lock; it calls await after
+// unlocking.
+func (m *Manager) joinPull(ctx context.Context, e cluster.Entry, o pullOptions) (*pullJob, error) {
+	name := e.Volume.Name
+	if j, err := m.joinJob(name); j != nil || err != nil {
+		return j, err
+	}
+	if err := m.stopping(); err != nil {
+		return nil, err
+	}
+	if err := m.replaceable(e); err != nil {
+		return nil, err
+	}
+	p, claim, err := m.claimMove(ctx, e, o)
+	if err != nil {
+		return nil, err
+	}
+	if reused, err := m.disk.ReuseReplica(name); err != nil {
+		m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
+	} else if reused {
+		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
+	}
+	track := newTracker(Progress{Kind: KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
+	return m.startJob(ctx, &pullJob{key: name, src: e.Volume, claim: claim, pull: p, limit: o.limit, track: track,
+		commit:   func(ctx context.Context, got Pulled) error { return m.commitMove(ctx, e, claim, got) },
+		unwaited: func(ctx context.Context) { m.releaseIdle(ctx, name) },
+	})
+}
+
+// claimMove checks that a volume held by another node can move here now and claims it
+// for this node (the fencing epoch goes up by one when the move commits).
+func (m *Manager) claimMove(ctx context.Context, e cluster.Entry, o pullOptions) (Puller, *cluster.Claim, error) {
+	name, owner := e.Volume.Name, e.Volume.Owner
+	mountedHint := fmt.Sprintf("stop it there or use 'drayage volume move %s --to %s'", name, m.cfg.Node)
+	p, err := m.checkSource(e, mountedHint)
+	if err != nil {
+		return nil, nil, err
+	}
+	if limit := o.limit; limit > 0 && e.Volume.Size > limit {
+		return nil, nil, tell(ErrTooLarge, "volume %q on node %q holds %s, above the %s that a container start moves (DRAYAGE_DYNAMIC_LIMIT); move it first with 'drayage volume move %s --to %s'",
+			name, owner, units.BytesSize(float64(e.Volume.Size)), units.BytesSize(float64(limit)), name, m.cfg.Node)
+	}
+	claim, _, err := m.reg.BeginMigration(ctx, name, m.cfg.Node, m.currentLease())
+	if err != nil {
+		return nil, nil, m.refused(ctx, name, "move", mountedHint, err)
+	}
+	return p, claim, nil
+}
+
+// checkSource checks that a volume (held by another node, or copied here) can be sent
+// here now: this node can pull, no claim holds the volume and its owner is up. It returns
+// the puller to use; mountedHint ends the refusal of a mounted volume.
+func (m *Manager) checkSource(e cluster.Entry, mountedHint string) (Puller, error) {
+	name, owner := e.Volume.Name, e.Volume.Owner
+	p := m.currentPuller()
+	if p == nil {
+		return nil, tell(ErrElsewhere, "volume %q is held by node %q, not %q; this node runs alone (no certificate in its TLS dir), so it can't pull volumes: run the container on node %q, or join this node to the cluster",
+			name, owner, m.cfg.Node, owner)
+	}
+	if c := e.Claim; c != nil {
+		return nil, held(name, c, mountedHint)
+	}
+	if alive, seen := p.Peer(owner); !alive {
+		last := "never seen by this node"
+		if !seen.IsZero() {
+			last = "last seen " + units.HumanDuration(time.Since(seen)) + " ago"
+		}
+		return nil, tell(ErrOwnerDown, "volume %q is held by node %q, which is down (%s); start drayage there again, then retry",
+			name, owner, last)
+	}
+	return p, nil
+}
+
+// replaceable checks that a pull of the volume that record e is about may replace what
+// this node holds of it: nothing, an old copy kept as a replica, or a copy of a move not
+// committed. A copy of its own that the record's owner has not confirmed superseding is
+// never written over. The caller holds the volume's lock.
+func (m *Manager) replaceable(e cluster.Entry) error {
+	rec, err := m.disk.Load(e.Volume.Name)
+	if errors.Is(err, localstore.ErrNotExist) || err == nil && (rec.Replica() || rec.Pending) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	return tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), and the cluster record says node %q holds it at epoch %d; it replaces its copy only once node %q confirms it holds the volume: is it up? See node %q's log, retry in a moment",
+		m.cfg.Node, e.Volume.Name, rec.Epoch, e.Volume.Owner, e.Volume.Epoch, e.Volume.Owner, m.cfg.Node)
+}
 
 // pullJob is one pull of a volume to this node.
 type pullJob struct {
@@ -138,6 +250,104 @@ func (m *Manager) runJob(ctx context.Context, j *pullJob) {
 	}
 }
 
+// receive pulls what job j is about into the staging tree of its key. Progress goes to
+// j's tracker as it arrives, and to the cluster store from the start to the end.
+func (m *Manager) receive(ctx context.Context, j *pullJob) (Pulled, error) {
+	claim := j.claim
+	defer m.useStaging(j.key)()
+	j.track.start()
+	got, err := j.pull.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: m.disk.StagingDir(j.key),
+		MaxBytes: j.limit, AllowPrivileged: AllowsPrivileged(j.src.Options), Progress: j.track.update})
+	m.unpublish(claim)
+	if err == nil {
+		return got, nil
+	}
+	if claim.Kind == cluster.ClaimCopy {
+		return Pulled{}, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
+			claim.Volume, claim.From, err)
+	}
+	if m.life.Err() != nil {
+		return Pulled{}, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
+			claim.Volume, m.cfg.Node, claim.From, claim.From)
+	}
+	return Pulled{}, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
+		claim.Volume, claim.From, err, claim.From)
+}
+
+// commitMove installs a pulled volume and makes this node its owner, with an unmounted
+// claim that a waiting Mount takes over. The copy is installed pending, at the claim's
+// epoch, and is the volume only once the commit is seen: a crash in between leaves a
+// copy that Reconcile confirms or takes back by what the record says (judge.go), and
+// its sender keeps the volume until this node confirms it. The caller holds the
+// volume's lock.
+func (m *Manager) commitMove(ctx context.Context, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
+	name, owner := e.Volume.Name, e.Volume.Owner
+	if err := m.replaceable(e); err != nil {
+		return err
+	}
+	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: claim.Epoch, Pending: true, Root: got.Root}
+	failpoint.Hit("install")
+	if err := m.disk.Install(rec, m.disk.StagingDir(name)); err != nil {
+		return fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
+	}
+	failpoint.Hit("commit")
+	v, mc, err := m.reg.CommitMigration(ctx, claim, got.Size, got.Root, m.currentLease(), 0)
+	if errors.Is(err, cluster.ErrClaimLost) {
+		// Certainly not committed: the data goes back to staging, for the retry. (Any other
+		// error may hide a commit that happened; then the copy stays pending, and
+		// Reconcile settles it by what the record says.)
+		if uerr := m.disk.Uninstall(name); uerr != nil {
+			m.log.Error("cannot take back a volume whose move was not committed; Reconcile does", "volume", name, "owner", owner, "err", uerr)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
+	}
+	failpoint.Hit("committed")
+	m.committed(rec)
+	m.setClaim(name, mc)
+	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", got.Size)
+	return nil
+}
+
+// committed records that the pending copy rec is the volume now, its commit done. If
+// that can't be written, Reconcile does it from the record.
+func (m *Manager) committed(rec localstore.Record) {
+	rec.Pending = false
+	if err := m.disk.Save(rec); err != nil {
+		m.log.Warn("cannot record that the volume's commit here is done; Reconcile does", "volume", rec.Name, "err", err)
+	}
+}
+
+// release drops a claim this node took for a transfer that did not complete; ctx may
+// have ended already.
+func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.reg.Release(ctx, claim); err != nil {
+		m.log.Warn("cannot release the transfer claim; it lapses with the lease", "volume", claim.Volume, "err", err)
+	}
+}
+
+// releaseIdle drops this node's claim on a volume that no container here mounts (what a
+// move leaves for a Mount that no longer waits). The caller holds the volume's lock.
+func (m *Manager) releaseIdle(ctx context.Context, name string) {
+	c := m.claim(name)
+	if c == nil {
+		return
+	}
+	if rec, err := m.disk.Load(name); err == nil && rec.MountCount() > 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := m.reg.Release(ctx, c); err != nil {
+		m.log.Warn("cannot release the claim of a volume not mounted here; it lapses with the lease", "volume", name, "err", err)
+		return
+	}
+	m.setClaim(name, nil)
+}
+
 // await waits for j to end as long as ctx allows, less a margin to answer in time. If j
 // has ended it returns j's error (and a failure heard is forgotten, so the next call
 // starts again); if not, ErrPulling with the progress so far, ending in hint.
@@ -165,103 +375,4 @@ func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
 	}
 	return tell(ErrPulling, "volume %q is still being pulled from node %q to node %q: %s; it continues in the background: %s",
 		j.src.Name, j.from(), m.cfg.Node, j.track.get().Amount(), hint)
-}
-
-// receive pulls what job j is about into the staging tree of its key. Progress goes to
-// j's tracker as it arrives, and to the cluster store from the start to the end.
-func (m *Manager) receive(ctx context.Context, j *pullJob) (Pulled, error) {
-	claim := j.claim
-	defer m.useStaging(j.key)()
-	j.track.start()
-	got, err := j.pull.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: m.disk.StagingDir(j.key),
-		MaxBytes: j.limit, AllowPrivileged: AllowsPrivileged(j.src.Options), Progress: j.track.update})
-	m.unpublish(claim)
-	if err == nil {
-		return got, nil
-	}
-	if claim.Kind == cluster.ClaimCopy {
-		return Pulled{}, fmt.Errorf("volume %q: copying it from node %q failed: %w; it is untouched there, and a retry resumes from what arrived",
-			claim.Volume, claim.From, err)
-	}
-	if m.life.Err() != nil {
-		return Pulled{}, fmt.Errorf("volume %q: drayage on node %q stopped while pulling it from node %q; it stays on node %q, and the next try resumes from what arrived",
-			claim.Volume, m.cfg.Node, claim.From, claim.From)
-	}
-	return Pulled{}, fmt.Errorf("volume %q: pulling it from node %q failed: %w; it stays on node %q, and a retry resumes from what arrived",
-		claim.Volume, claim.From, err, claim.From)
-}
-
-// release drops a claim this node took for a transfer that did not complete; ctx may
-// have ended already.
-func (m *Manager) release(ctx context.Context, claim *cluster.Claim) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := m.reg.Release(ctx, claim); err != nil {
-		m.log.Warn("cannot release the transfer claim; it lapses with the lease", "volume", claim.Volume, "err", err)
-	}
-}
-
-// Puller is how the manager gets a volume from the node that holds it (the daemon's
-// transfer engine over the cluster network).
-type Puller interface {
-	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
-	Peer(node string) (alive bool, lastSeen time.Time)
-	// Pull copies a volume from the node that holds it into staging, as r says.
-	Pull(ctx context.Context, r PullRequest) (Pulled, error)
-	// Holds asks node what it holds of volume: what a node asks before it drops its own
-	// copy of a volume that moved there.
-	Holds(ctx context.Context, node, volume string) (Holding, error)
-	// RemovalAsked asks node whether the removal of volume at epoch was asked there: what
-	// the owner asks before it deletes a volume marked for removal.
-	RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error)
-}
-
-// Pulled is what a pull brought.
-type Pulled struct {
-	// Size is the volume's size; Root its root hash (hex), verified with its sender.
-	Size int64
-	Root string
-}
-
-// PullRequest is one pull of a volume to this node.
-type PullRequest struct {
-	// Volume comes From the node that holds it, for the transfer claimed at Epoch.
-	Volume, From string
-	Epoch        uint64
-	// Staging is where the tree is assembled; what an earlier attempt left is reused.
-	Staging string
-	// MaxBytes bounds the volume's size as received (0: any size): the dynamic limit,
-	// for a Mount.
-	MaxBytes int64
-	// AllowPrivileged lets setuid files, file capabilities, trusted.* attributes and
-	// devices arrive (the volume's allow-privileged option); otherwise they are stripped
-	// or refused.
-	AllowPrivileged bool
-	// Progress, if set, hears the counts so far (Bytes, Total, Files, TotalFiles), from
-	// one goroutine at a time.
-	Progress func(Progress)
-}
-
-// checkSource checks that a volume (held by another node, or copied here) can be sent
-// here now: this node can pull, no claim holds the volume and its owner is up. It returns
-// the puller to use; mountedHint ends the refusal of a mounted volume.
-func (m *Manager) checkSource(e cluster.Entry, mountedHint string) (Puller, error) {
-	name, owner := e.Volume.Name, e.Volume.Owner
-	p := m.currentPuller()
-	if p == nil {
-		return nil, tell(ErrElsewhere, "volume %q is held by node %q, not %q; this node runs alone (no certificate in its TLS dir), so it can't pull volumes: run the container on node %q, or join this node to the cluster",
-			name, owner, m.cfg.Node, owner)
-	}
-	if c := e.Claim; c != nil {
-		return nil, held(name, c, mountedHint)
-	}
-	if alive, seen := p.Peer(owner); !alive {
-		last := "never seen by this node"
-		if !seen.IsZero() {
-			last = "last seen " + units.HumanDuration(time.Since(seen)) + " ago"
-		}
-		return nil, tell(ErrOwnerDown, "volume %q is held by node %q, which is down (%s); start drayage there again, then retry",
-			name, owner, last)
-	}
-	return p, nil
 }

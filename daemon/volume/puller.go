@@ -1,0 +1,47 @@
+package volume
+
+import (
+	"context"
+	"time"
+)
+
+// Puller is how the manager gets a volume from the node that holds it (the daemon's
+// transfer engine over the cluster network).
+type Puller interface {
+	// Peer tells whether node is alive as far as gossip knows, and when it was last seen.
+	Peer(node string) (alive bool, lastSeen time.Time)
+	// Pull copies a volume from the node that holds it into staging, as r says.
+	Pull(ctx context.Context, r PullRequest) (Pulled, error)
+	// Holds asks node what it holds of volume: what a node asks before it drops its own
+	// copy of a volume that moved there.
+	Holds(ctx context.Context, node, volume string) (Holding, error)
+	// RemovalAsked asks node whether the removal of volume at epoch was asked there: what
+	// the owner asks before it deletes a volume marked for removal.
+	RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error)
+}
+
+// Pulled is what a pull brought.
+type Pulled struct {
+	// Size is the volume's size; Root its root hash (hex), verified with its sender.
+	Size int64
+	Root string
+}
+
+// PullRequest is one pull of a volume to this node.
+type PullRequest struct {
+	// Volume comes From the node that holds it, for the transfer claimed at Epoch.
+	Volume, From string
+	Epoch        uint64
+	// Staging is where the tree is assembled; what an earlier attempt left is reused.
+	Staging string
+	// MaxBytes bounds the volume's size as received (0: any size): the dynamic limit,
+	// for a Mount.
+	MaxBytes int64
+	// AllowPrivileged lets setuid files, file capabilities, trusted.* attributes and
+	// devices arrive (the volume's allow-privileged option); otherwise they are stripped
+	// or refused.
+	AllowPrivileged bool
+	// Progress, if set, hears the counts so far (Bytes, Total, Files, TotalFiles), from
+	// one goroutine at a time.
+	Progress func(Progress)
+}
