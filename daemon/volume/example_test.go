@@ -3,7 +3,6 @@ package volume_test
 import (
 	"context"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -26,35 +25,23 @@ func ExampleManager() {
 	// The cluster store: here an embedded etcd on loopback; in a daemon, DRAYAGE_STORE.
 	store, err := embedded.Start(ctx, embedded.Options{Dir: filepath.Join(dir, "store"), Name: "node-a",
 		ClientAddr: freeAddr(), PeerAddr: freeAddr()})
-	if err != nil {
-		log.Fatal(err)
-	}
+	check(err)
 	defer store.Close()
 	lease, err := store.Grant(ctx, 5*time.Second) // the node's lease: mount claims live on it
-	if err != nil {
-		log.Fatal(err)
-	}
+	check(err)
 	defer lease.Close(ctx)
 
 	m := volume.NewManager(volume.Config{Node: "node-a", Root: filepath.Join(dir, "state"), MountDir: filepath.Join(dir, "mnt"),
 		Mounter: mounttest.New(), Logger: slog.New(slog.DiscardHandler)})
 	defer m.Close() // stops the pulls running in the background, and waits for them
-	if err := m.Init(ctx, cluster.NewRegistry(store, "example/"), lease); err != nil {
-		log.Fatal(err)
-	}
+	check(m.Init(ctx, cluster.NewRegistry(store, "example/"), lease))
 
-	if err := m.Create(ctx, "db", map[string]string{"mode": "0750"}); err != nil {
-		log.Fatal(err)
-	}
+	check(m.Create(ctx, "db", map[string]string{"mode": "0750"}))
 	mp, err := m.Mount(ctx, "db", "container-1")
-	if err != nil {
-		log.Fatal(err)
-	}
+	check(err)
 	info, _ := m.Lookup(ctx, "db")
 	fmt.Println(info.Node, info.State, info.Mounts, mp == info.Mountpoint)
-	if err := m.Unmount(ctx, "db", "container-1"); err != nil {
-		log.Fatal(err)
-	}
+	check(m.Unmount(ctx, "db", "container-1"))
 	info, _ = m.Lookup(ctx, "db")
 	fmt.Println(info.Node, info.State, info.Mounts)
 	// Output:
@@ -64,9 +51,7 @@ func ExampleManager() {
 
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
+	check(err)
 	defer l.Close()
 	return l.Addr().String()
 }
