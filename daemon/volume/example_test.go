@@ -55,3 +55,10 @@ func freeAddr() string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// check stops the example on an error.
+func check(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
