@@ -20,6 +20,7 @@ import (
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 // network is this node's part in a cluster: identity, gossip and the control server.
@@ -334,7 +335,7 @@ func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (volume.Pulle
 		Sink: transfer.SinkOptions{MaxBytes: r.MaxBytes, AllowPrivileged: r.AllowPrivileged}, IdleTimeout: p.idle, Metrics: p.metrics}
 	if r.Progress != nil {
 		o.Progress = func(t transfer.Progress) {
-			r.Progress(volume.Progress{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles})
+			r.Progress(progress.Counts{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles})
 		}
 	}
 	select {

@@ -10,6 +10,7 @@ import (
 	"github.com/drayage/drayage/cluster/backends"
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 // statusTimeout bounds each read of the cluster store that Status makes, so that a store
@@ -103,10 +104,7 @@ func countHeld(infos []volume.Info, node string) control.VolumeCounts {
 func (d *Daemon) incoming() []control.TransferStatus {
 	var out []control.TransferStatus
 	for _, t := range d.vols.Receiving() {
-		out = append(out, control.TransferStatus{
-			Volume: t.Volume, Direction: control.DirectionIn, Peer: t.From, Kind: t.Kind, Copy: t.Copy,
-			Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles, Rate: t.Rate, Started: t.Started,
-		})
+		out = append(out, control.TransferStatus{Transfer: t, Direction: control.DirectionIn, Peer: t.From})
 	}
 	return out
 }
@@ -121,19 +119,17 @@ func (d *Daemon) outgoing(ctx context.Context) []control.TransferStatus {
 	}
 	var out []control.TransferStatus
 	for _, t := range n.sender.Sending() {
-		ts := control.TransferStatus{Volume: t.Volume, Direction: control.DirectionOut, Peer: t.Peer, ID: t.ID,
-			Bytes: t.Bytes, Started: t.Started.UTC()}
-		if secs := time.Since(t.Started).Seconds(); secs > 0 {
-			ts.Rate = int64(float64(t.Bytes) / secs)
-		}
+		ts := control.TransferStatus{Direction: control.DirectionOut, Peer: t.Peer, ID: t.ID,
+			Transfer: progress.Transfer{Volume: t.Volume, From: d.cfg.Name, To: t.Peer, Counts: progress.Counts{Bytes: t.Bytes},
+				Started: t.Started.UTC(), Updated: time.Now().UTC()}}
 		if d.reg != nil {
 			sctx, cancel := context.WithTimeout(ctx, statusTimeout)
 			p, err := d.reg.Progress(sctx, t.Volume)
 			cancel()
 			if err == nil && p != nil && p.Node == t.Peer {
-				ts.Kind, ts.Copy, ts.Total = volume.KindMove, p.Copy, p.Total
+				ts.Kind, ts.Copy, ts.Total = progress.KindMove, p.Copy, p.Total
 				if p.Kind == cluster.ClaimCopy {
-					ts.Kind = volume.KindCopy
+					ts.Kind = progress.KindCopy
 				}
 			}
 		}

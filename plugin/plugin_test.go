@@ -18,6 +18,7 @@ import (
 	"github.com/drayage/drayage/daemon/mount/mounttest"
 	"github.com/drayage/drayage/daemon/volume"
 	"github.com/drayage/drayage/daemon/volume/volumetest"
+	"github.com/drayage/drayage/progress"
 )
 
 // engine speaks the volume plugin protocol to a socket, as dockerd does.
@@ -140,8 +141,9 @@ func TestSocketIsReplacedWhenStale(t *testing.T) {
 }
 
 func TestInspectStatusShowsTheProgressOfAMove(t *testing.T) {
-	v := toDocker(volume.Info{Name: "db", Node: "node-a", State: "migrating", Size: -1, Progress: &volume.Progress{
-		Kind: volume.KindMove, From: "node-a", To: "node-b", Bytes: 41 << 20, Total: 100 << 20, Rate: 2 << 20,
+	v := toDocker(volume.Info{Name: "db", Node: "node-a", State: "migrating", Size: -1, Progress: &progress.Transfer{
+		Kind: progress.KindMove, From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 41 << 20, Total: 100 << 20},
+		Started: time.Unix(0, 0), Updated: time.Unix(20, 500_000_000),
 	}})
 	assert.Equal(t, "41% (41.0 of 100.0 MiB) from node-a, 2.0 MiB/s", v.Status["progress"])
 	assert.Equal(t, "migrating", v.Status["state"])

@@ -10,7 +10,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 // pollEvery is how often a command that waits for a transfer asks for its progress.
@@ -19,7 +19,7 @@ const pollEvery = 300 * time.Millisecond
 // progressView shows the progress of a transfer as it comes.
 type progressView interface {
 	// Update shows p; it is called from one goroutine.
-	Update(p volume.Progress)
+	Update(p progress.Transfer)
 	// Finish ends the display: ok says whether the transfer succeeded.
 	Finish(ok bool)
 }
@@ -27,7 +27,7 @@ type progressView interface {
 // watchProgress asks poll for the progress every interval and shows it in view, until ctx
 // ends. A poll with nothing to show (not started yet, or over) or that fails is skipped:
 // the command's own result is what counts.
-func watchProgress(ctx context.Context, poll func(context.Context) (*volume.Progress, error), view progressView, interval time.Duration) {
+func watchProgress(ctx context.Context, poll func(context.Context) (*progress.Transfer, error), view progressView, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -49,7 +49,7 @@ func watchProgress(ctx context.Context, poll func(context.Context) (*volume.Prog
 
 // withProgress runs a transfer, showing its progress on out if out is a terminal: poll
 // reads it from the daemon while run waits for the result.
-func withProgress[T any](ctx context.Context, out io.Writer, poll func(context.Context) (*volume.Progress, error), run func(context.Context) (T, error)) (T, error) {
+func withProgress[T any](ctx context.Context, out io.Writer, poll func(context.Context) (*progress.Transfer, error), run func(context.Context) (T, error)) (T, error) {
 	if !isTerminal(out) {
 		return run(ctx)
 	}
@@ -79,7 +79,7 @@ type barView struct {
 
 func newBarView(out io.Writer) *barView { return &barView{out: out} }
 
-func (b *barView) Update(p volume.Progress) {
+func (b *barView) Update(p progress.Transfer) {
 	total := p.Total
 	if total == 0 && p.TotalFiles == 0 {
 		total = -1 // not known yet
@@ -121,9 +121,9 @@ func (b *barView) Finish(bool) {
 }
 
 // describe is the label in front of the bar.
-func describe(p volume.Progress, comparing bool) string {
+func describe(p progress.Transfer, comparing bool) string {
 	what := fmt.Sprintf("%s → %s", p.From, p.To)
-	if p.Kind == volume.KindCopy && p.Copy != "" {
+	if p.Kind == progress.KindCopy && p.Copy != "" {
 		what += " as " + p.Copy
 	}
 	if comparing {

@@ -11,17 +11,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 // fakeView records what it is shown.
 type fakeView struct {
 	mu       sync.Mutex
-	shown    []volume.Progress
+	shown    []progress.Transfer
 	finished []bool
 }
 
-func (v *fakeView) Update(p volume.Progress) {
+func (v *fakeView) Update(p progress.Transfer) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.shown = append(v.shown, p)
@@ -34,17 +34,17 @@ func (v *fakeView) Finish(ok bool) {
 }
 
 func TestWatchShowsEveryProgressPolledAndSkipsTheRest(t *testing.T) {
-	p1 := volume.Progress{From: "node-a", To: "node-b", Bytes: 1, Total: 10}
-	p2 := volume.Progress{From: "node-a", To: "node-b", Bytes: 7, Total: 10}
-	polls := []func() (*volume.Progress, error){
-		func() (*volume.Progress, error) { return nil, nil }, // not started yet
-		func() (*volume.Progress, error) { return &p1, nil },
-		func() (*volume.Progress, error) { return nil, errors.New("daemon busy") },
-		func() (*volume.Progress, error) { return &p2, nil },
+	p1 := progress.Transfer{From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 1, Total: 10}}
+	p2 := progress.Transfer{From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 7, Total: 10}}
+	polls := []func() (*progress.Transfer, error){
+		func() (*progress.Transfer, error) { return nil, nil }, // not started yet
+		func() (*progress.Transfer, error) { return &p1, nil },
+		func() (*progress.Transfer, error) { return nil, errors.New("daemon busy") },
+		func() (*progress.Transfer, error) { return &p2, nil },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	poll := func(context.Context) (*volume.Progress, error) {
+	poll := func(context.Context) (*progress.Transfer, error) {
 		if n == len(polls)-1 {
 			cancel()
 		}
@@ -54,19 +54,19 @@ func TestWatchShowsEveryProgressPolledAndSkipsTheRest(t *testing.T) {
 	}
 	view := &fakeView{}
 	watchProgress(ctx, poll, view, time.Millisecond)
-	assert.Equal(t, []volume.Progress{p1, p2}, view.shown)
+	assert.Equal(t, []progress.Transfer{p1, p2}, view.shown)
 }
 
 func TestBarShowsBytesRateAndTimeLeft(t *testing.T) {
 	var out bytes.Buffer
 	bar := newBarView(&out)
-	bar.Update(volume.Progress{Kind: volume.KindMove, From: "node-a", To: "node-b"})
+	bar.Update(progress.Transfer{Kind: progress.KindMove, From: "node-a", To: "node-b"})
 	assert.Contains(t, out.String(), "node-a → node-b: comparing files")
 
 	out.Reset()
-	bar.Update(volume.Progress{Kind: volume.KindMove, From: "node-a", To: "node-b", Bytes: 41 << 20, Total: 100 << 20, TotalFiles: 3})
+	bar.Update(progress.Transfer{Kind: progress.KindMove, From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 41 << 20, Total: 100 << 20, TotalFiles: 3}})
 	time.Sleep(150 * time.Millisecond) // past the bar's throttle
-	bar.Update(volume.Progress{Kind: volume.KindMove, From: "node-a", To: "node-b", Bytes: 42 << 20, Total: 100 << 20, TotalFiles: 3})
+	bar.Update(progress.Transfer{Kind: progress.KindMove, From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 42 << 20, Total: 100 << 20, TotalFiles: 3}})
 	s := out.String()
 	assert.Contains(t, s, "node-a → node-b")
 	assert.NotContains(t, s, "comparing")
@@ -75,7 +75,7 @@ func TestBarShowsBytesRateAndTimeLeft(t *testing.T) {
 	assert.Contains(t, s, "MiB/s", "the rate")
 	assert.Regexp(t, `\[[0-9smh]+:[0-9smh]+\]`, s, "time spent and left")
 
-	bar.Update(volume.Progress{Kind: volume.KindCopy, Copy: "db2", From: "node-a", To: "node-b", Bytes: 1, Total: 5})
+	bar.Update(progress.Transfer{Kind: progress.KindCopy, Copy: "db2", From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 1, Total: 5}})
 	assert.Contains(t, out.String(), "node-a → node-b as db2")
 	bar.Finish(true)
 }
@@ -84,7 +84,7 @@ func TestNoBarWhenTheOutputIsNotATerminal(t *testing.T) {
 	var out bytes.Buffer
 	polled := false
 	res, err := withProgress(context.Background(), &out,
-		func(context.Context) (*volume.Progress, error) { polled = true; return nil, nil },
+		func(context.Context) (*progress.Transfer, error) { polled = true; return nil, nil },
 		func(context.Context) (int, error) { return 7, nil })
 	require.NoError(t, err)
 	assert.Equal(t, 7, res)

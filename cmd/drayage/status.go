@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drayage/drayage/daemon/control"
-	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -87,7 +87,7 @@ func printStatus(out io.Writer, s control.Status, now time.Time) error {
 			kind += " as " + t.Copy
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s/s\t%s\t%s\n", t.Volume, t.Direction, t.Peer, kind, transferAmount(t),
-			volume.BytesUnit(t.Rate), agoFrom(now, t.Started), dash(t.ID))
+			progress.BytesUnit(t.Rate()), agoFrom(now, t.Started), dash(t.ID))
 	}
 	return w.Flush()
 }
@@ -123,9 +123,9 @@ func volumesLine(c control.VolumeCounts) string {
 // transfer out whose total is not known yet, what was sent.
 func transferAmount(t control.TransferStatus) string {
 	if t.Total == 0 && t.Direction == control.DirectionOut {
-		return volume.BytesUnit(t.Bytes) + " sent"
+		return progress.BytesUnit(t.Bytes) + " sent"
 	}
-	return volume.Progress{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles}.Amount()
+	return t.Amount()
 }
 
 // uptime renders a duration compactly: "3d4h", "2h5m", "4m10s", "9s".

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/daemon/control"
+	"github.com/drayage/drayage/progress"
 )
 
 var now = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -26,10 +27,11 @@ func clusterStatus() control.Status {
 		},
 		Volumes: control.VolumeCounts{Total: 3, ByState: map[string]int{"idle": 2, "mounted": 1}},
 		Transfers: []control.TransferStatus{
-			{Volume: "db", Direction: control.DirectionIn, Peer: "node-b", Kind: "move", Bytes: 21 * (1 << 30) / 10, Total: 5 << 30,
-				Files: 3, TotalFiles: 7, Rate: 120 << 20, Started: now.Add(-20 * time.Second)},
-			{Volume: "logs", Direction: control.DirectionOut, Peer: "node-c", Kind: "copy", Copy: "logs2", ID: "9f2c",
-				Bytes: 1 << 20, Rate: 1 << 19, Started: now.Add(-2 * time.Second)},
+			{Direction: control.DirectionIn, Peer: "node-b", Transfer: progress.Transfer{Volume: "db", Kind: "move", From: "node-b", To: "node-a",
+				Counts: progress.Counts{Bytes: 21 * (1 << 30) / 10, Total: 5 << 30, Files: 3, TotalFiles: 7}, Started: now.Add(-20 * time.Second),
+				Updated: now.Add(-20*time.Second + 17920*time.Millisecond)}}, // 120 MiB/s
+			{Direction: control.DirectionOut, Peer: "node-c", ID: "9f2c", Transfer: progress.Transfer{Volume: "logs", Kind: "copy", Copy: "logs2",
+				From: "node-a", To: "node-c", Counts: progress.Counts{Bytes: 1 << 20}, Started: now.Add(-2 * time.Second), Updated: now}},
 		},
 	}
 }

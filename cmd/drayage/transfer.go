@@ -11,6 +11,7 @@ import (
 
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 // 'drayage volume move' and 'copy' ask the daemon for a transfer and wait for it, with a
@@ -118,8 +119,8 @@ func progressOut(cmd *cobra.Command, asJSON bool) io.Writer {
 
 // pollProgress reads the progress of a transfer of the named volume from the local
 // daemon (which reads it from the cluster store, wherever the transfer runs).
-func pollProgress(client *control.Client, name string) func(context.Context) (*volume.Progress, error) {
-	return func(ctx context.Context) (*volume.Progress, error) {
+func pollProgress(client *control.Client, name string) func(context.Context) (*progress.Transfer, error) {
+	return func(ctx context.Context) (*progress.Transfer, error) {
 		info, err := client.LookupVolume(ctx, name)
 		return info.Progress, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/progress"
 )
 
 // How the volume commands put the daemon's answers in words.
@@ -55,7 +56,7 @@ func printInfo(out io.Writer, v volume.Info) {
 	}
 	if p := v.Progress; p != nil {
 		what := "Moving to " + p.To
-		if p.Kind == volume.KindCopy {
+		if p.Kind == progress.KindCopy {
 			what = "Copying to " + p.To + " as " + p.Copy
 		}
 		fmt.Fprintf(w, "%s:\t%s, %d of %d files, started %s\n", what, p, p.Files, p.TotalFiles, ago(p.Started))

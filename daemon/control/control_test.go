@@ -15,6 +15,7 @@ import (
 
 	"github.com/drayage/drayage/daemon/volume"
 	"github.com/drayage/drayage/daemon/volume/volumetest"
+	"github.com/drayage/drayage/progress"
 )
 
 func serve(t *testing.T, vols Volumes, root string) {
@@ -95,8 +96,9 @@ var fakeStatus = Status{
 	Store:   StoreStatus{Kind: "etcd", Endpoints: []string{"10.0.0.9:2379"}, Prefix: "drayage/", OK: true, LatencyMS: 1.5},
 	Members: []NodeInfo{{Name: "node-a", State: "alive", Self: true}, {Name: "node-b", State: "dead"}},
 	Volumes: VolumeCounts{Total: 3, ByState: map[string]int{"idle": 2, "mounted": 1}},
-	Transfers: []TransferStatus{{Volume: "db", Direction: DirectionOut, Peer: "node-b", Kind: "move", ID: "ab12",
-		Bytes: 41, Total: 100, Rate: 7, Started: time.Date(2025, 1, 2, 4, 0, 0, 0, time.UTC)}},
+	Transfers: []TransferStatus{{Direction: DirectionOut, Peer: "node-b", ID: "ab12",
+		Transfer: progress.Transfer{Volume: "db", Kind: "move", From: "node-a", To: "node-b", Counts: progress.Counts{Bytes: 41, Total: 100},
+			Started: time.Date(2025, 1, 2, 4, 0, 0, 0, time.UTC), Updated: time.Date(2025, 1, 2, 4, 0, 1, 0, time.UTC)}}},
 }
 
 func (noNodes) Status(context.Context) (Status, error) { return fakeStatus, nil }
@@ -137,7 +139,7 @@ func TestLookupDoesNotMeasureTheVolume(t *testing.T) {
 
 	info, err := c.LookupVolume(ctx, "v1")
 	require.NoError(t, err)
-	assert.Equal(t, int64(-1), info.Size, "not measured")
+	assert.Equal(t, int64(0), info.Size, "not measured: the size recorded at its creation")
 	assert.Nil(t, info.Progress)
 	info, err = c.InspectVolume(ctx, "v1")
 	require.NoError(t, err)

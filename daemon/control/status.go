@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/drayage/drayage/progress"
 )
 
 // Status is what 'drayage status' shows: this node, the cluster store's health, the
@@ -62,27 +64,15 @@ const (
 )
 
 // TransferStatus is a transfer running through this node: a volume it receives ("in")
-// or sends ("out").
+// or sends ("out"). Its Kind is empty for a transfer out whose receiver has not reported
+// yet; the Files counts are known only for a transfer in.
 type TransferStatus struct {
-	Volume string `json:"volume"`
+	progress.Transfer
 	// Direction is DirectionIn or DirectionOut; Peer is the node at the other end.
 	Direction string `json:"direction"`
 	Peer      string `json:"peer"`
-	// Kind is move or copy (empty for a transfer out whose receiver has not reported yet);
-	// Copy names a copy's new volume.
-	Kind string `json:"kind,omitempty"`
-	Copy string `json:"copy,omitempty"`
 	// ID is the transfer's ID (sending side), as its log lines say it.
 	ID string `json:"id,omitempty"`
-	// Bytes of Total have moved (Total is 0 until the nodes have compared their files, and
-	// counts only what differs); Files of TotalFiles for a transfer in. Rate is the mean
-	// in bytes per second.
-	Bytes      int64     `json:"bytes"`
-	Total      int64     `json:"total"`
-	Files      int       `json:"files,omitempty"`
-	TotalFiles int       `json:"total_files,omitempty"`
-	Rate       int64     `json:"rate"`
-	Started    time.Time `json:"started"`
 }
 
 // Status returns the daemon's status.

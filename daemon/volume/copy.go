@@ -8,6 +8,7 @@ import (
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/progress"
 )
 
 // CopyResult describes a finished copy.
@@ -86,7 +87,7 @@ func (m *Manager) joinCopy(ctx context.Context, name, newName string) (*pullJob,
 		return nil, m.refused(ctx, name, "copy", mountedHint, err)
 	}
 	m.log.Info("copying volume", "volume", name, "copy", newName, "from", e.Volume.Owner)
-	track := newTracker(Progress{Kind: KindCopy, Copy: newName, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
+	track := newTracker(progress.Transfer{Volume: name, Kind: progress.KindCopy, Copy: newName, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
 	return m.startJob(ctx, &pullJob{key: newName, src: e.Volume, claim: claim, pull: p, track: track,
 		commit: func(ctx context.Context, got Pulled) error { return m.commitCopy(ctx, e, claim, newName, got) }})
 }

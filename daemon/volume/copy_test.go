@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/progress"
 )
 
 func TestCopyMakesANewVolumeThereAndLeavesTheSourceWithItsOwner(t *testing.T) {
@@ -86,7 +87,7 @@ func TestSourceIsNeitherMountedNorMovedWhileItIsCopied(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, cluster.StateCopying, info.State)
 	require.NotNil(t, info.Progress)
-	assert.Equal(t, KindCopy, info.Progress.Kind)
+	assert.Equal(t, progress.KindCopy, info.Progress.Kind)
 	assert.Equal(t, "db2", info.Progress.Copy)
 	assert.Equal(t, "node-b", info.Progress.To)
 	assert.Equal(t, 41, info.Progress.Percent())

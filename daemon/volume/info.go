@@ -8,6 +8,7 @@ import (
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/progress"
 )
 
 // States of a volume: the cluster's (idle, mounted, migrating, removing) and these.
@@ -24,13 +25,16 @@ const (
 type Info struct {
 	Name string `json:"name"`
 	// Node is the node that holds the volume's data (its owner).
-	Node       string            `json:"node"`
-	State      string            `json:"state"`
-	Mountpoint string            `json:"mountpoint,omitempty"`
-	Mounts     int               `json:"mounts"`
-	Size       int64             `json:"size"` // bytes; -1 where not measured (List)
-	Options    map[string]string `json:"options,omitempty"`
-	Created    time.Time         `json:"created"`
+	Node       string `json:"node"`
+	State      string `json:"state"`
+	Mountpoint string `json:"mountpoint,omitempty"`
+	Mounts     int    `json:"mounts"`
+	// Size is in bytes: measured here (Get, on the node that holds the volume), else as
+	// last recorded in the cluster (at its creation, when it last moved or was copied,
+	// when its last container here stopped); -1 where not known. An empty volume is 0.
+	Size    int64             `json:"size"`
+	Options map[string]string `json:"options,omitempty"`
+	Created time.Time         `json:"created"`
 	// Epoch is the volume's fencing token (see package cluster).
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Claim describes who holds the volume now, if anyone.
@@ -39,15 +43,14 @@ type Info struct {
 	Problem string `json:"problem,omitempty"`
 	// Progress is how far the volume's move (or copy) to another node has come, while it
 	// runs (Get only).
-	Progress *Progress `json:"progress,omitempty"`
+	Progress *progress.Transfer `json:"progress,omitempty"`
 }
 
 // ClaimInfo is who holds a volume now.
 type ClaimInfo struct {
-	Node   string    `json:"node"`
-	Kind   string    `json:"kind"`
-	Mounts int       `json:"mounts,omitempty"`
-	Since  time.Time `json:"since"`
+	Node  string    `json:"node"`
+	Kind  string    `json:"kind"`
+	Since time.Time `json:"since"`
 }
 
 // Get describes one volume, with its size measured if it is held here. It fails only for
@@ -189,7 +192,7 @@ func (m *Manager) clusterInfo(e cluster.Entry) Info {
 		Epoch:   v.Epoch,
 	}
 	if c := e.Claim; c != nil {
-		info.Claim = &ClaimInfo{Node: c.Node, Kind: c.Kind, Mounts: c.Mounts, Since: c.Since}
+		info.Claim = &ClaimInfo{Node: c.Node, Kind: c.Kind, Since: c.Since}
 		if c.Kind == cluster.ClaimMount {
 			info.Mounts = c.Mounts
 		}
@@ -197,9 +200,6 @@ func (m *Manager) clusterInfo(e cluster.Entry) Info {
 		info.Mounts = mk.Mounts
 		info.Problem = fmt.Sprintf("mounted on node %q by %s, but that node stopped renewing its lease in the cluster store: it is down, paused or cut off from the store; start drayage there again",
 			mk.Node, containers(mk.Mounts))
-	}
-	if info.Size == 0 {
-		info.Size = -1 // not measured yet
 	}
 	return info
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/metrics/metricstest"
+	"github.com/drayage/drayage/progress"
 )
 
 func TestMountsAreTimedAndVolumesCountedByState(t *testing.T) {
@@ -34,7 +35,7 @@ func TestMountsAreTimedAndVolumesCountedByState(t *testing.T) {
 		return out
 	}
 	p := &fakePuller{managers: map[string]*Manager{"node-a": a, "node-b": b}, down: map[string]time.Time{}}
-	g := newGate(Progress{Bytes: 1, Total: 2, Files: 0, TotalFiles: 1})
+	g := newGate(progress.Counts{Bytes: 1, Total: 2, Files: 0, TotalFiles: 1})
 	p.gate = g
 	b.SetPuller(p)
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/progress"
 )
 
 // fakePuller moves volumes between managers in one process: it asks the owner's manager
@@ -85,16 +86,16 @@ func (f *fakePuller) Holds(ctx context.Context, node, volume string) (Holding, e
 type gate struct {
 	started chan struct{} // one value per pull that reached the gate
 	open    chan error    // receives the outcome of one pull
-	report  Progress
+	report  progress.Counts
 }
 
-func newGate(report Progress) *gate {
+func newGate(report progress.Counts) *gate {
 	return &gate{started: make(chan struct{}, 16), open: make(chan error, 16), report: report}
 }
 
-func (g *gate) pass(ctx context.Context, progress func(Progress)) error {
-	if progress != nil {
-		progress(g.report)
+func (g *gate) pass(ctx context.Context, report func(progress.Counts)) error {
+	if report != nil {
+		report(g.report)
 	}
 	g.started <- struct{}{}
 	select {

@@ -11,6 +11,7 @@ import (
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/internal/failpoint"
 	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/progress"
 )
 
 // How a volume comes to this node, top to bottom: a Mount (mount.go) or a Move (move.go)
@@ -72,7 +73,7 @@ func (m *Manager) joinPull(ctx context.Context, e cluster.Entry, o pullOptions) 
 	} else if reused {
 		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
 	}
-	track := newTracker(Progress{Kind: KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
+	track := newTracker(progress.Transfer{Volume: name, Kind: progress.KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
 	return m.startJob(ctx, &pullJob{key: name, src: e.Volume, claim: claim, pull: p, limit: o.limit, track: track,
 		commit:   func(ctx context.Context, got Pulled) error { return m.commitMove(ctx, e, claim, got) },
 		unwaited: func(ctx context.Context) { m.releaseIdle(ctx, name) },

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/progress"
 )
 
 const gib = 1 << 30
@@ -23,7 +24,7 @@ func pulling(t *testing.T) (a, b *Manager, fa, fb *fixture, p *fakePuller, g *ga
 	a, b, fa, fb, p = twoNodes(t)
 	require.NoError(t, a.Create(ctx, "db", nil))
 	require.NoError(t, os.WriteFile(filepath.Join(fa.root, "volumes", "db", "data", "table"), []byte("rows"), 0o644))
-	g = newGate(Progress{Bytes: 21 * gib / 10, Total: 5 * gib, Files: 3, TotalFiles: 7})
+	g = newGate(progress.Counts{Bytes: 21 * gib / 10, Total: 5 * gib, Files: 3, TotalFiles: 7})
 	p.gate = g
 	return a, b, fa, fb, p, g
 }
@@ -58,10 +59,11 @@ func TestMountAnswersWithProgressBeforeItsBudgetEndsAndThePullGoesOn(t *testing.
 		assert.Equal(t, "node-a", info.Node)
 		require.NotNil(t, info.Progress)
 		p := *info.Progress
-		assert.Equal(t, Progress{Kind: KindMove, From: "node-a", To: "node-b", Bytes: 21 * gib / 10, Total: 5 * gib, Files: 3, TotalFiles: 7},
-			Progress{Kind: p.Kind, From: p.From, To: p.To, Bytes: p.Bytes, Total: p.Total, Files: p.Files, TotalFiles: p.TotalFiles})
+		assert.Equal(t, progress.Transfer{Volume: "db", Kind: progress.KindMove, From: "node-a", To: "node-b",
+			Counts: progress.Counts{Bytes: 21 * gib / 10, Total: 5 * gib, Files: 3, TotalFiles: 7}},
+			progress.Transfer{Volume: p.Volume, Kind: p.Kind, From: p.From, To: p.To, Counts: p.Counts})
 		assert.WithinDuration(t, time.Now(), p.Started, 5*time.Second)
-		assert.Positive(t, p.Rate)
+		assert.Positive(t, p.Rate())
 		assert.Regexp(t, `^41% \(2\.1 of 5\.0 GiB\) from node-a, [0-9.]+ [KMGT]?i?B/s$`, p.String())
 	}
 	err = b.Remove(ctx, "db")

@@ -3,6 +3,8 @@ package volume
 import (
 	"context"
 	"time"
+
+	"github.com/drayage/drayage/progress"
 )
 
 // Puller is how the manager gets a volume from the node that holds it (the daemon's
@@ -43,5 +45,5 @@ type PullRequest struct {
 	AllowPrivileged bool
 	// Progress, if set, hears the counts so far (Bytes, Total, Files, TotalFiles), from
 	// one goroutine at a time.
-	Progress func(Progress)
+	Progress func(progress.Counts)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/drayage/drayage/daemon/localstore"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/metrics/metricstest"
+	"github.com/drayage/drayage/progress"
 )
 
 // forge writes a volume record as anyone with access to the store could: no checks.
@@ -289,7 +290,7 @@ func TestTheStagingOfAPullNotTriedAgainIsSweptAfterTheGracePeriod(t *testing.T) 
 	require.NoError(t, os.MkdirAll(abandoned, 0o755))
 
 	// A pull runs (held at the gate) into staging of its own.
-	g := newGate(Progress{Bytes: 1, Total: 2})
+	g := newGate(progress.Counts{Bytes: 1, Total: 2})
 	p.gate = g
 	done := make(chan error, 1)
 	go func() { _, err := b.Move(ctx, "db"); done <- err }()

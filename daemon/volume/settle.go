@@ -215,8 +215,12 @@ func (m *Manager) keepClaims(ctx context.Context, rec localstore.Record, e clust
 // store, a forged deletion) as held here, at the epoch of this copy: its data is never
 // deleted for want of a record. It returns the record made, if it made it.
 func (m *Manager) register(ctx context.Context, rec localstore.Record) (cluster.Entry, bool) {
+	size, err := m.disk.Size(rec.Name)
+	if err != nil {
+		m.log.Warn("cannot measure a volume found on disk with no cluster record; registering it with size 0", "volume", rec.Name, "err", err)
+	}
 	e, created, err := m.reg.Create(ctx, cluster.Volume{Name: rec.Name, Owner: m.cfg.Node, Epoch: rec.Epoch, Root: rec.Root,
-		Options: rec.Options, Created: rec.Created})
+		Size: size, Options: rec.Options, Created: rec.Created})
 	switch {
 	case err != nil:
 		m.log.Warn("cannot register a volume found on disk with no cluster record; will retry", "volume", rec.Name, "err", err)
