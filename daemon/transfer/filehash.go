@@ -32,7 +32,7 @@ func hashFile(dirs *dirCache, p string) ([32]byte, error) {
 		return sum, fmt.Errorf("%s is no longer a regular file", p)
 	}
 	h := blake3.New()
-	buf := make([]byte, ChunkSize)
+	buf := make([]byte, chunkSize)
 	for off := int64(0); ; {
 		n, err := unix.Pread(fd, buf, off)
 		if errors.Is(err, unix.EINTR) {

@@ -156,13 +156,13 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	}
 	require.NoError(t, os.MkdirAll(dest, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dest, "old"), []byte("the old tree"), 0o644))
-	oldTree, err := Walk(dest)
+	oldTree, err := walkEntries(dest)
 	require.NoError(t, err)
-	newTree, err := Walk(src)
+	newTree, err := walkEntries(src)
 	require.NoError(t, err)
 	destIsOldOrNew := func(when string) {
 		t.Helper()
-		got, err := Walk(dest)
+		got, err := walkEntries(dest)
 		require.NoError(t, err)
 		if !assert.ObjectsAreEqual(oldTree, got) && !assert.ObjectsAreEqual(newTree, got) {
 			t.Fatalf("%s: the destination is neither the old tree nor the new one", when)
@@ -209,7 +209,7 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	var res PullResult
 	require.NoError(t, json.Unmarshal([]byte(rcv.line(t)), &res))
 	require.NoError(t, rcv.cmd.Wait())
-	got, err := Walk(dest)
+	got, err := walkEntries(dest)
 	require.NoError(t, err)
 	assert.Equal(t, newTree, got, "the retry installs the complete new tree")
 	for i := range 60 {

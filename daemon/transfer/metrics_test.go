@@ -204,12 +204,12 @@ func TestATransferWhoseReceiverVanishesIsDroppedAsPeerDown(t *testing.T) {
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
 	require.NoError(t, err)
 	defer conn.Close()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(context.Background(), "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	var open openResponse
+	require.NoError(t, conn.Invoke(context.Background(), "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
 	require.Eventually(t, func() bool {
 		return failed(a.scrape(t), "send", "peer_down") == 1
 	}, 5*time.Second, 20*time.Millisecond)
-	err = conn.Invoke(context.Background(), "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{})
+	err = conn.Invoke(context.Background(), "/drayage.Transfer/Finish", &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{})
 	require.ErrorContains(t, err, "no transfer", "a dropped transfer is gone")
 	assert.Zero(t, failed(a.scrape(t), "send", "aborted"), "and counted once")
 }

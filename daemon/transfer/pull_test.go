@@ -95,9 +95,9 @@ func TestPullOverTheNetworkThenInstall(t *testing.T) {
 
 	require.NoError(t, Install(staging, dest))
 	assert.NoDirExists(t, staging, "the old tree is gone")
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dest)
+	got, err := walkEntries(dest)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 

@@ -64,8 +64,8 @@ func (jsonCodec) Name() string { return "json" }
 // versions, so nodes of different versions work together.
 const protocolVersion = 2
 
-// OpenRequest asks the node holding a volume to send it.
-type OpenRequest struct {
+// openRequest asks the node holding a volume to send it.
+type openRequest struct {
 	Volume string `json:"volume"`
 	// Epoch is the one in the receiver's migration claim; the sender checks it.
 	Epoch uint64 `json:"epoch"`
@@ -74,8 +74,8 @@ type OpenRequest struct {
 	Version int `json:"version,omitempty"`
 }
 
-// OpenResponse carries the sender's manifest.
-type OpenResponse struct {
+// openResponse carries the sender's manifest.
+type openResponse struct {
 	Transfer string `json:"transfer"`
 	Manifest []byte `json:"manifest"`
 	// Data is the sender's data address.
@@ -86,7 +86,7 @@ type OpenResponse struct {
 	Version int `json:"version,omitempty"`
 }
 
-// openHeader is OpenResponse but for the manifest.
+// openHeader is openResponse but for the manifest.
 type openHeader struct {
 	Transfer string `json:"transfer"`
 	Data     string `json:"data"`
@@ -96,7 +96,7 @@ type openHeader struct {
 
 // MarshalBinary encodes the response as the length of a JSON header, the header, and
 // the manifest as it is.
-func (r *OpenResponse) MarshalBinary() ([]byte, error) {
+func (r *openResponse) MarshalBinary() ([]byte, error) {
 	h, err := json.Marshal(openHeader{r.Transfer, r.Data, r.Wire, r.Version})
 	if err != nil {
 		return nil, err
@@ -106,7 +106,7 @@ func (r *OpenResponse) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalBinary decodes what MarshalBinary encodes.
-func (r *OpenResponse) UnmarshalBinary(b []byte) error {
+func (r *openResponse) UnmarshalBinary(b []byte) error {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
 		return errors.New("open response: bad header length")
@@ -120,15 +120,15 @@ func (r *OpenResponse) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// WantRequest lists the files the receiver needs.
-type WantRequest struct {
+// wantRequest lists the files the receiver needs.
+type wantRequest struct {
 	Transfer string   `json:"transfer"`
 	Indexes  []uint32 `json:"indexes"`
 }
 
 // MarshalBinary encodes the request as the transfer ID's length and bytes, then each
 // index as a varint.
-func (r *WantRequest) MarshalBinary() ([]byte, error) {
+func (r *wantRequest) MarshalBinary() ([]byte, error) {
 	b := binary.AppendUvarint(make([]byte, 0, 1+len(r.Transfer)+3*len(r.Indexes)), uint64(len(r.Transfer)))
 	b = append(b, r.Transfer...)
 	for _, i := range r.Indexes {
@@ -138,7 +138,7 @@ func (r *WantRequest) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalBinary decodes what MarshalBinary encodes.
-func (r *WantRequest) UnmarshalBinary(b []byte) error {
+func (r *wantRequest) UnmarshalBinary(b []byte) error {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > 64 || n > uint64(len(b)-k) {
 		return errors.New("want request: bad transfer ID")
@@ -158,15 +158,15 @@ func (r *WantRequest) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
-// FinishRequest ends a transfer; RootHash is the receiver's.
-type FinishRequest struct {
+// finishRequest ends a transfer; RootHash is the receiver's.
+type finishRequest struct {
 	Transfer string `json:"transfer"`
 	RootHash []byte `json:"root_hash,omitempty"`
 	Abort    bool   `json:"abort,omitempty"`
 }
 
-// Empty is an empty reply.
-type Empty struct{}
+// empty is an empty reply.
+type empty struct{}
 
 // Authorizer decides whether node may receive volume at epoch, and says where its data
 // is. The daemon's is volume.Manager.SendDir: it checks the migration claim in the
@@ -211,13 +211,13 @@ const (
 	maxStreams = 32
 )
 
-// ErrBusy means a node is at its limit of transfers or connections; retry later.
-var ErrBusy = errors.New("busy")
+// errBusy means a node is at its limit of transfers or connections; retry later.
+var errBusy = errors.New("busy")
 
 type outgoing struct {
 	receiver string
 	volume   string
-	source   *Source
+	source   *source
 	streams  sync.WaitGroup
 	started  time.Time
 	wire     Wire
@@ -271,9 +271,9 @@ func (s *Server) ServiceDesc() *grpc.ServiceDesc {
 		ServiceName: "drayage.Transfer",
 		HandlerType: (*any)(nil),
 		Methods: []grpc.MethodDesc{
-			unary("Open", func() any { return &OpenRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*OpenRequest)) }),
-			unary("Want", func() any { return &WantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*WantRequest)) }),
-			unary("Finish", func() any { return &FinishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*FinishRequest)) }),
+			unary("Open", func() any { return &openRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*openRequest)) }),
+			unary("Want", func() any { return &wantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*wantRequest)) }),
+			unary("Finish", func() any { return &finishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*finishRequest)) }),
 		},
 	}
 }
@@ -291,7 +291,7 @@ func caller(ctx context.Context) (string, error) {
 	return identity.PeerName(info.State), nil
 }
 
-func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error) {
+func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -302,7 +302,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	if busy {
 		s.log.Warn("refused to send a volume: at the limit of transfers sent at once", "volume", r.Volume, "peer", node, "limit", s.maxTransfers())
 		return nil, status.Errorf(codes.ResourceExhausted, "node %q is sending %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %v; retry when one is done",
-			s.id.Name(), s.maxTransfers(), ErrBusy)
+			s.id.Name(), s.maxTransfers(), errBusy)
 	}
 	metric := s.Metrics.Started(metrics.RoleSend)
 	dir, err := s.authorize(ctx, r.Volume, node, r.Epoch)
@@ -311,7 +311,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
-	src, err := NewSource(dir)
+	src, err := newSource(dir)
 	if err != nil {
 		metric.Failed(metrics.ReasonOther)
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
@@ -333,7 +333,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	s.mu.Unlock()
 	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()),
 		"compress", wire.Compress, "rate_limit", wire.RateLimit)
-	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data, Wire: wire, Version: version}, nil
+	return &openResponse{Transfer: id, Manifest: encodeManifest(src.Manifest()), Data: s.data, Wire: wire, Version: version}, nil
 }
 
 // lookup finds a transfer, checking it belongs to the calling node.
@@ -347,7 +347,7 @@ func (s *Server) lookup(id, node string) (*outgoing, error) {
 	return t, nil
 }
 
-func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
+func (s *Server) want(ctx context.Context, r *wantRequest) (*empty, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -360,10 +360,10 @@ func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
 	if err := t.source.Want(r.Indexes); err != nil {
 		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
 	}
-	return &Empty{}, nil
+	return &empty{}, nil
 }
 
-func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
+func (s *Server) finish(ctx context.Context, r *finishRequest) (*empty, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -385,7 +385,7 @@ func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
 	if r.Abort {
 		t.metric.Failed(metrics.ReasonAborted)
 		s.log.Info("transfer aborted by the receiver", "volume", t.volume, "peer", node, "transfer", r.Transfer)
-		return &Empty{}, nil
+		return &empty{}, nil
 	}
 	root, err := t.source.rootHash(t.version >= 2)
 	if err != nil {
@@ -399,7 +399,7 @@ func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
 	t.metric.Completed()
 	s.log.Info("sent volume", "volume", t.volume, "peer", node, "transfer", r.Transfer,
 		"bytes", t.source.Bytes(), "took", time.Since(t.started).Round(time.Millisecond))
-	return &Empty{}, nil
+	return &empty{}, nil
 }
 
 // touch restarts a transfer's expiry: its receiver is still there.
@@ -476,7 +476,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	t, err := s.lookup(string(hello[:]), node)
 	if err != nil {
 		s.log.Warn("refused a data stream", "peer", node, "transfer", string(hello[:]), "err", err)
-		_ = NewFrameWriter(conn).Write(FrameError, []byte(err.Error()))
+		_ = newFrameWriter(conn).Write(frameError, []byte(err.Error()))
 		return
 	}
 	s.mu.Lock()
@@ -495,7 +495,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	}
 	s.mu.Unlock()
 	if refusal != "" {
-		_ = NewFrameWriter(conn).Write(FrameError, []byte(refusal))
+		_ = newFrameWriter(conn).Write(frameError, []byte(refusal))
 		return
 	}
 	defer func() {

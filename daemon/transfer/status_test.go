@@ -46,15 +46,15 @@ func TestSendingListsOpenTransfersAndItsLogLinesNameTheTransferAndThePeer(t *tes
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
 	require.NoError(t, err)
 	defer conn.Close()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	var open openResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
 	sending := srv.Sending()
 	require.Len(t, sending, 1)
 	assert.Equal(t, open.Transfer, sending[0].ID)
 	assert.Equal(t, "v", sending[0].Volume)
 	assert.Equal(t, "node-b", sending[0].Peer)
 	assert.Zero(t, sending[0].Bytes)
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{}))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{}))
 	assert.Empty(t, srv.Sending(), "a finished transfer is not listed")
 
 	// A whole pull: the receiver learns the transfer's ID, which the sender's lines carry.
