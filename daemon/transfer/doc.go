@@ -10,8 +10,8 @@
 // not list is removed from staging.
 //
 // Both ends walk their trees at once (walk.go): on a delta, the two walks are most of the
-// time. Contents travel on several data streams at once, in compact frames (frame.go)
-// read into one reused buffer, so memory stays flat whatever the file sizes. The sender
+// time. Contents travel on several data streams at once, in compact frames (protocol.go
+// describes the protocol) read into one reused buffer, so memory stays flat whatever the file sizes. The sender
 // opens the wanted files, and asks the disk for their first bytes, ahead of the streams.
 // Holes travel as holes. Each file is hashed with BLAKE3 as it streams and checked on
 // arrival. A file is written in place in staging (an older copy's file is written over)

@@ -3,6 +3,7 @@ package transfer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -77,4 +78,16 @@ func forEach(n int, fn func(int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// zeros is read-only: holes are hashed as the zeros they stand for, from this one buffer.
+var zeros = make([]byte, 64<<10)
+
+// hashZeros feeds n zero bytes to h.
+func hashZeros(h io.Writer, n int64) {
+	for n > 0 {
+		c := min(n, int64(len(zeros)))
+		_, _ = h.Write(zeros[:c])
+		n -= c
+	}
 }

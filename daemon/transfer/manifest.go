@@ -169,7 +169,10 @@ func validPath(p string) error {
 	return nil
 }
 
-// Manifest encoding: a version byte, a uvarint count, then each entry. Every length is
+// Manifest encoding, part of the protocol (protocol.go): a version byte, a uvarint count,
+// then each entry: its kind byte, path, mode, uid, gid, size, mtime, target, rdev and
+// extended attributes (a count, then each name and value), in that order, as uvarints,
+// varints (size, mtime) and strings (a uvarint length and the bytes). Every length is
 // bounded before anything is allocated for it.
 const manifestVersion = 1
 

@@ -120,7 +120,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		stagedc <- read{have, err}
 	}()
 	var open openResponse
-	if err := invoke(ctx, conn, openTimeout, "Open", &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
+	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
 		reason := metrics.ReasonRefused
 		if status.Code(err) == codes.Unavailable {
 			reason = metrics.ReasonPeerDown
@@ -132,7 +132,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		if err != nil {
 			abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			_ = invoke(abortCtx, conn, wantTimeout, "Finish", &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{})
+			_ = invoke(abortCtx, conn, wantTimeout, methodFinish, &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{})
 		}
 	}()
 	entries, err := decodeManifest(open.Manifest)
@@ -159,7 +159,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	for _, i := range wanted {
 		wantBytes += entries[i].Size
 	}
-	if err := invoke(ctx, conn, wantTimeout, "Want", &wantRequest{Transfer: open.Transfer, Indexes: wanted}, &empty{}); err != nil {
+	if err := invoke(ctx, conn, wantTimeout, methodWant, &wantRequest{Transfer: open.Transfer, Indexes: wanted}, &empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}
 	if err := receiveAll(ctx, o, sink, open, Progress{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
@@ -169,7 +169,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
 	}
-	if err := invoke(ctx, conn, finishTimeout, "Finish", &finishRequest{Transfer: open.Transfer, RootHash: root[:]}, &empty{}); err != nil {
+	if err := invoke(ctx, conn, finishTimeout, methodFinish, &finishRequest{Transfer: open.Transfer, RootHash: root[:]}, &empty{}); err != nil {
 		if status.Code(err) == codes.DataLoss {
 			err = &failure{reason: metrics.ReasonCorrupt, err: fmt.Errorf("%w: %s", ErrRootMismatch, status.Convert(err).Message())}
 		}
@@ -193,7 +193,7 @@ const (
 func invoke(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration, method string, req, res any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return conn.Invoke(ctx, "/drayage.Transfer/"+method, req, res)
+	return conn.Invoke(ctx, "/"+serviceName+"/"+method, req, res)
 }
 
 // receiveAll runs the data streams until every wanted file has arrived.

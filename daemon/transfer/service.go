@@ -1,19 +1,11 @@
 package transfer
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	stdencoding "encoding"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
 	"net"
 	"strings"
 	"sync"
@@ -23,150 +15,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/metrics"
 )
-
-// The control protocol is gRPC over mutual TLS on the control port, with JSON messages
-// (no generated code): Open a transfer and get the sender's manifest, say which files are
-// Wanted, Finish by comparing root hashes (or Abort). Contents go on data streams. The
-// two messages that grow with the volume, the manifest and the wanted list, encode
-// themselves in binary: as JSON, a manifest of 50,000 files took longer to decode than to
-// read from disk.
-
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
-// jsonCodec encodes messages as JSON, or as themselves if they can.
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(stdencoding.BinaryMarshaler); ok {
-		return m.MarshalBinary()
-	}
-	return json.Marshal(v)
-}
-
-func (jsonCodec) Unmarshal(b []byte, v any) error {
-	if m, ok := v.(stdencoding.BinaryUnmarshaler); ok {
-		return m.UnmarshalBinary(b)
-	}
-	return json.Unmarshal(b, v)
-}
-
-func (jsonCodec) Name() string { return "json" }
-
-// protocolVersion is the transfer protocol this node speaks. 2: the root hash covers
-// every file of the tree (1: only the files sent). Each end speaks the lower of the two
-// versions, so nodes of different versions work together.
-const protocolVersion = 2
-
-// openRequest asks the node holding a volume to send it.
-type openRequest struct {
-	Volume string `json:"volume"`
-	// Epoch is the one in the receiver's migration claim; the sender checks it.
-	Epoch uint64 `json:"epoch"`
-	Wire  Wire   `json:"wire"`
-	// Version is the receiver's protocol version (absent: 1).
-	Version int `json:"version,omitempty"`
-}
-
-// openResponse carries the sender's manifest.
-type openResponse struct {
-	Transfer string `json:"transfer"`
-	Manifest []byte `json:"manifest"`
-	// Data is the sender's data address.
-	Data string `json:"data"`
-	// Wire is what the data streams use: the receiver's request under the sender's cap.
-	Wire Wire `json:"wire"`
-	// Version is the protocol version both ends speak (absent: 1).
-	Version int `json:"version,omitempty"`
-}
-
-// openHeader is openResponse but for the manifest.
-type openHeader struct {
-	Transfer string `json:"transfer"`
-	Data     string `json:"data"`
-	Wire     Wire   `json:"wire"`
-	Version  int    `json:"version,omitempty"`
-}
-
-// MarshalBinary encodes the response as the length of a JSON header, the header, and
-// the manifest as it is.
-func (r *openResponse) MarshalBinary() ([]byte, error) {
-	h, err := json.Marshal(openHeader{r.Transfer, r.Data, r.Wire, r.Version})
-	if err != nil {
-		return nil, err
-	}
-	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(h)+len(r.Manifest)), uint64(len(h)))
-	return append(append(b, h...), r.Manifest...), nil
-}
-
-// UnmarshalBinary decodes what MarshalBinary encodes.
-func (r *openResponse) UnmarshalBinary(b []byte) error {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return errors.New("open response: bad header length")
-	}
-	var h openHeader
-	if err := json.Unmarshal(b[k:k+int(n)], &h); err != nil {
-		return fmt.Errorf("open response: %w", err)
-	}
-	r.Transfer, r.Data, r.Wire, r.Version = h.Transfer, h.Data, h.Wire, h.Version
-	r.Manifest = bytes.Clone(b[k+int(n):]) // the codec does not promise b outlives the call
-	return nil
-}
-
-// wantRequest lists the files the receiver needs.
-type wantRequest struct {
-	Transfer string   `json:"transfer"`
-	Indexes  []uint32 `json:"indexes"`
-}
-
-// MarshalBinary encodes the request as the transfer ID's length and bytes, then each
-// index as a varint.
-func (r *wantRequest) MarshalBinary() ([]byte, error) {
-	b := binary.AppendUvarint(make([]byte, 0, 1+len(r.Transfer)+3*len(r.Indexes)), uint64(len(r.Transfer)))
-	b = append(b, r.Transfer...)
-	for _, i := range r.Indexes {
-		b = binary.AppendUvarint(b, uint64(i))
-	}
-	return b, nil
-}
-
-// UnmarshalBinary decodes what MarshalBinary encodes.
-func (r *wantRequest) UnmarshalBinary(b []byte) error {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 64 || n > uint64(len(b)-k) {
-		return errors.New("want request: bad transfer ID")
-	}
-	r.Transfer = string(b[k : k+int(n)])
-	b = b[k+int(n):]
-	// An index takes one to five bytes: room grows with what is decoded.
-	r.Indexes = make([]uint32, 0, min(len(b), 4096))
-	for len(b) > 0 {
-		i, k := binary.Uvarint(b)
-		if k <= 0 || i > math.MaxUint32 {
-			return errors.New("want request: bad index")
-		}
-		r.Indexes = append(r.Indexes, uint32(i))
-		b = b[k:]
-	}
-	return nil
-}
-
-// finishRequest ends a transfer; RootHash is the receiver's.
-type finishRequest struct {
-	Transfer string `json:"transfer"`
-	RootHash []byte `json:"root_hash,omitempty"`
-	Abort    bool   `json:"abort,omitempty"`
-}
-
-// empty is an empty reply.
-type empty struct{}
 
 // Authorizer decides whether node may receive volume at epoch, and says where its data
 // is. The daemon's is volume.Manager.SendDir: it checks the migration claim in the
@@ -268,12 +122,12 @@ func (s *Server) ServiceDesc() *grpc.ServiceDesc {
 		}}
 	}
 	return &grpc.ServiceDesc{
-		ServiceName: "drayage.Transfer",
+		ServiceName: serviceName,
 		HandlerType: (*any)(nil),
 		Methods: []grpc.MethodDesc{
-			unary("Open", func() any { return &openRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*openRequest)) }),
-			unary("Want", func() any { return &wantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*wantRequest)) }),
-			unary("Finish", func() any { return &finishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*finishRequest)) }),
+			unary(methodOpen, func() any { return &openRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*openRequest)) }),
+			unary(methodWant, func() any { return &wantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*wantRequest)) }),
+			unary(methodFinish, func() any { return &finishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*finishRequest)) }),
 		},
 	}
 }
@@ -321,11 +175,9 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		s.log.Warn("left mount points inside the volume out of the transfer: a volume moves its own files only; unmount them, or mount them in the container instead",
 			"volume", r.Volume, "peer", node, "mount_points", strings.Join(m, ","))
 	}
-	var idb [16]byte
-	_, _ = rand.Read(idb[:])
-	id := hex.EncodeToString(idb[:])
+	id := newTransferID()
 	wire := r.Wire.merge(s.Cap)
-	version := max(1, min(r.Version, protocolVersion))
+	version := negotiate(r.Version)
 	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, version: version, limit: wire.limiter(), metric: metric}
 	s.mu.Lock()
 	s.transfers[id] = t
@@ -467,22 +319,22 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	}
 	defer conn.Close()
 	node := identity.PeerName(conn.ConnectionState())
-	var hello [32]byte
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.ReadFull(conn, hello[:]); err != nil {
+	id, err := readHello(conn)
+	if err != nil {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	t, err := s.lookup(string(hello[:]), node)
+	t, err := s.lookup(id, node)
 	if err != nil {
-		s.log.Warn("refused a data stream", "peer", node, "transfer", string(hello[:]), "err", err)
+		s.log.Warn("refused a data stream", "peer", node, "transfer", id, "err", err)
 		_ = newFrameWriter(conn).Write(frameError, []byte(err.Error()))
 		return
 	}
 	s.mu.Lock()
 	refusal := ""
 	switch {
-	case s.transfers[string(hello[:])] != t:
+	case s.transfers[id] != t:
 		refusal = "data stream opened after the transfer ended"
 	case !t.source.Wanted():
 		refusal = "data stream opened before Want"
@@ -516,7 +368,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	if err := t.source.Send(ctx, w); err != nil {
-		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", string(hello[:]), "err", err)
+		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", id, "err", err)
 	}
 	_ = flush()
 }

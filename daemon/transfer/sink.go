@@ -405,7 +405,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 			s.space.wrote(len(fm.Payload))
 			s.flow.Bytes(len(fm.Payload))
 		case frameHole:
-			n := int64(beUint64(fm.Payload))
+			n := holeLength(fm.Payload)
 			if n <= 0 || n > size-off { // never off+n: a hole of 2^63-1 would overflow it
 				return fmt.Errorf("%w: %q: hole beyond its declared size", ErrHostile, e.Path)
 			}
@@ -710,29 +710,4 @@ func (s *sink) metaAt(e entry) error {
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
 	return unix.UtimesNanoAt(d.fd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func beUint64(p []byte) uint64 {
-	return uint64(p[0])<<56 | uint64(p[1])<<48 | uint64(p[2])<<40 | uint64(p[3])<<32 |
-		uint64(p[4])<<24 | uint64(p[5])<<16 | uint64(p[6])<<8 | uint64(p[7])
-}
-
-// RootHash covers a tree: its manifest and the content hash of every file sent.
-func rootHashOf(entries []entry, hashes map[uint32][32]byte) [32]byte {
-	h := blake3.New()
-	_, _ = h.Write(encodeManifest(entries))
-	return rootHash(h, len(entries), hashes)
-}
-
-// rootHash finishes a root hash: manifest has hashed the manifest of n entries; the
-// content hashes follow in the manifest's order.
-func rootHash(manifest *blake3.Hasher, n int, hashes map[uint32][32]byte) [32]byte {
-	for i := range n {
-		if sum, ok := hashes[uint32(i)]; ok {
-			_, _ = manifest.Write(sum[:])
-		}
-	}
-	var out [32]byte
-	manifest.Sum(out[:0])
-	return out
 }
