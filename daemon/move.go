@@ -42,7 +42,7 @@ type copyRequest struct {
 // controlService is the node-to-node control service (besides the transfer engine's):
 // MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
 // volume it holds, Holds what it holds of a volume (before the asker drops its copy),
-// RemovalAsked whether it asked for a volume's removal (before the owner deletes it). Messages are JSON (the codec the transfer package registers).
+// RemovalAsked whether it asked for a volume's removal (before the owner deletes it). Messages are JSON (peers.Codec).
 func (d *Daemon) controlService() *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{
 		ServiceName: "drayage.Control",

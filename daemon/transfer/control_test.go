@@ -18,7 +18,7 @@ import (
 )
 
 func TestControlMessagesThatGrowWithTheVolumeTravelInBinary(t *testing.T) {
-	var c jsonCodec
+	var c peers.Codec
 	open := &openResponse{Transfer: "0123abcd", Data: "10.0.0.1:7947", Wire: Wire{Compress: true, RateLimit: 5 << 20},
 		Manifest: encodeManifest([]entry{{Path: ".", Kind: kindDir, Mode: 0o755}, {Path: "a", Kind: kindFile, Size: 3}})}
 	b, err := c.Marshal(open)

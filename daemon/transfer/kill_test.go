@@ -19,10 +19,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/internal/testpki"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 const helperEnv = "DRAYAGE_TRANSFER_HELPER"
@@ -62,8 +62,8 @@ func runHelper(raw string) int {
 		}
 		auth := func(context.Context, string, string, uint64) (string, error) { return s.Src, nil }
 		srv := NewServer(id, auth, s.Data, slog.New(slog.DiscardHandler))
-		g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
-		g.RegisterService(srv.ServiceDesc(), srv)
+		g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler))
+		g.Register(srv.ServiceDesc(), srv)
 		ctl, err := net.Listen("tcp", s.Control)
 		if err != nil {
 			return fail(err)
@@ -139,13 +139,8 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	t.Logf("random kill points from seed %d", seed)
 	base := t.TempDir()
 	pki := filepath.Join(base, "pki")
-	ca, err := identity.NewCA("kill")
+	_, err := testpki.Identities(pki, "node-a", "node-b")
 	require.NoError(t, err)
-	key, err := identity.NewGossipKey()
-	require.NoError(t, err)
-	for _, n := range []string{"node-a", "node-b"} {
-		require.NoError(t, ca.WriteNode(filepath.Join(pki, n), identity.NodeSpec{Name: n}, key))
-	}
 	// The source: 60 files of 4 MiB. The destination holds an old version of the volume.
 	src, dest, staging := filepath.Join(base, "src"), filepath.Join(base, "dest"), filepath.Join(base, "staging")
 	require.NoError(t, os.MkdirAll(src, 0o755))

@@ -13,11 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/metrics/metricstest"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // metricsNode is one node's metrics, served over HTTP as the daemon serves them.
@@ -200,8 +199,7 @@ func TestATransferWhoseReceiverVanishesIsDroppedAsPeerDown(t *testing.T) {
 	ctl := serveVolume(t, ids["node-a"], src, func(s *Server) { s.Metrics, s.StaleAfter = a.m, 200*time.Millisecond })
 
 	// The receiver opens the transfer, then is never heard from again.
-	conn, err := grpc.NewClient(ctl, grpc.WithTransportCredentials(credentials.NewTLS(ids["node-b"].ClientConfig("node-a"))),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
+	conn, err := peers.Dial(ids["node-b"], "node-a", ctl)
 	require.NoError(t, err)
 	defer conn.Close()
 	var open openResponse

@@ -3,7 +3,6 @@ package transfer
 import (
 	"bytes"
 	"crypto/rand"
-	stdencoding "encoding"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	"math"
 
 	"github.com/zeebo/blake3"
-	"google.golang.org/grpc/encoding"
 )
 
 // This file is the transfer protocol: everything that puts bytes on the wire between a
@@ -39,11 +37,11 @@ import (
 //     DataLoss if they differ. Finish with abort set gives the transfer up instead, at any
 //     time after Open.
 //
-// Messages are JSON objects, but for the two that grow with the volume, which encode
-// themselves in binary (as JSON, a manifest of 50,000 files took longer to decode than to
-// read from disk): openResponse is a uvarint length, a JSON header of the other fields,
-// then the manifest as it is; wantRequest is the transfer ID as a uvarint length and its
-// bytes, then one uvarint per index.
+// Messages are JSON objects (peers.Codec, content-subtype "json"), but for the two that
+// grow with the volume, which encode themselves in binary (as JSON, a manifest of 50,000
+// files took longer to decode than to read from disk): openResponse is a uvarint length,
+// a JSON header of the other fields, then the manifest as it is; wantRequest is the
+// transfer ID as a uvarint length and its bytes, then one uvarint per index.
 //
 // # Data streams
 //
@@ -76,30 +74,6 @@ import (
 // of the two, and both speak it. Version 1's root hash covers the files sent, version 2's
 // every file. A field added to a message must be optional, so that an older node can
 // ignore it.
-
-// The control messages are JSON, or their own binary encoding if they have one
-// (openResponse, wantRequest). The codec is registered with gRPC under the content-subtype
-// "json", which every node's calls name.
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
-// jsonCodec encodes messages as JSON, or as themselves if they can.
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(stdencoding.BinaryMarshaler); ok {
-		return m.MarshalBinary()
-	}
-	return json.Marshal(v)
-}
-
-func (jsonCodec) Unmarshal(b []byte, v any) error {
-	if m, ok := v.(stdencoding.BinaryUnmarshaler); ok {
-		return m.UnmarshalBinary(b)
-	}
-	return json.Unmarshal(b, v)
-}
-
-func (jsonCodec) Name() string { return "json" }
 
 // protocolVersion is the transfer protocol this node speaks (see Versions above).
 const protocolVersion = 2

@@ -11,27 +11,18 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/internal/testpki"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // testIdentities makes a cluster's node identities.
 func testIdentities(t testing.TB, names ...string) map[string]*identity.Identity {
 	t.Helper()
-	ca, err := identity.NewCA("test")
+	ids, err := testpki.Identities(t.TempDir(), names...)
 	require.NoError(t, err)
-	key, err := identity.NewGossipKey()
-	require.NoError(t, err)
-	dir := t.TempDir()
-	ids := map[string]*identity.Identity{}
-	for _, name := range names {
-		require.NoError(t, ca.WriteNode(filepath.Join(dir, name), identity.NodeSpec{Name: name}, key))
-		ids[name], err = identity.Load(filepath.Join(dir, name), name)
-		require.NoError(t, err)
-	}
 	return ids
 }
 
@@ -62,8 +53,8 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 	for _, o := range opts {
 		o(srv)
 	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
-	g.RegisterService(srv.ServiceDesc(), srv)
+	g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler)) // log gets the sender's lines only
+	g.Register(srv.ServiceDesc(), srv)
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = g.Serve(ctl) }()

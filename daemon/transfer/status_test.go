@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // syncBuffer is a bytes.Buffer safe for the sender's goroutines.
@@ -42,8 +42,7 @@ func TestSendingListsOpenTransfersAndItsLogLinesNameTheTransferAndThePeer(t *tes
 	assert.Empty(t, srv.Sending())
 
 	// A transfer opened and not finished is listed.
-	conn, err := grpc.NewClient(ctl, grpc.WithTransportCredentials(credentials.NewTLS(ids["node-b"].ClientConfig("node-a"))),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
+	conn, err := peers.Dial(ids["node-b"], "node-a", ctl)
 	require.NoError(t, err)
 	defer conn.Close()
 	var open openResponse
