@@ -171,8 +171,8 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 	n.sender.Metrics = d.metrics
 	n.sender.IdleTimeout, n.sender.MaxTransfers, n.sender.MaxConns = cfg.StreamTimeout, cfg.MaxTransfers, cfg.MaxDataConns
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
-	n.server.Register(n.sender.ServiceDesc(), n.sender)
-	n.server.Register(d.controlService(), d)
+	n.server.Register(n.sender.ServiceDesc())
+	n.server.Register(d.controlService())
 	n.dataL = dl
 	wg.Add(4)
 	go func() { defer wg.Done(); _ = n.server.Serve(l) }()
@@ -319,7 +319,7 @@ func (p netPuller) ask(ctx context.Context, node, method string, req, res any) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, "drayage.Control/"+method, req, res); err != nil {
+	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, controlServiceName+"/"+method, req, res); err != nil {
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	return nil

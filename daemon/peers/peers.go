@@ -61,8 +61,8 @@ func NewServer(id *identity.Identity, known func(string) bool, log *slog.Logger)
 	return s
 }
 
-// Register adds a service (the transfer engine's, for one).
-func (s *Server) Register(desc *grpc.ServiceDesc, impl any) { s.grpc.RegisterService(desc, impl) }
+// Register adds a service made with Service (the transfer engine's, for one).
+func (s *Server) Register(desc *grpc.ServiceDesc) { s.grpc.RegisterService(desc, nil) }
 
 // Serve answers on l until Stop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }

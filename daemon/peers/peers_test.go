@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/metadata"
 
@@ -36,6 +38,31 @@ func (c *counter) UnmarshalBinary(b []byte) error {
 	return nil
 }
 
+// A server with a unary interceptor has it called with each method's typed request and
+// reply, and the method's full name.
+func TestAServicesMethodsGoThroughTheServersInterceptor(t *testing.T) {
+	var seen []string
+	intercept := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+		res, err := next(ctx, req)
+		seen = append(seen, fmt.Sprintf("%s %T %T", info.FullMethod, req, res))
+		return res, err
+	}
+	g := grpc.NewServer(grpc.ForceServerCodec(Codec{}), grpc.UnaryInterceptor(intercept))
+	g.RegisterService(Service("test.Echo", Unary("Echo", func(_ context.Context, r *echo) (*echo, error) { return r, nil })), nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = g.Serve(l) }()
+	defer g.Stop()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec{})))
+	require.NoError(t, err)
+	defer conn.Close()
+	var e echo
+	require.NoError(t, conn.Invoke(context.Background(), "/test.Echo/Echo", &echo{Text: "hi"}, &e))
+	assert.Equal(t, "hi", e.Text)
+	assert.Equal(t, []string{"/test.Echo/Echo *peers.echo *peers.echo"}, seen)
+}
+
 // serve runs node-a's control server with service on it and returns the identities
 // and the server's address.
 func serve(t *testing.T, service *grpc.ServiceDesc) (map[string]*identity.Identity, string) {
@@ -44,7 +71,7 @@ func serve(t *testing.T, service *grpc.ServiceDesc) (map[string]*identity.Identi
 	require.NoError(t, err)
 	s := NewServer(ids["node-a"], nil, slog.New(slog.DiscardHandler))
 	if service != nil {
-		s.Register(service, nil)
+		s.Register(service)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -58,26 +85,20 @@ func serve(t *testing.T, service *grpc.ServiceDesc) (map[string]*identity.Identi
 func TestCallsUseTheJSONContentSubtypeWithNoCodecRegistered(t *testing.T) {
 	require.Nil(t, encoding.GetCodec("json"), "no codec is registered by that name")
 	contentTypes := make(chan []string, 2)
-	service := &grpc.ServiceDesc{ServiceName: "test.Echo", HandlerType: (*any)(nil), Methods: []grpc.MethodDesc{
-		{MethodName: "Echo", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var req echo
-			if err := dec(&req); err != nil {
-				return nil, err
-			}
-			md, _ := metadata.FromIncomingContext(ctx)
-			contentTypes <- md.Get("content-type")
-			return &echo{Text: req.Text + "!"}, nil
-		}},
-		{MethodName: "Count", Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			var req counter
-			if err := dec(&req); err != nil {
-				return nil, err
-			}
-			md, _ := metadata.FromIncomingContext(ctx)
-			contentTypes <- md.Get("content-type")
-			return &counter{N: req.N + 1}, nil
-		}},
-	}}
+	contentType := func(ctx context.Context) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		contentTypes <- md.Get("content-type")
+	}
+	service := Service("test.Echo",
+		Unary("Echo", func(ctx context.Context, r *echo) (*echo, error) {
+			contentType(ctx)
+			return &echo{Text: r.Text + "!"}, nil
+		}),
+		Unary("Count", func(ctx context.Context, r *counter) (*counter, error) {
+			contentType(ctx)
+			return &counter{N: r.N + 1}, nil
+		}),
+	)
 	ids, addr := serve(t, service)
 	ctx := context.Background()
 	var e echo

@@ -110,7 +110,7 @@ func TestAWantForTwoMillionFilesCrossesTheControlServer(t *testing.T) {
 	auth := func(context.Context, string, string, uint64) (string, error) { return src, nil }
 	srv := NewServer(ids["node-a"], auth, data.Addr().String(), slog.New(slog.DiscardHandler))
 	ps := peers.NewServer(ids["node-a"], nil, slog.New(slog.DiscardHandler))
-	ps.Register(srv.ServiceDesc(), srv)
+	ps.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = ps.Serve(ctl) }()

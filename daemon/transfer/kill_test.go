@@ -63,7 +63,7 @@ func runHelper(raw string) int {
 		auth := func(context.Context, string, string, uint64) (string, error) { return s.Src, nil }
 		srv := NewServer(id, auth, s.Data, slog.New(slog.DiscardHandler))
 		g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler))
-		g.Register(srv.ServiceDesc(), srv)
+		g.Register(srv.ServiceDesc())
 		ctl, err := net.Listen("tcp", s.Control)
 		if err != nil {
 			return fail(err)

@@ -54,7 +54,7 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 		o(srv)
 	}
 	g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler)) // log gets the sender's lines only
-	g.Register(srv.ServiceDesc(), srv)
+	g.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = g.Serve(ctl) }()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/metrics"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // Authorizer decides whether node may receive volume at epoch, and says where its data
@@ -110,26 +111,10 @@ func NewServer(id *identity.Identity, authorize Authorizer, data string, log *sl
 	return &Server{id: id, authorize: authorize, data: data, log: log, transfers: map[string]*outgoing{}}
 }
 
-// ServiceDesc is the control service, for registering on a gRPC server.
+// ServiceDesc is the control service, for registering on the control server
+// (peers.Server.Register).
 func (s *Server) ServiceDesc() *grpc.ServiceDesc {
-	unary := func(name string, newReq func() any, call func(context.Context, any) (any, error)) grpc.MethodDesc {
-		return grpc.MethodDesc{MethodName: name, Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			req := newReq()
-			if err := dec(req); err != nil {
-				return nil, err
-			}
-			return call(ctx, req)
-		}}
-	}
-	return &grpc.ServiceDesc{
-		ServiceName: serviceName,
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{
-			unary(methodOpen, func() any { return &openRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*openRequest)) }),
-			unary(methodWant, func() any { return &wantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*wantRequest)) }),
-			unary(methodFinish, func() any { return &finishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*finishRequest)) }),
-		},
-	}
+	return peers.Service(serviceName, peers.Unary(methodOpen, s.open), peers.Unary(methodWant, s.want), peers.Unary(methodFinish, s.finish))
 }
 
 // caller is the node name in the certificate of the peer of a gRPC call.
