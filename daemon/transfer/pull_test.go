@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/internal/testpki"
 	"github.com/drayage/drayage/daemon/peers"
@@ -27,7 +26,7 @@ func testIdentities(t testing.TB, names ...string) map[string]*identity.Identity
 }
 
 // serveVolume runs node's sending side for volume "v" at src, letting only "node-b" at
-// epoch 2 pull it (another epoch is stale: cluster.ErrStaleEpoch). It returns the control
+// epoch 2 pull it (another epoch is stale: ErrStaleClaim). It returns the control
 // address. Each option is applied to the Server before it serves.
 func serveVolume(t testing.TB, id *identity.Identity, src string, opts ...func(*Server)) string {
 	t.Helper()
@@ -45,7 +44,7 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d", volume, node, epoch)
 		}
 		if epoch != 2 {
-			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d: %w", volume, node, epoch, cluster.ErrStaleEpoch)
+			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d: %w", volume, node, epoch, ErrStaleClaim)
 		}
 		return src, nil
 	}

@@ -24,9 +24,15 @@ import (
 )
 
 // Authorizer decides whether node may receive volume at epoch, and says where its data
-// is. The daemon's is volume.Manager.SendDir: it checks the migration claim in the
-// cluster store and that the volume is not mounted here.
+// is. The daemon's checks the migration claim in the cluster store and that the volume is
+// not mounted here (volume.Manager.SendDir). Its error goes to the receiver as it is
+// written; one that wraps ErrStaleClaim counts as a claim that is not the volume's
+// current one.
 type Authorizer func(ctx context.Context, volume, node string, epoch uint64) (dir string, err error)
+
+// ErrStaleClaim marks an Authorizer's refusal of a receiver whose claim on the volume is
+// not the volume's current one: its epoch is stale, or the claim was lost.
+var ErrStaleClaim = errors.New("the receiver's claim on the volume is not the current one")
 
 // Server is the sending side: it serves Open/Want/Finish on the control port and file
 // contents on the data port.
