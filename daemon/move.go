@@ -42,59 +42,32 @@ type copyRequest struct {
 // controlService is the node-to-node control service (besides the transfer engine's):
 // MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
 // volume it holds, Holds what it holds of a volume (before the asker drops its copy),
-// RemovalAsked whether it asked for a volume's removal (before the owner deletes it). Messages are JSON (the codec the transfer package registers).
+// RemovalAsked whether it asked for a volume's removal (before the owner deletes it).
+// Messages are JSON (peers.Codec).
 func (d *Daemon) controlService() *grpc.ServiceDesc {
-	return &grpc.ServiceDesc{
-		ServiceName: "drayage.Control",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{
-			{
-				MethodName: "MoveHere",
-				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var req moveRequest
-					if err := dec(&req); err != nil {
-						return nil, err
-					}
-					res, err := d.vols.Move(ctx, req.Volume)
-					return &res, err
-				},
-			},
-			{
-				MethodName: "Holds",
-				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var req holdsRequest
-					if err := dec(&req); err != nil {
-						return nil, err
-					}
-					h, err := d.vols.Holding(ctx, req.Volume)
-					return &h, err
-				},
-			},
-			{
-				MethodName: "RemovalAsked",
-				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var req removalRequest
-					if err := dec(&req); err != nil {
-						return nil, err
-					}
-					asked, err := d.vols.RemovalAsked(ctx, req.Volume, req.Epoch)
-					return &removalReply{Asked: asked}, err
-				},
-			},
-			{
-				MethodName: "CopyHere",
-				Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-					var req copyRequest
-					if err := dec(&req); err != nil {
-						return nil, err
-					}
-					res, err := d.vols.Copy(ctx, req.Volume, req.Copy)
-					return &res, err
-				},
-			},
-		},
-	}
+	return peers.Service(controlServiceName,
+		peers.Unary("MoveHere", func(ctx context.Context, r *moveRequest) (*volume.MoveResult, error) {
+			res, err := d.vols.Move(ctx, r.Volume)
+			return &res, err
+		}),
+		peers.Unary("Holds", func(ctx context.Context, r *holdsRequest) (*volume.Holding, error) {
+			h, err := d.vols.Holding(ctx, r.Volume)
+			return &h, err
+		}),
+		peers.Unary("RemovalAsked", func(ctx context.Context, r *removalRequest) (*removalReply, error) {
+			asked, err := d.vols.RemovalAsked(ctx, r.Volume, r.Epoch)
+			return &removalReply{Asked: asked}, err
+		}),
+		peers.Unary("CopyHere", func(ctx context.Context, r *copyRequest) (*volume.CopyResult, error) {
+			res, err := d.vols.Copy(ctx, r.Volume, r.Copy)
+			return &res, err
+		}),
+	)
 }
+
+// controlServiceName is the name of the node-to-node control service; its methods are
+// called as controlServiceName+"/"+method.
+const controlServiceName = "drayage.Control"
 
 // MoveVolume moves a volume to node: here directly, or by asking node over the cluster
 // network.
@@ -130,7 +103,7 @@ func (d *Daemon) forward(ctx context.Context, op, name, to, method string, req, 
 	if m.State != "alive" {
 		return fmt.Errorf("cannot %s volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", op, name, to, m.State, m.LastSeen.Format("15:04:05"))
 	}
-	if err := peers.Call(ctx, n.id, to, m.Meta.Control, "drayage.Control/"+method, req, res); err != nil {
+	if err := peers.Call(ctx, n.id, to, m.Meta.Control, controlServiceName+"/"+method, req, res); err != nil {
 		// The target's own error, as it wrote it (it names the volume and what to do).
 		return errors.New(status.Convert(err).Message())
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/gossip"
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/control"
@@ -167,13 +168,13 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 		_ = n.gossip.Leave(time.Second)
 		return nil, fmt.Errorf("node %q: data port: %w (--data-port, DRAYAGE_DATA_PORT)", cfg.Name, err)
 	}
-	n.sender = transfer.NewServer(id, d.vols.SendDir, n.data, d.log)
+	n.sender = transfer.NewServer(id, d.sendDir, n.data, d.log)
 	n.sender.Cap = transfer.Wire{RateLimit: cfg.RateLimit}
 	n.sender.Metrics = d.metrics
 	n.sender.IdleTimeout, n.sender.MaxTransfers, n.sender.MaxConns = cfg.StreamTimeout, cfg.MaxTransfers, cfg.MaxDataConns
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
-	n.server.Register(n.sender.ServiceDesc(), n.sender)
-	n.server.Register(d.controlService(), d)
+	n.server.Register(n.sender.ServiceDesc())
+	n.server.Register(d.controlService())
 	n.dataL = dl
 	wg.Add(4)
 	go func() { defer wg.Done(); _ = n.server.Serve(l) }()
@@ -192,6 +193,28 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 		"cluster", cfg.Cluster, "certificate_expires", id.Certificate().NotAfter.Format(time.DateOnly))
 	return n, nil
 }
+
+// sendDir is the transfer engine's Authorizer: volume.Manager.SendDir, its refusal of a
+// claim that is not the volume's current one marked as such for the engine.
+func (d *Daemon) sendDir(ctx context.Context, name, node string, epoch uint64) (string, error) {
+	dir, err := d.vols.SendDir(ctx, name, node, epoch)
+	return dir, markStaleClaim(err)
+}
+
+// markStaleClaim marks err as transfer.ErrStaleClaim if the cluster store says the claim
+// is stale or lost. Its text stays as it is: the receiver sees it.
+func markStaleClaim(err error) error {
+	if errors.Is(err, cluster.ErrStaleEpoch) || errors.Is(err, cluster.ErrClaimLost) {
+		return staleClaim{err}
+	}
+	return err
+}
+
+// staleClaim is a refusal of a claim that is not the volume's current one, as the cluster
+// store's error says.
+type staleClaim struct{ error }
+
+func (e staleClaim) Unwrap() []error { return []error{e.error, transfer.ErrStaleClaim} }
 
 // stop leaves the cluster and stops serving other nodes.
 func (n *network) stop() {
@@ -320,7 +343,7 @@ func (p netPuller) ask(ctx context.Context, node, method string, req, res any) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, "drayage.Control/"+method, req, res); err != nil {
+	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, controlServiceName+"/"+method, req, res); err != nil {
 		return fmt.Errorf("node %q: %w", node, err)
 	}
 	return nil

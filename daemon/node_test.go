@@ -1,12 +1,17 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/transfer"
 )
 
 func TestPortRangePicksTheFirstFreePorts(t *testing.T) {
@@ -53,4 +58,20 @@ func TestAdvertiseMustBeAnAddress(t *testing.T) {
 	a, err := c.advertiseAddr()
 	require.NoError(t, err)
 	assert.Equal(t, "10.1.2.3", a)
+}
+
+// The sender's Authorizer refuses a claim the cluster store says is stale or lost; the
+// transfer engine counts such a refusal by its own sentinel, and the receiver reads the
+// store's words unchanged.
+func TestAStaleOrLostClaimIsMarkedForTheTransferEngineWithItsTextKept(t *testing.T) {
+	for _, cause := range []error{cluster.ErrStaleEpoch, cluster.ErrClaimLost} {
+		err := fmt.Errorf(`node "node-a": volume "db" at epoch 3: %w`, cause)
+		marked := markStaleClaim(err)
+		assert.ErrorIs(t, marked, transfer.ErrStaleClaim)
+		assert.ErrorIs(t, marked, cause, "still the store's error")
+		assert.Equal(t, err.Error(), marked.Error())
+	}
+	other := errors.New(`volume "db" is mounted by 1 container on node "node-a"`)
+	assert.Equal(t, other, markStaleClaim(other), "any other refusal is left as it is")
+	assert.NoError(t, markStaleClaim(nil))
 }

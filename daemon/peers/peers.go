@@ -48,10 +48,11 @@ type Server struct {
 	health *health.Server
 }
 
-// NewServer makes the control server. known says whether a node is a member.
+// NewServer makes the control server. known says whether a node is a member. Every
+// service on it, health checks included, exchanges messages in Codec.
 func NewServer(id *identity.Identity, known func(string) bool, log *slog.Logger) *Server {
 	creds := &loggingCreds{TransportCredentials: credentials.NewTLS(id.ServerConfig(known)), log: log}
-	s := &Server{grpc: grpc.NewServer(grpc.Creds(creds), grpc.ConnectionTimeout(HandshakeTimeout),
+	s := &Server{grpc: grpc.NewServer(grpc.Creds(creds), grpc.ForceServerCodec(Codec{}), grpc.ConnectionTimeout(HandshakeTimeout),
 		grpc.MaxRecvMsgSize(MaxRecvMessage),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2})),
@@ -60,8 +61,8 @@ func NewServer(id *identity.Identity, known func(string) bool, log *slog.Logger)
 	return s
 }
 
-// Register adds a service (the transfer engine's, for one).
-func (s *Server) Register(desc *grpc.ServiceDesc, impl any) { s.grpc.RegisterService(desc, impl) }
+// Register adds a service made with Service (the transfer engine's, for one).
+func (s *Server) Register(desc *grpc.ServiceDesc) { s.grpc.RegisterService(desc, nil) }
 
 // Serve answers on l until Stop.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
@@ -97,13 +98,12 @@ func (c *loggingCreds) Clone() credentials.TransportCredentials {
 }
 
 // Dial connects to node's control address. The connection is verified to reach that
-// node, by the name in its certificate; calls use the JSON codec the transfer engine
-// registers, and a peer that stops answering fails the calls in flight within half a
-// minute.
+// node, by the name in its certificate; calls encode their messages with Codec, and a
+// peer that stops answering fails the calls in flight within half a minute.
 func Dial(id *identity.Identity, node, addr string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig(node))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json"), grpc.MaxCallRecvMsgSize(MaxClientRecvMessage),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec{}), grpc.MaxCallRecvMsgSize(MaxClientRecvMessage),
 			grpc.MaxCallSendMsgSize(MaxRecvMessage)))
 	if err != nil {
 		return nil, fmt.Errorf("node %q at %s: %w", node, addr, err)

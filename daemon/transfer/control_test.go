@@ -18,24 +18,24 @@ import (
 )
 
 func TestControlMessagesThatGrowWithTheVolumeTravelInBinary(t *testing.T) {
-	var c jsonCodec
-	open := &OpenResponse{Transfer: "0123abcd", Data: "10.0.0.1:7947", Wire: Wire{Compress: true, RateLimit: 5 << 20},
-		Manifest: EncodeManifest([]Entry{{Path: ".", Kind: KindDir, Mode: 0o755}, {Path: "a", Kind: KindFile, Size: 3}})}
+	var c peers.Codec
+	open := &openResponse{Transfer: "0123abcd", Data: "10.0.0.1:7947", Wire: Wire{Compress: true, RateLimit: 5 << 20},
+		Manifest: encodeManifest([]entry{{Path: ".", Kind: kindDir, Mode: 0o755}, {Path: "a", Kind: kindFile, Size: 3}})}
 	b, err := c.Marshal(open)
 	require.NoError(t, err)
-	var gotOpen OpenResponse
+	var gotOpen openResponse
 	require.NoError(t, c.Unmarshal(b, &gotOpen))
 	assert.Equal(t, *open, gotOpen)
 
-	want := &WantRequest{Transfer: "0123abcd", Indexes: []uint32{0, 1, 127, 128, 1 << 31, 7}}
+	want := &wantRequest{Transfer: "0123abcd", Indexes: []uint32{0, 1, 127, 128, 1 << 31, 7}}
 	b, err = c.Marshal(want)
 	require.NoError(t, err)
-	var gotWant WantRequest
+	var gotWant wantRequest
 	require.NoError(t, c.Unmarshal(b, &gotWant))
 	assert.Equal(t, *want, gotWant, "indexes keep their order")
 
 	// The other messages stay JSON.
-	b, err = c.Marshal(&FinishRequest{Transfer: "x", Abort: true})
+	b, err = c.Marshal(&finishRequest{Transfer: "x", Abort: true})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"transfer":"x","abort":true}`, string(b))
 
@@ -49,17 +49,17 @@ func TestControlMessagesThatGrowWithTheVolumeTravelInBinary(t *testing.T) {
 
 // FuzzWantRequest: no input may crash the decoder; what it accepts re-encodes to itself.
 func FuzzWantRequest(f *testing.F) {
-	b, _ := (&WantRequest{Transfer: "0123abcd", Indexes: []uint32{0, 300, 1 << 31}}).MarshalBinary()
+	b, _ := (&wantRequest{Transfer: "0123abcd", Indexes: []uint32{0, 300, 1 << 31}}).MarshalBinary()
 	f.Add(b)
 	f.Add([]byte{0x01, 'a', 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var r WantRequest
+		var r wantRequest
 		if r.UnmarshalBinary(b) != nil {
 			return
 		}
 		again, err := r.MarshalBinary()
 		require.NoError(t, err)
-		var r2 WantRequest
+		var r2 wantRequest
 		require.NoError(t, r2.UnmarshalBinary(again))
 		assert.Equal(t, r, r2)
 	})
@@ -73,11 +73,11 @@ func TestSourceClosesTheFilesItOpenedAhead(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644))
 	}
 	before := openFiles(t)
-	src, err := NewSource(dir)
+	src, err := newSource(dir)
 	require.NoError(t, err)
 	var all []uint32
 	for i, e := range src.Manifest() {
-		if e.Kind == KindFile {
+		if e.Kind == kindFile {
 			all = append(all, uint32(i))
 		}
 	}
@@ -110,7 +110,7 @@ func TestAWantForTwoMillionFilesCrossesTheControlServer(t *testing.T) {
 	auth := func(context.Context, string, string, uint64) (string, error) { return src, nil }
 	srv := NewServer(ids["node-a"], auth, data.Addr().String(), slog.New(slog.DiscardHandler))
 	ps := peers.NewServer(ids["node-a"], nil, slog.New(slog.DiscardHandler))
-	ps.Register(srv.ServiceDesc(), srv)
+	ps.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = ps.Serve(ctl) }()
@@ -120,17 +120,17 @@ func TestAWantForTwoMillionFilesCrossesTheControlServer(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	ctx := context.Background()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
-	want := &WantRequest{Transfer: open.Transfer, Indexes: make([]uint32, 2_000_000)}
+	var open openResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
+	want := &wantRequest{Transfer: open.Transfer, Indexes: make([]uint32, 2_000_000)}
 	for i := range want.Indexes {
 		want.Indexes[i] = uint32(i)
 	}
 	b, err := want.MarshalBinary()
 	require.NoError(t, err)
 	require.Greater(t, len(b), 4<<20, "the list is over gRPC's default limit")
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", want, &Empty{}), "a Want of %d bytes", len(b))
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{}))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", want, &empty{}), "a Want of %d bytes", len(b))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{}))
 }
 
 // A receiver of protocol 1 (before the root hash covered every file) sends no version:
@@ -145,24 +145,24 @@ func TestASenderSpeaksTheProtocolOfAnOlderReceiver(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	ctx := context.Background()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	var open openResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
 	assert.Equal(t, 1, open.Version, "the sender answers in protocol 1")
-	entries, err := DecodeManifest(open.Manifest)
+	entries, err := decodeManifest(open.Manifest)
 	require.NoError(t, err)
 	require.Equal(t, "sent", entries[2].Path)
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", &WantRequest{Transfer: open.Transfer, Indexes: []uint32{2}}, &Empty{}))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", &wantRequest{Transfer: open.Transfer, Indexes: []uint32{2}}, &empty{}))
 	c, err := tls.Dial("tcp", open.Data, ids["node-b"].ClientConfig("node-a"))
 	require.NoError(t, err)
 	defer c.Close()
 	_, err = c.Write([]byte(open.Transfer))
 	require.NoError(t, err)
-	sink, err := NewSink(filepath.Join(t.TempDir(), "staging"), entries, SinkOptions{})
+	sink, err := openSink(filepath.Join(t.TempDir(), "staging"), entries, SinkOptions{})
 	require.NoError(t, err)
 	defer sink.Close()
 	sink.send[1] = false // as if the receiver had it already
 	require.NoError(t, sink.Receive(c))
-	root := RootHash(entries, sink.hashes)
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}),
+	root := rootHashOf(entries, sink.hashes)
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &finishRequest{Transfer: open.Transfer, RootHash: root[:]}, &empty{}),
 		"the root hash of protocol 1 is accepted")
 }

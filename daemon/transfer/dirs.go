@@ -17,7 +17,7 @@ import (
 //
 // That stays as safe as os.Root: each directory is opened through the tree's os.Root,
 // which never resolves a name out of the tree, and the per-file calls take a single
-// validated name component (Entry.Validate refuses "/", "." and "..") with O_NOFOLLOW, so
+// validated name component (entry.Validate refuses "/", "." and "..") with O_NOFOLLOW, so
 // they can only touch that directory's own entry.
 
 // dir is an open directory of a tree, and what a file created in it inherits.

@@ -1,17 +1,17 @@
 // Package transfer copies one volume's tree from the node that holds it to the node
 // that needs it: fast, verified, resumable, and safe against a hostile sender.
 //
-// The receiver asks; the sender walks its tree into a manifest (Walk): every entry with
+// The receiver asks; the sender walks its tree into a manifest (walk): every entry with
 // what must arrive intact (kind, numeric owner, mode with setuid/setgid/sticky, nanosecond
 // mtime, symlink target, hardlink identity, extended attributes and POSIX ACLs, device
-// numbers). The receiver validates it (Entry.Validate), prepares its staging dir (NewSink)
+// numbers). The receiver validates it (entry.Validate), prepares its staging dir (openSink)
 // and asks only for the files it lacks: same size and mtime means already there, so
 // sending an unchanged volume costs a manifest, not a copy. Everything the manifest does
 // not list is removed from staging.
 //
 // Both ends walk their trees at once (walk.go): on a delta, the two walks are most of the
-// time. Contents travel on several data streams at once, in compact frames (frame.go)
-// read into one reused buffer, so memory stays flat whatever the file sizes. The sender
+// time. Contents travel on several data streams at once, in compact frames (protocol.go
+// describes the protocol) read into one reused buffer, so memory stays flat whatever the file sizes. The sender
 // opens the wanted files, and asks the disk for their first bytes, ahead of the streams.
 // Holes travel as holes. Each file is hashed with BLAKE3 as it streams and checked on
 // arrival. A file is written in place in staging (an older copy's file is written over)

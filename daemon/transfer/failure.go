@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/metrics"
 )
 
@@ -52,9 +51,9 @@ func brokenConnection(err error) bool {
 }
 
 // refusalReason tells why the sender refused to send: the receiver's claim is not the
-// volume's current one, or something else (mounted here, not held here).
+// volume's current one (ErrStaleClaim), or something else (mounted here, not held here).
 func refusalReason(err error) string {
-	if errors.Is(err, cluster.ErrStaleEpoch) || errors.Is(err, cluster.ErrClaimLost) {
+	if errors.Is(err, ErrStaleClaim) {
 		return metrics.ReasonClaimLost
 	}
 	return metrics.ReasonRefused

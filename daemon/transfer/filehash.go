@@ -3,6 +3,7 @@ package transfer
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
@@ -32,7 +33,7 @@ func hashFile(dirs *dirCache, p string) ([32]byte, error) {
 		return sum, fmt.Errorf("%s is no longer a regular file", p)
 	}
 	h := blake3.New()
-	buf := make([]byte, ChunkSize)
+	buf := make([]byte, chunkSize)
 	for off := int64(0); ; {
 		n, err := unix.Pread(fd, buf, off)
 		if errors.Is(err, unix.EINTR) {
@@ -77,4 +78,16 @@ func forEach(n int, fn func(int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// zeros is read-only: holes are hashed as the zeros they stand for, from this one buffer.
+var zeros = make([]byte, 64<<10)
+
+// hashZeros feeds n zero bytes to h.
+func hashZeros(h io.Writer, n int64) {
+	for n > 0 {
+		c := min(n, int64(len(zeros)))
+		_, _ = h.Write(zeros[:c])
+		n -= c
+	}
 }

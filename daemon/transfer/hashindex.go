@@ -95,7 +95,7 @@ func decodeIndex(b []byte, boot string) (hashIndex, error) {
 	}
 	x := make(hashIndex, n)
 	for range n {
-		p := d.string(MaxPath)
+		p := d.string(maxPath)
 		var h storedHash
 		h.size, h.mtime, h.ctime = d.varint(), d.varint(), d.varint()
 		if len(d.b) < 32 {

@@ -70,9 +70,9 @@ func TestAReusedFileChangedInStagingIsCaughtAndSentAgain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, good, got, "the damaged file was found and sent again")
 	assert.Equal(t, 4, res.Files, "after the roots disagreed, every file was sent again")
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	have, err := Walk(staging)
+	have, err := walkEntries(staging)
 	require.NoError(t, err)
 	assert.Equal(t, want, have)
 }

@@ -36,44 +36,44 @@ func hostileSetup(t *testing.T) (staging, outside string) {
 	return staging, outside
 }
 
-var root = Entry{Path: ".", Kind: KindDir, Mode: 0o755}
+var root = entry{Path: ".", Kind: kindDir, Mode: 0o755}
 
 func TestHostileManifestsAreRefusedBeforeAnythingIsWritten(t *testing.T) {
 	for name, tc := range map[string]struct {
-		entries []Entry
+		entries []entry
 		opts    SinkOptions
 		why     string
 	}{
-		"dot-dot name":          {[]Entry{root, {Path: "../escape", Kind: KindFile}}, SinkOptions{}, "climbs out of the volume"},
-		"dot-dot inside":        {[]Entry{root, {Path: "a/../../b", Kind: KindFile}}, SinkOptions{}, "not clean"},
-		"absolute name":         {[]Entry{root, {Path: "/etc/cron.d/x", Kind: KindFile}}, SinkOptions{}, "absolute name"},
-		"NUL in name":           {[]Entry{root, {Path: "a\x00b", Kind: KindFile}}, SinkOptions{}, "NUL"},
-		"long component":        {[]Entry{root, {Path: strings.Repeat("n", 256), Kind: KindFile}}, SinkOptions{}, "name component of 256 bytes"},
-		"long name":             {[]Entry{root, {Path: strings.Repeat("d/", 2100), Kind: KindFile}}, SinkOptions{}, "limit 4096"},
-		"file under a symlink":  {[]Entry{root, {Path: "link", Kind: KindSymlink, Target: "../outside"}, {Path: "link/x", Kind: KindFile, Size: 1}}, SinkOptions{}, "comes before its directory"},
-		"child before parent":   {[]Entry{root, {Path: "d/x", Kind: KindFile}, {Path: "d", Kind: KindDir}}, SinkOptions{}, "comes before its directory"},
-		"hardlink out":          {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "../outside/secret"}}, SinkOptions{}, "climbs out of the volume"},
-		"hardlink absolute":     {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "/etc/shadow"}}, SinkOptions{}, "absolute name"},
-		"hardlink to a dir":     {[]Entry{root, {Path: "d", Kind: KindDir}, {Path: "h", Kind: KindHardlink, Target: "d"}}, SinkOptions{}, "not a file sent before it"},
-		"hardlink forward":      {[]Entry{root, {Path: "h", Kind: KindHardlink, Target: "f"}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "not a file sent before it"},
-		"device not allowed":    {[]Entry{root, {Path: "sda", Kind: KindDevice, Mode: 0o060660, Rdev: 8 << 8}}, SinkOptions{}, "volume created with -o allow-privileged=true"},
-		"over the volume limit": {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 40}}, SinkOptions{MaxBytes: 1 << 30}, "above its limit"},
+		"dot-dot name":          {[]entry{root, {Path: "../escape", Kind: kindFile}}, SinkOptions{}, "climbs out of the volume"},
+		"dot-dot inside":        {[]entry{root, {Path: "a/../../b", Kind: kindFile}}, SinkOptions{}, "not clean"},
+		"absolute name":         {[]entry{root, {Path: "/etc/cron.d/x", Kind: kindFile}}, SinkOptions{}, "absolute name"},
+		"NUL in name":           {[]entry{root, {Path: "a\x00b", Kind: kindFile}}, SinkOptions{}, "NUL"},
+		"long component":        {[]entry{root, {Path: strings.Repeat("n", 256), Kind: kindFile}}, SinkOptions{}, "name component of 256 bytes"},
+		"long name":             {[]entry{root, {Path: strings.Repeat("d/", 2100), Kind: kindFile}}, SinkOptions{}, "limit 4096"},
+		"file under a symlink":  {[]entry{root, {Path: "link", Kind: kindSymlink, Target: "../outside"}, {Path: "link/x", Kind: kindFile, Size: 1}}, SinkOptions{}, "comes before its directory"},
+		"child before parent":   {[]entry{root, {Path: "d/x", Kind: kindFile}, {Path: "d", Kind: kindDir}}, SinkOptions{}, "comes before its directory"},
+		"hardlink out":          {[]entry{root, {Path: "h", Kind: kindHardlink, Target: "../outside/secret"}}, SinkOptions{}, "climbs out of the volume"},
+		"hardlink absolute":     {[]entry{root, {Path: "h", Kind: kindHardlink, Target: "/etc/shadow"}}, SinkOptions{}, "absolute name"},
+		"hardlink to a dir":     {[]entry{root, {Path: "d", Kind: kindDir}, {Path: "h", Kind: kindHardlink, Target: "d"}}, SinkOptions{}, "not a file sent before it"},
+		"hardlink forward":      {[]entry{root, {Path: "h", Kind: kindHardlink, Target: "f"}, {Path: "f", Kind: kindFile}}, SinkOptions{}, "not a file sent before it"},
+		"device not allowed":    {[]entry{root, {Path: "sda", Kind: kindDevice, Mode: 0o060660, Rdev: 8 << 8}}, SinkOptions{}, "volume created with -o allow-privileged=true"},
+		"over the volume limit": {[]entry{root, {Path: "big", Kind: kindFile, Size: 1 << 40}}, SinkOptions{MaxBytes: 1 << 30}, "above its limit"},
 		// 2^62 twice wraps a naive sum around to a negative total, under any limit.
-		"sizes that overflow the total": {[]Entry{root, {Path: "a", Kind: KindFile, Size: 1 << 62}, {Path: "b", Kind: KindFile, Size: 1 << 62}},
+		"sizes that overflow the total": {[]entry{root, {Path: "a", Kind: kindFile, Size: 1 << 62}, {Path: "b", Kind: kindFile, Size: 1 << 62}},
 			SinkOptions{MaxBytes: 1 << 30}, "declares more than"},
-		"over the free space": {[]Entry{root, {Path: "big", Kind: KindFile, Size: 1 << 62}}, SinkOptions{}, "free some space"},
-		"listed twice":        {[]Entry{root, {Path: "f", Kind: KindFile}, {Path: "f", Kind: KindFile}}, SinkOptions{}, "listed twice"},
-		"no root":             {[]Entry{{Path: "f", Kind: KindFile}}, SinkOptions{}, "comes before its directory"},
-		"root not a dir":      {[]Entry{{Path: ".", Kind: KindFile}}, SinkOptions{}, "must be a directory"},
-		"negative size":       {[]Entry{root, {Path: "f", Kind: KindFile, Size: -1}}, SinkOptions{}, "declares size"},
-		"size on a symlink":   {[]Entry{root, {Path: "l", Kind: KindSymlink, Target: "x", Size: 9}}, SinkOptions{}, "declares size"},
-		"file type in mode":   {[]Entry{root, {Path: "f", Kind: KindFile, Mode: 0o100644}}, SinkOptions{}, "beyond permissions"},
-		"unknown kind":        {[]Entry{root, {Path: "f", Kind: 99}}, SinkOptions{}, "unknown kind"},
-		"huge xattr":          {[]Entry{root, {Path: "f", Kind: KindFile, Xattrs: []Xattr{{Name: "user.x", Value: make([]byte, MaxXattrValue+1)}}}}, SinkOptions{}, "bad extended attribute"},
+		"over the free space": {[]entry{root, {Path: "big", Kind: kindFile, Size: 1 << 62}}, SinkOptions{}, "free some space"},
+		"listed twice":        {[]entry{root, {Path: "f", Kind: kindFile}, {Path: "f", Kind: kindFile}}, SinkOptions{}, "listed twice"},
+		"no root":             {[]entry{{Path: "f", Kind: kindFile}}, SinkOptions{}, "comes before its directory"},
+		"root not a dir":      {[]entry{{Path: ".", Kind: kindFile}}, SinkOptions{}, "must be a directory"},
+		"negative size":       {[]entry{root, {Path: "f", Kind: kindFile, Size: -1}}, SinkOptions{}, "declares size"},
+		"size on a symlink":   {[]entry{root, {Path: "l", Kind: kindSymlink, Target: "x", Size: 9}}, SinkOptions{}, "declares size"},
+		"file type in mode":   {[]entry{root, {Path: "f", Kind: kindFile, Mode: 0o100644}}, SinkOptions{}, "beyond permissions"},
+		"unknown kind":        {[]entry{root, {Path: "f", Kind: 99}}, SinkOptions{}, "unknown kind"},
+		"huge xattr":          {[]entry{root, {Path: "f", Kind: kindFile, Xattrs: []xattr{{Name: "user.x", Value: make([]byte, maxXattrValue+1)}}}}, SinkOptions{}, "bad extended attribute"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			staging, _ := hostileSetup(t)
-			_, err := NewSink(staging, tc.entries, tc.opts)
+			_, err := openSink(staging, tc.entries, tc.opts)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.why)
 			assert.NoDirExists(t, staging, "refused before staging was even made")
@@ -82,9 +82,9 @@ func TestHostileManifestsAreRefusedBeforeAnythingIsWritten(t *testing.T) {
 }
 
 // frames builds a data stream by hand.
-func frames(build func(w *FrameWriter)) *bytes.Reader {
+func frames(build func(w *frameWriter)) *bytes.Reader {
 	var b bytes.Buffer
-	build(NewFrameWriter(&b))
+	build(newFrameWriter(&b))
 	return bytes.NewReader(b.Bytes())
 }
 
@@ -94,59 +94,59 @@ func hashOf(b []byte) []byte {
 }
 
 func TestHostileStreamsAreRefusedAndLeaveNoFile(t *testing.T) {
-	entries := []Entry{root, {Path: "d", Kind: KindDir, Mode: 0o755}, {Path: "d/f", Kind: KindFile, Mode: 0o644, Size: 5}}
+	entries := []entry{root, {Path: "d", Kind: kindDir, Mode: 0o755}, {Path: "d/f", Kind: kindFile, Mode: 0o644, Size: 5}}
 	for name, tc := range map[string]struct {
 		stream *bytes.Reader
 		why    string
 	}{
-		"content for a dir":    {frames(func(w *FrameWriter) { _ = w.File(1, 0) }), "not asked for"},
-		"index out of range":   {frames(func(w *FrameWriter) { _ = w.File(99, 5) }), "not asked for"},
-		"size unlike declared": {frames(func(w *FrameWriter) { _ = w.File(2, 6) }), "declared 5"},
-		"more data than declared": {frames(func(w *FrameWriter) {
+		"content for a dir":    {frames(func(w *frameWriter) { _ = w.File(1, 0) }), "not asked for"},
+		"index out of range":   {frames(func(w *frameWriter) { _ = w.File(99, 5) }), "not asked for"},
+		"size unlike declared": {frames(func(w *frameWriter) { _ = w.File(2, 6) }), "declared 5"},
+		"more data than declared": {frames(func(w *frameWriter) {
 			_ = w.File(2, 5)
-			_ = w.Write(FrameData, []byte("hello, and then some"))
+			_ = w.Write(frameData, []byte("hello, and then some"))
 		}), "more data than"},
-		"hole beyond the end": {frames(func(w *FrameWriter) {
+		"hole beyond the end": {frames(func(w *frameWriter) {
 			_ = w.File(2, 5)
 			_ = w.Hole(1 << 40)
 		}), "hole beyond"},
 		// off+n would wrap to a negative number and pass a naive bound, and hashing 2^63
 		// zero bytes would hold the stream for ever.
-		"hole that overflows the offset": {frames(func(w *FrameWriter) {
+		"hole that overflows the offset": {frames(func(w *frameWriter) {
 			_ = w.File(2, 5)
-			_ = w.Write(FrameData, []byte("h"))
+			_ = w.Write(frameData, []byte("h"))
 			_ = w.Hole(math.MaxInt64)
 		}), "hole beyond"},
-		"hole of negative length": {frames(func(w *FrameWriter) {
+		"hole of negative length": {frames(func(w *frameWriter) {
 			_ = w.File(2, 5)
 			_ = w.Hole(-1)
 		}), "hole beyond"},
-		"end before all data": {frames(func(w *FrameWriter) {
+		"end before all data": {frames(func(w *frameWriter) {
 			_ = w.File(2, 5)
-			_ = w.Write(FrameData, []byte("he"))
-			_ = w.Write(FrameEnd, hashOf([]byte("he")))
+			_ = w.Write(frameData, []byte("he"))
+			_ = w.Write(frameEnd, hashOf([]byte("he")))
 		}), "ended at 2 of 5"},
-		"wrong hash": {frames(func(w *FrameWriter) {
+		"wrong hash": {frames(func(w *frameWriter) {
 			_ = w.File(2, 5)
-			_ = w.Write(FrameData, []byte("hello"))
-			_ = w.Write(FrameEnd, hashOf([]byte("jello")))
+			_ = w.Write(frameData, []byte("hello"))
+			_ = w.Write(frameEnd, hashOf([]byte("jello")))
 		}), "content hash mismatch"},
-		"oversized frame": {bytes.NewReader([]byte{FrameData, 0x7f, 0xff, 0xff, 0xff}), "limit"},
+		"oversized frame": {bytes.NewReader([]byte{frameData, 0x7f, 0xff, 0xff, 0xff}), "limit"},
 		"unknown frame":   {bytes.NewReader([]byte{42, 0, 0, 0, 0}), "unknown frame type"},
-		"data outside a file": {frames(func(w *FrameWriter) {
-			_ = w.Write(FrameData, []byte("stray"))
+		"data outside a file": {frames(func(w *frameWriter) {
+			_ = w.Write(frameData, []byte("stray"))
 		}), "outside a file"},
-		"same file twice": {frames(func(w *FrameWriter) {
+		"same file twice": {frames(func(w *frameWriter) {
 			for range 2 {
 				_ = w.File(2, 5)
-				_ = w.Write(FrameData, []byte("hello"))
-				_ = w.Write(FrameEnd, hashOf([]byte("hello")))
+				_ = w.Write(frameData, []byte("hello"))
+				_ = w.Write(frameEnd, hashOf([]byte("hello")))
 			}
 		}), "not asked for"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			staging, _ := hostileSetup(t)
-			sink, err := NewSink(staging, entries, SinkOptions{})
+			sink, err := openSink(staging, entries, SinkOptions{})
 			require.NoError(t, err)
 			defer sink.Close()
 			err = sink.Receive(tc.stream)
@@ -169,15 +169,15 @@ func TestSymlinkPlantedInStagingCannotRedirectWrites(t *testing.T) {
 	// A previous (hostile) transfer left "d" as a symlink to outside.
 	require.NoError(t, os.MkdirAll(staging, 0o700))
 	require.NoError(t, os.Symlink(outside, filepath.Join(staging, "d")))
-	entries := []Entry{root, {Path: "d", Kind: KindDir, Mode: 0o755}, {Path: "d/secret", Kind: KindFile, Mode: 0o644, Size: 5}}
-	sink, err := NewSink(staging, entries, SinkOptions{})
+	entries := []entry{root, {Path: "d", Kind: kindDir, Mode: 0o755}, {Path: "d/secret", Kind: kindFile, Mode: 0o644, Size: 5}}
+	sink, err := openSink(staging, entries, SinkOptions{})
 	require.NoError(t, err)
 	defer sink.Close()
-	require.NoError(t, sink.Receive(frames(func(w *FrameWriter) {
+	require.NoError(t, sink.Receive(frames(func(w *frameWriter) {
 		_ = w.File(2, 5)
-		_ = w.Write(FrameData, []byte("owned"))
-		_ = w.Write(FrameEnd, hashOf([]byte("owned")))
-		_ = w.Write(FrameDone, nil)
+		_ = w.Write(frameData, []byte("owned"))
+		_ = w.Write(frameEnd, hashOf([]byte("owned")))
+		_ = w.Write(frameDone, nil)
 	})))
 	_, err = sink.Finish()
 	require.NoError(t, err)
@@ -191,8 +191,8 @@ func TestSymlinkPlantedInStagingCannotRedirectWrites(t *testing.T) {
 
 func TestSymlinkTargetsAreStoredNotFollowed(t *testing.T) {
 	staging, _ := hostileSetup(t)
-	entries := []Entry{root, {Path: "l", Kind: KindSymlink, Target: "../outside/secret"}}
-	sink, err := NewSink(staging, entries, SinkOptions{})
+	entries := []entry{root, {Path: "l", Kind: kindSymlink, Target: "../outside/secret"}}
+	sink, err := openSink(staging, entries, SinkOptions{})
 	require.NoError(t, err)
 	defer sink.Close()
 	_, err = sink.Finish()
@@ -207,16 +207,16 @@ func TestStagingEntriesOfAnotherKindAreReplacedWholly(t *testing.T) {
 	require.NoError(t, os.MkdirAll(filepath.Join(staging, "x", "deep", "er"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(staging, "x", "deep", "f"), []byte("old"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(staging, "y"), []byte("old file"), 0o644))
-	entries := []Entry{root, {Path: "x", Kind: KindFile, Mode: 0o644, Size: 3}, {Path: "y", Kind: KindDir, Mode: 0o755}}
-	sink, err := NewSink(staging, entries, SinkOptions{})
+	entries := []entry{root, {Path: "x", Kind: kindFile, Mode: 0o644, Size: 3}, {Path: "y", Kind: kindDir, Mode: 0o755}}
+	sink, err := openSink(staging, entries, SinkOptions{})
 	require.NoError(t, err)
 	defer sink.Close()
 	assert.Equal(t, []uint32{1}, sink.Wanted())
-	require.NoError(t, sink.Receive(frames(func(w *FrameWriter) {
+	require.NoError(t, sink.Receive(frames(func(w *frameWriter) {
 		_ = w.File(1, 3)
-		_ = w.Write(FrameData, []byte("new"))
-		_ = w.Write(FrameEnd, hashOf([]byte("new")))
-		_ = w.Write(FrameDone, nil)
+		_ = w.Write(frameData, []byte("new"))
+		_ = w.Write(frameEnd, hashOf([]byte("new")))
+		_ = w.Write(frameDone, nil)
 	})))
 	_, err = sink.Finish()
 	require.NoError(t, err)

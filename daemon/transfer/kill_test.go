@@ -19,10 +19,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/internal/testpki"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 const helperEnv = "DRAYAGE_TRANSFER_HELPER"
@@ -62,8 +62,8 @@ func runHelper(raw string) int {
 		}
 		auth := func(context.Context, string, string, uint64) (string, error) { return s.Src, nil }
 		srv := NewServer(id, auth, s.Data, slog.New(slog.DiscardHandler))
-		g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
-		g.RegisterService(srv.ServiceDesc(), srv)
+		g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler))
+		g.Register(srv.ServiceDesc())
 		ctl, err := net.Listen("tcp", s.Control)
 		if err != nil {
 			return fail(err)
@@ -139,13 +139,8 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	t.Logf("random kill points from seed %d", seed)
 	base := t.TempDir()
 	pki := filepath.Join(base, "pki")
-	ca, err := identity.NewCA("kill")
+	_, err := testpki.Identities(pki, "node-a", "node-b")
 	require.NoError(t, err)
-	key, err := identity.NewGossipKey()
-	require.NoError(t, err)
-	for _, n := range []string{"node-a", "node-b"} {
-		require.NoError(t, ca.WriteNode(filepath.Join(pki, n), identity.NodeSpec{Name: n}, key))
-	}
 	// The source: 60 files of 4 MiB. The destination holds an old version of the volume.
 	src, dest, staging := filepath.Join(base, "src"), filepath.Join(base, "dest"), filepath.Join(base, "staging")
 	require.NoError(t, os.MkdirAll(src, 0o755))
@@ -156,13 +151,13 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	}
 	require.NoError(t, os.MkdirAll(dest, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dest, "old"), []byte("the old tree"), 0o644))
-	oldTree, err := Walk(dest)
+	oldTree, err := walkEntries(dest)
 	require.NoError(t, err)
-	newTree, err := Walk(src)
+	newTree, err := walkEntries(src)
 	require.NoError(t, err)
 	destIsOldOrNew := func(when string) {
 		t.Helper()
-		got, err := Walk(dest)
+		got, err := walkEntries(dest)
 		require.NoError(t, err)
 		if !assert.ObjectsAreEqual(oldTree, got) && !assert.ObjectsAreEqual(newTree, got) {
 			t.Fatalf("%s: the destination is neither the old tree nor the new one", when)
@@ -209,7 +204,7 @@ func TestKilledSenderOrReceiverLeavesOldOrNewTreeAndRetryCompletes(t *testing.T)
 	var res PullResult
 	require.NoError(t, json.Unmarshal([]byte(rcv.line(t)), &res))
 	require.NoError(t, rcv.cmd.Wait())
-	got, err := Walk(dest)
+	got, err := walkEntries(dest)
 	require.NoError(t, err)
 	assert.Equal(t, newTree, got, "the retry installs the complete new tree")
 	for i := range 60 {

@@ -8,32 +8,32 @@ import (
 	"strings"
 )
 
-// Kind is what an entry is.
-type Kind uint8
+// kind is what an entry is.
+type kind uint8
 
 // Kinds of entry.
 const (
-	KindFile Kind = iota + 1
-	KindDir
-	KindSymlink
-	KindHardlink // another name for an earlier file; Target is its path
-	KindFIFO
-	KindDevice // character or block device; refused unless the volume allows devices
+	kindFile kind = iota + 1
+	kindDir
+	kindSymlink
+	kindHardlink // another name for an earlier file; Target is its path
+	kindFIFO
+	kindDevice // character or block device; refused unless the volume allows devices
 )
 
-func (k Kind) String() string {
+func (k kind) String() string {
 	switch k {
-	case KindFile:
+	case kindFile:
 		return "file"
-	case KindDir:
+	case kindDir:
 		return "dir"
-	case KindSymlink:
+	case kindSymlink:
 		return "symlink"
-	case KindHardlink:
+	case kindHardlink:
 		return "hardlink"
-	case KindFIFO:
+	case kindFIFO:
 		return "fifo"
-	case KindDevice:
+	case kindDevice:
 		return "device"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
@@ -41,25 +41,25 @@ func (k Kind) String() string {
 
 // Limits on what a manifest may declare; anything beyond is hostile or broken.
 const (
-	MaxPath       = 4096
-	MaxNameLen    = 255
-	MaxXattrs     = 128
-	MaxXattrName  = 255
-	MaxXattrValue = 64 << 10
-	MaxEntries    = 50_000_000
+	maxPath       = 4096
+	maxNameLen    = 255
+	maxXattrs     = 128
+	maxXattrName  = 255
+	maxXattrValue = 64 << 10
+	maxEntries    = 50_000_000
 )
 
-// Xattr is one extended attribute (POSIX ACLs are the system.posix_acl_* ones).
-type Xattr struct {
+// xattr is one extended attribute (POSIX ACLs are the system.posix_acl_* ones).
+type xattr struct {
 	Name  string
 	Value []byte
 }
 
-// Entry is one thing in a volume's tree, as everything that must arrive intact.
-type Entry struct {
+// entry is one thing in a volume's tree, as everything that must arrive intact.
+type entry struct {
 	// Path is slash-separated and relative to the volume root; "." is the root itself.
 	Path string
-	Kind Kind
+	Kind kind
 	// Mode holds the permission bits plus setuid, setgid and sticky (07777).
 	Mode     uint32
 	UID, GID uint32
@@ -70,12 +70,12 @@ type Entry struct {
 	Target string
 	// Rdev is a device's number (with its type in Mode's S_IFCHR/S_IFBLK bit).
 	Rdev   uint64
-	Xattrs []Xattr
+	Xattrs []xattr
 }
 
 // sameContent reports whether the receiver's b can stand for the sender's a without
 // sending a's content: same kind, size and modification time (rsync's quick check).
-func sameContent(a, b Entry) bool {
+func sameContent(a, b entry) bool {
 	return a.Kind == b.Kind && a.Size == b.Size && a.MTime == b.MTime
 }
 
@@ -93,50 +93,50 @@ var ErrHostile = errors.New("refused")
 
 // Validate checks an entry as the receiver must before acting on it. prior reports
 // whether a path names an entry seen earlier in the same manifest, and its kind.
-func (e Entry) Validate(allowPrivileged bool, prior func(string) (Kind, bool)) error {
+func (e entry) Validate(allowPrivileged bool, prior func(string) (kind, bool)) error {
 	if err := validPath(e.Path); err != nil {
 		return err
 	}
-	if e.Mode&^0o7777 != 0 && e.Kind != KindDevice {
+	if e.Mode&^0o7777 != 0 && e.Kind != kindDevice {
 		return fmt.Errorf("%w: %q has mode bits %o beyond permissions", ErrHostile, e.Path, e.Mode)
 	}
-	if e.Size < 0 || (e.Kind != KindFile && e.Size != 0) {
+	if e.Size < 0 || (e.Kind != kindFile && e.Size != 0) {
 		return fmt.Errorf("%w: %q declares size %d", ErrHostile, e.Path, e.Size)
 	}
-	if len(e.Xattrs) > MaxXattrs {
-		return fmt.Errorf("%w: %q has %d extended attributes (limit %d)", ErrHostile, e.Path, len(e.Xattrs), MaxXattrs)
+	if len(e.Xattrs) > maxXattrs {
+		return fmt.Errorf("%w: %q has %d extended attributes (limit %d)", ErrHostile, e.Path, len(e.Xattrs), maxXattrs)
 	}
 	for _, x := range e.Xattrs {
-		if x.Name == "" || len(x.Name) > MaxXattrName || len(x.Value) > MaxXattrValue || strings.ContainsRune(x.Name, 0) {
+		if x.Name == "" || len(x.Name) > maxXattrName || len(x.Value) > maxXattrValue || strings.ContainsRune(x.Name, 0) {
 			return fmt.Errorf("%w: %q has a bad extended attribute", ErrHostile, e.Path)
 		}
 	}
 	if e.Path != "." {
-		if k, ok := prior(path.Dir(e.Path)); !ok || k != KindDir {
+		if k, ok := prior(path.Dir(e.Path)); !ok || k != kindDir {
 			return fmt.Errorf("%w: %q comes before its directory (or its parent is not a directory)", ErrHostile, e.Path)
 		}
 	}
 	switch e.Kind {
-	case KindDir, KindFile, KindFIFO:
-	case KindSymlink:
-		if e.Target == "" || len(e.Target) > MaxPath || strings.ContainsRune(e.Target, 0) {
+	case kindDir, kindFile, kindFIFO:
+	case kindSymlink:
+		if e.Target == "" || len(e.Target) > maxPath || strings.ContainsRune(e.Target, 0) {
 			return fmt.Errorf("%w: symlink %q has a bad target", ErrHostile, e.Path)
 		}
-	case KindHardlink:
+	case kindHardlink:
 		if err := validPath(e.Target); err != nil {
 			return fmt.Errorf("%w: hardlink %q: target: %w", ErrHostile, e.Path, err)
 		}
-		if k, ok := prior(e.Target); !ok || k != KindFile {
+		if k, ok := prior(e.Target); !ok || k != kindFile {
 			return fmt.Errorf("%w: hardlink %q names %q, which is not a file sent before it", ErrHostile, e.Path, e.Target)
 		}
-	case KindDevice:
+	case kindDevice:
 		if !allowPrivileged {
 			return fmt.Errorf("%w: %q is a device node; devices move only with a volume created with -o allow-privileged=true", ErrHostile, e.Path)
 		}
 	default:
 		return fmt.Errorf("%w: %q has unknown kind %d", ErrHostile, e.Path, e.Kind)
 	}
-	if e.Path == "." && e.Kind != KindDir {
+	if e.Path == "." && e.Kind != kindDir {
 		return fmt.Errorf("%w: the volume root must be a directory", ErrHostile)
 	}
 	return nil
@@ -147,8 +147,8 @@ func validPath(p string) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("%w: empty name", ErrHostile)
-	case len(p) > MaxPath:
-		return fmt.Errorf("%w: name of %d bytes (limit %d)", ErrHostile, len(p), MaxPath)
+	case len(p) > maxPath:
+		return fmt.Errorf("%w: name of %d bytes (limit %d)", ErrHostile, len(p), maxPath)
 	case strings.ContainsRune(p, 0):
 		return fmt.Errorf("%w: name with a NUL byte", ErrHostile)
 	case p == ".":
@@ -162,14 +162,17 @@ func validPath(p string) error {
 		if c == ".." || c == "." {
 			return fmt.Errorf("%w: name %q climbs out of the volume", ErrHostile, p)
 		}
-		if len(c) > MaxNameLen {
-			return fmt.Errorf("%w: name component of %d bytes (limit %d)", ErrHostile, len(c), MaxNameLen)
+		if len(c) > maxNameLen {
+			return fmt.Errorf("%w: name component of %d bytes (limit %d)", ErrHostile, len(c), maxNameLen)
 		}
 	}
 	return nil
 }
 
-// Manifest encoding: a version byte, a uvarint count, then each entry. Every length is
+// Manifest encoding, part of the protocol (protocol.go): a version byte, a uvarint count,
+// then each entry: its kind byte, path, mode, uid, gid, size, mtime, target, rdev and
+// extended attributes (a count, then each name and value), in that order, as uvarints,
+// varints (size, mtime) and strings (a uvarint length and the bytes). Every length is
 // bounded before anything is allocated for it.
 const manifestVersion = 1
 
@@ -177,8 +180,8 @@ const manifestVersion = 1
 // varints (path and target lengths, mode, uid, gid, size, mtime, rdev, xattr count).
 const minEntryBytes = 10
 
-// EncodeManifest serialises entries.
-func EncodeManifest(entries []Entry) []byte {
+// encodeManifest serialises entries.
+func encodeManifest(entries []entry) []byte {
 	var b []byte
 	b = append(b, manifestVersion)
 	b = binary.AppendUvarint(b, uint64(len(entries)))
@@ -206,37 +209,37 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// DecodeManifest parses an encoded manifest, refusing oversized or malformed input with
+// decodeManifest parses an encoded manifest, refusing oversized or malformed input with
 // ErrHostile. It checks the encoding only; Validate checks each entry's meaning.
-func DecodeManifest(b []byte) ([]Entry, error) {
+func decodeManifest(b []byte) ([]entry, error) {
 	d := decoder{b: b}
 	if v := d.byte(); v != manifestVersion {
 		return nil, fmt.Errorf("%w: manifest version %d (want %d)", ErrHostile, v, manifestVersion)
 	}
 	n := d.uvarint()
 	// Each entry takes at least minEntryBytes, so a count beyond that is a lie.
-	if n > MaxEntries || n > uint64(len(d.b))/minEntryBytes {
+	if n > maxEntries || n > uint64(len(d.b))/minEntryBytes {
 		return nil, fmt.Errorf("%w: manifest declares %d entries in %d bytes", ErrHostile, n, len(b))
 	}
 	// Room grows with the entries actually decoded, never with the count declared: an
-	// Entry is ten times the size of its smallest encoding.
-	out := make([]Entry, 0, min(n, 1024))
+	// entry is ten times the size of its smallest encoding.
+	out := make([]entry, 0, min(n, 1024))
 	for range n {
-		var e Entry
-		e.Kind = Kind(d.byte())
-		e.Path = d.string(MaxPath)
+		var e entry
+		e.Kind = kind(d.byte())
+		e.Path = d.string(maxPath)
 		e.Mode = uint32(d.uvarintMax(1 << 32))
 		e.UID = uint32(d.uvarintMax(1 << 32))
 		e.GID = uint32(d.uvarintMax(1 << 32))
 		e.Size = d.varint()
 		e.MTime = d.varint()
-		e.Target = d.string(MaxPath)
+		e.Target = d.string(maxPath)
 		e.Rdev = d.uvarint()
-		nx := d.uvarintMax(MaxXattrs + 1)
+		nx := d.uvarintMax(maxXattrs + 1)
 		for range nx {
-			name := d.string(MaxXattrName)
-			value := d.string(MaxXattrValue)
-			e.Xattrs = append(e.Xattrs, Xattr{Name: name, Value: []byte(value)})
+			name := d.string(maxXattrName)
+			value := d.string(maxXattrValue)
+			e.Xattrs = append(e.Xattrs, xattr{Name: name, Value: []byte(value)})
 		}
 		if d.err != nil {
 			return nil, d.err

@@ -34,7 +34,7 @@ func looksOf(st *unix.Stat_t) looks { return looks{st.Uid, st.Gid, st.Mode & 0o7
 // setMeta gives the open file fd the owner, mode, extended attributes and times of e, in
 // that order (a chown clears setuid bits; writing attributes changes ctime only). Times
 // come last: a file with its final times is a complete one.
-func setMeta(fd int, e Entry, now looks) error {
+func setMeta(fd int, e entry, now looks) error {
 	if now.uid != e.UID || now.gid != e.GID {
 		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
 			return err
@@ -69,7 +69,7 @@ func (d *dir) fresh(perm uint32) looks {
 // dropOtherXattrs removes the extended attributes of fd that e does not list, but for the
 // security.* ones: the receiving host's security labels are its own. A file capability
 // (security.capability) is no label: it goes too unless e lists it.
-func dropOtherXattrs(fd int, e Entry) error {
+func dropOtherXattrs(fd int, e entry) error {
 	names, err := flistxattr(fd)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
@@ -79,7 +79,7 @@ func dropOtherXattrs(fd int, e Entry) error {
 	}
 	for _, name := range names {
 		label := strings.HasPrefix(name, "security.") && name != capabilityXattr
-		if label || slices.ContainsFunc(e.Xattrs, func(x Xattr) bool { return x.Name == name }) {
+		if label || slices.ContainsFunc(e.Xattrs, func(x xattr) bool { return x.Name == name }) {
 			continue
 		}
 		if err := unix.Fremovexattr(fd, name); err != nil && !errors.Is(err, unix.ENODATA) {

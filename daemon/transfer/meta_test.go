@@ -37,9 +37,9 @@ func TestFilesTakeNothingFromTheirStagingDirectory(t *testing.T) {
 	require.NoError(t, unix.Setxattr(filepath.Join(dst, "d"), "user.stale", []byte("left over"), 0))
 
 	move(t, src, dst, 2)
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dst)
+	got, err := walkEntries(dst)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "no inherited group, mode, ACL, or leftover attribute")
 }
@@ -108,9 +108,9 @@ func TestChangedFilesAreWrittenOverInPlace(t *testing.T) {
 
 	sink, _ := move(t, src, dst, 2)
 	assert.Len(t, sink.Wanted(), 3)
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dst)
+	got, err := walkEntries(dst)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "owner, mode, times and attributes are the new file's")
 	for _, name := range []string{"shrinks", "holey", "grows"} {
@@ -147,9 +147,9 @@ func TestDeltaLeavesUnchangedDirectoriesAlone(t *testing.T) {
 	var after unix.Stat_t
 	require.NoError(t, unix.Stat(filepath.Join(dst, "same"), &after))
 	assert.Equal(t, before.Ctim, after.Ctim, "the directory of a file written over is left alone")
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dst)
+	got, err := walkEntries(dst)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "the directory that gained a file has its listed time")
 }

@@ -13,11 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/metrics/metricstest"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // metricsNode is one node's metrics, served over HTTP as the daemon serves them.
@@ -200,16 +199,15 @@ func TestATransferWhoseReceiverVanishesIsDroppedAsPeerDown(t *testing.T) {
 	ctl := serveVolume(t, ids["node-a"], src, func(s *Server) { s.Metrics, s.StaleAfter = a.m, 200*time.Millisecond })
 
 	// The receiver opens the transfer, then is never heard from again.
-	conn, err := grpc.NewClient(ctl, grpc.WithTransportCredentials(credentials.NewTLS(ids["node-b"].ClientConfig("node-a"))),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
+	conn, err := peers.Dial(ids["node-b"], "node-a", ctl)
 	require.NoError(t, err)
 	defer conn.Close()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(context.Background(), "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	var open openResponse
+	require.NoError(t, conn.Invoke(context.Background(), "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
 	require.Eventually(t, func() bool {
 		return failed(a.scrape(t), "send", "peer_down") == 1
 	}, 5*time.Second, 20*time.Millisecond)
-	err = conn.Invoke(context.Background(), "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{})
+	err = conn.Invoke(context.Background(), "/drayage.Transfer/Finish", &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{})
 	require.ErrorContains(t, err, "no transfer", "a dropped transfer is gone")
 	assert.Zero(t, failed(a.scrape(t), "send", "aborted"), "and counted once")
 }

@@ -21,14 +21,14 @@ func privilegedXattr(name string) bool {
 }
 
 // unprivileged returns e without privileged bits and attributes, and whether it had any.
-func (e Entry) unprivileged() (Entry, bool) {
+func (e entry) unprivileged() (entry, bool) {
 	changed := false
-	if e.Kind == KindFile && e.Mode&0o6000 != 0 {
+	if e.Kind == kindFile && e.Mode&0o6000 != 0 {
 		e.Mode &^= 0o6000
 		changed = true
 	}
-	if slices.ContainsFunc(e.Xattrs, func(x Xattr) bool { return privilegedXattr(x.Name) }) {
-		e.Xattrs = slices.DeleteFunc(slices.Clone(e.Xattrs), func(x Xattr) bool { return privilegedXattr(x.Name) })
+	if slices.ContainsFunc(e.Xattrs, func(x xattr) bool { return privilegedXattr(x.Name) }) {
+		e.Xattrs = slices.DeleteFunc(slices.Clone(e.Xattrs), func(x xattr) bool { return privilegedXattr(x.Name) })
 		changed = true
 	}
 	return e, changed

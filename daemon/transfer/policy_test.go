@@ -73,15 +73,15 @@ func TestPrivilegedContentArrivesWhenTheVolumeAllowsIt(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "staging")
 	source, sink := ends(t, src, dst, SinkOptions{AllowPrivileged: true})
 	sendAll(t, source, sink)
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dst)
+	got, err := walkEntries(dst)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "setuid, setgid, capabilities, trusted.* attributes and devices all arrive")
 	assert.Zero(t, sink.Stripped().Count)
 
 	// Without the option, the device is refused by name before anything is written.
-	_, err = NewSink(filepath.Join(t.TempDir(), "staging"), source.Manifest(), SinkOptions{})
+	_, err = openSink(filepath.Join(t.TempDir(), "staging"), source.Manifest(), SinkOptions{})
 	require.ErrorIs(t, err, ErrHostile)
 	assert.Contains(t, err.Error(), `"null" is a device node; devices move only with a volume created with -o allow-privileged=true`)
 }

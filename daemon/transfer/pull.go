@@ -119,8 +119,8 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		have, err := readStaging(o.Staging)
 		stagedc <- read{have, err}
 	}()
-	var open OpenResponse
-	if err := invoke(ctx, conn, openTimeout, "Open", &OpenRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
+	var open openResponse
+	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
 		reason := metrics.ReasonRefused
 		if status.Code(err) == codes.Unavailable {
 			reason = metrics.ReasonPeerDown
@@ -132,10 +132,10 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		if err != nil {
 			abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			_ = invoke(abortCtx, conn, wantTimeout, "Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{})
+			_ = invoke(abortCtx, conn, wantTimeout, methodFinish, &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{})
 		}
 	}()
-	entries, err := DecodeManifest(open.Manifest)
+	entries, err := decodeManifest(open.Manifest)
 	if err != nil {
 		return res, fmt.Errorf("manifest from node %q: %w", o.From, err)
 	}
@@ -159,7 +159,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	for _, i := range wanted {
 		wantBytes += entries[i].Size
 	}
-	if err := invoke(ctx, conn, wantTimeout, "Want", &WantRequest{Transfer: open.Transfer, Indexes: wanted}, &Empty{}); err != nil {
+	if err := invoke(ctx, conn, wantTimeout, methodWant, &wantRequest{Transfer: open.Transfer, Indexes: wanted}, &empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}
 	if err := receiveAll(ctx, o, sink, open, Progress{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
@@ -169,7 +169,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
 	}
-	if err := invoke(ctx, conn, finishTimeout, "Finish", &FinishRequest{Transfer: open.Transfer, RootHash: root[:]}, &Empty{}); err != nil {
+	if err := invoke(ctx, conn, finishTimeout, methodFinish, &finishRequest{Transfer: open.Transfer, RootHash: root[:]}, &empty{}); err != nil {
 		if status.Code(err) == codes.DataLoss {
 			err = &failure{reason: metrics.ReasonCorrupt, err: fmt.Errorf("%w: %s", ErrRootMismatch, status.Convert(err).Message())}
 		}
@@ -193,11 +193,11 @@ const (
 func invoke(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration, method string, req, res any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return conn.Invoke(ctx, "/drayage.Transfer/"+method, req, res)
+	return conn.Invoke(ctx, "/"+serviceName+"/"+method, req, res)
 }
 
 // receiveAll runs the data streams until every wanted file has arrived.
-func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenResponse, want Progress) error {
+func receiveAll(ctx context.Context, o PullOptions, sink *sink, open openResponse, want Progress) error {
 	streams := min(o.Streams, max(want.TotalFiles, 1))
 	report := func() {
 		p := want
@@ -249,7 +249,7 @@ func receiveAll(ctx context.Context, o PullOptions, sink *Sink, open OpenRespons
 	return first
 }
 
-func receiveStream(ctx context.Context, o PullOptions, sink *Sink, open OpenResponse) error {
+func receiveStream(ctx context.Context, o PullOptions, sink *sink, open openResponse) error {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: o.Identity.ClientConfig(o.From)}
 	c, err := d.DialContext(ctx, "tcp", open.Data)
 	if err != nil {

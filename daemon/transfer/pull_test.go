@@ -11,32 +11,22 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/internal/testpki"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // testIdentities makes a cluster's node identities.
 func testIdentities(t testing.TB, names ...string) map[string]*identity.Identity {
 	t.Helper()
-	ca, err := identity.NewCA("test")
+	ids, err := testpki.Identities(t.TempDir(), names...)
 	require.NoError(t, err)
-	key, err := identity.NewGossipKey()
-	require.NoError(t, err)
-	dir := t.TempDir()
-	ids := map[string]*identity.Identity{}
-	for _, name := range names {
-		require.NoError(t, ca.WriteNode(filepath.Join(dir, name), identity.NodeSpec{Name: name}, key))
-		ids[name], err = identity.Load(filepath.Join(dir, name), name)
-		require.NoError(t, err)
-	}
 	return ids
 }
 
 // serveVolume runs node's sending side for volume "v" at src, letting only "node-b" at
-// epoch 2 pull it (another epoch is stale: cluster.ErrStaleEpoch). It returns the control
+// epoch 2 pull it (another epoch is stale: ErrStaleClaim). It returns the control
 // address. Each option is applied to the Server before it serves.
 func serveVolume(t testing.TB, id *identity.Identity, src string, opts ...func(*Server)) string {
 	t.Helper()
@@ -54,7 +44,7 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d", volume, node, epoch)
 		}
 		if epoch != 2 {
-			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d: %w", volume, node, epoch, cluster.ErrStaleEpoch)
+			return "", fmt.Errorf("no migration of volume %q to node %q at epoch %d: %w", volume, node, epoch, ErrStaleClaim)
 		}
 		return src, nil
 	}
@@ -62,8 +52,8 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 	for _, o := range opts {
 		o(srv)
 	}
-	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(id.ServerConfig(nil))))
-	g.RegisterService(srv.ServiceDesc(), srv)
+	g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler)) // log gets the sender's lines only
+	g.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = g.Serve(ctl) }()
@@ -95,9 +85,9 @@ func TestPullOverTheNetworkThenInstall(t *testing.T) {
 
 	require.NoError(t, Install(staging, dest))
 	assert.NoDirExists(t, staging, "the old tree is gone")
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dest)
+	got, err := walkEntries(dest)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 

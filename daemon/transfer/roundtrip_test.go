@@ -46,16 +46,16 @@ func tlsPairs(t *testing.T, n int) (server, client []net.Conn) {
 
 // move sends src to staging dst over streams parallel mutual-TLS connections and returns
 // the sink (finished) and source.
-func move(t *testing.T, src, dst string, streams int) (*Sink, *Source) {
+func move(t *testing.T, src, dst string, streams int) (*sink, *source) {
 	t.Helper()
-	source, err := NewSource(src)
+	source, err := newSource(src)
 	require.NoError(t, err)
 	t.Cleanup(func() { source.Close() })
 	// The manifest crosses the wire in its encoding.
-	manifest, err := DecodeManifest(EncodeManifest(source.Manifest()))
+	manifest, err := decodeManifest(encodeManifest(source.Manifest()))
 	require.NoError(t, err)
 	// Full fidelity: the tree holds a setuid file (policy_test.go covers the default).
-	sink, err := NewSink(dst, manifest, SinkOptions{AllowPrivileged: true})
+	sink, err := openSink(dst, manifest, SinkOptions{AllowPrivileged: true})
 	require.NoError(t, err)
 	t.Cleanup(func() { sink.Close() })
 
@@ -65,23 +65,23 @@ func move(t *testing.T, src, dst string, streams int) (*Sink, *Source) {
 
 // ends opens a source on src and a sink on dst for its manifest with opts, both closed
 // when the test ends.
-func ends(t *testing.T, src, dst string, opts SinkOptions) (*Source, *Sink) {
+func ends(t *testing.T, src, dst string, opts SinkOptions) (*source, *sink) {
 	t.Helper()
-	source, err := NewSource(src)
+	source, err := newSource(src)
 	require.NoError(t, err)
 	t.Cleanup(func() { source.Close() })
-	sink, err := NewSink(dst, source.Manifest(), opts)
+	sink, err := openSink(dst, source.Manifest(), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { sink.Close() })
 	return source, sink
 }
 
 // sendAll sends what sink wants of source on one mutual-TLS stream and finishes.
-func sendAll(t *testing.T, source *Source, sink *Sink) { t.Helper(); sendStreams(t, source, sink, 1) }
+func sendAll(t *testing.T, source *source, sink *sink) { t.Helper(); sendStreams(t, source, sink, 1) }
 
 // sendStreams sends what sink wants of source over streams parallel mutual-TLS
 // connections, finishes, and checks that both ends agree on the root hash.
-func sendStreams(t *testing.T, source *Source, sink *Sink, streams int) {
+func sendStreams(t *testing.T, source *source, sink *sink, streams int) {
 	t.Helper()
 	require.NoError(t, source.Want(sink.Wanted()))
 	server, client := tlsPairs(t, streams)
@@ -157,9 +157,9 @@ func TestRoundTripKeepsEverythingOverMutualTLS(t *testing.T) {
 	sink, _ := move(t, src, dst, 4)
 	assert.Len(t, sink.Wanted(), 4, "a.txt, zero, big.bin, sparse: the hardlink is not sent twice")
 
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dst)
+	got, err := walkEntries(dst)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "owner, mode, times, xattrs, link targets: the trees are alike")
 
@@ -201,9 +201,9 @@ func TestDeltaSendsOnlyWhatChanged(t *testing.T) {
 	assert.Equal(t, int64(len("now with content")+len("new file")), source.Bytes())
 	assert.NoFileExists(t, filepath.Join(dst, "big.bin"), "what is gone at the source goes")
 	assert.NoFileExists(t, filepath.Join(dst, ".drayage-tmp-9"))
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(dst)
+	got, err := walkEntries(dst)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 

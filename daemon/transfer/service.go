@@ -1,19 +1,11 @@
 package transfer
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	stdencoding "encoding"
-	"encoding/binary"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
 	"net"
 	"strings"
 	"sync"
@@ -23,155 +15,24 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/metrics"
+	"github.com/drayage/drayage/daemon/peers"
 )
 
-// The control protocol is gRPC over mutual TLS on the control port, with JSON messages
-// (no generated code): Open a transfer and get the sender's manifest, say which files are
-// Wanted, Finish by comparing root hashes (or Abort). Contents go on data streams. The
-// two messages that grow with the volume, the manifest and the wanted list, encode
-// themselves in binary: as JSON, a manifest of 50,000 files took longer to decode than to
-// read from disk.
-
-func init() { encoding.RegisterCodec(jsonCodec{}) }
-
-// jsonCodec encodes messages as JSON, or as themselves if they can.
-type jsonCodec struct{}
-
-func (jsonCodec) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(stdencoding.BinaryMarshaler); ok {
-		return m.MarshalBinary()
-	}
-	return json.Marshal(v)
-}
-
-func (jsonCodec) Unmarshal(b []byte, v any) error {
-	if m, ok := v.(stdencoding.BinaryUnmarshaler); ok {
-		return m.UnmarshalBinary(b)
-	}
-	return json.Unmarshal(b, v)
-}
-
-func (jsonCodec) Name() string { return "json" }
-
-// protocolVersion is the transfer protocol this node speaks. 2: the root hash covers
-// every file of the tree (1: only the files sent). Each end speaks the lower of the two
-// versions, so nodes of different versions work together.
-const protocolVersion = 2
-
-// OpenRequest asks the node holding a volume to send it.
-type OpenRequest struct {
-	Volume string `json:"volume"`
-	// Epoch is the one in the receiver's migration claim; the sender checks it.
-	Epoch uint64 `json:"epoch"`
-	Wire  Wire   `json:"wire"`
-	// Version is the receiver's protocol version (absent: 1).
-	Version int `json:"version,omitempty"`
-}
-
-// OpenResponse carries the sender's manifest.
-type OpenResponse struct {
-	Transfer string `json:"transfer"`
-	Manifest []byte `json:"manifest"`
-	// Data is the sender's data address.
-	Data string `json:"data"`
-	// Wire is what the data streams use: the receiver's request under the sender's cap.
-	Wire Wire `json:"wire"`
-	// Version is the protocol version both ends speak (absent: 1).
-	Version int `json:"version,omitempty"`
-}
-
-// openHeader is OpenResponse but for the manifest.
-type openHeader struct {
-	Transfer string `json:"transfer"`
-	Data     string `json:"data"`
-	Wire     Wire   `json:"wire"`
-	Version  int    `json:"version,omitempty"`
-}
-
-// MarshalBinary encodes the response as the length of a JSON header, the header, and
-// the manifest as it is.
-func (r *OpenResponse) MarshalBinary() ([]byte, error) {
-	h, err := json.Marshal(openHeader{r.Transfer, r.Data, r.Wire, r.Version})
-	if err != nil {
-		return nil, err
-	}
-	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(h)+len(r.Manifest)), uint64(len(h)))
-	return append(append(b, h...), r.Manifest...), nil
-}
-
-// UnmarshalBinary decodes what MarshalBinary encodes.
-func (r *OpenResponse) UnmarshalBinary(b []byte) error {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)-k) {
-		return errors.New("open response: bad header length")
-	}
-	var h openHeader
-	if err := json.Unmarshal(b[k:k+int(n)], &h); err != nil {
-		return fmt.Errorf("open response: %w", err)
-	}
-	r.Transfer, r.Data, r.Wire, r.Version = h.Transfer, h.Data, h.Wire, h.Version
-	r.Manifest = bytes.Clone(b[k+int(n):]) // the codec does not promise b outlives the call
-	return nil
-}
-
-// WantRequest lists the files the receiver needs.
-type WantRequest struct {
-	Transfer string   `json:"transfer"`
-	Indexes  []uint32 `json:"indexes"`
-}
-
-// MarshalBinary encodes the request as the transfer ID's length and bytes, then each
-// index as a varint.
-func (r *WantRequest) MarshalBinary() ([]byte, error) {
-	b := binary.AppendUvarint(make([]byte, 0, 1+len(r.Transfer)+3*len(r.Indexes)), uint64(len(r.Transfer)))
-	b = append(b, r.Transfer...)
-	for _, i := range r.Indexes {
-		b = binary.AppendUvarint(b, uint64(i))
-	}
-	return b, nil
-}
-
-// UnmarshalBinary decodes what MarshalBinary encodes.
-func (r *WantRequest) UnmarshalBinary(b []byte) error {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > 64 || n > uint64(len(b)-k) {
-		return errors.New("want request: bad transfer ID")
-	}
-	r.Transfer = string(b[k : k+int(n)])
-	b = b[k+int(n):]
-	// An index takes one to five bytes: room grows with what is decoded.
-	r.Indexes = make([]uint32, 0, min(len(b), 4096))
-	for len(b) > 0 {
-		i, k := binary.Uvarint(b)
-		if k <= 0 || i > math.MaxUint32 {
-			return errors.New("want request: bad index")
-		}
-		r.Indexes = append(r.Indexes, uint32(i))
-		b = b[k:]
-	}
-	return nil
-}
-
-// FinishRequest ends a transfer; RootHash is the receiver's.
-type FinishRequest struct {
-	Transfer string `json:"transfer"`
-	RootHash []byte `json:"root_hash,omitempty"`
-	Abort    bool   `json:"abort,omitempty"`
-}
-
-// Empty is an empty reply.
-type Empty struct{}
-
 // Authorizer decides whether node may receive volume at epoch, and says where its data
-// is. The daemon's is volume.Manager.SendDir: it checks the migration claim in the
-// cluster store and that the volume is not mounted here.
+// is. The daemon's checks the migration claim in the cluster store and that the volume is
+// not mounted here (volume.Manager.SendDir). Its error goes to the receiver as it is
+// written; one that wraps ErrStaleClaim counts as a claim that is not the volume's
+// current one.
 type Authorizer func(ctx context.Context, volume, node string, epoch uint64) (dir string, err error)
+
+// ErrStaleClaim marks an Authorizer's refusal of a receiver whose claim on the volume is
+// not the volume's current one: its epoch is stale, or the claim was lost.
+var ErrStaleClaim = errors.New("the receiver's claim on the volume is not the current one")
 
 // Server is the sending side: it serves Open/Want/Finish on the control port and file
 // contents on the data port.
@@ -211,13 +72,13 @@ const (
 	maxStreams = 32
 )
 
-// ErrBusy means a node is at its limit of transfers or connections; retry later.
-var ErrBusy = errors.New("busy")
+// errBusy means a node is at its limit of transfers or connections; retry later.
+var errBusy = errors.New("busy")
 
 type outgoing struct {
 	receiver string
 	volume   string
-	source   *Source
+	source   *source
 	streams  sync.WaitGroup
 	started  time.Time
 	wire     Wire
@@ -256,26 +117,10 @@ func NewServer(id *identity.Identity, authorize Authorizer, data string, log *sl
 	return &Server{id: id, authorize: authorize, data: data, log: log, transfers: map[string]*outgoing{}}
 }
 
-// ServiceDesc is the control service, for registering on a gRPC server.
+// ServiceDesc is the control service, for registering on the control server
+// (peers.Server.Register).
 func (s *Server) ServiceDesc() *grpc.ServiceDesc {
-	unary := func(name string, newReq func() any, call func(context.Context, any) (any, error)) grpc.MethodDesc {
-		return grpc.MethodDesc{MethodName: name, Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			req := newReq()
-			if err := dec(req); err != nil {
-				return nil, err
-			}
-			return call(ctx, req)
-		}}
-	}
-	return &grpc.ServiceDesc{
-		ServiceName: "drayage.Transfer",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{
-			unary("Open", func() any { return &OpenRequest{} }, func(ctx context.Context, r any) (any, error) { return s.open(ctx, r.(*OpenRequest)) }),
-			unary("Want", func() any { return &WantRequest{} }, func(ctx context.Context, r any) (any, error) { return s.want(ctx, r.(*WantRequest)) }),
-			unary("Finish", func() any { return &FinishRequest{} }, func(ctx context.Context, r any) (any, error) { return s.finish(ctx, r.(*FinishRequest)) }),
-		},
-	}
+	return peers.Service(serviceName, peers.Unary(methodOpen, s.open), peers.Unary(methodWant, s.want), peers.Unary(methodFinish, s.finish))
 }
 
 // caller is the node name in the certificate of the peer of a gRPC call.
@@ -291,7 +136,7 @@ func caller(ctx context.Context) (string, error) {
 	return identity.PeerName(info.State), nil
 }
 
-func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error) {
+func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -302,7 +147,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	if busy {
 		s.log.Warn("refused to send a volume: at the limit of transfers sent at once", "volume", r.Volume, "peer", node, "limit", s.maxTransfers())
 		return nil, status.Errorf(codes.ResourceExhausted, "node %q is sending %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %v; retry when one is done",
-			s.id.Name(), s.maxTransfers(), ErrBusy)
+			s.id.Name(), s.maxTransfers(), errBusy)
 	}
 	metric := s.Metrics.Started(metrics.RoleSend)
 	dir, err := s.authorize(ctx, r.Volume, node, r.Epoch)
@@ -311,7 +156,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
-	src, err := NewSource(dir)
+	src, err := newSource(dir)
 	if err != nil {
 		metric.Failed(metrics.ReasonOther)
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
@@ -321,11 +166,9 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 		s.log.Warn("left mount points inside the volume out of the transfer: a volume moves its own files only; unmount them, or mount them in the container instead",
 			"volume", r.Volume, "peer", node, "mount_points", strings.Join(m, ","))
 	}
-	var idb [16]byte
-	_, _ = rand.Read(idb[:])
-	id := hex.EncodeToString(idb[:])
+	id := newTransferID()
 	wire := r.Wire.merge(s.Cap)
-	version := max(1, min(r.Version, protocolVersion))
+	version := negotiate(r.Version)
 	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, version: version, limit: wire.limiter(), metric: metric}
 	s.mu.Lock()
 	s.transfers[id] = t
@@ -333,7 +176,7 @@ func (s *Server) open(ctx context.Context, r *OpenRequest) (*OpenResponse, error
 	s.mu.Unlock()
 	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()),
 		"compress", wire.Compress, "rate_limit", wire.RateLimit)
-	return &OpenResponse{Transfer: id, Manifest: EncodeManifest(src.Manifest()), Data: s.data, Wire: wire, Version: version}, nil
+	return &openResponse{Transfer: id, Manifest: encodeManifest(src.Manifest()), Data: s.data, Wire: wire, Version: version}, nil
 }
 
 // lookup finds a transfer, checking it belongs to the calling node.
@@ -347,7 +190,7 @@ func (s *Server) lookup(id, node string) (*outgoing, error) {
 	return t, nil
 }
 
-func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
+func (s *Server) want(ctx context.Context, r *wantRequest) (*empty, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -360,10 +203,10 @@ func (s *Server) want(ctx context.Context, r *WantRequest) (*Empty, error) {
 	if err := t.source.Want(r.Indexes); err != nil {
 		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
 	}
-	return &Empty{}, nil
+	return &empty{}, nil
 }
 
-func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
+func (s *Server) finish(ctx context.Context, r *finishRequest) (*empty, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -385,7 +228,7 @@ func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
 	if r.Abort {
 		t.metric.Failed(metrics.ReasonAborted)
 		s.log.Info("transfer aborted by the receiver", "volume", t.volume, "peer", node, "transfer", r.Transfer)
-		return &Empty{}, nil
+		return &empty{}, nil
 	}
 	root, err := t.source.rootHash(t.version >= 2)
 	if err != nil {
@@ -399,7 +242,7 @@ func (s *Server) finish(ctx context.Context, r *FinishRequest) (*Empty, error) {
 	t.metric.Completed()
 	s.log.Info("sent volume", "volume", t.volume, "peer", node, "transfer", r.Transfer,
 		"bytes", t.source.Bytes(), "took", time.Since(t.started).Round(time.Millisecond))
-	return &Empty{}, nil
+	return &empty{}, nil
 }
 
 // touch restarts a transfer's expiry: its receiver is still there.
@@ -467,22 +310,22 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	}
 	defer conn.Close()
 	node := identity.PeerName(conn.ConnectionState())
-	var hello [32]byte
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.ReadFull(conn, hello[:]); err != nil {
+	id, err := readHello(conn)
+	if err != nil {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	t, err := s.lookup(string(hello[:]), node)
+	t, err := s.lookup(id, node)
 	if err != nil {
-		s.log.Warn("refused a data stream", "peer", node, "transfer", string(hello[:]), "err", err)
-		_ = NewFrameWriter(conn).Write(FrameError, []byte(err.Error()))
+		s.log.Warn("refused a data stream", "peer", node, "transfer", id, "err", err)
+		_ = newFrameWriter(conn).Write(frameError, []byte(err.Error()))
 		return
 	}
 	s.mu.Lock()
 	refusal := ""
 	switch {
-	case s.transfers[string(hello[:])] != t:
+	case s.transfers[id] != t:
 		refusal = "data stream opened after the transfer ended"
 	case !t.source.Wanted():
 		refusal = "data stream opened before Want"
@@ -495,7 +338,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	}
 	s.mu.Unlock()
 	if refusal != "" {
-		_ = NewFrameWriter(conn).Write(FrameError, []byte(refusal))
+		_ = newFrameWriter(conn).Write(frameError, []byte(refusal))
 		return
 	}
 	defer func() {
@@ -516,7 +359,7 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		return
 	}
 	if err := t.source.Send(ctx, w); err != nil {
-		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", string(hello[:]), "err", err)
+		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", id, "err", err)
 	}
 	_ = flush()
 }

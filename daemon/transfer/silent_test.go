@@ -127,9 +127,9 @@ func TestAReceiverThatStopsReadingReleasesItsStreamAndTransfer(t *testing.T) {
 	conn, err := peers.Dial(ids["node-b"], "node-a", ctl)
 	require.NoError(t, err)
 	ctx := context.Background()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", &WantRequest{Transfer: open.Transfer, Indexes: []uint32{1}}, &Empty{}))
+	var open openResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Want", &wantRequest{Transfer: open.Transfer, Indexes: []uint32{1}}, &empty{}))
 	data, err := tls.Dial("tcp", open.Data, ids["node-b"].ClientConfig("node-a"))
 	require.NoError(t, err)
 	_, err = data.Write([]byte(open.Transfer))
@@ -150,15 +150,15 @@ func TestASenderRefusesTransfersBeyondItsLimit(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	ctx := context.Background()
-	var first, second OpenResponse
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &first))
-	err = conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &second)
+	var first, second openResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &first))
+	err = conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &second)
 	require.Error(t, err)
 	assert.Equal(t, codes.ResourceExhausted, status.Code(err))
 	assert.Contains(t, err.Error(), `node "node-a" is sending 1 volumes already, its limit (DRAYAGE_MAX_TRANSFERS)`)
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: first.Transfer, Abort: true}, &Empty{}))
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &second), "a slot is free again")
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: second.Transfer, Abort: true}, &Empty{}))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &finishRequest{Transfer: first.Transfer, Abort: true}, &empty{}))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &second), "a slot is free again")
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &finishRequest{Transfer: second.Transfer, Abort: true}, &empty{}))
 	assert.Empty(t, srv.Sending())
 }
 

@@ -34,13 +34,13 @@ type SinkOptions struct {
 	TrustNothing bool
 }
 
-// Sink receives a tree into a staging directory. Every file operation is relative to
+// sink receives a tree into a staging directory. Every file operation is relative to
 // the staging root (os.Root): no name, symlink or hardlink can reach outside it.
-type Sink struct {
+type sink struct {
 	root    *os.Root
 	dirs    *dirCache
 	dir     string
-	entries []Entry // as they are applied: stripped of what the volume does not allow
+	entries []entry // as they are applied: stripped of what the volume does not allow
 	// manifest has hashed the manifest as the sender sent it, the root hash's start.
 	manifest *blake3.Hasher
 	stripped Stripped
@@ -72,10 +72,10 @@ type Sink struct {
 	bytes    int64
 }
 
-// NewSink validates the sender's manifest against the receiver's limits, makes the
+// openSink validates the sender's manifest against the receiver's limits, makes the
 // staging tree's directories, removes what the manifest does not list, and reports which
 // files' content must be sent (the rest are already there, by size and modification time).
-func NewSink(dir string, entries []Entry, opts SinkOptions) (*Sink, error) {
+func openSink(dir string, entries []entry, opts SinkOptions) (*sink, error) {
 	st, err := readStaging(dir)
 	if err != nil {
 		return nil, err
@@ -102,13 +102,13 @@ func readStaging(dir string) (staged, error) {
 	return staged{tree: t, known: loadIndex(IndexPath(dir))}, nil
 }
 
-// newSink is NewSink with staging's contents already read. It decides everything before
+// newSink is openSink with staging's contents already read. It decides everything before
 // it touches staging: a manifest refused leaves no trace.
-func newSink(dir string, entries []Entry, have staged, opts SinkOptions) (*Sink, error) {
-	kinds := make(map[string]Kind, len(entries))
+func newSink(dir string, entries []entry, have staged, opts SinkOptions) (*sink, error) {
+	kinds := make(map[string]kind, len(entries))
 	var declared int64
 	for _, e := range entries {
-		if err := e.Validate(opts.AllowPrivileged, func(p string) (Kind, bool) { k, ok := kinds[p]; return k, ok }); err != nil {
+		if err := e.Validate(opts.AllowPrivileged, func(p string) (kind, bool) { k, ok := kinds[p]; return k, ok }); err != nil {
 			return nil, err
 		}
 		if _, dup := kinds[e.Path]; dup {
@@ -126,10 +126,10 @@ func newSink(dir string, entries []Entry, have staged, opts SinkOptions) (*Sink,
 	if opts.MaxBytes > 0 && declared > opts.MaxBytes {
 		return nil, fmt.Errorf("%w: the volume declares %d bytes, above its limit of %d", ErrHostile, declared, opts.MaxBytes)
 	}
-	s := &Sink{dir: dir, entries: entries, manifest: blake3.New(), send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
+	s := &sink{dir: dir, entries: entries, manifest: blake3.New(), send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{},
 		known: have.known, stamps: make([]fileStamp, len(entries)), kept: map[uint32][32]byte{}, rootAll: true}
-	_, _ = s.manifest.Write(EncodeManifest(entries))
+	_, _ = s.manifest.Write(encodeManifest(entries))
 	if !opts.AllowPrivileged {
 		s.strip()
 	}
@@ -149,7 +149,7 @@ func newSink(dir string, entries []Entry, have staged, opts SinkOptions) (*Sink,
 
 // strip takes the privileged content off the entries to apply (policy.go); the root hash
 // still covers the manifest as sent.
-func (s *Sink) strip() {
+func (s *sink) strip() {
 	copied := false
 	for i, e := range s.entries {
 		if u, changed := e.unprivileged(); changed {
@@ -164,17 +164,17 @@ func (s *Sink) strip() {
 
 // Stripped says what privileged content the sink took off, for a volume that does not
 // allow it.
-func (s *Sink) Stripped() Stripped { return s.stripped }
+func (s *sink) Stripped() Stripped { return s.stripped }
 
 // presentEntry is an entry staging holds, and its stamp.
 type presentEntry struct {
-	Entry
+	entry
 	stamp fileStamp
 }
 
 // sortStaging sorts what staging holds into what stays, by path (listed, as the same
 // kind), and what goes (the rest, but for what is inside a directory that goes).
-func sortStaging(kinds map[string]Kind, have tree) (present map[string]presentEntry, stale []Entry) {
+func sortStaging(kinds map[string]kind, have tree) (present map[string]presentEntry, stale []entry) {
 	present = make(map[string]presentEntry, len(have.entries))
 	removed := map[string]bool{}
 	inRemoved := func(p string) bool {
@@ -194,7 +194,7 @@ func sortStaging(kinds map[string]Kind, have tree) (present map[string]presentEn
 			continue
 		}
 		stale = append(stale, h)
-		if h.Kind == KindDir {
+		if h.Kind == kindDir {
 			removed[h.Path] = true
 		}
 	}
@@ -204,17 +204,17 @@ func sortStaging(kinds map[string]Kind, have tree) (present map[string]presentEn
 // decide says which files' content must be sent and which are already in place, and
 // returns the bytes that will arrive. A file reused from staging has its stored hash, or
 // is listed to be read and hashed; with trustNothing, every file is sent.
-func (s *Sink) decide(present map[string]presentEntry, trustNothing bool) int64 {
+func (s *sink) decide(present map[string]presentEntry, trustNothing bool) int64 {
 	var need int64
 	for i, e := range s.entries {
 		switch e.Kind {
-		case KindDir:
-			if h, ok := present[e.Path]; ok && sameMeta(e, h.Entry) {
+		case kindDir:
+			if h, ok := present[e.Path]; ok && sameMeta(e, h.entry) {
 				s.settledDirs[e.Path] = true
 			}
-		case KindFile:
+		case kindFile:
 			h, ok := present[e.Path]
-			s.send[i] = !ok || !sameContent(e, h.Entry) || trustNothing
+			s.send[i] = !ok || !sameContent(e, h.entry) || trustNothing
 			if s.send[i] {
 				need += e.Size
 				continue
@@ -234,7 +234,7 @@ func (s *Sink) decide(present map[string]presentEntry, trustNothing bool) int64 
 
 // prepare makes staging hold only what the manifest lists: it removes the stale entries
 // and makes the missing directories.
-func (s *Sink) prepare(present map[string]presentEntry, stale []Entry) error {
+func (s *sink) prepare(present map[string]presentEntry, stale []entry) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
@@ -250,7 +250,7 @@ func (s *Sink) prepare(present map[string]presentEntry, stale []Entry) error {
 		s.touched[path.Dir(h.Path)] = true
 	}
 	for _, e := range s.entries {
-		if _, ok := present[e.Path]; e.Kind != KindDir || ok || e.Path == "." {
+		if _, ok := present[e.Path]; e.Kind != kindDir || ok || e.Path == "." {
 			continue
 		}
 		if err := s.root.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -262,15 +262,15 @@ func (s *Sink) prepare(present map[string]presentEntry, stale []Entry) error {
 }
 
 // sameMeta reports whether have already has the owner, mode, time and attributes of e.
-func sameMeta(e, have Entry) bool {
+func sameMeta(e, have entry) bool {
 	return e.UID == have.UID && e.GID == have.GID && e.Mode == have.Mode && e.MTime == have.MTime &&
-		slices.EqualFunc(e.Xattrs, have.Xattrs, func(a, b Xattr) bool { return a.Name == b.Name && string(a.Value) == string(b.Value) })
+		slices.EqualFunc(e.Xattrs, have.Xattrs, func(a, b xattr) bool { return a.Name == b.Name && string(a.Value) == string(b.Value) })
 }
 
 // touch records that the directory holding p gains or loses an entry, which changes its
 // modification time. Only a settled directory needs it: in a fresh pull there is none,
 // and a new file costs no lock.
-func (s *Sink) touch(p string) {
+func (s *sink) touch(p string) {
 	d := path.Dir(p)
 	if !s.settledDirs[d] { // read-only once prepare is done
 		return
@@ -281,7 +281,7 @@ func (s *Sink) touch(p string) {
 }
 
 // Wanted lists the indexes of the files whose content the sender must send.
-func (s *Sink) Wanted() []uint32 {
+func (s *sink) Wanted() []uint32 {
 	var out []uint32
 	for i, w := range s.send {
 		if w {
@@ -292,22 +292,22 @@ func (s *Sink) Wanted() []uint32 {
 }
 
 // Bytes is how many content bytes have arrived so far.
-func (s *Sink) Bytes() int64 {
+func (s *sink) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes
 }
 
 // Files is how many wanted files have arrived, verified, so far.
-func (s *Sink) Files() int {
+func (s *sink) Files() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.hashes)
 }
 
-// Receive reads files from one data stream until FrameDone. Streams run in parallel.
-func (s *Sink) Receive(r io.Reader) error {
-	fr := NewFrameReader(bufio.NewReaderSize(r, 256<<10))
+// Receive reads files from one data stream until frameDone. Streams run in parallel.
+func (s *sink) Receive(r io.Reader) error {
+	fr := newFrameReader(bufio.NewReaderSize(r, 256<<10))
 	h := blake3.New() // one per stream, reset per file
 	for {
 		f, err := fr.Next()
@@ -315,12 +315,12 @@ func (s *Sink) Receive(r io.Reader) error {
 			return err
 		}
 		switch f.Type {
-		case FrameDone:
+		case frameDone:
 			return nil
-		case FrameError:
+		case frameError:
 			return &failure{reason: metrics.ReasonAborted, err: fmt.Errorf("sender: %s", f.Payload)}
-		case FrameFile:
-			index, size := FileHeader(f.Payload)
+		case frameFile:
+			index, size := fileHeader(f.Payload)
 			if err := s.receiveFile(fr, index, size, h); err != nil {
 				return err
 			}
@@ -331,21 +331,21 @@ func (s *Sink) Receive(r io.Reader) error {
 }
 
 // claim marks a file as being received, refusing one not wanted or sent twice.
-func (s *Sink) claim(index uint32, size int64) (Entry, error) {
+func (s *sink) claim(index uint32, size int64) (entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if int(index) >= len(s.entries) || !s.send[index] || s.received[index] {
-		return Entry{}, fmt.Errorf("%w: content for entry %d, which was not asked for", ErrHostile, index)
+		return entry{}, fmt.Errorf("%w: content for entry %d, which was not asked for", ErrHostile, index)
 	}
 	e := s.entries[index]
 	if size != e.Size {
-		return Entry{}, fmt.Errorf("%w: %q sent with %d bytes, declared %d", ErrHostile, e.Path, size, e.Size)
+		return entry{}, fmt.Errorf("%w: %q sent with %d bytes, declared %d", ErrHostile, e.Path, size, e.Size)
 	}
 	s.received[index] = true
 	return e, nil
 }
 
-func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.Hasher) (err error) {
+func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.Hasher) (err error) {
 	e, err := s.claim(index, size)
 	if err != nil {
 		return err
@@ -383,7 +383,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			return fmt.Errorf("%s: %w", e.Path, err)
 		}
 		switch fm.Type {
-		case FrameData:
+		case frameData:
 			if int64(len(fm.Payload)) > size-off {
 				return fmt.Errorf("%w: %q: more data than its declared %d bytes", ErrHostile, e.Path, size)
 			}
@@ -404,8 +404,8 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			s.mu.Unlock()
 			s.space.wrote(len(fm.Payload))
 			s.flow.Bytes(len(fm.Payload))
-		case FrameHole:
-			n := int64(beUint64(fm.Payload))
+		case frameHole:
+			n := holeLength(fm.Payload)
 			if n <= 0 || n > size-off { // never off+n: a hole of 2^63-1 would overflow it
 				return fmt.Errorf("%w: %q: hole beyond its declared size", ErrHostile, e.Path)
 			}
@@ -417,7 +417,7 @@ func (s *Sink) receiveFile(fr *FrameReader, index uint32, size int64, h *blake3.
 			hashZeros(h, n)
 			off += n
 			endsInHole = true
-		case FrameEnd:
+		case frameEnd:
 			if off != size {
 				return fmt.Errorf("%w: %q ended at %d of %d bytes", ErrHostile, e.Path, off, size)
 			}
@@ -480,7 +480,7 @@ func pwriteFull(fd int, b []byte, off int64) error {
 // listed and gained or lost no entry is left alone: on a small delta, rewriting every
 // directory's times would make the sync write an inode in every block group. It returns
 // the tree's root hash.
-func (s *Sink) Finish() ([32]byte, error) {
+func (s *sink) Finish() ([32]byte, error) {
 	for i, want := range s.send {
 		if want && !s.received[i] {
 			return [32]byte{}, fmt.Errorf("%s never arrived", s.entries[i].Path)
@@ -489,26 +489,26 @@ func (s *Sink) Finish() ([32]byte, error) {
 	for i, e := range s.entries {
 		var err error
 		switch e.Kind {
-		case KindFile:
+		case kindFile:
 			if !s.send[i] && !s.settled[i] {
 				s.stamps[i], err = s.withFile(e.Path, unix.O_RDONLY, e)
 			}
-		case KindSymlink:
+		case kindSymlink:
 			err = s.replace(e.Path, func() error { return s.root.Symlink(e.Target, e.Path) })
 			if err == nil {
 				err = s.metaAt(e)
 			}
-		case KindHardlink:
+		case kindHardlink:
 			err = s.replace(e.Path, func() error { return s.root.Link(e.Target, e.Path) })
 			if err == nil {
 				err = s.restamp(e.Target) // a new link changes the file's change time
 			}
-		case KindFIFO:
+		case kindFIFO:
 			err = s.replace(e.Path, func() error { return s.mknod(e) })
 			if err == nil {
 				_, err = s.withFile(e.Path, unix.O_RDONLY|unix.O_NONBLOCK, e)
 			}
-		case KindDevice: // never opened: opening a device can act on it
+		case kindDevice: // never opened: opening a device can act on it
 			err = s.replace(e.Path, func() error { return s.mknod(e) })
 			if err == nil {
 				err = s.metaAt(e)
@@ -520,7 +520,7 @@ func (s *Sink) Finish() ([32]byte, error) {
 	}
 	var dirs []int
 	for i, e := range s.entries {
-		if e.Kind == KindDir {
+		if e.Kind == kindDir {
 			dirs = append(dirs, i)
 		}
 	}
@@ -548,11 +548,11 @@ func (s *Sink) Finish() ([32]byte, error) {
 }
 
 // restamp reads again the stamp of file p, changed since it was taken.
-func (s *Sink) restamp(p string) error {
+func (s *sink) restamp(p string) error {
 	if s.files == nil {
 		s.files = make(map[string]uint32)
 		for i, e := range s.entries {
-			if e.Kind == KindFile {
+			if e.Kind == kindFile {
 				s.files[e.Path] = uint32(i)
 			}
 		}
@@ -572,7 +572,7 @@ func (s *Sink) restamp(p string) error {
 
 // rootHash is the tree's root hash: over the manifest as sent and every file's content
 // hash, or, for a sender that speaks protocol 1, only the files it sent.
-func (s *Sink) rootHash() [32]byte {
+func (s *sink) rootHash() [32]byte {
 	if !s.rootAll {
 		return rootHash(s.manifest.Clone(), len(s.entries), s.hashes)
 	}
@@ -583,7 +583,7 @@ func (s *Sink) rootHash() [32]byte {
 
 // hashReused reads and hashes the files reused from staging that have no stored hash,
 // several at once.
-func (s *Sink) hashReused() error {
+func (s *sink) hashReused() error {
 	sums := make([][32]byte, len(s.verify))
 	err := forEach(len(s.verify), func(k int) error {
 		var err error
@@ -600,7 +600,7 @@ func (s *Sink) hashReused() error {
 }
 
 // index is what the sink knows of its files' hashes, to store beside staging.
-func (s *Sink) index() hashIndex {
+func (s *sink) index() hashIndex {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	x := make(hashIndex, len(s.hashes)+len(s.kept))
@@ -614,7 +614,7 @@ func (s *Sink) index() hashIndex {
 
 // sync makes staging durable: every file system has one journal, or none, so one syncfs
 // costs far less than an fsync per file.
-func (s *Sink) sync() error {
+func (s *sink) sync() error {
 	d, release, err := s.dirs.open(".")
 	if err != nil {
 		return err
@@ -624,7 +624,7 @@ func (s *Sink) sync() error {
 }
 
 // Close releases the staging root.
-func (s *Sink) Close() error {
+func (s *sink) Close() error {
 	space.release(s.space)
 	if s.root == nil { // refused before staging was opened
 		return nil
@@ -641,7 +641,7 @@ func (s *Sink) Close() error {
 }
 
 // replace removes whatever is at p (not a directory), then creates it with mk.
-func (s *Sink) replace(p string, mk func() error) error {
+func (s *sink) replace(p string, mk func() error) error {
 	s.touch(p)
 	if err := s.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -652,7 +652,7 @@ func (s *Sink) replace(p string, mk func() error) error {
 // withFile opens p, which was there before this transfer, with flags and gives it e's
 // metadata, dropping attributes it had that e has not. It returns the file's stamp as it
 // is then.
-func (s *Sink) withFile(p string, flags int, e Entry) (fileStamp, error) {
+func (s *sink) withFile(p string, flags int, e entry) (fileStamp, error) {
 	d, base, release, err := s.dirs.split(p) // "." splits into "." and "."
 	if err != nil {
 		return fileStamp{}, err
@@ -679,14 +679,14 @@ func (s *Sink) withFile(p string, flags int, e Entry) (fileStamp, error) {
 	return stampOf(&st), nil
 }
 
-func (s *Sink) mknod(e Entry) error {
+func (s *sink) mknod(e entry) error {
 	d, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
 		return err
 	}
 	defer release()
 	mode := uint32(unix.S_IFIFO)
-	if e.Kind == KindDevice {
+	if e.Kind == kindDevice {
 		mode = e.Mode & (unix.S_IFCHR | unix.S_IFBLK)
 	}
 	return unix.Mknodat(d.fd, base, mode|0o600, int(e.Rdev))
@@ -694,7 +694,7 @@ func (s *Sink) mknod(e Entry) error {
 
 // metaAt sets owner, mode and times by name, without opening or following it (symlinks,
 // devices).
-func (s *Sink) metaAt(e Entry) error {
+func (s *sink) metaAt(e entry) error {
 	d, base, release, err := s.dirs.split(e.Path)
 	if err != nil {
 		return err
@@ -703,36 +703,11 @@ func (s *Sink) metaAt(e Entry) error {
 	if err := unix.Fchownat(d.fd, base, int(e.UID), int(e.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
-	if e.Kind == KindDevice {
+	if e.Kind == kindDevice {
 		if err := unix.Fchmodat(d.fd, base, e.Mode&0o7777, 0); err != nil {
 			return err
 		}
 	}
 	ts := []unix.Timespec{unix.NsecToTimespec(e.MTime), unix.NsecToTimespec(e.MTime)}
 	return unix.UtimesNanoAt(d.fd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func beUint64(p []byte) uint64 {
-	return uint64(p[0])<<56 | uint64(p[1])<<48 | uint64(p[2])<<40 | uint64(p[3])<<32 |
-		uint64(p[4])<<24 | uint64(p[5])<<16 | uint64(p[6])<<8 | uint64(p[7])
-}
-
-// RootHash covers a tree: its manifest and the content hash of every file sent.
-func RootHash(entries []Entry, hashes map[uint32][32]byte) [32]byte {
-	h := blake3.New()
-	_, _ = h.Write(EncodeManifest(entries))
-	return rootHash(h, len(entries), hashes)
-}
-
-// rootHash finishes a root hash: manifest has hashed the manifest of n entries; the
-// content hashes follow in the manifest's order.
-func rootHash(manifest *blake3.Hasher, n int, hashes map[uint32][32]byte) [32]byte {
-	for i := range n {
-		if sum, ok := hashes[uint32(i)]; ok {
-			_, _ = manifest.Write(sum[:])
-		}
-	}
-	var out [32]byte
-	manifest.Sum(out[:0])
-	return out
 }

@@ -15,14 +15,14 @@ import (
 	"github.com/drayage/drayage/daemon/metrics"
 )
 
-// Source sends a tree's files. The tree is opened as an os.Root, so a symlink never leads
+// source sends a tree's files. The tree is opened as an os.Root, so a symlink never leads
 // the sender out of the volume.
-type Source struct {
+type source struct {
 	root      *os.Root
 	indexPath string // where its hashes are stored
 	place     place  // the tree's file system and mount
 	dirs      *dirCache
-	entries   []Entry
+	entries   []entry
 	tree      tree // entries' stamps, and the mount points inside the tree, left out
 	flow      *metrics.Flow
 	// known are the hashes stored for the tree (hashindex.go); hashed is closed once the
@@ -61,9 +61,9 @@ const (
 	readAheadBytes = 1 << 20
 )
 
-// NewSource walks dir and returns a source for it with its manifest. The source never
+// newSource walks dir and returns a source for it with its manifest. The source never
 // leaves dir's file system: mount points inside it are left out (MountPoints).
-func NewSource(dir string) (*Source, error) {
+func newSource(dir string) (*source, error) {
 	t, err := walk(dir)
 	if err != nil {
 		return nil, err
@@ -72,26 +72,26 @@ func NewSource(dir string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
+	return &source{root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
 		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{},
 		stop: make(chan struct{}), hashed: make(chan struct{})}, nil
 }
 
 // MountPoints lists the mount points inside the tree that the source left out.
-func (s *Source) MountPoints() []string { return s.tree.mounts }
+func (s *source) MountPoints() []string { return s.tree.mounts }
 
 // Manifest is the tree as walked.
-func (s *Source) Manifest() []Entry { return s.entries }
+func (s *source) Manifest() []entry { return s.entries }
 
 // Bytes is how many content bytes have been sent so far.
-func (s *Source) Bytes() int64 {
+func (s *source) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes
 }
 
 // Close releases the tree, and the files opened ahead that no stream sent.
-func (s *Source) Close() error {
+func (s *source) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.stopOnce.Do(func() { close(s.stop) })
@@ -115,7 +115,7 @@ func (s *Source) Close() error {
 
 // saveIndex stores the hashes the source knows, for its next transfer. The tree was not
 // synced for it, so they hold until the machine restarts, or until a file changes.
-func (s *Source) saveIndex() {
+func (s *source) saveIndex() {
 	if s.Wanted() {
 		<-s.hashed
 	}
@@ -129,14 +129,14 @@ func (s *Source) saveIndex() {
 }
 
 // Wanted reports whether Want was called.
-func (s *Source) Wanted() bool {
+func (s *source) Wanted() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ready != nil
 }
 
 // Want says which files to send, in what order: Send sends them. It may be called once.
-func (s *Source) Want(indexes []uint32) error {
+func (s *source) Want(indexes []uint32) error {
 	s.mu.Lock()
 	if s.ready != nil {
 		s.mu.Unlock()
@@ -174,12 +174,12 @@ func (s *Source) Want(indexes []uint32) error {
 // hashUnsent gives every file not wanted its hash, for the root hash that covers them
 // all: the stored one if the file has not changed since, or else by reading it. It runs
 // alongside the streams and closes hashed when done.
-func (s *Source) hashUnsent() {
+func (s *source) hashUnsent() {
 	defer close(s.hashed)
 	var read []uint32
 	s.mu.Lock()
 	for i, e := range s.entries {
-		if e.Kind != KindFile || s.wanted[i] {
+		if e.Kind != kindFile || s.wanted[i] {
 			continue
 		}
 		if sum, ok := s.known.lookup(e.Path, s.tree.stamp(i)); ok {
@@ -212,9 +212,9 @@ func (s *Source) hashUnsent() {
 }
 
 // open opens a wanted file and asks the disk for its first bytes.
-func (s *Source) open(index uint32) opened {
+func (s *source) open(index uint32) opened {
 	o := opened{index: index, fd: -1}
-	if int(index) >= len(s.entries) || s.entries[index].Kind != KindFile {
+	if int(index) >= len(s.entries) || s.entries[index].Kind != kindFile {
 		o.err = fmt.Errorf("entry %d is not a file", index)
 		return o
 	}
@@ -236,9 +236,9 @@ func (s *Source) open(index uint32) opened {
 	return o
 }
 
-// Send writes the wanted files to one data stream, then FrameDone. Several Sends run at
+// Send writes the wanted files to one data stream, then frameDone. Several Sends run at
 // once to use several streams; each file goes to one of them.
-func (s *Source) Send(ctx context.Context, w io.Writer) error {
+func (s *source) Send(ctx context.Context, w io.Writer) error {
 	s.mu.Lock()
 	ready := s.ready
 	s.mu.Unlock()
@@ -248,8 +248,8 @@ func (s *Source) Send(ctx context.Context, w io.Writer) error {
 	// Many small files' frames share TLS records and syscalls.
 	bw := bufio.NewWriterSize(w, 256<<10)
 	defer bw.Flush()
-	fw := NewFrameWriter(bw)
-	buf := make([]byte, ChunkSize)
+	fw := newFrameWriter(bw)
+	buf := make([]byte, chunkSize)
 	h := blake3.New() // one per stream, reset per file
 	for {
 		var o opened
@@ -272,19 +272,19 @@ func (s *Source) Send(ctx context.Context, w io.Writer) error {
 			return ctx.Err()
 		}
 		if err := s.sendFile(fw, o, buf, h); err != nil {
-			_ = fw.Write(FrameError, []byte(err.Error()))
+			_ = fw.Write(frameError, []byte(err.Error()))
 			_ = bw.Flush()
 			return err
 		}
 	}
-	if err := fw.Write(FrameDone, nil); err != nil {
+	if err := fw.Write(frameDone, nil); err != nil {
 		return err
 	}
 	return bw.Flush()
 }
 
 // sendFile sends the file o, and closes it.
-func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hasher) error {
+func (s *source) sendFile(fw *frameWriter, o opened, buf []byte, h *blake3.Hasher) error {
 	if o.err != nil {
 		return o.err
 	}
@@ -344,7 +344,7 @@ func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hashe
 	s.mu.Lock()
 	s.hashes[index] = sum
 	s.mu.Unlock()
-	if err := fw.Write(FrameEnd, sum[:]); err != nil {
+	if err := fw.Write(frameEnd, sum[:]); err != nil {
 		return err
 	}
 	s.flow.File()
@@ -352,7 +352,7 @@ func (s *Source) sendFile(fw *FrameWriter, o opened, buf []byte, h *blake3.Hashe
 }
 
 // sendRange sends bytes [off, end) of the file fd as data frames.
-func (s *Source) sendRange(fw *FrameWriter, fd int, name string, h io.Writer, buf []byte, off, end int64) error {
+func (s *source) sendRange(fw *frameWriter, fd int, name string, h io.Writer, buf []byte, off, end int64) error {
 	for off < end {
 		n, err := unix.Pread(fd, buf[:min(int64(len(buf)), end-off)], off)
 		if errors.Is(err, unix.EINTR) {
@@ -365,7 +365,7 @@ func (s *Source) sendRange(fw *FrameWriter, fd int, name string, h io.Writer, bu
 			return fmt.Errorf("%s shrank while it was being sent; retry the transfer", name)
 		}
 		_, _ = h.Write(buf[:n])
-		if err := fw.Write(FrameData, buf[:n]); err != nil {
+		if err := fw.Write(frameData, buf[:n]); err != nil {
 			return err
 		}
 		off += int64(n)
@@ -379,11 +379,11 @@ func (s *Source) sendRange(fw *FrameWriter, fd int, name string, h io.Writer, bu
 
 // RootHash is the hash of the tree: its manifest and every file's content hash. Call it
 // once every stream has ended.
-func (s *Source) RootHash() ([32]byte, error) { return s.rootHash(true) }
+func (s *source) RootHash() ([32]byte, error) { return s.rootHash(true) }
 
 // rootHash is RootHash, or with all false the hash of protocol 1: the manifest and only
 // the files sent.
-func (s *Source) rootHash(all bool) ([32]byte, error) {
+func (s *source) rootHash(all bool) ([32]byte, error) {
 	if !all {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -393,7 +393,7 @@ func (s *Source) rootHash(all bool) ([32]byte, error) {
 				sent[i] = sum
 			}
 		}
-		return RootHash(s.entries, sent), nil
+		return rootHashOf(s.entries, sent), nil
 	}
 	if !s.Wanted() {
 		return [32]byte{}, errors.New("no files wanted yet")
@@ -404,5 +404,5 @@ func (s *Source) rootHash(all bool) ([32]byte, error) {
 	if s.hashErr != nil {
 		return [32]byte{}, fmt.Errorf("hash the files the receiver had already: %w", s.hashErr)
 	}
-	return RootHash(s.entries, s.hashes), nil
+	return rootHashOf(s.entries, s.hashes), nil
 }

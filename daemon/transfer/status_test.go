@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+
+	"github.com/drayage/drayage/daemon/peers"
 )
 
 // syncBuffer is a bytes.Buffer safe for the sender's goroutines.
@@ -42,19 +42,18 @@ func TestSendingListsOpenTransfersAndItsLogLinesNameTheTransferAndThePeer(t *tes
 	assert.Empty(t, srv.Sending())
 
 	// A transfer opened and not finished is listed.
-	conn, err := grpc.NewClient(ctl, grpc.WithTransportCredentials(credentials.NewTLS(ids["node-b"].ClientConfig("node-a"))),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype("json")))
+	conn, err := peers.Dial(ids["node-b"], "node-a", ctl)
 	require.NoError(t, err)
 	defer conn.Close()
-	var open OpenResponse
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &OpenRequest{Volume: "v", Epoch: 2}, &open))
+	var open openResponse
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Open", &openRequest{Volume: "v", Epoch: 2}, &open))
 	sending := srv.Sending()
 	require.Len(t, sending, 1)
 	assert.Equal(t, open.Transfer, sending[0].ID)
 	assert.Equal(t, "v", sending[0].Volume)
 	assert.Equal(t, "node-b", sending[0].Peer)
 	assert.Zero(t, sending[0].Bytes)
-	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &FinishRequest{Transfer: open.Transfer, Abort: true}, &Empty{}))
+	require.NoError(t, conn.Invoke(ctx, "/drayage.Transfer/Finish", &finishRequest{Transfer: open.Transfer, Abort: true}, &empty{}))
 	assert.Empty(t, srv.Sending(), "a finished transfer is not listed")
 
 	// A whole pull: the receiver learns the transfer's ID, which the sender's lines carry.

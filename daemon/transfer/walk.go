@@ -15,25 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Walk lists the tree under root: lstat only, symlinks never followed, hardlinks to a file
-// listed earlier as KindHardlink. Entries come depth first, each directory's names in
-// byte order, so a directory comes before everything in it. It never leaves root's file
-// system: a mount point inside the tree (a directory or a file mounted there) is left
-// out, with what is under it.
-//
-// Reading a tree's metadata is latency-bound on a cold cache and CPU-bound on a warm one,
-// so Walk reads with several workers, each taking up to walkChunk names of one directory
-// at a time (a single huge directory is read in parallel too), and looks each name up
-// relative to its open directory: one short lookup per call, where a full path costs a
-// lookup per component.
-func Walk(root string) ([]Entry, error) {
-	t, err := walk(root)
-	return t.entries, err
-}
-
 // tree is what walk finds.
 type tree struct {
-	entries []Entry
+	entries []entry
 	// ctimes are the entries' change times, in nanoseconds: a file whose change time is
 	// the one recorded with its stored hash has not been written since.
 	ctimes []int64
@@ -48,7 +32,17 @@ func (t tree) stamp(i int) fileStamp {
 	return fileStamp{size: t.entries[i].Size, mtime: t.entries[i].MTime, ctime: t.ctimes[i]}
 }
 
-// walk is Walk that also returns the change times and the mount points left out.
+// walk lists the tree under root: lstat only, symlinks never followed, hardlinks to a file
+// listed earlier as kindHardlink. Entries come depth first, each directory's names in
+// byte order, so a directory comes before everything in it. It never leaves root's file
+// system: a mount point inside the tree (a directory or a file mounted there) is left
+// out, with what is under it.
+//
+// Reading a tree's metadata is latency-bound on a cold cache and CPU-bound on a warm one,
+// so walk reads with several workers, each taking up to walkChunk names of one directory
+// at a time (a single huge directory is read in parallel too), and looks each name up
+// relative to its open directory: one short lookup per call, where a full path costs a
+// lookup per component.
 func walk(root string) (tree, error) {
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -61,7 +55,7 @@ func walk(root string) (tree, error) {
 		return tree{}, fmt.Errorf("stat %s: %w", root, err)
 	}
 	w.place = placeOf(&st, mnt)
-	top := Entry{Path: ".", Kind: KindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
+	top := entry{Path: ".", Kind: kindDir, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
 	x, err := w.xattrs(fd, "", ".", make([]byte, xattrBuf))
 	if err != nil {
 		unix.Close(fd)
@@ -86,7 +80,7 @@ func walk(root string) (tree, error) {
 	if w.err != nil {
 		return tree{}, w.err
 	}
-	out := tree{entries: make([]Entry, 0, w.count.Load()+1), ctimes: make([]int64, 0, w.count.Load()+1)}
+	out := tree{entries: make([]entry, 0, w.count.Load()+1), ctimes: make([]int64, 0, w.count.Load()+1)}
 	out.entries = append(out.entries, top)
 	out.ctimes = append(out.ctimes, st.Ctim.Nano())
 	seen := map[[2]uint64]string{}
@@ -101,14 +95,14 @@ func walk(root string) (tree, error) {
 			}
 			if it.key != ([2]uint64{}) {
 				if first, ok := seen[it.key]; ok {
-					it.e.Kind, it.e.Target, it.e.Size, it.e.Xattrs = KindHardlink, first, 0, nil
+					it.e.Kind, it.e.Target, it.e.Size, it.e.Xattrs = kindHardlink, first, 0, nil
 				} else {
 					seen[it.key] = it.e.Path
 				}
 			}
 			out.entries = append(out.entries, it.e)
 			out.ctimes = append(out.ctimes, it.ctime)
-			if it.e.Kind == KindDir {
+			if it.e.Kind == kindDir {
 				emit(it.e.Path)
 			}
 		}
@@ -148,7 +142,7 @@ type walkDir struct {
 }
 
 type walkItem struct {
-	e     Entry
+	e     entry
 	ctime int64
 	key   [2]uint64 // (dev, ino) of a file with several links
 }
@@ -236,7 +230,7 @@ func (w *walker) do(j walkJob, buf []byte) {
 		if it.e.Kind == 0 {
 			continue // a mount point: nothing under it is listed
 		}
-		if it.e.Kind == KindDir {
+		if it.e.Kind == kindDir {
 			fd, err := unix.Openat(j.d.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 			if err != nil {
 				w.fail(fmt.Errorf("open %s: %w", w.full(rel), err))
@@ -260,18 +254,18 @@ func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, erro
 		w.mu.Unlock()
 		return it, nil // Kind 0: left out
 	}
-	e := Entry{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
+	e := entry{Path: rel, Mode: st.Mode & 0o7777, UID: st.Uid, GID: st.Gid, MTime: st.Mtim.Nano()}
 	it.ctime = st.Ctim.Nano()
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
-		e.Kind, e.Size = KindFile, st.Size
+		e.Kind, e.Size = kindFile, st.Size
 		if st.Nlink > 1 {
 			it.key = [2]uint64{st.Dev, st.Ino}
 		}
 	case unix.S_IFDIR:
-		e.Kind = KindDir
+		e.Kind = kindDir
 	case unix.S_IFLNK:
-		e.Kind = KindSymlink
+		e.Kind = kindSymlink
 		n, err := unix.Readlinkat(dfd, name, buf)
 		if err != nil {
 			return it, fmt.Errorf("readlink %s: %w", w.full(rel), err)
@@ -286,14 +280,14 @@ func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, erro
 			e.Target = string(buf[:n])
 		}
 	case unix.S_IFIFO:
-		e.Kind = KindFIFO
+		e.Kind = kindFIFO
 	case unix.S_IFCHR, unix.S_IFBLK:
-		e.Kind, e.Rdev = KindDevice, st.Rdev
+		e.Kind, e.Rdev = kindDevice, st.Rdev
 		e.Mode |= st.Mode & (unix.S_IFCHR | unix.S_IFBLK)
 	default:
 		return it, fmt.Errorf("%s: sockets and other special files can't be moved", w.full(rel))
 	}
-	if e.Kind != KindSymlink {
+	if e.Kind != kindSymlink {
 		x, err := w.xattrs(dfd, name, rel, buf)
 		if err != nil {
 			return it, err
@@ -318,7 +312,7 @@ func (w *walker) fail(err error) {
 // xattrs reads the extended attributes of name in dfd ("" for dfd itself) without
 // following a symlink. Its full path is made only for kernels without listxattrat and
 // for the values of the few files that have attributes.
-func (w *walker) xattrs(dfd int, name, rel string, buf []byte) ([]Xattr, error) {
+func (w *walker) xattrs(dfd int, name, rel string, buf []byte) ([]xattr, error) {
 	list := func(b []byte) (int, error) {
 		n, err := listxattrAt(dfd, name, b)
 		if errors.Is(err, unix.ENOSYS) {
@@ -340,7 +334,7 @@ func (w *walker) xattrs(dfd int, name, rel string, buf []byte) ([]Xattr, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list the attributes of %s: %w", full, err)
 	}
-	var out []Xattr
+	var out []xattr
 	for _, attr := range bytes.Split(buf[:n], []byte{0}) {
 		if len(attr) == 0 {
 			continue
@@ -354,7 +348,7 @@ func (w *walker) xattrs(dfd int, name, rel string, buf []byte) ([]Xattr, error) 
 		if size, err = unix.Lgetxattr(full, name, val); err != nil {
 			return nil, fmt.Errorf("read attribute %s of %s: %w", name, full, err)
 		}
-		out = append(out, Xattr{Name: name, Value: val[:size]})
+		out = append(out, xattr{Name: name, Value: val[:size]})
 	}
 	return out, nil
 }

@@ -12,7 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Walk lists a directory right after its parent's entry, each directory's names in byte
+// walkEntries is the tree under root as walk lists it.
+func walkEntries(root string) ([]entry, error) {
+	t, err := walk(root)
+	return t.entries, err
+}
+
+// walk lists a directory right after its parent's entry, each directory's names in byte
 // order: "a", "a/x", then "a.b", though "a.b" sorts before "a/x" as a string. A directory
 // with more names than one worker takes at a time is read whole.
 func TestWalkListsDepthFirstInNameOrder(t *testing.T) {
@@ -44,7 +50,7 @@ func TestWalkListsDepthFirstInNameOrder(t *testing.T) {
 	}
 	list(".")
 
-	entries, err := Walk(root)
+	entries, err := walkEntries(root)
 	must(err)
 	var got []string
 	for _, e := range entries {
@@ -53,26 +59,26 @@ func TestWalkListsDepthFirstInNameOrder(t *testing.T) {
 	assert.Equal(t, want, got)
 	for _, e := range entries {
 		if e.Path == "many/f0200" {
-			assert.Equal(t, []Xattr{{Name: "user.k", Value: []byte("v")}}, e.Xattrs)
+			assert.Equal(t, []xattr{{Name: "user.k", Value: []byte("v")}}, e.Xattrs)
 		}
 	}
 
 	// Kernels before Linux 6.13 lack listxattrat: the walk falls back to paths.
 	noListxattrat.Store(true)
 	t.Cleanup(func() { noListxattrat.Store(false) })
-	again, err := Walk(root)
+	again, err := walkEntries(root)
 	must(err)
 	assert.Equal(t, entries, again)
 }
 
 func TestWalkNamesWhatItCannotRead(t *testing.T) {
-	_, err := Walk(filepath.Join(t.TempDir(), "missing"))
+	_, err := walkEntries(filepath.Join(t.TempDir(), "missing"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "missing")
 
 	root := t.TempDir()
 	require.NoError(t, unix.Mknod(filepath.Join(root, "sock"), unix.S_IFSOCK|0o600, 0))
-	_, err = Walk(root)
+	_, err = walkEntries(root)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "sock: sockets and other special files can't be moved")
 }
@@ -91,7 +97,7 @@ func TestTheSenderNeverCrossesIntoAMountInsideTheVolume(t *testing.T) {
 	require.NoError(t, unix.Mount(filepath.Join(outside, "secret"), filepath.Join(src, "file-mnt"), "", unix.MS_BIND, ""))
 	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(src, "file-mnt"), unix.MNT_DETACH) })
 
-	source, err := NewSource(src)
+	source, err := newSource(src)
 	require.NoError(t, err)
 	defer source.Close()
 	var paths []string
@@ -102,7 +108,7 @@ func TestTheSenderNeverCrossesIntoAMountInsideTheVolume(t *testing.T) {
 	assert.Equal(t, []string{"d/mnt", "file-mnt"}, source.MountPoints())
 
 	dst := filepath.Join(t.TempDir(), "staging")
-	sink, err := NewSink(dst, source.Manifest(), SinkOptions{})
+	sink, err := openSink(dst, source.Manifest(), SinkOptions{})
 	require.NoError(t, err)
 	defer sink.Close()
 	sendAll(t, source, sink)

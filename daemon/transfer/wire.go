@@ -33,7 +33,7 @@ func (w Wire) limiter() *rate.Limiter {
 }
 
 // burst is the most a stream sends at once under the rate limit.
-func (w Wire) burst() int { return max(ChunkSize, int(w.RateLimit/10)) }
+func (w Wire) burst() int { return max(chunkSize, int(w.RateLimit/10)) }
 
 // throttled is a writer that waits on a limiter before each write.
 type throttled struct {

@@ -19,9 +19,9 @@ func TestCompressedPullKeepsEverything(t *testing.T) {
 	_, err := Pull(context.Background(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl,
 		Volume: "v", Epoch: 2, Staging: staging, Wire: Wire{Compress: true, RateLimit: 1 << 30}, Sink: SinkOptions{AllowPrivileged: true}})
 	require.NoError(t, err)
-	want, err := Walk(src)
+	want, err := walkEntries(src)
 	require.NoError(t, err)
-	got, err := Walk(staging)
+	got, err := walkEntries(staging)
 	require.NoError(t, err)
 	assert.Equal(t, want, got)
 }
@@ -29,17 +29,17 @@ func TestCompressedPullKeepsEverything(t *testing.T) {
 // A zstd bomb: a few KiB that inflate to a GiB of zeros, for a file declared 5 bytes.
 func TestCompressionBombIsStoppedByDeclaredSizes(t *testing.T) {
 	staging, _ := hostileSetup(t)
-	sink, err := NewSink(staging, []Entry{root, {Path: "f", Kind: KindFile, Mode: 0o644, Size: 5}}, SinkOptions{})
+	sink, err := openSink(staging, []entry{root, {Path: "f", Kind: kindFile, Mode: 0o644, Size: 5}}, SinkOptions{})
 	require.NoError(t, err)
 	defer sink.Close()
 	var compressed bytes.Buffer
 	zw, err := zstd.NewWriter(&compressed)
 	require.NoError(t, err)
-	fw := NewFrameWriter(zw)
+	fw := newFrameWriter(zw)
 	require.NoError(t, fw.File(1, 5))
-	zero := make([]byte, MaxFrame)
+	zero := make([]byte, maxFrame)
 	for range 1024 {
-		require.NoError(t, fw.Write(FrameData, zero))
+		require.NoError(t, fw.Write(frameData, zero))
 	}
 	require.NoError(t, zw.Close())
 	t.Logf("bomb: %d bytes inflating to 1 GiB", compressed.Len())

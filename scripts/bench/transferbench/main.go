@@ -142,7 +142,7 @@ func send(args []string) error {
 	auth := func(context.Context, string, string, uint64) (string, error) { return *dir, nil }
 	srv := transfer.NewServer(id, auth, *dataAddr, slog.New(slog.DiscardHandler))
 	g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler))
-	g.Register(srv.ServiceDesc(), srv)
+	g.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", *ctlAddr)
 	if err != nil {
 		return err
