@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -43,11 +42,6 @@ func (e *LapsedError) Error() string {
 
 func (e *LapsedError) Unwrap() error { return ErrMountLapsed }
 
-func (r *Registry) markKey(name string) string { return r.prefix + "mounted/" + name }
-
-// MarksPrefix is the key prefix of mount marks.
-func (r *Registry) MarksPrefix() string { return r.prefix + "mounted/" }
-
 // markOp is the operation that makes the mark of claim c say what it says: there while
 // it counts containers, gone when it counts none.
 func (r *Registry) markOp(c *Claim) Op {
@@ -59,18 +53,11 @@ func (r *Registry) markOp(c *Claim) Op {
 
 // Mark reads the mount mark of a volume, or nil if it has none.
 func (r *Registry) Mark(ctx context.Context, name string) (*MountMark, error) {
-	kv, err := r.store.Get(ctx, r.markKey(name))
+	m, _, err := read[MountMark](ctx, r.store, r.markKey(name), "mount mark")
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	var m MountMark
-	if err := json.Unmarshal(kv.Value, &m); err != nil {
-		return nil, fmt.Errorf("decode mount mark %s: %w", kv.Key, err)
-	}
-	return &m, nil
+	return m, err
 }
 
 // ClearMark removes node's mount mark from a volume it no longer mounts, unless the

@@ -126,11 +126,8 @@ func (d *Daemon) outgoing(ctx context.Context) []control.TransferStatus {
 			sctx, cancel := context.WithTimeout(ctx, statusTimeout)
 			p, err := d.reg.Progress(sctx, t.Volume)
 			cancel()
-			if err == nil && p != nil && p.Node == t.Peer {
-				ts.Kind, ts.Copy, ts.Total = progress.KindMove, p.Copy, p.Total
-				if p.Kind == cluster.ClaimCopy {
-					ts.Kind = progress.KindCopy
-				}
+			if err == nil && p != nil && p.To == t.Peer {
+				ts.Kind, ts.Copy, ts.Total = p.Kind, p.Copy, p.Total
 			}
 		}
 		out = append(out, ts)

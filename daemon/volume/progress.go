@@ -11,39 +11,22 @@ import (
 	"github.com/drayage/drayage/progress"
 )
 
-// progressRecord is p as the cluster store keeps it.
-func progressRecord(p progress.Transfer) cluster.Progress {
-	kind := cluster.ClaimMigrate
-	if p.Kind == progress.KindCopy {
-		kind = p.Kind
-	}
-	return cluster.Progress{Kind: kind, Copy: p.Copy, Node: p.To, From: p.From, Bytes: p.Bytes, Total: p.Total,
-		Files: p.Files, TotalFiles: p.TotalFiles, Rate: p.Rate(), Started: p.Started, Updated: p.Updated}
-}
-
-// progressOf is the progress the cluster store keeps, for users.
-func progressOf(r cluster.Progress) *progress.Transfer {
-	kind := progress.KindMove
-	if r.Kind != cluster.ClaimMigrate {
-		kind = r.Kind
-	}
-	return &progress.Transfer{Volume: r.Volume, Kind: kind, Copy: r.Copy, From: r.From, To: r.Node,
-		Counts:  progress.Counts{Bytes: r.Bytes, Total: r.Total, Files: r.Files, TotalFiles: r.TotalFiles},
-		Started: r.Started, Updated: r.Updated}
-}
-
 // progress reads how far the transfer that claim c runs under has come. Before the
 // receiver has recorded anything (or if the store can't say) it is described from the
 // claim alone.
 func (m *Manager) progress(ctx context.Context, c *cluster.Claim) *progress.Transfer {
-	r, err := m.reg.Progress(ctx, c.Volume)
+	p, err := m.reg.Progress(ctx, c.Volume)
 	if err != nil {
 		m.log.Warn("cannot read the progress of a transfer from the cluster store", "volume", c.Volume, "err", err)
 	}
-	if r == nil || r.Node != c.Node {
-		r = &cluster.Progress{Volume: c.Volume, Kind: c.Kind, Node: c.Node, From: c.From, Started: c.Since}
+	if p == nil || p.To != c.Node {
+		kind := progress.KindMove
+		if c.Kind == cluster.ClaimCopy {
+			kind = progress.KindCopy
+		}
+		p = &progress.Transfer{Volume: c.Volume, Kind: kind, From: c.From, To: c.Node, Started: c.Since}
 	}
-	return progressOf(*r)
+	return p
 }
 
 // publishEvery is how often at most a transfer's progress is written to the cluster store.
@@ -104,7 +87,7 @@ func (m *Manager) publisher(claim *cluster.Claim) func(progress.Transfer) {
 	return func(p progress.Transfer) {
 		ctx, cancel := context.WithTimeout(m.life, 2*time.Second)
 		defer cancel()
-		if err := m.reg.PutProgress(ctx, claim, progressRecord(p), m.currentLease()); err != nil {
+		if err := m.reg.PutProgress(ctx, claim, p, m.currentLease()); err != nil {
 			m.log.Debug("cannot record the progress of a transfer", "volume", claim.Volume, "err", err)
 		}
 	}

@@ -22,7 +22,7 @@ import (
 // forge writes a volume record as anyone with access to the store could: no checks.
 func forge(t *testing.T, reg *cluster.Registry, v cluster.Volume) {
 	t.Helper()
-	_, err := reg.Store().Txn(context.Background(), nil, []cluster.Op{cluster.Put(reg.VolumesPrefix()+v.Name, mustJSON(t, v))})
+	_, err := clustertest.Store(t).Txn(context.Background(), nil, []cluster.Op{cluster.Put(reg.Prefix()+"volumes/"+v.Name, mustJSON(t, v))})
 	require.NoError(t, err)
 }
 

@@ -309,19 +309,9 @@ func (m *Manager) WatchRemovals(ctx context.Context) {
 	if err := m.waitReady(ctx); err != nil {
 		return
 	}
-	for ctx.Err() == nil {
-		events, err := m.reg.Store().Watch(ctx, m.reg.VolumesPrefix(), 0)
-		if err == nil {
-			for ev := range events {
-				name := m.reg.VolumeName(ev.Key)
-				if _, err := m.disk.Load(name); err == nil {
-					m.reconcileOne(ctx, name)
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
+	for ch := range m.reg.WatchVolumes(ctx) {
+		if _, err := m.disk.Load(ch.Name); err == nil {
+			m.reconcileOne(ctx, ch.Name)
 		}
 	}
 }
