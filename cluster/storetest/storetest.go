@@ -27,6 +27,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/backends"
@@ -51,13 +52,20 @@ type Backend struct {
 const helperEnv = "DRAYAGE_STORETEST_LEASE_HOLDER"
 
 // Main runs the tests, or, when the suite started this process as a lease holder, holds
-// a lease until killed.
+// a lease until killed. A run whose tests pass fails if they left a goroutine running.
 func Main(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		holdLease(spec)
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines left running after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // Run runs the suite.
