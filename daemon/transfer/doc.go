@@ -4,7 +4,7 @@
 // The receiver asks; the sender walks its tree into a manifest (walk): every entry with
 // what must arrive intact (kind, numeric owner, mode with setuid/setgid/sticky, nanosecond
 // mtime, symlink target, hardlink identity, extended attributes and POSIX ACLs, device
-// numbers). The receiver validates it (entry.Validate), prepares its staging dir (openSink)
+// numbers). The receiver validates it (entry.Validate), prepares its staging dir (newSink)
 // and asks only for the files it lacks: same size and mtime means already there, so
 // sending an unchanged volume costs a manifest, not a copy. Everything the manifest does
 // not list is removed from staging.

@@ -58,7 +58,7 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 	require.NoError(t, err)
 	go func() { _ = g.Serve(ctl) }()
 	go func() { _ = srv.ServeData(data) }()
-	t.Cleanup(func() { g.Stop(); data.Close() })
+	t.Cleanup(func() { g.Stop(); _ = srv.Close() })
 	return ctl.Addr().String(), srv
 }
 

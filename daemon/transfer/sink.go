@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,17 +73,6 @@ type sink struct {
 	bytes    int64
 }
 
-// openSink validates the sender's manifest against the receiver's limits, makes the
-// staging tree's directories, removes what the manifest does not list, and reports which
-// files' content must be sent (the rest are already there, by size and modification time).
-func openSink(dir string, entries []entry, opts SinkOptions) (*sink, error) {
-	st, err := readStaging(dir)
-	if err != nil {
-		return nil, err
-	}
-	return newSink(dir, entries, st, opts)
-}
-
 // staged is what the staging dir holds from an earlier attempt or an older copy, with
 // the hashes stored for it.
 type staged struct {
@@ -90,9 +80,9 @@ type staged struct {
 	known hashIndex
 }
 
-// readStaging reads staging (nothing if it does not exist yet).
-func readStaging(dir string) (staged, error) {
-	t, err := walk(dir)
+// readStaging reads staging (nothing if it does not exist yet). It gives up once ctx ends.
+func readStaging(ctx context.Context, dir string) (staged, error) {
+	t, err := walk(ctx, dir)
 	if errors.Is(err, unix.ENOENT) {
 		return staged{known: hashIndex{}}, nil
 	}
@@ -102,8 +92,11 @@ func readStaging(dir string) (staged, error) {
 	return staged{tree: t, known: loadIndex(IndexPath(dir))}, nil
 }
 
-// newSink is openSink with staging's contents already read. It decides everything before
-// it touches staging: a manifest refused leaves no trace.
+// newSink validates the sender's manifest against the receiver's limits, makes the
+// staging tree's directories, removes what the manifest does not list, and reports which
+// files' content must be sent (the rest are already there, by size and modification
+// time). have is what readStaging found there. It decides everything before it touches
+// staging: a manifest refused leaves no trace.
 func newSink(dir string, entries []entry, have staged, opts SinkOptions) (*sink, error) {
 	kinds := make(map[string]kind, len(entries))
 	var declared int64
@@ -479,8 +472,9 @@ func pwriteFull(fd int, b []byte, off int64) error {
 // it all durable with one syncfs. A directory of an older copy that already looks as
 // listed and gained or lost no entry is left alone: on a small delta, rewriting every
 // directory's times would make the sync write an inode in every block group. It returns
-// the tree's root hash.
-func (s *sink) Finish() ([32]byte, error) {
+// the tree's root hash. ctx bounds the reading of the files reused from staging that
+// have no stored hash.
+func (s *sink) Finish(ctx context.Context) ([32]byte, error) {
 	for i, want := range s.send {
 		if want && !s.received[i] {
 			return [32]byte{}, fmt.Errorf("%s never arrived", s.entries[i].Path)
@@ -533,7 +527,7 @@ func (s *sink) Finish() ([32]byte, error) {
 			return [32]byte{}, fmt.Errorf("%s: %w", e.Path, err)
 		}
 	}
-	if err := s.hashReused(); err != nil {
+	if err := s.hashReused(ctx); err != nil {
 		return [32]byte{}, err
 	}
 	failpoint.Hit("pull-finish")
@@ -583,11 +577,11 @@ func (s *sink) rootHash() [32]byte {
 
 // hashReused reads and hashes the files reused from staging that have no stored hash,
 // several at once.
-func (s *sink) hashReused() error {
+func (s *sink) hashReused(ctx context.Context) error {
 	sums := make([][32]byte, len(s.verify))
-	err := forEach(len(s.verify), func(k int) error {
+	err := forEach(ctx, len(s.verify), func(k int) error {
 		var err error
-		sums[k], err = hashFile(s.dirs, s.entries[s.verify[k]].Path)
+		sums[k], err = hashFile(ctx, s.dirs, s.entries[s.verify[k]].Path)
 		return err
 	})
 	if err != nil {

@@ -31,15 +31,17 @@ type source struct {
 	hashed  chan struct{}
 	hashErr error
 
-	// ready hands the wanted files, opened, to the streams that send them; stop ends the
-	// goroutine that opens them.
+	// ready hands the wanted files, opened, to the streams that send them. ctx ends the
+	// work Want starts (opening the wanted files, hashing the others), and work waits for
+	// it; cancel ends ctx at Close.
 	ready     chan opened
-	stop      chan struct{}
-	stopOnce  sync.Once
-	openers   sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	work      sync.WaitGroup
 	closeOnce sync.Once
 
 	mu     sync.Mutex
+	closed bool                // Close has begun: Want starts nothing more
 	hashes map[uint32][32]byte // every file's, sent or not, as they become known
 	wanted []bool              // by entry, from Want
 	bytes  int64
@@ -62,9 +64,11 @@ const (
 )
 
 // newSource walks dir and returns a source for it with its manifest. The source never
-// leaves dir's file system: mount points inside it are left out (MountPoints).
-func newSource(dir string) (*source, error) {
-	t, err := walk(dir)
+// leaves dir's file system: mount points inside it are left out (MountPoints). ctx bounds
+// the walk and the source's life: once it ends, the work Want started stops (Close must
+// still be called).
+func newSource(ctx context.Context, dir string) (*source, error) {
+	t, err := walk(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +76,10 @@ func newSource(dir string) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	return &source{root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
 		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{},
-		stop: make(chan struct{}), hashed: make(chan struct{})}, nil
+		ctx: ctx, cancel: cancel, hashed: make(chan struct{})}, nil
 }
 
 // MountPoints lists the mount points inside the tree that the source left out.
@@ -90,15 +95,17 @@ func (s *source) Bytes() int64 {
 	return s.bytes
 }
 
-// Close releases the tree, and the files opened ahead that no stream sent.
+// Close stops the work Want started and waits for it, then releases the tree, and the
+// files opened ahead that no stream sent. Call it once no Send runs.
 func (s *source) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.stopOnce.Do(func() { close(s.stop) })
-		s.openers.Wait()
 		s.mu.Lock()
+		s.closed = true
 		ready := s.ready
 		s.mu.Unlock()
+		s.cancel()
+		s.work.Wait()
 		if ready != nil {
 			for o := range ready {
 				if o.err == nil {
@@ -135,9 +142,15 @@ func (s *source) Wanted() bool {
 	return s.ready != nil
 }
 
-// Want says which files to send, in what order: Send sends them. It may be called once.
+// Want says which files to send, in what order: Send sends them. It may be called once,
+// before Close. The goroutines it starts, one opening the wanted files ahead of the
+// streams and a few hashing the others, end with the source's context or Close.
 func (s *source) Want(indexes []uint32) error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("the transfer ended")
+	}
 	if s.ready != nil {
 		s.mu.Unlock()
 		return errors.New("the wanted files were already given; the receiver sent Want twice")
@@ -150,17 +163,20 @@ func (s *source) Want(indexes []uint32) error {
 			s.wanted[i] = true
 		}
 	}
+	s.work.Add(2)
 	s.mu.Unlock()
-	go s.hashUnsent()
-	s.openers.Add(1)
 	go func() {
-		defer s.openers.Done()
+		defer s.work.Done()
+		s.hashUnsent()
+	}()
+	go func() {
+		defer s.work.Done()
 		defer close(ready)
 		for _, index := range indexes {
 			o := s.open(index)
 			select {
 			case ready <- o:
-			case <-s.stop:
+			case <-s.ctx.Done():
 				if o.err == nil {
 					unix.Close(o.fd)
 				}
@@ -190,14 +206,9 @@ func (s *source) hashUnsent() {
 	}
 	s.mu.Unlock()
 	sums := make([][32]byte, len(read))
-	err := forEach(len(read), func(k int) error {
-		select {
-		case <-s.stop:
-			return errors.New("the transfer ended")
-		default:
-		}
+	err := forEach(s.ctx, len(read), func(k int) error {
 		var err error
-		sums[k], err = hashFile(s.dirs, s.entries[read[k]].Path)
+		sums[k], err = hashFile(s.ctx, s.dirs, s.entries[read[k]].Path)
 		return err
 	})
 	s.mu.Lock()
