@@ -19,6 +19,7 @@ import (
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/peers"
+	"github.com/drayage/drayage/progress"
 )
 
 // PullOptions say what to pull from where.
@@ -40,17 +41,11 @@ type PullOptions struct {
 	// DefaultIdleTimeout; longer if a rate limit makes streams wait their turn).
 	IdleTimeout time.Duration
 	// Progress, if set, is called about twice a second with what has arrived so far, from
-	// one goroutine at a time, and once more at the end.
-	Progress func(Progress)
+	// one goroutine at a time, and once more at the end. The totals count what the sender
+	// sends: a pull that resumes, or updates an older copy, sends only what differs.
+	Progress func(progress.Counts)
 	// Metrics, if set, counts the pull (role receive) and what it receives.
 	Metrics *metrics.Metrics
-}
-
-// Progress is how far a pull has come. The totals count what the sender sends: a pull
-// that resumes, or updates an older copy, sends only what differs.
-type Progress struct {
-	Bytes, Total      int64
-	Files, TotalFiles int
 }
 
 // PullResult describes a finished pull.
@@ -155,7 +150,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err := invoke(ctx, conn, wantTimeout, methodWant, &wantRequest{Transfer: open.Transfer, Indexes: wanted}, &empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}
-	if err := receiveAll(ctx, o, sink, open, Progress{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
+	if err := receiveAll(ctx, o, sink, open, progress.Counts{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}
 	root, err := sink.Finish(ctx)
@@ -222,7 +217,7 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration, m
 }
 
 // receiveAll runs the data streams until every wanted file has arrived.
-func receiveAll(ctx context.Context, o PullOptions, sink *sink, open openResponse, want Progress) error {
+func receiveAll(ctx context.Context, o PullOptions, sink *sink, open openResponse, want progress.Counts) error {
 	streams := min(o.Streams, max(want.TotalFiles, 1))
 	report := func() {
 		p := want
