@@ -29,7 +29,6 @@ type network struct {
 	control string // advertised control address
 	data    string // advertised data address
 	sender  *transfer.Server
-	dataL   net.Listener
 }
 
 // ports are the listening ports, fixed or picked from a range.
@@ -170,7 +169,6 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
 	n.server.Register(n.sender.ServiceDesc())
 	n.server.Register(d.controlService())
-	n.dataL = dl
 	wg.Add(4)
 	go func() { defer wg.Done(); _ = n.server.Serve(l) }()
 	go func() { defer wg.Done(); _ = n.sender.ServeData(dl) }()
@@ -211,14 +209,17 @@ type staleClaim struct{ error }
 
 func (e staleClaim) Unwrap() []error { return []error{e.error, transfer.ErrStaleClaim} }
 
-// stop leaves the cluster and stops serving other nodes.
+// stop leaves the cluster and stops serving other nodes; it returns once the transfers
+// this node sends have ended.
 func (n *network) stop() {
 	if n == nil {
 		return
 	}
 	n.stopped.Do(func() {
 		_ = n.gossip.Leave(2 * time.Second)
-		_ = n.dataL.Close()
+		// The sender first: its transfers end, and the calls still running on the control
+		// server return at once.
+		_ = n.sender.Close()
 		n.server.Stop()
 	})
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
-	"github.com/drayage/drayage/progress"
 )
 
 // The hinge of the Mount path: the volume manager (package volume) pulls a volume held
@@ -76,12 +75,8 @@ func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (volume.Pulle
 		return volume.Pulled{}, fmt.Errorf("node %q is not in this node's gossip roster; check that both nodes joined the same cluster", r.From)
 	}
 	o := transfer.PullOptions{Identity: p.n.id, From: r.From, Control: m.Meta.Control, Volume: r.Volume, Epoch: r.Epoch, Staging: r.Staging,
-		Sink: transfer.SinkOptions{MaxBytes: r.MaxBytes, AllowPrivileged: r.AllowPrivileged}, IdleTimeout: p.idle, Metrics: p.metrics}
-	if r.Progress != nil {
-		o.Progress = func(t transfer.Progress) {
-			r.Progress(progress.Counts{Bytes: t.Bytes, Total: t.Total, Files: t.Files, TotalFiles: t.TotalFiles})
-		}
-	}
+		Sink: transfer.SinkOptions{MaxBytes: r.MaxBytes, AllowPrivileged: r.AllowPrivileged}, IdleTimeout: p.idle, Metrics: p.metrics,
+		Progress: r.Progress}
 	select {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()

@@ -73,7 +73,7 @@ func TestSourceClosesTheFilesItOpenedAhead(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644))
 	}
 	before := openFiles(t)
-	src, err := newSource(dir)
+	src, err := newSource(t.Context(), dir)
 	require.NoError(t, err)
 	var all []uint32
 	for i, e := range src.Manifest() {
@@ -109,6 +109,7 @@ func TestAWantForTwoMillionFilesCrossesTheControlServer(t *testing.T) {
 	defer data.Close()
 	auth := func(context.Context, string, string, uint64) (string, error) { return src, nil }
 	srv := NewServer(ids["node-a"], auth, data.Addr().String(), slog.New(slog.DiscardHandler))
+	defer srv.Close()
 	ps := peers.NewServer(ids["node-a"], nil, slog.New(slog.DiscardHandler))
 	ps.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"context"
+	"io"
 	"net"
 	"time"
 )
@@ -39,4 +41,20 @@ func (w Wire) streamIdle(base time.Duration, streams int) time.Duration {
 	}
 	wait := time.Duration(float64(streams*w.burst()) / float64(w.RateLimit) * float64(time.Second))
 	return max(base, 2*wait)
+}
+
+// closeOnDone closes c once ctx ends, to unblock whatever reads or writes it. The stop
+// function it returns stops that, or waits until c is closed if ctx has ended already:
+// nothing it started outlives stop.
+func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
+	closed := make(chan struct{})
+	stopAfter := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		_ = c.Close()
+	})
+	return func() {
+		if !stopAfter() {
+			<-closed
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,8 @@ import (
 )
 
 // hashFile reads the regular file p of a tree and returns its content hash, as a sender
-// hashes what it sends.
-func hashFile(dirs *dirCache, p string) ([32]byte, error) {
+// hashes what it sends. It gives up once ctx ends.
+func hashFile(ctx context.Context, dirs *dirCache, p string) ([32]byte, error) {
 	var sum [32]byte
 	d, base, release, err := dirs.split(p)
 	if err != nil {
@@ -35,6 +36,9 @@ func hashFile(dirs *dirCache, p string) ([32]byte, error) {
 	h := blake3.New()
 	buf := make([]byte, chunkSize)
 	for off := int64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return sum, fmt.Errorf("hash %s: %w", p, err)
+		}
 		n, err := unix.Pread(fd, buf, off)
 		if errors.Is(err, unix.EINTR) {
 			continue
@@ -53,8 +57,8 @@ func hashFile(dirs *dirCache, p string) ([32]byte, error) {
 }
 
 // forEach runs fn(0..n-1) on a few goroutines and returns the first error; after one,
-// the rest are skipped.
-func forEach(n int, fn func(int) error) error {
+// or once ctx ends, the rest are skipped. It returns when every goroutine has ended.
+func forEach(ctx context.Context, n int, fn func(int) error) error {
 	var next atomic.Int64
 	var once sync.Once
 	var first error
@@ -68,7 +72,11 @@ func forEach(n int, fn func(int) error) error {
 				if k >= n {
 					return
 				}
-				if err := fn(k); err != nil {
+				err := ctx.Err()
+				if err == nil {
+					err = fn(k)
+				}
+				if err != nil {
 					once.Do(func() { first = err })
 					next.Store(int64(n))
 					return

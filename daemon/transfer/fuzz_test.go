@@ -147,7 +147,7 @@ func FuzzReceive(f *testing.F) {
 				!errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, &fl) {
 				t.Fatalf("unexpected error kind: %v", err)
 			}
-		} else if _, err := sink.Finish(); err == nil {
+		} else if _, err := sink.Finish(t.Context()); err == nil {
 			for i, want := range sink.send {
 				if want && !sink.received[i] {
 					t.Fatalf("finished without %s", receiveManifest[i].Path)

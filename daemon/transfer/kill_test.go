@@ -39,13 +39,6 @@ type helperSpec struct {
 	Streams int
 }
 
-func TestMain(m *testing.M) {
-	if spec := os.Getenv(helperEnv); spec != "" {
-		os.Exit(runHelper(spec))
-	}
-	os.Exit(m.Run())
-}
-
 // runHelper is a sender or receiver in a process of its own, to be killed.
 func runHelper(raw string) int {
 	var s helperSpec

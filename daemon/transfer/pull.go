@@ -19,6 +19,7 @@ import (
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/peers"
+	"github.com/drayage/drayage/progress"
 )
 
 // PullOptions say what to pull from where.
@@ -40,17 +41,11 @@ type PullOptions struct {
 	// DefaultIdleTimeout; longer if a rate limit makes streams wait their turn).
 	IdleTimeout time.Duration
 	// Progress, if set, is called about twice a second with what has arrived so far, from
-	// one goroutine at a time, and once more at the end.
-	Progress func(Progress)
+	// one goroutine at a time, and once more at the end. The totals count what the sender
+	// sends: a pull that resumes, or updates an older copy, sends only what differs.
+	Progress func(progress.Counts)
 	// Metrics, if set, counts the pull (role receive) and what it receives.
 	Metrics *metrics.Metrics
-}
-
-// Progress is how far a pull has come. The totals count what the sender sends: a pull
-// that resumes, or updates an older copy, sends only what differs.
-type Progress struct {
-	Bytes, Total      int64
-	Files, TotalFiles int
 }
 
 // PullResult describes a finished pull.
@@ -110,15 +105,8 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	defer conn.Close()
 	// Staging is read while the sender walks its tree: on a delta, both walks are most
 	// of the time.
-	type read struct {
-		have staged
-		err  error
-	}
-	stagedc := make(chan read, 1)
-	go func() {
-		have, err := readStaging(o.Staging)
-		stagedc <- read{have, err}
-	}()
+	reading := readStagingAhead(ctx, o.Staging)
+	defer reading.stop()
 	var open openResponse
 	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
 		reason := metrics.ReasonRefused
@@ -139,11 +127,11 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("manifest from node %q: %w", o.From, err)
 	}
-	st := <-stagedc
-	if st.err != nil {
-		return res, fmt.Errorf("volume %q on node %q: %w; check that the state dir is readable and retry", o.Volume, o.Identity.Name(), st.err)
+	have, err := reading.wait()
+	if err != nil {
+		return res, fmt.Errorf("volume %q on node %q: %w; check that the state dir is readable and retry", o.Volume, o.Identity.Name(), err)
 	}
-	sink, err := newSink(o.Staging, entries, st.have, o.Sink)
+	sink, err := newSink(o.Staging, entries, have, o.Sink)
 	if err != nil {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}
@@ -162,10 +150,10 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	if err := invoke(ctx, conn, wantTimeout, methodWant, &wantRequest{Transfer: open.Transfer, Indexes: wanted}, &empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}
-	if err := receiveAll(ctx, o, sink, open, Progress{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
+	if err := receiveAll(ctx, o, sink, open, progress.Counts{Total: wantBytes, TotalFiles: len(wanted)}); err != nil {
 		return res, fmt.Errorf("volume %q from node %q: %w", o.Volume, o.From, err)
 	}
-	root, err := sink.Finish()
+	root, err := sink.Finish(ctx)
 	if err != nil {
 		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
 	}
@@ -177,6 +165,38 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	}
 	res.Bytes, res.RootHash, res.Stripped = sink.Bytes(), root, sink.Stripped()
 	return res, nil
+}
+
+// stagingRead is staging being read in the background (readStaging).
+type stagingRead struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed once have and err are set
+	have   staged
+	err    error
+}
+
+// readStagingAhead starts reading staging; wait has what it found, stop gives up on it.
+func readStagingAhead(ctx context.Context, dir string) *stagingRead {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &stagingRead{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.have, r.err = readStaging(ctx, dir)
+	}()
+	return r
+}
+
+// wait returns what was read of staging, once it has been.
+func (r *stagingRead) wait() (staged, error) {
+	<-r.done
+	return r.have, r.err
+}
+
+// stop ends the reading, if it still runs, and waits for it: a pull that fails before
+// it needs staging leaves nothing running.
+func (r *stagingRead) stop() {
+	r.cancel()
+	<-r.done
 }
 
 // How long each control call may take. Keepalives find a sender that stopped answering
@@ -197,7 +217,7 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, timeout time.Duration, m
 }
 
 // receiveAll runs the data streams until every wanted file has arrived.
-func receiveAll(ctx context.Context, o PullOptions, sink *sink, open openResponse, want Progress) error {
+func receiveAll(ctx context.Context, o PullOptions, sink *sink, open openResponse, want progress.Counts) error {
 	streams := min(o.Streams, max(want.TotalFiles, 1))
 	report := func() {
 		p := want
@@ -256,8 +276,7 @@ func receiveStream(ctx context.Context, o PullOptions, sink *sink, open openResp
 		return fmt.Errorf("data stream to %s: %w", open.Data, err)
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-	defer stop()
+	defer closeOnDone(ctx, c)()
 	conn := idleConn{Conn: c, idle: open.Wire.streamIdle(o.IdleTimeout, o.Streams)}
 	if _, err := conn.Write([]byte(open.Transfer)); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/internal/testpki"
 	"github.com/drayage/drayage/daemon/peers"
+	"github.com/drayage/drayage/progress"
 )
 
 // testIdentities makes a cluster's node identities.
@@ -58,7 +59,7 @@ func serveVolumeLogging(t testing.TB, id *identity.Identity, src string, log *sl
 	require.NoError(t, err)
 	go func() { _ = g.Serve(ctl) }()
 	go func() { _ = srv.ServeData(data) }()
-	t.Cleanup(func() { g.Stop(); data.Close() })
+	t.Cleanup(func() { g.Stop(); _ = srv.Close() })
 	return ctl.Addr().String(), srv
 }
 
@@ -71,17 +72,17 @@ func TestPullOverTheNetworkThenInstall(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dest, 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dest, "old"), []byte("old tree"), 0o644))
 
-	var progress []Progress
+	var reports []progress.Counts
 	res, err := Pull(context.Background(), PullOptions{
 		Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: staging, Streams: 3,
-		Progress: func(p Progress) { progress = append(progress, p) }, Sink: SinkOptions{AllowPrivileged: true},
+		Progress: func(p progress.Counts) { reports = append(reports, p) }, Sink: SinkOptions{AllowPrivileged: true},
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 4, res.Files)
 	assert.Equal(t, res.Total, res.Bytes+64<<20-8192, "everything but the sparse file's hole crossed the wire")
-	require.NotEmpty(t, progress)
-	last := progress[len(progress)-1]
-	assert.Equal(t, Progress{Bytes: res.Bytes, Total: last.Total, Files: 4, TotalFiles: 4}, last, "the last report is the whole")
+	require.NotEmpty(t, reports)
+	last := reports[len(reports)-1]
+	assert.Equal(t, progress.Counts{Bytes: res.Bytes, Total: last.Total, Files: 4, TotalFiles: 4}, last, "the last report is the whole")
 
 	require.NoError(t, Install(staging, dest))
 	assert.NoDirExists(t, staging, "the old tree is gone")

@@ -44,11 +44,21 @@ func tlsPairs(t *testing.T, n int) (server, client []net.Conn) {
 	return server, client
 }
 
+// openSink reads the staging dir, then makes a sink there for the manifest entries, as a
+// pull does once the sender has answered.
+func openSink(dir string, entries []entry, opts SinkOptions) (*sink, error) {
+	st, err := readStaging(context.Background(), dir)
+	if err != nil {
+		return nil, err
+	}
+	return newSink(dir, entries, st, opts)
+}
+
 // move sends src to staging dst over streams parallel mutual-TLS connections and returns
 // the sink (finished) and source.
 func move(t *testing.T, src, dst string, streams int) (*sink, *source) {
 	t.Helper()
-	source, err := newSource(src)
+	source, err := newSource(t.Context(), src)
 	require.NoError(t, err)
 	t.Cleanup(func() { source.Close() })
 	// The manifest crosses the wire in its encoding.
@@ -67,7 +77,7 @@ func move(t *testing.T, src, dst string, streams int) (*sink, *source) {
 // when the test ends.
 func ends(t *testing.T, src, dst string, opts SinkOptions) (*source, *sink) {
 	t.Helper()
-	source, err := newSource(src)
+	source, err := newSource(t.Context(), src)
 	require.NoError(t, err)
 	t.Cleanup(func() { source.Close() })
 	sink, err := openSink(dst, source.Manifest(), opts)
@@ -92,7 +102,7 @@ func sendStreams(t *testing.T, source *source, sink *sink, streams int) {
 		go func() { defer wg.Done(); assert.NoError(t, sink.Receive(client[i])) }()
 	}
 	wg.Wait()
-	root, err := sink.Finish()
+	root, err := sink.Finish(t.Context())
 	require.NoError(t, err)
 	want, err := source.RootHash()
 	require.NoError(t, err)

@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,7 +34,7 @@ type Authorizer func(ctx context.Context, volume, node string, epoch uint64) (di
 var ErrStaleClaim = errors.New("the receiver's claim on the volume is not the current one")
 
 // Server is the sending side: it serves Open/Want/Finish on the control port and file
-// contents on the data port.
+// contents on the data port. Close stops it.
 type Server struct {
 	id        *identity.Identity
 	authorize Authorizer
@@ -59,9 +58,19 @@ type Server struct {
 	// serving.
 	MaxTransfers, MaxConns int
 
+	// ctx ends at Close: it ends the data streams and the work of every transfer.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// work counts what runs on the Server's behalf beyond a call: ServeData's loops, the
+	// data streams, and the ending of a transfer taken from transfers (take). Close waits
+	// for it; Add only under mu, while not closed.
+	work sync.WaitGroup
+
 	mu        sync.Mutex
+	closed    bool
 	transfers map[string]*outgoing
-	conns     int // data connections being served
+	listeners map[net.Listener]bool // served by ServeData
+	conns     int                   // data connections being served
 }
 
 // Defaults of the limits on what a node sends at once.
@@ -98,13 +107,6 @@ func (s *Server) maxTransfers() int {
 	return s.MaxTransfers
 }
 
-func (s *Server) maxConns() int {
-	if s.MaxConns <= 0 {
-		return DefaultMaxConns
-	}
-	return s.MaxConns
-}
-
 func (s *Server) staleAfter() time.Duration {
 	if s.StaleAfter <= 0 {
 		return 10 * time.Minute
@@ -112,9 +114,63 @@ func (s *Server) staleAfter() time.Duration {
 	return s.StaleAfter
 }
 
-// NewServer makes the sending side. data is the advertised data address.
+// NewServer makes the sending side. data is the advertised data address. Close it once
+// done.
 func NewServer(id *identity.Identity, authorize Authorizer, data string, log *slog.Logger) *Server {
-	return &Server{id: id, authorize: authorize, data: data, log: log, transfers: map[string]*outgoing{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{id: id, authorize: authorize, data: data, log: log, ctx: ctx, cancel: cancel,
+		transfers: map[string]*outgoing{}, listeners: map[net.Listener]bool{}}
+}
+
+// errClosed answers a call that reaches a Server after Close.
+var errClosed = status.Error(codes.Unavailable, "the node stops sending volumes (it is shutting down); retry on another node or later")
+
+// Close stops the sending side and returns once everything it started has ended: it
+// closes the listeners ServeData serves (ServeData returns), ends every data stream and
+// every transfer (their receivers' pulls fail, and keep what arrived verified for a
+// retry), and waits for their goroutines. Calls to the control service after Close fail
+// with codes.Unavailable; the service itself stops with the gRPC server it is registered
+// on. Close may be called more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	transfers, listeners := s.transfers, s.listeners
+	s.transfers, s.listeners = map[string]*outgoing{}, nil
+	for _, t := range transfers {
+		t.expiry.Stop()
+	}
+	s.mu.Unlock()
+	s.cancel() // every stream's connection closes, every source's work stops
+	var err error
+	for l := range listeners {
+		if cerr := l.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
+			err = cerr
+		}
+	}
+	s.work.Wait()
+	for id, t := range transfers {
+		_ = t.source.Close()
+		t.metric.Failed(metrics.ReasonCanceled)
+		s.log.Info("stopped sending a volume: this node stops", "volume", t.volume, "peer", t.receiver, "transfer", id)
+	}
+	return err
+}
+
+// take removes transfer id, t, from the transfers, for the caller to end it: it reports
+// false if another did or Close did. The caller must call s.work.Done once t is ended,
+// so that Close waits for it. s.mu is held.
+func (s *Server) take(id string, t *outgoing) bool {
+	if s.closed || s.transfers[id] != t {
+		return false
+	}
+	delete(s.transfers, id)
+	t.expiry.Stop()
+	s.work.Add(1)
+	return true
 }
 
 // ServiceDesc is the control service, for registering on the control server
@@ -142,8 +198,11 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		return nil, err
 	}
 	s.mu.Lock()
-	busy := len(s.transfers) >= s.maxTransfers()
+	closed, busy := s.closed, len(s.transfers) >= s.maxTransfers()
 	s.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
 	if busy {
 		s.log.Warn("refused to send a volume: at the limit of transfers sent at once", "volume", r.Volume, "peer", node, "limit", s.maxTransfers())
 		return nil, status.Errorf(codes.ResourceExhausted, "node %q is sending %d volumes already, its limit (DRAYAGE_MAX_TRANSFERS): %v; retry when one is done",
@@ -156,7 +215,7 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
-	src, err := newSource(dir)
+	src, err := newSource(s.ctx, dir)
 	if err != nil {
 		metric.Failed(metrics.ReasonOther)
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
@@ -171,6 +230,12 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 	version := negotiate(r.Version)
 	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, version: version, limit: wire.limiter(), metric: metric}
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = src.Close()
+		metric.Failed(metrics.ReasonCanceled)
+		return nil, errClosed
+	}
 	s.transfers[id] = t
 	t.expiry = time.AfterFunc(s.staleAfter(), func() { s.expire(id, t) })
 	s.mu.Unlock()
@@ -183,6 +248,9 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 func (s *Server) lookup(id, node string) (*outgoing, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
 	t, ok := s.transfers[id]
 	if !ok || t.receiver != node {
 		return nil, fmt.Errorf("no transfer %s for node %q", id, node)
@@ -216,13 +284,12 @@ func (s *Server) finish(ctx context.Context, r *finishRequest) (*empty, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	if s.transfers[r.Transfer] != t { // expired meanwhile
-		s.mu.Unlock()
+	taken := s.take(r.Transfer, t)
+	s.mu.Unlock()
+	if !taken { // expired or closed meanwhile
 		return nil, fmt.Errorf("no transfer %s for node %q", r.Transfer, node)
 	}
-	delete(s.transfers, r.Transfer)
-	t.expiry.Stop()
-	s.mu.Unlock()
+	defer s.work.Done()
 	t.streams.Wait()
 	defer t.source.Close()
 	if r.Abort {
@@ -258,108 +325,15 @@ func (s *Server) touch(t *outgoing) {
 // runs or it ended meanwhile.
 func (s *Server) expire(id string, t *outgoing) {
 	s.mu.Lock()
-	if s.transfers[id] != t || t.open > 0 {
-		s.mu.Unlock()
+	taken := t.open == 0 && s.take(id, t)
+	s.mu.Unlock()
+	if !taken {
 		return
 	}
-	delete(s.transfers, id)
-	s.mu.Unlock()
+	defer s.work.Done()
 	t.streams.Wait()
 	_ = t.source.Close()
 	t.metric.Failed(metrics.ReasonPeerDown)
 	s.log.Warn("dropped a transfer: its receiver neither streamed nor finished it", "volume", t.volume, "peer", t.receiver,
 		"transfer", id, "idle", s.staleAfter())
-}
-
-// ServeData accepts data streams on l until it is closed. Each stream opens with the
-// transfer ID it serves; only the transfer's receiver may open it. Connections beyond
-// MaxConns are closed at once.
-func (s *Server) ServeData(l net.Listener) error {
-	cfg := s.id.ServerConfig(nil)
-	for {
-		raw, err := l.Accept()
-		if err != nil {
-			return err
-		}
-		s.mu.Lock()
-		full := s.conns >= s.maxConns()
-		if !full {
-			s.conns++
-		}
-		s.mu.Unlock()
-		if full {
-			s.log.Warn("closed a data connection: at the limit of data connections served at once", "remote", raw.RemoteAddr().String(), "limit", s.maxConns())
-			_ = raw.Close()
-			continue
-		}
-		go func() {
-			defer func() {
-				s.mu.Lock()
-				s.conns--
-				s.mu.Unlock()
-			}()
-			s.serveStream(raw, cfg)
-		}()
-	}
-}
-
-func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
-	conn, err := s.id.ServerHandshake(raw, cfg, 10*time.Second, s.log)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	node := identity.PeerName(conn.ConnectionState())
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	id, err := readHello(conn)
-	if err != nil {
-		return
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	t, err := s.lookup(id, node)
-	if err != nil {
-		s.log.Warn("refused a data stream", "peer", node, "transfer", id, "err", err)
-		_ = newFrameWriter(conn).Write(frameError, []byte(err.Error()))
-		return
-	}
-	s.mu.Lock()
-	refusal := ""
-	switch {
-	case s.transfers[id] != t:
-		refusal = "data stream opened after the transfer ended"
-	case !t.source.Wanted():
-		refusal = "data stream opened before Want"
-	case t.open >= maxStreams:
-		refusal = fmt.Sprintf("more than %d data streams for one transfer", maxStreams)
-	default:
-		t.streams.Add(1)
-		t.open++
-		t.expiry.Stop()
-	}
-	s.mu.Unlock()
-	if refusal != "" {
-		_ = newFrameWriter(conn).Write(frameError, []byte(refusal))
-		return
-	}
-	defer func() {
-		s.mu.Lock()
-		if t.open--; t.open == 0 {
-			t.expiry.Reset(s.staleAfter())
-		}
-		s.mu.Unlock()
-		t.streams.Done()
-	}()
-	ctx := context.Background()
-	idle := s.IdleTimeout
-	if idle <= 0 {
-		idle = DefaultIdleTimeout
-	}
-	w, flush, err := t.wire.senderWriter(ctx, idleConn{Conn: conn, idle: idle}, t.limit)
-	if err != nil {
-		return
-	}
-	if err := t.source.Send(ctx, w); err != nil {
-		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", id, "err", err)
-	}
-	_ = flush()
 }

@@ -170,7 +170,7 @@ func TestDataConnectionsBeyondTheLimitAreClosedAtOnce(t *testing.T) {
 	srv := NewServer(ids["node-a"], nil, data.Addr().String(), slog.New(slog.DiscardHandler))
 	srv.MaxConns = 2
 	go func() { _ = srv.ServeData(data) }()
-	defer data.Close()
+	defer srv.Close()
 	_ = src
 	// Two connections that never handshake hold both slots...
 	var idle []net.Conn

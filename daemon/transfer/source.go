@@ -1,15 +1,12 @@
 package transfer
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 
-	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"github.com/drayage/drayage/daemon/metrics"
@@ -31,15 +28,17 @@ type source struct {
 	hashed  chan struct{}
 	hashErr error
 
-	// ready hands the wanted files, opened, to the streams that send them; stop ends the
-	// goroutine that opens them.
+	// ready hands the wanted files, opened, to the streams that send them. ctx ends the
+	// work Want starts (opening the wanted files, hashing the others), and work waits for
+	// it; cancel ends ctx at Close.
 	ready     chan opened
-	stop      chan struct{}
-	stopOnce  sync.Once
-	openers   sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	work      sync.WaitGroup
 	closeOnce sync.Once
 
 	mu     sync.Mutex
+	closed bool                // Close has begun: Want starts nothing more
 	hashes map[uint32][32]byte // every file's, sent or not, as they become known
 	wanted []bool              // by entry, from Want
 	bytes  int64
@@ -62,9 +61,11 @@ const (
 )
 
 // newSource walks dir and returns a source for it with its manifest. The source never
-// leaves dir's file system: mount points inside it are left out (MountPoints).
-func newSource(dir string) (*source, error) {
-	t, err := walk(dir)
+// leaves dir's file system: mount points inside it are left out (MountPoints). ctx bounds
+// the walk and the source's life: once it ends, the work Want started stops (Close must
+// still be called).
+func newSource(ctx context.Context, dir string) (*source, error) {
+	t, err := walk(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +73,10 @@ func newSource(dir string) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	return &source{root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
 		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{},
-		stop: make(chan struct{}), hashed: make(chan struct{})}, nil
+		ctx: ctx, cancel: cancel, hashed: make(chan struct{})}, nil
 }
 
 // MountPoints lists the mount points inside the tree that the source left out.
@@ -83,22 +85,17 @@ func (s *source) MountPoints() []string { return s.tree.mounts }
 // Manifest is the tree as walked.
 func (s *source) Manifest() []entry { return s.entries }
 
-// Bytes is how many content bytes have been sent so far.
-func (s *source) Bytes() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bytes
-}
-
-// Close releases the tree, and the files opened ahead that no stream sent.
+// Close stops the work Want started and waits for it, then releases the tree, and the
+// files opened ahead that no stream sent. Call it once no Send runs.
 func (s *source) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.stopOnce.Do(func() { close(s.stop) })
-		s.openers.Wait()
 		s.mu.Lock()
+		s.closed = true
 		ready := s.ready
 		s.mu.Unlock()
+		s.cancel()
+		s.work.Wait()
 		if ready != nil {
 			for o := range ready {
 				if o.err == nil {
@@ -135,9 +132,15 @@ func (s *source) Wanted() bool {
 	return s.ready != nil
 }
 
-// Want says which files to send, in what order: Send sends them. It may be called once.
+// Want says which files to send, in what order: Send sends them. It may be called once,
+// before Close. The goroutines it starts, one opening the wanted files ahead of the
+// streams and a few hashing the others, end with the source's context or Close.
 func (s *source) Want(indexes []uint32) error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("the transfer ended")
+	}
 	if s.ready != nil {
 		s.mu.Unlock()
 		return errors.New("the wanted files were already given; the receiver sent Want twice")
@@ -150,17 +153,20 @@ func (s *source) Want(indexes []uint32) error {
 			s.wanted[i] = true
 		}
 	}
+	s.work.Add(2)
 	s.mu.Unlock()
-	go s.hashUnsent()
-	s.openers.Add(1)
 	go func() {
-		defer s.openers.Done()
+		defer s.work.Done()
+		s.hashUnsent()
+	}()
+	go func() {
+		defer s.work.Done()
 		defer close(ready)
 		for _, index := range indexes {
 			o := s.open(index)
 			select {
 			case ready <- o:
-			case <-s.stop:
+			case <-s.ctx.Done():
 				if o.err == nil {
 					unix.Close(o.fd)
 				}
@@ -190,14 +196,9 @@ func (s *source) hashUnsent() {
 	}
 	s.mu.Unlock()
 	sums := make([][32]byte, len(read))
-	err := forEach(len(read), func(k int) error {
-		select {
-		case <-s.stop:
-			return errors.New("the transfer ended")
-		default:
-		}
+	err := forEach(s.ctx, len(read), func(k int) error {
 		var err error
-		sums[k], err = hashFile(s.dirs, s.entries[read[k]].Path)
+		sums[k], err = hashFile(s.ctx, s.dirs, s.entries[read[k]].Path)
 		return err
 	})
 	s.mu.Lock()
@@ -234,147 +235,6 @@ func (s *source) open(index uint32) opened {
 		_ = unix.Fadvise(o.fd, 0, min(e.Size, readAheadBytes), unix.FADV_WILLNEED)
 	}
 	return o
-}
-
-// Send writes the wanted files to one data stream, then frameDone. Several Sends run at
-// once to use several streams; each file goes to one of them.
-func (s *source) Send(ctx context.Context, w io.Writer) error {
-	s.mu.Lock()
-	ready := s.ready
-	s.mu.Unlock()
-	if ready == nil {
-		return errors.New("no files wanted yet")
-	}
-	// Many small files' frames share TLS records and syscalls.
-	bw := bufio.NewWriterSize(w, 256<<10)
-	defer bw.Flush()
-	fw := newFrameWriter(bw)
-	buf := make([]byte, chunkSize)
-	h := blake3.New() // one per stream, reset per file
-	for {
-		var o opened
-		var more bool
-		select {
-		case o, more = <-ready:
-		default: // nothing to send yet: let the receiver have what is buffered meanwhile
-			if err := bw.Flush(); err != nil {
-				return err
-			}
-			o, more = <-ready
-		}
-		if !more {
-			break
-		}
-		if ctx.Err() != nil {
-			if o.err == nil {
-				unix.Close(o.fd)
-			}
-			return ctx.Err()
-		}
-		if err := s.sendFile(fw, o, buf, h); err != nil {
-			_ = fw.Write(frameError, []byte(err.Error()))
-			_ = bw.Flush()
-			return err
-		}
-	}
-	if err := fw.Write(frameDone, nil); err != nil {
-		return err
-	}
-	return bw.Flush()
-}
-
-// sendFile sends the file o, and closes it.
-func (s *source) sendFile(fw *frameWriter, o opened, buf []byte, h *blake3.Hasher) error {
-	if o.err != nil {
-		return o.err
-	}
-	fd, index := o.fd, o.index
-	defer unix.Close(fd)
-	e := s.entries[index]
-	st, mnt, err := statAt(fd, "", unix.AT_EMPTY_PATH)
-	if err != nil {
-		return fmt.Errorf("stat %s: %w", e.Path, err)
-	}
-	if st.Size != e.Size || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("%s changed while it was being sent (%d bytes, listed with %d); retry the transfer", e.Path, st.Size, e.Size)
-	}
-	if s.place.elsewhere(placeOf(&st, mnt)) {
-		return fmt.Errorf("%s became a mount point while it was being sent; remove the mount and retry the transfer", e.Path)
-	}
-	if err := fw.File(index, e.Size); err != nil {
-		return err
-	}
-	h.Reset()
-	var off int64
-	// Files smaller than this have no room for a hole worth finding.
-	probe := e.Size >= 64<<10
-	for off < e.Size {
-		if !probe {
-			if err := s.sendRange(fw, fd, e.Path, h, buf, off, e.Size); err != nil {
-				return err
-			}
-			break
-		}
-		// Find the next data; what lies before it is a hole.
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if errors.Is(err, unix.ENXIO) {
-			data = e.Size // only a hole is left
-		} else if err != nil {
-			data = off // no hole support: treat it all as data
-		}
-		if data > off {
-			if err := fw.Hole(data - off); err != nil {
-				return err
-			}
-			hashZeros(h, data-off)
-			off = data
-			continue
-		}
-		end, err := unix.Seek(fd, off, unix.SEEK_HOLE)
-		if err != nil || end > e.Size {
-			end = e.Size
-		}
-		if err := s.sendRange(fw, fd, e.Path, h, buf, off, end); err != nil {
-			return err
-		}
-		off = end
-	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	s.mu.Lock()
-	s.hashes[index] = sum
-	s.mu.Unlock()
-	if err := fw.Write(frameEnd, sum[:]); err != nil {
-		return err
-	}
-	s.flow.File()
-	return nil
-}
-
-// sendRange sends bytes [off, end) of the file fd as data frames.
-func (s *source) sendRange(fw *frameWriter, fd int, name string, h io.Writer, buf []byte, off, end int64) error {
-	for off < end {
-		n, err := unix.Pread(fd, buf[:min(int64(len(buf)), end-off)], off)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", name, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("%s shrank while it was being sent; retry the transfer", name)
-		}
-		_, _ = h.Write(buf[:n])
-		if err := fw.Write(frameData, buf[:n]); err != nil {
-			return err
-		}
-		off += int64(n)
-		s.mu.Lock()
-		s.bytes += int64(n)
-		s.mu.Unlock()
-		s.flow.Bytes(n)
-	}
-	return nil
 }
 
 // RootHash is the hash of the tree: its manifest and every file's content hash. Call it

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -43,12 +44,15 @@ func (t tree) stamp(i int) fileStamp {
 // at a time (a single huge directory is read in parallel too), and looks each name up
 // relative to its open directory: one short lookup per call, where a full path costs a
 // lookup per component.
-func walk(root string) (tree, error) {
+//
+// Once ctx ends, the workers stop at their next chunk and walk returns ctx's error; walk
+// returns only when every worker has ended.
+func walk(ctx context.Context, root string) (tree, error) {
 	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return tree{}, fmt.Errorf("open %s: %w", root, err)
 	}
-	w := &walker{root: root, jobs: make(chan walkJob, 1024), listed: map[string]*walkDir{}}
+	w := &walker{ctx: ctx, root: root, jobs: make(chan walkJob, 1024), listed: map[string]*walkDir{}}
 	st, mnt, err := statAt(fd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
 		unix.Close(fd)
@@ -120,6 +124,7 @@ const walkChunk = 128
 const xattrBuf = 4 << 10
 
 type walker struct {
+	ctx     context.Context // ends the walk
 	root    string
 	place   place    // root's file system and mount
 	mounts  []string // mount points left out; guarded by mu
@@ -213,6 +218,10 @@ func (w *walker) do(j walkJob, buf []byte) {
 			unix.Close(j.d.fd)
 		}
 	}()
+	if err := w.ctx.Err(); err != nil {
+		w.fail(fmt.Errorf("walk %s: %w", w.root, err))
+		return
+	}
 	for i, name := range j.names {
 		if w.failed.Load() {
 			return

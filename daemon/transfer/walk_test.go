@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -14,7 +15,7 @@ import (
 
 // walkEntries is the tree under root as walk lists it.
 func walkEntries(root string) ([]entry, error) {
-	t, err := walk(root)
+	t, err := walk(context.Background(), root)
 	return t.entries, err
 }
 
@@ -97,7 +98,7 @@ func TestTheSenderNeverCrossesIntoAMountInsideTheVolume(t *testing.T) {
 	require.NoError(t, unix.Mount(filepath.Join(outside, "secret"), filepath.Join(src, "file-mnt"), "", unix.MS_BIND, ""))
 	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(src, "file-mnt"), unix.MNT_DETACH) })
 
-	source, err := newSource(src)
+	source, err := newSource(t.Context(), src)
 	require.NoError(t, err)
 	defer source.Close()
 	var paths []string
