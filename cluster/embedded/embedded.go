@@ -1,6 +1,14 @@
-// Package embedded runs a single-member etcd server inside the daemon (go.etcd.io/etcd/
-// server/v3/embed) and serves cluster.Store from it: the default store, for one host or a
-// demo. Other nodes can use it as an ordinary etcd at its client address.
+// Package embedded runs an etcd server inside the daemon (go.etcd.io/etcd/server/v3/embed)
+// and serves cluster.Store from it: the default store, with no other server to run.
+//
+// Alone, a node starts a cluster of one member (Start without Options.Seeds, or when
+// Options.Alone says so). Nodes that find a running member (Options.Seeds, fed from
+// gossip) form one raft cluster with it (join.go): a new node is added as a learner, which
+// copies the data without a vote, and the leader promotes learners once they have caught
+// up, so that the voting members grow 1 -> 3 (Options.Voters) without ever settling on an
+// even count (steward.go). Nodes beyond that are clients only. Every node's client talks
+// to all voting members and follows membership changes, so one member's loss is a
+// leader election, not an outage. Members lists them (members.go).
 //
 // The store's word decides who may write a volume, so only the cluster's nodes may speak
 // to it: on a node with a cluster identity, both of the server's ports serve TLS 1.3 with
@@ -12,18 +20,16 @@ package embedded
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/etcdstore"
@@ -48,6 +54,17 @@ type Options struct {
 	// ports, and the node's own client uses it. Without it, both addresses must be on
 	// loopback.
 	Identity *identity.Identity
+	// Seeds, if set, returns the client addresses of running members of the cluster to
+	// join (gossip's view). Start asks until it names one, or until Alone says to start
+	// a new cluster. Without Seeds the node starts alone.
+	Seeds func() []string
+	// Alone says whether to start a new cluster while Seeds names no member: true for
+	// the first node (it joins no one), or the first by name of nodes that start at once.
+	Alone func() bool
+	// Voters is how many voting members the cluster grows to: odd, default 3.
+	Voters int
+	// Logger receives membership changes (nil: discarded).
+	Logger *slog.Logger
 }
 
 // ErrPlaintext means the store would listen in plaintext beyond this host.
@@ -66,96 +83,139 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Store is a cluster.Store served by an etcd server running in this process.
+// Store is a cluster.Store served by the embedded etcd cluster: a member running in this
+// process (server set), or a client of the members on other nodes.
 type Store struct {
 	*etcdstore.Store
 	server *embed.Etcd
+	opts   Options
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 var _ cluster.Store = (*Store)(nil)
 
-// Start starts the server over Dir (creating it, or reopening its data) and connects.
+// Start starts this node's part in the embedded store: it reopens the member whose data
+// is in Dir, joins the cluster Seeds names, or starts a new one, and connects.
 func Start(ctx context.Context, opts Options) (*Store, error) {
-	if opts.ClientAddr == "" {
-		opts.ClientAddr = "127.0.0.1:7793"
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if opts.PeerAddr == "" {
-		host, port, err := net.SplitHostPort(opts.ClientAddr)
+	if hasData(opts.Dir) || opts.Seeds == nil {
+		srv, err := startServer(ctx, opts, embed.ClusterStateFlagNew, "")
+		if err != nil {
+			return nil, err
+		}
+		return connect(ctx, opts, srv, []string{opts.ClientAddr})
+	}
+	for {
+		if seeds := opts.Seeds(); len(seeds) > 0 {
+			return join(ctx, opts, seeds)
+		}
+		if opts.Alone != nil && opts.Alone() {
+			srv, err := startServer(ctx, opts, embed.ClusterStateFlagNew, "")
+			if err != nil {
+				return nil, err
+			}
+			return connect(ctx, opts, srv, []string{opts.ClientAddr})
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("embedded store of node %q: no member of the cluster found to join: %w", opts.Name, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.ClientAddr == "" {
+		o.ClientAddr = "127.0.0.1:7793"
+	}
+	if o.PeerAddr == "" {
+		host, port, err := net.SplitHostPort(o.ClientAddr)
 		n, perr := strconv.Atoi(port)
 		if err != nil || perr != nil {
-			return nil, fmt.Errorf("embedded store address %q: want HOST:PORT", opts.ClientAddr)
+			return o, fmt.Errorf("embedded store address %q: want HOST:PORT", o.ClientAddr)
 		}
-		opts.PeerAddr = net.JoinHostPort(host, strconv.Itoa(n+1))
+		o.PeerAddr = net.JoinHostPort(host, strconv.Itoa(n+1))
 	}
-	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = 60 * time.Second
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 60 * time.Second
 	}
-	scheme := "http"
-	if opts.Identity != nil {
-		scheme = "https"
-	} else {
-		for _, addr := range []string{opts.ClientAddr, opts.PeerAddr} {
+	if o.Voters <= 0 {
+		o.Voters = DefaultVoters
+	}
+	if o.Voters%2 == 0 {
+		return o, fmt.Errorf("embedded store of node %q: %d voting members: %w", o.Name, o.Voters, ErrEvenVoters)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Identity == nil {
+		for _, addr := range []string{o.ClientAddr, o.PeerAddr} {
 			if !loopback(addr) {
-				return nil, fmt.Errorf("embedded store on %s: %w: without a node certificate in the TLS dir (DRAYAGE_TLS_DIR) it listens on loopback only, where only this host reaches it; make the cluster's certificates with 'drayage tls init', or keep DRAYAGE_EMBEDDED_ADDR on 127.0.0.1",
+				return o, fmt.Errorf("embedded store on %s: %w: without a node certificate in the TLS dir (DRAYAGE_TLS_DIR) it listens on loopback only, where only this host reaches it; make the cluster's certificates with 'drayage tls init', or keep DRAYAGE_EMBEDDED_ADDR on 127.0.0.1",
 					addr, ErrPlaintext)
 			}
 		}
 	}
-	clientURL := url.URL{Scheme: scheme, Host: opts.ClientAddr}
-	peerURL := url.URL{Scheme: scheme, Host: opts.PeerAddr}
-	cfg := embed.NewConfig()
-	cfg.Name = opts.Name
-	cfg.Dir = filepath.Clean(opts.Dir)
-	cfg.ListenClientUrls = []url.URL{clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{clientURL}
-	cfg.ListenPeerUrls = []url.URL{peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(opts.Name)
-	// etcd logs spurious errors on every clean shutdown; what matters reaches us as
-	// errors from Start or from the client.
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	cfg.ListenMetricsUrls = nil
-	if opts.Identity != nil {
-		ca, cert, key := opts.Identity.Files()
-		tlsInfo := transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: ca, ClientCertAuth: true}
-		cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
-		cfg.TlsMinVersion = "TLS1.3"
-	}
-	// Small, quick elections: there is one member.
-	cfg.TickMs = 50
-	cfg.ElectionMs = 500
+	return o, nil
+}
 
-	srv, err := embed.StartEtcd(cfg)
+// DefaultVoters is how many voting members the embedded cluster grows to by default.
+const DefaultVoters = 3
+
+// ErrEvenVoters means an even count of voting members was asked for: it tolerates no
+// more failures than the odd count below it, and splits evenly in a partition.
+var ErrEvenVoters = errors.New("the count of voting members must be odd (1, 3, 5, ...)")
+
+// hasData reports whether dir holds a member's data (its write-ahead log).
+func hasData(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "member", "wal"))
+	return err == nil
+}
+
+// connect opens this node's client to the cluster at endpoints; it follows membership
+// changes from then on. With a server, the steward runs beside it.
+func connect(ctx context.Context, opts Options, srv *embed.Etcd, endpoints []string) (*Store, error) {
+	if srv != nil {
+		// The member's own view of the voters: a learner serves no client requests.
+		var voters []string
+		for _, m := range srv.Server.Cluster().Members() {
+			if !m.IsLearner && m.Name != "" {
+				voters = append(voters, m.ClientURLs...)
+			}
+		}
+		if len(voters) > 0 {
+			endpoints = voters
+		}
+	}
+	client, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: endpoints, TLS: opts.clientTLS(), AutoSync: 10 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("start embedded store in %s on %s: %w", opts.Dir, opts.ClientAddr, err)
-	}
-	select {
-	case <-srv.Server.ReadyNotify():
-	case err := <-srv.Err():
-		srv.Close()
-		return nil, fmt.Errorf("embedded store in %s: %w", opts.Dir, err)
-	case <-time.After(opts.StartTimeout):
-		srv.Close()
-		return nil, fmt.Errorf("embedded store in %s not ready after %s", opts.Dir, opts.StartTimeout)
-	case <-ctx.Done():
-		srv.Close()
-		return nil, ctx.Err()
-	}
-	var clientTLS *tls.Config
-	if opts.Identity != nil {
-		clientTLS = opts.Identity.ClientConfig(opts.Name)
-	}
-	client, err := etcdstore.Open(ctx, etcdstore.Options{Endpoints: []string{opts.ClientAddr}, TLS: clientTLS})
-	if err != nil {
-		srv.Close()
+		if srv != nil {
+			srv.Close()
+		}
 		return nil, err
 	}
-	return &Store{Store: client, server: srv}, nil
+	bg, stop := context.WithCancel(context.Background())
+	s := &Store{Store: client, server: srv, opts: opts, stop: stop, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		if srv != nil {
+			s.steward(bg)
+		}
+	}()
+	return s, nil
 }
 
 // Close disconnects and stops the server.
 func (s *Store) Close() error {
+	s.stop()
+	<-s.done
 	err := s.Store.Close()
-	s.server.Close()
+	if s.server != nil {
+		s.server.Close()
+	}
 	return err
 }

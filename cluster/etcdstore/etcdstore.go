@@ -29,6 +29,9 @@ type Options struct {
 	Username, Password string
 	// DialTimeout bounds the first connection (default 5s).
 	DialTimeout time.Duration
+	// AutoSync, if set, is how often the client refreshes its endpoints from the
+	// cluster's voting members, so that it follows members added and removed.
+	AutoSync time.Duration
 	// CheckKey is read at Open to check the connection and the user's permissions; put it
 	// under the prefix drayage uses (default "drayage/.check").
 	CheckKey string
@@ -50,13 +53,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.DialTimeout = 5 * time.Second
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   opts.Endpoints,
-		TLS:         opts.TLS,
-		Username:    opts.Username,
-		Password:    opts.Password,
-		DialTimeout: opts.DialTimeout,
-		Context:     context.WithoutCancel(ctx),
-		Logger:      zap.NewNop(),
+		Endpoints:        opts.Endpoints,
+		TLS:              opts.TLS,
+		Username:         opts.Username,
+		Password:         opts.Password,
+		DialTimeout:      opts.DialTimeout,
+		AutoSyncInterval: opts.AutoSync,
+		Context:          context.WithoutCancel(ctx),
+		Logger:           zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %v: %w", opts.Endpoints, err)

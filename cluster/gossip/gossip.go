@@ -40,6 +40,9 @@ type Meta struct {
 	Control string `json:"c,omitempty"`
 	Data    string `json:"d,omitempty"`
 	Version string `json:"v,omitempty"`
+	// Store is the client address of the node's embedded store member, while it runs
+	// one (DRAYAGE_STORE=embedded): where a joining node finds the store cluster.
+	Store string `json:"s,omitempty"`
 	// Leaving is set just before a node leaves, so the others can tell a departure from
 	// a death.
 	Leaving bool `json:"l,omitempty"`
@@ -214,6 +217,15 @@ func (g *Gossip) Member(name string) (Member, bool) {
 func (g *Gossip) Known(name string) bool {
 	m, ok := g.Member(name)
 	return ok && m.State != StateLeft
+}
+
+// SetMeta changes what this node tells the others about itself and gossips the change
+// within timeout.
+func (g *Gossip) SetMeta(change func(*Meta), timeout time.Duration) error {
+	g.mu.Lock()
+	change(&g.meta)
+	g.mu.Unlock()
+	return g.ml.UpdateNode(timeout)
 }
 
 // Leave tells the cluster this node is leaving and stops gossiping.

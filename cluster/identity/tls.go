@@ -253,6 +253,19 @@ func (id *Identity) ClientConfig(node string) *tls.Config {
 	}
 }
 
+// MemberClientConfig is the TLS config for connecting to whichever node of the cluster
+// answers at an address, such as a member of the embedded store, whose client picks
+// among them: the server's chain is verified against the cluster CA (any node of the
+// cluster may serve), its name is not checked against one node's.
+func (id *Identity) MemberClientConfig() *tls.Config {
+	cfg := id.ClientConfig("")
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		_, err := id.peer(cs, x509.ExtKeyUsageServerAuth)
+		return err
+	}
+	return cfg
+}
+
 // ServerHandshake runs the TLS handshake of an accepted connection within timeout. A
 // failure is logged with the remote address and what was wrong, and the connection
 // closed.

@@ -1,0 +1,148 @@
+package embedded_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/embedded"
+	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/cluster/storetest"
+)
+
+// clusterNode starts node's part in a cluster whose first member is at seed ("" for the
+// first node itself), in a goroutine: a joiner's Start returns once its member runs.
+func clusterNode(t *testing.T, id *identity.Identity, seed string) embedded.Options {
+	t.Helper()
+	opts := embedded.Options{
+		Dir:        filepath.Join(t.TempDir(), "store"),
+		Name:       id.Name(),
+		ClientAddr: fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t)),
+		PeerAddr:   fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t)),
+		Identity:   id,
+		Seeds: func() []string {
+			if seed == "" {
+				return nil
+			}
+			return []string{seed}
+		},
+		Alone: func() bool { return seed == "" },
+	}
+	return opts
+}
+
+// voters waits until s sees want voting members, one of them the leader, and returns the
+// members.
+func voters(t *testing.T, s *embedded.Store, want int) []embedded.Member {
+	t.Helper()
+	var ms []embedded.Member
+	require.Eventually(t, func() bool {
+		var err error
+		ms, err = s.Members(context.Background())
+		if err != nil {
+			return false
+		}
+		n, leaders := 0, 0
+		for _, m := range ms {
+			if m.Role == embedded.RoleVoter && m.Started {
+				n++
+			}
+			if m.Leader {
+				leaders++
+			}
+		}
+		return n == want && leaders == 1
+	}, 30*time.Second, 200*time.Millisecond, "want %d voters and one leader; have %+v", want, ms)
+	return ms
+}
+
+func TestNodesFormAClusterOfThreeVotersAndFurtherNodesAreClients(t *testing.T) {
+	ctx := context.Background()
+	ids, _ := identities(t, "test", "node-a", "node-b", "node-c", "node-d")
+	a := start(t, clusterNode(t, ids["node-a"], ""))
+	defer a.Close()
+	assert.Equal(t, embedded.RoleVoter, a.Role())
+
+	b := start(t, clusterNode(t, ids["node-b"], a.ClientAddr()))
+	defer b.Close()
+	assert.Equal(t, embedded.RoleLearner, b.Role(), "the second node waits as a learner: two voters would tolerate no failure")
+	time.Sleep(3 * time.Second) // the steward runs every second: it must not promote b alone
+	ms := voters(t, a, 1)
+	require.Len(t, ms, 2)
+
+	c := start(t, clusterNode(t, ids["node-c"], a.ClientAddr()))
+	defer c.Close()
+	ms = voters(t, a, 3)
+	require.Len(t, ms, 3)
+	for _, m := range ms {
+		assert.True(t, m.Reachable, "member %s", m.Name)
+		assert.Contains(t, m.ClientURLs[0], "https://", "member %s speaks TLS", m.Name)
+	}
+	assert.Equal(t, embedded.RoleVoter, b.Role())
+	assert.Equal(t, embedded.RoleVoter, c.Role())
+
+	d := start(t, clusterNode(t, ids["node-d"], b.ClientAddr()))
+	defer d.Close()
+	assert.Equal(t, embedded.RoleClient, d.Role(), "a fourth node is a client")
+	assert.Empty(t, d.ClientAddr())
+
+	// Every node reads what any node wrote.
+	rev, err := d.Txn(ctx, nil, []cluster.Op{cluster.Put("drayage/volumes/v1", []byte("from d"))})
+	require.NoError(t, err)
+	for name, s := range map[string]*embedded.Store{"a": a, "b": b, "c": c} {
+		kv, err := s.Get(ctx, "drayage/volumes/v1")
+		require.NoError(t, err, name)
+		assert.Equal(t, rev, kv.Rev, name)
+	}
+}
+
+func TestLosingTheLeaderOfThreeChangesNothingForTheOthers(t *testing.T) {
+	ctx := context.Background()
+	ids, _ := identities(t, "test", "node-a", "node-b", "node-c")
+	a := start(t, clusterNode(t, ids["node-a"], ""))
+	var b, c *embedded.Store
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); b = start(t, clusterNode(t, ids["node-b"], a.ClientAddr())) }()
+	go func() { defer wg.Done(); c = start(t, clusterNode(t, ids["node-c"], a.ClientAddr())) }()
+	wg.Wait()
+	defer b.Close()
+	defer c.Close()
+	ms := voters(t, b, 3)
+
+	var leader *embedded.Store
+	var survivors []*embedded.Store
+	for _, m := range ms {
+		s := map[string]*embedded.Store{"node-a": a, "node-b": b, "node-c": c}[m.Name]
+		if m.Leader {
+			leader = s
+		} else {
+			survivors = append(survivors, s)
+		}
+	}
+	if leader != a {
+		defer a.Close()
+	}
+	require.NoError(t, leader.Close())
+	lost := time.Now()
+	for i, s := range survivors {
+		key := fmt.Sprintf("drayage/volumes/after-%d", i)
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := s.Txn(wctx, nil, []cluster.Op{cluster.Put(key, []byte("x"))})
+		cancel()
+		require.NoError(t, err, "a write after the leader's loss, through a survivor")
+		if i == 0 {
+			t.Logf("first write after the leader's loss: %s later", time.Since(lost).Round(time.Millisecond))
+		}
+		kv, err := survivors[1-i].Get(ctx, key)
+		require.NoError(t, err)
+		assert.Equal(t, "x", string(kv.Value))
+	}
+}

@@ -1,0 +1,151 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// ErrAddressNotInCertificate means this node's certificate does not name the address its
+// store member would advertise: the other members, which check it, could not reach it.
+var ErrAddressNotInCertificate = errors.New("the node's certificate does not name its store address")
+
+// join makes this node part of the running cluster that seeds (client addresses of its
+// members) lead to: a learner member while the cluster has fewer members than Voters,
+// else a client. A node the cluster knows as a member but that has no data (it lost its
+// disk, or was removed and wiped its stale data) is removed and joins as a new member.
+func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: seeds, TLS: opts.clientTLS(), DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx)})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store of node %q: join the members at %v: %w", opts.Name, seeds, err)
+	}
+	defer cli.Close()
+	members, err := memberList(ctx, cli)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store of node %q: list the members at %v: %w", opts.Name, seeds, err)
+	}
+	_, peerURL := opts.urls()
+	self := slices.IndexFunc(members, func(m *etcdserverpb.Member) bool {
+		return m.Name == opts.Name || slices.Contains(m.PeerURLs, peerURL.String())
+	})
+	if self >= 0 && members[self].Name != "" {
+		opts.Logger.Warn("the store cluster knows this node as a member but its data is gone: rejoining as a new member",
+			"node", opts.Name, "member", fmt.Sprintf("%x", members[self].ID), "dir", opts.Dir)
+		if _, err := cli.MemberRemove(ctx, members[self].ID); err != nil {
+			return nil, fmt.Errorf("embedded store of node %q: remove its stale member %x before rejoining: %w", opts.Name, members[self].ID, err)
+		}
+		if members, err = memberList(ctx, cli); err != nil {
+			return nil, err
+		}
+		self = -1
+	}
+	if self < 0 {
+		if len(members) >= opts.Voters {
+			opts.Logger.Info("the store cluster has all its members: this node is a client", "node", opts.Name, "members", len(members))
+			return connect(ctx, opts, nil, voterURLs(members))
+		}
+		if err := opts.checkCertificate(); err != nil {
+			opts.Logger.Error("this node can't be a store member; it is a client", "node", opts.Name, "err", err)
+			return connect(ctx, opts, nil, voterURLs(members))
+		}
+		resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL.String()})
+		if err != nil {
+			return nil, fmt.Errorf("embedded store of node %q: add it as a learner member: %w", opts.Name, err)
+		}
+		members = resp.Members
+		opts.Logger.Info("joining the store cluster as a learner", "node", opts.Name, "member", fmt.Sprintf("%x", resp.Member.ID), "peer", peerURL.String())
+	}
+	for attempt := 1; ; attempt++ {
+		srv, err := startServer(ctx, opts, embed.ClusterStateFlagExisting, initialCluster(members, opts.Name, peerURL.String()))
+		if err == nil {
+			return connect(ctx, opts, srv, voterURLs(members))
+		}
+		if attempt == 10 || !membershipChanged(err) {
+			return nil, err
+		}
+		// Another node was added since the list was read (nodes joining at once): the
+		// member checks its list against the cluster's. Nothing was written; read again.
+		if err := os.RemoveAll(opts.Dir); err != nil {
+			return nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
+		if members, err = memberList(ctx, cli); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// membershipChanged reports whether a member failed to start because the cluster's
+// membership is not the one it was started with (etcd says so in words only).
+func membershipChanged(err error) bool {
+	return strings.Contains(err.Error(), "member count is unequal") || strings.Contains(err.Error(), "unmatched member while checking PeerURLs")
+}
+
+func memberList(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.Member, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Members, nil
+}
+
+// initialCluster is the NAME=PEER-URL list a member added to a running cluster starts
+// with: every member, itself included. etcd matches the list to the membership by peer
+// URL; a member added but not started has no name yet, so it gets a placeholder.
+func initialCluster(members []*etcdserverpb.Member, name, peerURL string) string {
+	var parts []string
+	for _, m := range members {
+		n := m.Name
+		if slices.Contains(m.PeerURLs, peerURL) {
+			n = name
+		}
+		if n == "" {
+			n = fmt.Sprintf("pending-%x", m.ID)
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, n+"="+u)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// voterURLs are the client URLs of the started voting members.
+func voterURLs(members []*etcdserverpb.Member) []string {
+	var out []string
+	for _, m := range members {
+		if m.Name != "" && !m.IsLearner {
+			out = append(out, m.ClientURLs...)
+		}
+	}
+	return out
+}
+
+// checkCertificate checks that the node's certificate names the host of its peer
+// address, which the other members check when they dial it.
+func (o Options) checkCertificate() error {
+	if o.Identity == nil {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(o.PeerAddr)
+	if err != nil {
+		return err
+	}
+	if err := o.Identity.Certificate().VerifyHostname(host); err != nil {
+		return fmt.Errorf("%w: %s is not in it; issue it again with 'drayage tls add-node %s --ip %s=%s --force' (or set DRAYAGE_ADVERTISE to an address it names)",
+			ErrAddressNotInCertificate, host, o.Name, o.Name, host)
+	}
+	return nil
+}

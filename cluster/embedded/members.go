@@ -1,0 +1,91 @@
+package embedded
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Roles of a node in the embedded store.
+const (
+	RoleVoter   = "voter"   // a member with a vote
+	RoleLearner = "learner" // a member catching up, without a vote yet
+	RoleClient  = "client"  // no member here: the node uses the others'
+)
+
+// Member is one member of the embedded store cluster.
+type Member struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+	// Role is RoleVoter or RoleLearner.
+	Role   string `json:"role"`
+	Leader bool   `json:"leader,omitempty"`
+	// Started is false for a member added but not yet running.
+	Started    bool     `json:"started"`
+	PeerURLs   []string `json:"peer_urls"`
+	ClientURLs []string `json:"client_urls"`
+	// Reachable: its client port answered this node just now.
+	Reachable bool `json:"reachable"`
+}
+
+// Members lists the store cluster's members, sorted by name, each asked for its status.
+func (s *Store) Members(ctx context.Context) ([]Member, error) {
+	cli := s.Client()
+	members, err := memberList(ctx, cli)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: list its members: %w", err)
+	}
+	var leader uint64
+	out := make([]Member, 0, len(members))
+	for _, m := range members {
+		mm := Member{Name: m.Name, ID: fmt.Sprintf("%x", m.ID), Role: RoleVoter, Started: m.Name != "", PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs}
+		if m.IsLearner {
+			mm.Role = RoleLearner
+		}
+		for _, u := range m.ClientURLs {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := cli.Status(sctx, u)
+			cancel()
+			if err == nil {
+				mm.Reachable = true
+				leader = st.Leader
+				break
+			}
+		}
+		out = append(out, mm)
+	}
+	for i, m := range members {
+		out[i].Leader = m.ID == leader
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Role is this node's part in the store cluster.
+func (s *Store) Role() string {
+	switch {
+	case s.server == nil:
+		return RoleClient
+	case s.server.Server.IsLearner():
+		return RoleLearner
+	default:
+		return RoleVoter
+	}
+}
+
+// ClientAddr is the client address of this node's member, or "" on a client.
+func (s *Store) ClientAddr() string {
+	if s.server == nil {
+		return ""
+	}
+	return s.opts.ClientAddr
+}
+
+func (o Options) clientTLS() *tls.Config {
+	if o.Identity == nil {
+		return nil
+	}
+	return o.Identity.MemberClientConfig()
+}

@@ -1,0 +1,92 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	etcderrors "go.etcd.io/etcd/server/v3/etcdserver/errors"
+)
+
+// stewardEvery is how often the leader looks at the membership.
+const stewardEvery = time.Second
+
+// steward runs beside this node's member until ctx ends. It points the node's client at
+// the voting members as this member sees them, so that the client follows promotions
+// and a lost member at once (the client's own sync asks a member, which may be the one
+// lost). While the member leads, it promotes learners that have caught up so that the voting members grow toward Voters
+// by two at a time (1 -> 3 -> 5): never settling on an even count, which tolerates no
+// more failures than the odd count below it. A learner that isn't caught up yet is
+// tried again on the next round.
+func (s *Store) steward(ctx context.Context) {
+	t := time.NewTicker(stewardEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		es := s.server.Server
+		s.followVoters()
+		if es.Leader() != es.MemberID() {
+			continue
+		}
+		var voters, learners int
+		var ready []uint64
+		for _, m := range es.Cluster().Members() {
+			switch {
+			case !m.IsLearner:
+				voters++
+			case m.Name != "": // started
+				learners++
+				ready = append(ready, uint64(m.ID))
+			}
+		}
+		want := promotions(voters, learners, s.opts.Voters)
+		slices.Sort(ready)
+		for _, id := range ready[:want] {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := es.PromoteMember(pctx, id)
+			cancel()
+			if err != nil {
+				if !errors.Is(err, etcderrors.ErrLearnerNotReady) {
+					s.opts.Logger.Warn("cannot promote a learner of the store cluster; trying again", "node", s.opts.Name, "member", id, "err", err)
+				}
+				break
+			}
+			s.opts.Logger.Info("promoted a learner to a voting member of the store cluster", "node", s.opts.Name, "member", id)
+		}
+	}
+}
+
+// promotions is how many of learners to promote, given voters, so that the voting
+// members become the largest odd count up to max that they can reach.
+func promotions(voters, learners, max int) int {
+	target := voters
+	for n := voters + 1; n <= voters+learners && n <= max; n++ {
+		if n%2 == 1 {
+			target = n
+		}
+	}
+	return target - voters
+}
+
+// followVoters sets the client's endpoints to the started voting members' client URLs,
+// from this member's view of the membership, if they changed.
+func (s *Store) followVoters() {
+	var eps []string
+	for _, m := range s.server.Server.Cluster().Members() {
+		if !m.IsLearner && m.Name != "" {
+			eps = append(eps, m.ClientURLs...)
+		}
+	}
+	slices.Sort(eps)
+	cli := s.Client()
+	have := slices.Clone(cli.Endpoints())
+	slices.Sort(have)
+	if len(eps) > 0 && !slices.Equal(eps, have) {
+		cli.SetEndpoints(eps...)
+	}
+}
