@@ -11,6 +11,7 @@ import (
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/backends"
+	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
 )
@@ -37,8 +38,11 @@ type Config struct {
 	StoreCA, StoreCert, StoreKey string
 	// StoreUser and StorePassword authenticate to etcd; StoreToken is Consul's ACL token.
 	StoreUser, StorePassword, StoreToken string
-	// EmbeddedAddr is where the embedded store listens for clients (host:port).
+	// EmbeddedAddr is where the embedded store listens for clients (host:port). On a
+	// network, a loopback or unspecified host means the advertised address.
 	EmbeddedAddr string
+	// StoreVoters is how many voting members the embedded store cluster grows to (odd).
+	StoreVoters int
 	// LeaseTTL is how long this node's claims outlive it if it dies or is cut off.
 	LeaseTTL time.Duration
 
@@ -109,6 +113,12 @@ func (c *Config) Validate() error {
 	}
 	if c.EmbeddedAddr == "" {
 		c.EmbeddedAddr = "127.0.0.1:7793"
+	}
+	if c.StoreVoters == 0 {
+		c.StoreVoters = embedded.DefaultVoters
+	}
+	if c.StoreVoters < 1 || c.StoreVoters > 7 || c.StoreVoters%2 == 0 {
+		return fmt.Errorf("node %q: %d voting store members: use 1, 3, 5 or 7 (an even count tolerates no more failures than the odd count below it) (--store-voters, DRAYAGE_STORE_VOTERS)", c.Name, c.StoreVoters)
 	}
 	for _, p := range []struct {
 		name string

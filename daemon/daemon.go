@@ -12,16 +12,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/docker/go-connections/sockets"
 
 	"github.com/drayage/drayage/cluster"
-	"github.com/drayage/drayage/cluster/backends"
 	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/cluster/gossip"
-	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
@@ -30,12 +27,14 @@ import (
 
 // Daemon is one node's agent.
 type Daemon struct {
-	cfg     Config
-	log     *slog.Logger
-	vols    *volume.Manager
-	reg     *cluster.Registry
-	net     atomic.Pointer[network]
-	metrics *metrics.Metrics
+	cfg  Config
+	log  *slog.Logger
+	vols *volume.Manager
+	reg  *cluster.Registry
+	net  atomic.Pointer[network]
+	// embedded is this node's part in the embedded store, if that is the store.
+	embedded atomic.Pointer[embedded.Store]
+	metrics  *metrics.Metrics
 	// started is when the daemon was made, for its uptime.
 	started time.Time
 }
@@ -87,7 +86,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	store, err := d.openStore(ctx, id)
+	// The network first: the embedded store finds its members through gossip.
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	n, err := d.startNetwork(bg, &wg, id)
+	if err != nil {
+		stopBG()
+		return err
+	}
+	d.net.Store(n)
+	defer func() { stopBG(); n.stop(); wg.Wait() }()
+	store, err := d.openStore(ctx, id, n)
 	if err != nil {
 		return err
 	}
@@ -105,16 +114,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// Stops the pulls running in the background (they release their claims) before the
 	// store closes.
 	defer d.vols.Close()
-
-	bg, stopBG := context.WithCancel(ctx)
-	defer stopBG()
-	var wg sync.WaitGroup
-	n, err := d.startNetwork(bg, &wg, id)
-	if err != nil {
-		return err
-	}
-	d.net.Store(n)
-	defer n.stop()
 
 	sock := filepath.Join(d.cfg.Root, control.SocketName)
 	l, err := sockets.NewUnixSocketWithOpts(sock, sockets.WithChmod(0o600))
@@ -183,50 +182,6 @@ func (d *Daemon) serveMetrics() (func(), error) {
 		_ = srv.Shutdown(ctx)
 		<-done
 	}, nil
-}
-
-// openStore connects to the cluster store, retrying until it answers or ctx ends. The
-// embedded store serves mutual TLS with the node's identity id, if it has one.
-func (d *Daemon) openStore(ctx context.Context, id *identity.Identity) (cluster.Store, error) {
-	cfg := backends.Config{
-		URL: d.cfg.Store, Prefix: d.cfg.StorePrefix, CAFile: d.cfg.StoreCA, CertFile: d.cfg.StoreCert, KeyFile: d.cfg.StoreKey,
-		Username: d.cfg.StoreUser, Password: d.cfg.StorePassword, Token: d.cfg.StoreToken,
-		Embedded: embedded.Options{
-			Dir: filepath.Join(d.cfg.Root, "store"), Name: d.cfg.Name, ClientAddr: d.cfg.EmbeddedAddr, Identity: id,
-		},
-	}
-	backoff := time.Second
-	for {
-		store, err := backends.Open(ctx, cfg)
-		if err == nil {
-			return store, nil
-		}
-		if errors.Is(err, embedded.ErrPlaintext) {
-			return nil, fmt.Errorf("node %q: %w", d.cfg.Name, err)
-		}
-		if addrInUse(err) {
-			// Waiting won't free the port; say so at once instead of retrying for ever.
-			return nil, fmt.Errorf("node %q: cluster store %s: %w; another process listens on that port or the next (a second drayage, an etcd, DRAYAGE_METRICS_ADDR?): stop it or set DRAYAGE_EMBEDDED_ADDR",
-				d.cfg.Name, d.cfg.Store, err)
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
-		}
-		d.log.Error("cannot open the cluster store; retrying. Check that it is up and DRAYAGE_STORE, its credentials (DRAYAGE_STORE_USER/_PASSWORD, DRAYAGE_STORE_TOKEN) and TLS files (DRAYAGE_STORE_CA/_CERT/_KEY)",
-			"store", d.cfg.Store, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-}
-
-// addrInUse reports whether err is a listener's "address already in use" (the embedded
-// store's ports taken), wrapped or only in words.
-func addrInUse(err error) bool {
-	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 // keepLease replaces the node's lease whenever it is lost (the store was unreachable for

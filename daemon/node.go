@@ -22,13 +22,14 @@ import (
 // network is this node's part in a cluster: identity, gossip and the control server.
 // It is nil on a node without certificates (a single node).
 type network struct {
-	stopped sync.Once
-	id      *identity.Identity
-	gossip  *gossip.Gossip
-	server  *peers.Server
-	control string // advertised control address
-	data    string // advertised data address
-	sender  *transfer.Server
+	stopped   sync.Once
+	id        *identity.Identity
+	gossip    *gossip.Gossip
+	server    *peers.Server
+	advertise string // the advertised IP address
+	control   string // advertised control address
+	data      string // advertised data address
+	sender    *transfer.Server
 }
 
 // ports are the listening ports, fixed or picked from a range.
@@ -139,9 +140,10 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 		return nil, err
 	}
 	n := &network{
-		id:      id,
-		control: net.JoinHostPort(adv, strconv.Itoa(p.control)),
-		data:    net.JoinHostPort(adv, strconv.Itoa(p.data)),
+		id:        id,
+		advertise: adv,
+		control:   net.JoinHostPort(adv, strconv.Itoa(p.control)),
+		data:      net.JoinHostPort(adv, strconv.Itoa(p.data)),
 	}
 	n.gossip, err = gossip.Start(gossip.Config{
 		Node: cfg.Name, Port: p.gossip, AdvertiseAddr: adv, Key: id.GossipKey(), Label: cfg.Cluster,

@@ -117,3 +117,5 @@ func TestCopyPrintsWhatItMadeAndWithJSONOnlyTheResult(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--to NODE")
 }
+
+func (fakeNodes) StoreMembers(context.Context) ([]control.StoreMember, error) { return nil, nil }

@@ -191,3 +191,5 @@ func TestRosterSkipsTheReachCheck(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []NodeInfo{{Name: "node-a"}}, roster)
 }
+
+func (noNodes) StoreMembers(context.Context) ([]StoreMember, error) { return nil, nil }

@@ -32,6 +32,7 @@ type Nodes interface {
 	Status(ctx context.Context) (Status, error)
 	MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error)
 	CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error)
+	StoreMembers(ctx context.Context) ([]StoreMember, error)
 }
 
 // NodesOptions says what GET /v1/nodes finds out about each node.
@@ -115,6 +116,7 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 		reply(w, infos, err)
 	})
 	mux.HandleFunc("GET /v1/status", handleStatus(nodes))
+	mux.HandleFunc("GET /v1/store/members", handleStoreMembers(nodes))
 	return &Server{srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

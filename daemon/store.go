@@ -1,0 +1,158 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/backends"
+	"github.com/drayage/drayage/cluster/embedded"
+	"github.com/drayage/drayage/cluster/gossip"
+	"github.com/drayage/drayage/cluster/identity"
+	"github.com/drayage/drayage/daemon/control"
+	"github.com/drayage/drayage/daemon/volume"
+)
+
+// storeJoinWait is how long a node that was given nodes to join (--join) looks for a
+// running store member through gossip before the first of the nodes by name, if none
+// runs one, starts the store cluster.
+const storeJoinWait = 5 * time.Second
+
+// embeddedOptions configures this node's part in the embedded store. On a network, its
+// member listens on the advertised address (not loopback: the other members dial it),
+// and it joins the members gossip names.
+func (d *Daemon) embeddedOptions(id *identity.Identity, n *network) embedded.Options {
+	opts := embedded.Options{
+		Dir: filepath.Join(d.cfg.Root, "store"), Name: d.cfg.Name, ClientAddr: d.cfg.EmbeddedAddr, Identity: id,
+		Voters: d.cfg.StoreVoters, Logger: d.log,
+	}
+	if n == nil {
+		return opts
+	}
+	if host, port, err := net.SplitHostPort(d.cfg.EmbeddedAddr); err == nil {
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+			opts.ClientAddr = net.JoinHostPort(n.advertise, port)
+		}
+	}
+	opts.Seeds = func() []string { return n.storeMembers(d.cfg.Name) }
+	started := time.Now()
+	opts.Alone = func() bool {
+		if len(d.cfg.Join) == 0 {
+			return true // the first node: it joins no one
+		}
+		if time.Since(started) < storeJoinWait {
+			return false
+		}
+		for _, m := range n.gossip.Members() {
+			if m.State == gossip.StateAlive && m.Name < d.cfg.Name {
+				return false // nodes starting at once: the first by name starts the cluster
+			}
+		}
+		return true
+	}
+	return opts
+}
+
+// storeMembers are the client addresses of the embedded store members that gossip
+// reports alive, other than self's.
+func (n *network) storeMembers(self string) []string {
+	var out []string
+	for _, m := range n.gossip.Members() {
+		if m.Name != self && m.State == gossip.StateAlive && m.Meta.Store != "" {
+			out = append(out, m.Meta.Store)
+		}
+	}
+	return out
+}
+
+// announceStore tells the other nodes, through gossip, where this node's embedded store
+// member answers, so that nodes joining later find it.
+func (d *Daemon) announceStore(store cluster.Store, n *network) {
+	es, ok := store.(*embedded.Store)
+	if !ok {
+		return
+	}
+	d.embedded.Store(es)
+	if n == nil || es.ClientAddr() == "" {
+		return
+	}
+	if err := n.gossip.SetMeta(func(m *gossip.Meta) { m.Store = es.ClientAddr() }, 5*time.Second); err != nil {
+		d.log.Warn("cannot tell the other nodes where this node's store member answers; they find it on the next gossip round", "err", err)
+	}
+	d.log.Info("embedded store member running", "addr", es.ClientAddr(), "role", es.Role())
+}
+
+// openStore connects to the cluster store, retrying until it answers or ctx ends. The
+// embedded store serves mutual TLS with the node's identity id, if it has one, and forms
+// one cluster with the embedded stores of the nodes gossip finds on network n.
+func (d *Daemon) openStore(ctx context.Context, id *identity.Identity, n *network) (cluster.Store, error) {
+	cfg := backends.Config{
+		URL: d.cfg.Store, Prefix: d.cfg.StorePrefix, CAFile: d.cfg.StoreCA, CertFile: d.cfg.StoreCert, KeyFile: d.cfg.StoreKey,
+		Username: d.cfg.StoreUser, Password: d.cfg.StorePassword, Token: d.cfg.StoreToken,
+		Embedded: d.embeddedOptions(id, n),
+	}
+	backoff := time.Second
+	for {
+		store, err := backends.Open(ctx, cfg)
+		if err == nil {
+			d.announceStore(store, n)
+			return store, nil
+		}
+		if errors.Is(err, embedded.ErrPlaintext) {
+			return nil, fmt.Errorf("node %q: %w", d.cfg.Name, err)
+		}
+		if addrInUse(err) {
+			// Waiting won't free the port; say so at once instead of retrying for ever.
+			return nil, fmt.Errorf("node %q: cluster store %s: %w; another process listens on that port or the next (a second drayage, an etcd, DRAYAGE_METRICS_ADDR?): stop it or set DRAYAGE_EMBEDDED_ADDR",
+				d.cfg.Name, d.cfg.Store, err)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
+		}
+		d.log.Error("cannot open the cluster store; retrying. Check that it is up and DRAYAGE_STORE, its credentials (DRAYAGE_STORE_USER/_PASSWORD, DRAYAGE_STORE_TOKEN) and TLS files (DRAYAGE_STORE_CA/_CERT/_KEY)",
+			"store", d.cfg.Store, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node %q: cluster store %s: %w", d.cfg.Name, d.cfg.Store, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// addrInUse reports whether err is a listener's "address already in use" (the embedded
+// store's ports taken), wrapped or only in words.
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// ErrNotEmbedded means the node uses a store other than the embedded one, whose members
+// drayage does not manage.
+var ErrNotEmbedded = errors.New("not the embedded store")
+
+// StoreMembers lists the members of the embedded store cluster, for 'drayage store ls'.
+func (d *Daemon) StoreMembers(ctx context.Context) ([]control.StoreMember, error) {
+	es := d.embedded.Load()
+	if es == nil {
+		if spec, err := backends.Parse(d.cfg.Store); err == nil && spec.Kind != backends.KindEmbedded {
+			return nil, fmt.Errorf("node %q uses the store %s: %w; list its members with its own tools (etcdctl member list, consul members)", d.cfg.Name, d.cfg.Store, ErrNotEmbedded)
+		}
+		return nil, fmt.Errorf("node %q: %w: its embedded store is not running yet; try again in a moment", d.cfg.Name, volume.ErrNotReady)
+	}
+	ms, err := es.Members(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", d.cfg.Name, err)
+	}
+	out := make([]control.StoreMember, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, control.StoreMember{Name: m.Name, ID: m.ID, Role: m.Role, Leader: m.Leader, Started: m.Started,
+			PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Reachable: m.Reachable, Self: m.Name == d.cfg.Name})
+	}
+	return out, nil
+}
