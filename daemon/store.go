@@ -151,8 +151,7 @@ func (d *Daemon) StoreMembers(ctx context.Context) ([]control.StoreMember, error
 	}
 	out := make([]control.StoreMember, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, control.StoreMember{Name: m.Name, ID: m.ID, Role: m.Role, Leader: m.Leader, Started: m.Started,
-			PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Reachable: m.Reachable, Self: m.Name == d.cfg.Name})
+		out = append(out, control.StoreMember{Member: m, Self: m.Name == d.cfg.Name})
 	}
 	return out, nil
 }

@@ -44,6 +44,8 @@ type storeKind string
 const (
 	etcdStore   storeKind = "etcd"
 	consulStore storeKind = "consul"
+	// embeddedStore: no store server; the nodes form the embedded store's cluster.
+	embeddedStore storeKind = "embedded"
 )
 
 // startNodes starts a cluster of nodes with these names on a fresh store of the given
@@ -64,11 +66,12 @@ func startNodes(t testing.TB, kind storeKind, names []string, env ...string) []*
 		nodes[i], ips[i] = n, name+"="+addr
 	}
 	// The bridge exists now: the store can listen on it.
-	var store *storetest.Server
-	if kind == consulStore {
-		store = storetest.StartConsul(t, storetest.ServerOptions{Host: bridgeHost})
-	} else {
-		store = storetest.StartEtcd(t, storetest.ServerOptions{Host: bridgeHost})
+	storeURL := "embedded"
+	switch kind {
+	case consulStore:
+		storeURL = storetest.StartConsul(t, storetest.ServerOptions{Host: bridgeHost}).URL
+	case etcdStore:
+		storeURL = storetest.StartEtcd(t, storetest.ServerOptions{Host: bridgeHost}).URL
 	}
 	// Cleanups run last-in first-out: stop the nodes while the store still answers, or
 	// each daemon waits on it as it shuts down.
@@ -80,7 +83,7 @@ func startNodes(t testing.TB, kind storeKind, names []string, env ...string) []*
 	run(t, binary, "tls", "init", "--dir", filepath.Join(base, "pki"), "--nodes", strings.Join(names, ","), "--ip", strings.Join(ips, ","))
 	for _, n := range nodes {
 		n.env = append([]string{
-			"DRAYAGE_NAME=" + n.name, "DRAYAGE_STORE=" + store.URL, "DRAYAGE_JOIN=" + nodes[0].addr,
+			"DRAYAGE_NAME=" + n.name, "DRAYAGE_STORE=" + storeURL, "DRAYAGE_JOIN=" + nodes[0].addr,
 			"DRAYAGE_LOG_LEVEL=debug", "DRAYAGE_LEASE_TTL=5s",
 		}, env...)
 		n.installPlugin()

@@ -3,7 +3,6 @@ package embedded_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -14,27 +13,19 @@ import (
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/cluster/identity"
-	"github.com/drayage/drayage/cluster/storetest"
 )
 
-// clusterNode starts node's part in a cluster whose first member is at seed ("" for the
-// first node itself), in a goroutine: a joiner's Start returns once its member runs.
+// clusterNode is the options of node id's part in a cluster whose first member is at
+// seed ("" for the first node itself).
 func clusterNode(t *testing.T, id *identity.Identity, seed string) embedded.Options {
 	t.Helper()
-	opts := embedded.Options{
-		Dir:        filepath.Join(t.TempDir(), "store"),
-		Name:       id.Name(),
-		ClientAddr: fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t)),
-		PeerAddr:   fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t)),
-		Identity:   id,
-		Seeds: func() []string {
-			if seed == "" {
-				return nil
-			}
-			return []string{seed}
-		},
-		Alone: func() bool { return seed == "" },
-	}
+	opts := options(t, id)
+	opts.Seeds, opts.Alone = func() []string {
+		if seed == "" {
+			return nil
+		}
+		return []string{seed}
+	}, func() bool { return seed == "" }
 	return opts
 }
 

@@ -111,7 +111,13 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	}
 	for {
 		if seeds := opts.Seeds(); len(seeds) > 0 {
-			return join(ctx, opts, seeds)
+			s, err := join(ctx, opts, seeds)
+			if err == nil || ctx.Err() != nil {
+				return s, err
+			}
+			opts.Logger.Warn("cannot join the store cluster yet; trying again", "node", opts.Name, "members", seeds, "err", err)
+			time.Sleep(time.Second)
+			continue
 		}
 		if opts.Alone != nil && opts.Alone() {
 			srv, err := startServer(ctx, opts, embed.ClusterStateFlagNew, "")

@@ -35,6 +35,9 @@ func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded store of node %q: list the members at %v: %w", opts.Name, seeds, err)
 	}
+	if eps := voterURLs(members); len(eps) > 0 {
+		cli.SetEndpoints(eps...) // membership changes go to voters: a learner refuses them
+	}
 	_, peerURL := opts.urls()
 	self := slices.IndexFunc(members, func(m *etcdserverpb.Member) bool {
 		return m.Name == opts.Name || slices.Contains(m.PeerURLs, peerURL.String())
@@ -42,7 +45,10 @@ func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
 	if self >= 0 && members[self].Name != "" {
 		opts.Logger.Warn("the store cluster knows this node as a member but its data is gone: rejoining as a new member",
 			"node", opts.Name, "member", fmt.Sprintf("%x", members[self].ID), "dir", opts.Dir)
-		if _, err := cli.MemberRemove(ctx, members[self].ID); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, changeTimeout)
+		_, err := cli.MemberRemove(cctx, members[self].ID)
+		cancel()
+		if err != nil {
 			return nil, fmt.Errorf("embedded store of node %q: remove its stale member %x before rejoining: %w", opts.Name, members[self].ID, err)
 		}
 		if members, err = memberList(ctx, cli); err != nil {
@@ -59,7 +65,9 @@ func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
 			opts.Logger.Error("this node can't be a store member; it is a client", "node", opts.Name, "err", err)
 			return connect(ctx, opts, nil, voterURLs(members))
 		}
-		resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL.String()})
+		cctx, cancel := context.WithTimeout(ctx, changeTimeout)
+		resp, err := cli.MemberAddAsLearner(cctx, []string{peerURL.String()})
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("embedded store of node %q: add it as a learner member: %w", opts.Name, err)
 		}
@@ -91,6 +99,11 @@ func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
 func membershipChanged(err error) bool {
 	return strings.Contains(err.Error(), "member count is unequal") || strings.Contains(err.Error(), "unmatched member while checking PeerURLs")
 }
+
+// changeTimeout bounds a membership change. Raft takes one at a time and drops a
+// change proposed while another is pending, and etcd then waits for it for ever: the
+// joiner gives up, looks at the membership again and retries.
+const changeTimeout = 10 * time.Second
 
 func memberList(ctx context.Context, cli *clientv3.Client) ([]*etcdserverpb.Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Roles of a node in the embedded store.
@@ -45,12 +48,8 @@ func (s *Store) Members(ctx context.Context) ([]Member, error) {
 			mm.Role = RoleLearner
 		}
 		for _, u := range m.ClientURLs {
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := cli.Status(sctx, u)
-			cancel()
-			if err == nil {
-				mm.Reachable = true
-				leader = st.Leader
+			if l, err := s.status(ctx, u); err == nil {
+				mm.Reachable, leader = true, l
 				break
 			}
 		}
@@ -61,6 +60,25 @@ func (s *Store) Members(ctx context.Context) ([]Member, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// status asks the member at client URL u which member leads, on a client of its own:
+// the node's client changes its endpoints as the membership changes, and etcd's client
+// does not let a status call dial beside that.
+func (s *Store) status(ctx context.Context, u string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{u}, TLS: s.opts.clientTLS(), DialTimeout: 2 * time.Second,
+		Logger: zap.NewNop(), Context: ctx})
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	st, err := cli.Status(ctx, u)
+	if err != nil {
+		return 0, err
+	}
+	return st.Leader, nil
 }
 
 // Role is this node's part in the store cluster.

@@ -39,15 +39,21 @@ func identities(t *testing.T, cluster string, nodes ...string) (map[string]*iden
 	return ids, dir
 }
 
-func tlsServer(t *testing.T, id *identity.Identity) embedded.Options {
+// options are those of node id's store on loopback, on ports of its own.
+func options(t *testing.T, id *identity.Identity) embedded.Options {
 	t.Helper()
-	opts := embedded.Options{
+	return embedded.Options{
 		Dir:        filepath.Join(t.TempDir(), "store"),
 		Name:       id.Name(),
 		ClientAddr: fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t)),
 		PeerAddr:   fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t)),
 		Identity:   id,
 	}
+}
+
+func tlsServer(t *testing.T, id *identity.Identity) embedded.Options {
+	t.Helper()
+	opts := options(t, id)
 	s := start(t, opts)
 	t.Cleanup(func() { _ = s.Close() })
 	return opts

@@ -3,21 +3,13 @@ package control
 import (
 	"context"
 	"net/http"
+
+	"github.com/drayage/drayage/cluster/embedded"
 )
 
 // StoreMember is one member of the embedded store cluster, as 'drayage store ls' shows it.
 type StoreMember struct {
-	Name string `json:"name"`
-	ID   string `json:"id"`
-	// Role is "voter" or "learner".
-	Role   string `json:"role"`
-	Leader bool   `json:"leader,omitempty"`
-	// Started is false for a member added that has not come up yet.
-	Started    bool     `json:"started"`
-	PeerURLs   []string `json:"peer_urls"`
-	ClientURLs []string `json:"client_urls"`
-	// Reachable: its client port answered the asking node over mutual TLS just now.
-	Reachable bool `json:"reachable"`
+	embedded.Member
 	// Self marks the asking node's own member.
 	Self bool `json:"self,omitempty"`
 }
