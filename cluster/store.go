@@ -15,6 +15,9 @@ var (
 	ErrConflict = errors.New("changed concurrently")
 	// ErrLeaseLost means the lease expired or was revoked, with the keys attached to it.
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrNoQuorum means the store cannot decide anything: too few of its voting members
+	// run and reach each other. Nothing that needs it can succeed until enough return.
+	ErrNoQuorum = errors.New("the cluster store has lost its quorum")
 )
 
 // KV is one key read from a store.

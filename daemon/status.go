@@ -73,6 +73,10 @@ func (d *Daemon) storeStatus(ctx context.Context) control.StoreStatus {
 	}
 	sctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
+	if es := d.embedded.Load(); es != nil {
+		q := es.Quorum(sctx)
+		st.Role, st.Quorum = es.Role(), &q
+	}
 	start := time.Now()
 	_, err := d.reg.Node(sctx, d.cfg.Name)
 	st.LatencyMS = float64(time.Since(start).Microseconds()) / 1000

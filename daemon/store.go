@@ -79,6 +79,11 @@ func (d *Daemon) announceStore(store cluster.Store, n *network) {
 		return
 	}
 	d.embedded.Store(es)
+	d.metrics.SetStoreQuorum(func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return es.Quorum(ctx).OK, es.Role()
+	})
 	if n == nil || es.ClientAddr() == "" {
 		return
 	}

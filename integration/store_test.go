@@ -49,7 +49,8 @@ func threeVoters(t *testing.T, n *node) string {
 
 // Three nodes with only DRAYAGE_STORE=embedded and DRAYAGE_JOIN form one store cluster
 // over mutual TLS; a crash of its leader's node changes nothing for the other two but a
-// leader election; the crashed node comes back and catches up.
+// leader election; the crashed node comes back and catches up. Two voters down, the
+// store has no quorum and every answer says so, until one returns.
 func TestTheEmbeddedStoreIsAClusterThatSurvivesItsLeadersCrash(t *testing.T) {
 	nodes := startNodes(t, embeddedStore, []string{"node-a", "node-b", "node-c"})
 	byName := map[string]*node{}
@@ -103,4 +104,21 @@ func TestTheEmbeddedStoreIsAClusterThatSurvivesItsLeadersCrash(t *testing.T) {
 		return err == nil && strings.Contains(out, "after") && strings.Contains(out, "before")
 	})
 	assert.Equal(t, "two", strings.TrimSpace(leader.run("-v", "after:/data", testImage, "cat", "/data/f")), "and mounts one, pulled from its owner")
+
+	// Two of three voters down: the store has no quorum, and says so; one back, it works.
+	x.crash()
+	y.crash()
+	out := mustFail(t, "docker", "-H", leader.engine.host, "volume", "create", "-d", nodePlugin, "noquorum")
+	assert.Contains(t, out, "lost its quorum", "the Docker error says why")
+	assert.Contains(t, out, "a majority (2) must run")
+	status := leader.drayage("status")
+	assert.Contains(t, status, "NO QUORUM")
+	t.Logf("docker volume create without quorum: %s", out)
+	x.restart()
+	eventually(t, 2*timeout, "a volume create once one voter is back", func() bool {
+		_, err := tryRun("docker", "-H", leader.engine.host, "volume", "create", "-d", nodePlugin, "quorum-again")
+		return err == nil
+	})
+	y.restart()
+	threeVoters(t, y)
 }

@@ -137,3 +137,47 @@ func TestLosingTheLeaderOfThreeChangesNothingForTheOthers(t *testing.T) {
 		assert.Equal(t, "x", string(kv.Value))
 	}
 }
+
+// threeMembers starts a cluster of node-a, node-b and node-c and waits for its three
+// voters; it returns the stores and their options by name.
+func threeMembers(t *testing.T) (map[string]*embedded.Store, map[string]embedded.Options) {
+	t.Helper()
+	ids, _ := identities(t, "test", "node-a", "node-b", "node-c")
+	opts := map[string]embedded.Options{"node-a": clusterNode(t, ids["node-a"], "")}
+	stores := map[string]*embedded.Store{"node-a": start(t, opts["node-a"])}
+	for _, n := range []string{"node-b", "node-c"} {
+		opts[n] = clusterNode(t, ids[n], stores["node-a"].ClientAddr())
+		stores[n] = start(t, opts[n])
+	}
+	voters(t, stores["node-a"], 3)
+	return stores, opts
+}
+
+func TestLosingTwoOfThreeVotersIsReportedAsLostQuorumUntilOneReturns(t *testing.T) {
+	ctx := context.Background()
+	stores, opts := threeMembers(t)
+	defer stores["node-a"].Close()
+	require.NoError(t, stores["node-b"].Close())
+	require.NoError(t, stores["node-c"].Close())
+
+	a := stores["node-a"]
+	require.Eventually(t, func() bool { return !a.Quorum(ctx).OK }, 15*time.Second, 100*time.Millisecond, "node-a sees no leader")
+	wctx, cancel := context.WithTimeout(ctx, 8*time.Second)
+	_, err := a.Txn(wctx, nil, []cluster.Op{cluster.Put("drayage/volumes/v", []byte("x"))})
+	cancel()
+	require.ErrorIs(t, err, cluster.ErrNoQuorum)
+	assert.Contains(t, err.Error(), "no leader among its 3 voting members (node-a, node-b, node-c)")
+	assert.Contains(t, err.Error(), "a majority (2) must run")
+
+	b := start(t, opts["node-b"]) // back over its data: the same member
+	defer b.Close()
+	require.Eventually(t, func() bool {
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := a.Txn(wctx, nil, []cluster.Op{cluster.Put("drayage/volumes/v", []byte("x"))})
+		return err == nil
+	}, 20*time.Second, 200*time.Millisecond, "writes go through again with two of three")
+	q := b.Quorum(ctx)
+	assert.True(t, q.OK)
+	assert.Len(t, q.Voters, 3)
+}

@@ -91,6 +91,8 @@ type Store struct {
 	opts   Options
 	stop   context.CancelFunc
 	done   chan struct{}
+	// lostFor counts the steward's rounds without a leader (steward's own).
+	lostFor int
 }
 
 var _ cluster.Store = (*Store)(nil)

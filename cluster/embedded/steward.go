@@ -22,6 +22,7 @@ const stewardEvery = time.Second
 func (s *Store) steward(ctx context.Context) {
 	t := time.NewTicker(stewardEvery)
 	defer t.Stop()
+	quorate := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -30,6 +31,7 @@ func (s *Store) steward(ctx context.Context) {
 		}
 		es := s.server.Server
 		s.followVoters()
+		quorate = s.reportQuorum(ctx, quorate, es.Leader() != 0)
 		if es.Leader() != es.MemberID() {
 			continue
 		}
@@ -90,3 +92,25 @@ func (s *Store) followVoters() {
 		cli.SetEndpoints(eps...)
 	}
 }
+
+// reportQuorum logs the loss of the store's quorum (no leader for two rounds in a row) and
+// its return; it returns whether the store has a quorum now, as far as the log goes.
+func (s *Store) reportQuorum(ctx context.Context, was, leader bool) bool {
+	switch {
+	case was && !leader:
+		s.lostFor++
+		if s.lostFor < 2 {
+			return true
+		}
+		err := s.explain(ctx, errNoLeader)
+		s.opts.Logger.Error("the cluster store has lost its quorum: volumes can't be created, mounted anew, moved or removed until enough members return; mounted volumes stay mounted",
+			"node", s.opts.Name, "err", err)
+		return false
+	case !was && leader:
+		s.opts.Logger.Info("the cluster store has a quorum again", "node", s.opts.Name)
+	}
+	s.lostFor = 0
+	return leader
+}
+
+var errNoLeader = errors.New("this node's store member sees no leader")

@@ -49,15 +49,16 @@ type Backend struct {
 const helperEnv = "DRAYAGE_STORETEST_LEASE_HOLDER"
 
 // Main runs the tests, or, when the suite started this process as a lease holder, holds
-// a lease until killed. A run whose tests pass fails if they left a goroutine running.
-func Main(m *testing.M) {
+// a lease until killed. A run whose tests pass fails if they left a goroutine running
+// (but those that ignore describes).
+func Main(m *testing.M, ignore ...goleak.Option) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		holdLease(spec)
 		return
 	}
 	code := m.Run()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(ignore...); err != nil {
 			fmt.Fprintf(os.Stderr, "goroutines left running after the tests: %v\n", err)
 			code = 1
 		}

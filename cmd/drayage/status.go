@@ -100,6 +100,14 @@ func storeLine(st control.StoreStatus) string {
 		what += " " + strings.Join(st.Endpoints, ",")
 	}
 	what += " (prefix " + st.Prefix + ")"
+	if q := st.Quorum; q != nil {
+		what += ", this node a " + st.Role
+		if q.OK {
+			what += fmt.Sprintf(", %d voters, leader %s", len(q.Voters), q.Leader)
+		} else {
+			what += fmt.Sprintf(", NO QUORUM: no leader among its %d voters (%s)", len(q.Voters), strings.Join(q.Voters, ", "))
+		}
+	}
 	if !st.OK {
 		return what + ": NOT OK: " + st.Error
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/drayage/drayage/cluster/embedded"
+
 	"github.com/drayage/drayage/progress"
 )
 
@@ -48,6 +50,10 @@ type StoreStatus struct {
 	OK        bool    `json:"ok"`
 	LatencyMS float64 `json:"latency_ms"`
 	Error     string  `json:"error,omitempty"`
+	// Role is this node's part in the embedded store (voter, learner, client), and
+	// Quorum whether its voting members have a leader; both only for the embedded store.
+	Role   string           `json:"role,omitempty"`
+	Quorum *embedded.Quorum `json:"quorum,omitempty"`
 }
 
 // VolumeCounts counts the volumes a node holds, by state (idle, mounted, migrating,

@@ -14,12 +14,21 @@ func (c scrapeTime) Describe(ch chan<- *prometheus.Desc) {
 	ch <- volumesDesc
 	ch <- membersDesc
 	ch <- healthDesc
+	ch <- quorumDesc
 }
 
 func (c scrapeTime) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
-	volumes, members, health := c.m.volumeStates, c.m.members, c.m.gossipHealth
+	volumes, members, health, quorum := c.m.volumeStates, c.m.members, c.m.gossipHealth, c.m.storeQuorum
 	c.m.mu.Unlock()
+	if quorum != nil {
+		ok, role := quorum()
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(quorumDesc, prometheus.GaugeValue, v, role)
+	}
 	if volumes != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		counts := volumes(ctx)
@@ -55,6 +64,8 @@ var (
 		"Volumes whose data is on this node, by state (mounted, idle), and pulls to this node running (pulling).", []string{"state"}, nil)
 	membersDesc = prometheus.NewDesc("drayage_cluster_members",
 		"Nodes in this node's gossip roster, this one included, by state (alive, dead, left).", []string{"state"}, nil)
+	quorumDesc = prometheus.NewDesc("drayage_store_quorum",
+		"1 while the embedded store's voting members have a leader as this node sees them, 0 when it has lost its quorum (nothing that needs the store can succeed); role is this node's part: voter, learner or client.", []string{"role"}, nil)
 	healthDesc = prometheus.NewDesc("drayage_gossip_health_score",
 		"Gossip's own health score (memberlist awareness): 0 is healthy; higher means this node misses probes' deadlines.", nil, nil)
 )

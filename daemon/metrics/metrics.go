@@ -126,6 +126,7 @@ type Metrics struct {
 	volumeStates func(context.Context) map[string]int
 	members      func() map[string]int
 	gossipHealth func() int
+	storeQuorum  func() (ok bool, role string)
 }
 
 // New makes a node's metrics in a registry of their own, with the Go runtime's and the
@@ -349,4 +350,15 @@ func (m *Metrics) SetMembers(members func() map[string]int, health func() int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.members, m.gossipHealth = members, health
+}
+
+// SetStoreQuorum gives the function that says whether the embedded store has a quorum,
+// and this node's role in it.
+func (m *Metrics) SetStoreQuorum(quorum func() (ok bool, role string)) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.storeQuorum = quorum
 }
