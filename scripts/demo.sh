@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make demo: a volume written on one node appears in a container started on another.
-# It starts two Docker engines on this machine (throwaway dockerd's, each in network and
-# mount namespaces of its own, see scripts/engine.sh), a drayage node for each (node-a
-# runs the embedded store, node-b uses it), with certificates from 'drayage tls init';
-# writes a volume on node-a, starts a container on node-b, shows what moved and how long
-# it took, and removes everything it made.
+# It starts three Docker engines on this machine (throwaway dockerd's, each in network and
+# mount namespaces of its own, see scripts/engine.sh) and a drayage node for each, with
+# certificates from 'drayage tls init'; the nodes form the embedded store's cluster by
+# themselves. It writes a volume on node-a, starts a container on node-b, shows what moved
+# and how long it took, stops node-a and shows the other two carry on; then it removes
+# everything it made.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/go-env.sh"
 cd "$(dirname "$0")/.."
@@ -22,12 +23,14 @@ rm -rf "$demo"
 mkdir -p "$demo"
 engine_a=$(mktemp -d /tmp/drayage-demo-a.XXXX)
 engine_b=$(mktemp -d /tmp/drayage-demo-b.XXXX)
+engine_c=$(mktemp -d /tmp/drayage-demo-c.XXXX)
 daemons=()
 cleanup() {
 	for p in "${daemons[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	scripts/engine.sh stop "$engine_a" >/dev/null 2>&1 || true
 	scripts/engine.sh stop "$engine_b" >/dev/null 2>&1 || true
+	scripts/engine.sh stop "$engine_c" >/dev/null 2>&1 || true
 	rm -rf "$demo"
 }
 trap cleanup EXIT
@@ -35,32 +38,33 @@ step() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "${*@Q}" | sed "s/'\([^' ]*\)'/\1/g"; "$@"; }
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-step "1. Two Docker engines on this machine, and a certificate for each node"
+step "1. Three Docker engines on this machine, and a certificate for each node"
 scripts/engine.sh start "$engine_a" "$image"
 scripts/engine.sh start "$engine_b" "$image"
-show "$bin" tls init --dir "$demo/pki" --nodes node-a,node-b --ip node-a=127.0.0.1,node-b=127.0.0.1
+scripts/engine.sh start "$engine_c" "$image"
+show "$bin" tls init --dir "$demo/pki" --nodes node-a,node-b,node-c --ip node-a=127.0.0.1,node-b=127.0.0.1,node-c=127.0.0.1
 
-step "2. A drayage node for each engine (node-a runs the embedded store, over mutual TLS; node-b joins it)"
-node() { # name engine root store-args...
-	local name=$1 eng=$2 root=$3
-	shift 3
+step "2. A drayage node for each engine: they form the embedded store's cluster by themselves (node-b and node-c join node-a)"
+node() { # name engine root port-base args...
+	local name=$1 eng=$2 root=$3 p=$4
+	shift 4
 	scripts/engine.sh exec "$eng" "$bin" daemon --name "$name" --root "$root" --tls-dir "$demo/pki/$name" \
-		--advertise 127.0.0.1 --cluster demo "$@" >"$root.log" 2>&1 &
+		--advertise 127.0.0.1 --cluster demo --embedded-addr "127.0.0.1:$((p + 3))" \
+		--gossip-port "$p" --control-port "$((p + 1))" --data-port "$((p + 2))" "$@" >"$root.log" 2>&1 &
 	daemons+=($!)
 }
-node node-a "$engine_a" "$demo/node-a" --embedded-addr 127.0.0.1:27793 --gossip-port 27790 --control-port 27791 --data-port 27792
-# node-a's embedded store speaks only mutual TLS, to nodes whose certificates the cluster
-# CA signed: node-b reaches it with the files of its own TLS dir.
-node node-b "$engine_b" "$demo/node-b" --store etcd://127.0.0.1:27793 --join 127.0.0.1:27790 \
-	--store-ca "$demo/pki/node-b/ca.pem" --store-cert "$demo/pki/node-b/node.pem" --store-key "$demo/pki/node-b/node-key.pem" \
-	--gossip-port 27890 --control-port 27891 --data-port 27892
-for _ in $(seq 60); do
-	"$bin" --root "$demo/node-b" node ls 2>/dev/null | grep -q "node-a .*alive.* ok" && break
+node node-a "$engine_a" "$demo/node-a" 27790
+node node-b "$engine_b" "$demo/node-b" 27890 --join 127.0.0.1:27790
+node node-c "$engine_c" "$demo/node-c" 27990 --join 127.0.0.1:27790
+for _ in $(seq 120); do
+	[ "$("$bin" --root "$demo/node-b" store ls 2>/dev/null | grep -c ' voter .* yes$')" = 3 ] && break
 	sleep 0.5
 done
 show "$bin" --root "$demo/node-b" node ls
+show "$bin" --root "$demo/node-b" store ls
 A="docker -H unix://$engine_a/docker.sock"
 B="docker -H unix://$engine_b/docker.sock"
+C="docker -H unix://$engine_c/docker.sock"
 
 step "3. On node-a: create a volume and write to it"
 show $A volume create --driver drayage demo-data
@@ -76,4 +80,14 @@ step "5. Where the volume lives now"
 show "$bin" --root "$demo/node-b" volume inspect demo-data
 grep -h "volume moved here" "$demo/node-b.log" | sed 's/^/  node-b log: /'
 
-printf '\nThe container on node-b started %d ms after it was asked for, with the volume (64 MiB)\npulled from node-a over mutual TLS, verified and committed first. Cleaning up.\n' "$took"
+printf '\nThe container on node-b started %d ms after it was asked for, with the volume (64 MiB)\npulled from node-a over mutual TLS, verified and committed first.\n' "$took"
+
+step "6. Stop node-a (the first store member): the other two carry on"
+kill "${daemons[0]}"
+wait "${daemons[0]}" 2>/dev/null || true
+t0=$(date +%s%N)
+show $C volume create --driver drayage after-node-a
+show $C run --rm --network none -v demo-data:/data "$image" cat /data/greeting
+printf '\nWith node-a gone, node-c created a volume and moved demo-data from node-b %d ms after it was asked.\n' "$(ms "$t0")"
+show "$bin" --root "$demo/node-c" store ls
+echo "Cleaning up."
