@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -141,14 +142,61 @@ func addrInUse(err error) bool {
 // drayage does not manage.
 var ErrNotEmbedded = errors.New("not the embedded store")
 
+// embeddedStore is the node's embedded store, or why there is none to manage.
+func (d *Daemon) embeddedStore() (*embedded.Store, error) {
+	if es := d.embedded.Load(); es != nil {
+		return es, nil
+	}
+	if spec, err := backends.Parse(d.cfg.Store); err == nil && spec.Kind != backends.KindEmbedded {
+		return nil, fmt.Errorf("node %q uses the store %s: %w; manage its members with its own tools (etcdctl, consul)", d.cfg.Name, d.cfg.Store, ErrNotEmbedded)
+	}
+	return nil, fmt.Errorf("node %q: %w: its embedded store is not running yet; try again in a moment", d.cfg.Name, volume.ErrNotReady)
+}
+
+// RemoveStoreMember removes a member of the embedded store cluster, for 'drayage store
+// remove'.
+func (d *Daemon) RemoveStoreMember(ctx context.Context, name string, force bool) (control.StoreMember, error) {
+	es, err := d.embeddedStore()
+	if err != nil {
+		return control.StoreMember{}, err
+	}
+	m, err := es.RemoveMember(ctx, name, force)
+	if err != nil {
+		return control.StoreMember{}, fmt.Errorf("node %q: %w", d.cfg.Name, err)
+	}
+	return control.StoreMember{Member: m}, nil
+}
+
+// StoreSnapshot writes a snapshot of the embedded store into the state dir, for 'drayage
+// store snapshot', which moves it where the user asked.
+func (d *Daemon) StoreSnapshot(ctx context.Context) (control.SnapshotResult, error) {
+	es, err := d.embeddedStore()
+	if err != nil {
+		return control.SnapshotResult{}, err
+	}
+	f, err := os.CreateTemp(d.cfg.Root, "store-snapshot-*.db")
+	if err != nil {
+		return control.SnapshotResult{}, fmt.Errorf("node %q: store snapshot: %w", d.cfg.Name, err)
+	}
+	n, err := es.Snapshot(ctx, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return control.SnapshotResult{}, fmt.Errorf("node %q: %w", d.cfg.Name, err)
+	}
+	return control.SnapshotResult{Path: f.Name(), Bytes: n}, nil
+}
+
 // StoreMembers lists the members of the embedded store cluster, for 'drayage store ls'.
 func (d *Daemon) StoreMembers(ctx context.Context) ([]control.StoreMember, error) {
-	es := d.embedded.Load()
-	if es == nil {
-		if spec, err := backends.Parse(d.cfg.Store); err == nil && spec.Kind != backends.KindEmbedded {
-			return nil, fmt.Errorf("node %q uses the store %s: %w; list its members with its own tools (etcdctl member list, consul members)", d.cfg.Name, d.cfg.Store, ErrNotEmbedded)
-		}
-		return nil, fmt.Errorf("node %q: %w: its embedded store is not running yet; try again in a moment", d.cfg.Name, volume.ErrNotReady)
+	es, err := d.embeddedStore()
+	if err != nil {
+		return nil, err
 	}
 	ms, err := es.Members(ctx)
 	if err != nil {

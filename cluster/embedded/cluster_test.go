@@ -1,8 +1,10 @@
 package embedded_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -180,4 +182,51 @@ func TestLosingTwoOfThreeVotersIsReportedAsLostQuorumUntilOneReturns(t *testing.
 	q := b.Quorum(ctx)
 	assert.True(t, q.OK)
 	assert.Len(t, q.Voters, 3)
+}
+
+func TestAMemberGoneForGoodIsRemovedAndTheRestKeepsAQuorum(t *testing.T) {
+	ctx := context.Background()
+	stores, _ := threeMembers(t)
+	defer stores["node-a"].Close()
+	defer stores["node-b"].Close()
+	a := stores["node-a"]
+
+	_, err := a.RemoveMember(ctx, "node-x", false)
+	require.ErrorIs(t, err, embedded.ErrNoSuchMember)
+	_, err = a.RemoveMember(ctx, "node-b", false)
+	require.ErrorIs(t, err, embedded.ErrMemberRunning, "a running member is not removed without force")
+
+	require.NoError(t, stores["node-c"].Close()) // node-c is gone for good
+	_, err = a.RemoveMember(ctx, "node-c", false)
+	require.NoError(t, err)
+	ms := voters(t, a, 2)
+	require.Len(t, ms, 2)
+
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = a.Txn(wctx, nil, []cluster.Op{cluster.Put("drayage/volumes/v", []byte("x"))})
+	require.NoError(t, err, "two voters of two: a quorum")
+
+	var snap bytes.Buffer
+	n, err := a.Snapshot(ctx, &snap)
+	require.NoError(t, err)
+	assert.Positive(t, n)
+	assert.Equal(t, int64(snap.Len()), n)
+}
+
+func TestARemovedMemberThatReturnsSetsItsStaleDataAsideAndJoinsAgain(t *testing.T) {
+	stores, opts := threeMembers(t)
+	defer stores["node-a"].Close()
+	defer stores["node-b"].Close()
+	require.NoError(t, stores["node-c"].Close())
+	_, err := stores["node-a"].RemoveMember(context.Background(), "node-c", false)
+	require.NoError(t, err)
+	voters(t, stores["node-a"], 2)
+
+	c := start(t, opts["node-c"]) // back, over the data of its removed member
+	defer c.Close()
+	voters(t, stores["node-a"], 3)
+	aside, err := filepath.Glob(opts["node-c"].Dir + ".removed-*")
+	require.NoError(t, err)
+	assert.Len(t, aside, 1, "the stale data is kept aside, not deleted")
 }

@@ -104,6 +104,16 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if hasData(opts.Dir) && opts.Seeds != nil && removedWhileAway(ctx, opts) {
+		// Its member was removed while this node was away: its data is stale. It is
+		// kept aside, not deleted, and the node joins as a new member.
+		aside := fmt.Sprintf("%s.removed-%d", opts.Dir, time.Now().Unix())
+		if err := os.Rename(opts.Dir, aside); err != nil {
+			return nil, fmt.Errorf("embedded store of node %q: set its stale data aside: %w", opts.Name, err)
+		}
+		opts.Logger.Warn("this node's store member was removed from the cluster while it was away: its stale data is set aside and it joins as a new member",
+			"node", opts.Name, "stale_data", aside)
+	}
 	if hasData(opts.Dir) || opts.Seeds == nil {
 		srv, err := startServer(ctx, opts, embed.ClusterStateFlagNew, "")
 		if err != nil {

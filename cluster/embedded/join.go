@@ -162,3 +162,38 @@ func (o Options) checkCertificate() error {
 	}
 	return nil
 }
+
+// awayWait bounds how long a returning member looks for the others before it starts
+// over its data as it is.
+const awayWait = 10 * time.Second
+
+// removedWhileAway reports whether the cluster that Seeds leads to no longer lists this
+// node's member (by name or peer URL): it was removed while the node was away. When no
+// member answers (the node is the first back, or alone), it is not.
+func removedWhileAway(ctx context.Context, opts Options) bool {
+	deadline := time.Now().Add(awayWait)
+	var seeds []string
+	for len(seeds) == 0 {
+		if seeds = opts.Seeds(); len(seeds) > 0 {
+			break
+		}
+		if (opts.Alone != nil && opts.Alone()) || time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: seeds, TLS: opts.clientTLS(), DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx)})
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	members, err := memberList(ctx, cli)
+	if err != nil {
+		return false
+	}
+	_, peerURL := opts.urls()
+	return !slices.ContainsFunc(members, func(m *etcdserverpb.Member) bool {
+		return m.Name == opts.Name || slices.Contains(m.PeerURLs, peerURL.String())
+	})
+}

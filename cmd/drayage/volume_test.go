@@ -119,3 +119,11 @@ func TestCopyPrintsWhatItMadeAndWithJSONOnlyTheResult(t *testing.T) {
 }
 
 func (fakeNodes) StoreMembers(context.Context) ([]control.StoreMember, error) { return nil, nil }
+
+func (fakeNodes) RemoveStoreMember(context.Context, string, bool) (control.StoreMember, error) {
+	return control.StoreMember{}, nil
+}
+
+func (fakeNodes) StoreSnapshot(context.Context) (control.SnapshotResult, error) {
+	return control.SnapshotResult{}, nil
+}

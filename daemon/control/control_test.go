@@ -193,3 +193,9 @@ func TestRosterSkipsTheReachCheck(t *testing.T) {
 }
 
 func (noNodes) StoreMembers(context.Context) ([]StoreMember, error) { return nil, nil }
+
+func (noNodes) RemoveStoreMember(context.Context, string, bool) (StoreMember, error) {
+	return StoreMember{}, nil
+}
+
+func (noNodes) StoreSnapshot(context.Context) (SnapshotResult, error) { return SnapshotResult{}, nil }

@@ -33,6 +33,8 @@ type Nodes interface {
 	MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error)
 	CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error)
 	StoreMembers(ctx context.Context) ([]StoreMember, error)
+	RemoveStoreMember(ctx context.Context, name string, force bool) (StoreMember, error)
+	StoreSnapshot(ctx context.Context) (SnapshotResult, error)
 }
 
 // NodesOptions says what GET /v1/nodes finds out about each node.
@@ -117,6 +119,8 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 	})
 	mux.HandleFunc("GET /v1/status", handleStatus(nodes))
 	mux.HandleFunc("GET /v1/store/members", handleStoreMembers(nodes))
+	mux.HandleFunc("DELETE /v1/store/members/{name}", handleRemoveStoreMember(nodes))
+	mux.HandleFunc("POST /v1/store/snapshot", handleStoreSnapshot(nodes))
 	return &Server{srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
