@@ -43,6 +43,9 @@ type Config struct {
 	EmbeddedAddr string
 	// StoreVoters is how many voting members the embedded store cluster grows to (odd).
 	StoreVoters int
+	// StoreReplaceAfter: a voting member of the embedded store whose node is down longer
+	// than this is replaced by another node (0: never).
+	StoreReplaceAfter time.Duration
 	// LeaseTTL is how long this node's claims outlive it if it dies or is cut off.
 	LeaseTTL time.Duration
 
@@ -116,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreVoters == 0 {
 		c.StoreVoters = embedded.DefaultVoters
+	}
+	if c.StoreReplaceAfter < 0 || c.StoreReplaceAfter > 0 && c.StoreReplaceAfter < 10*time.Second {
+		return fmt.Errorf("node %q: store replace-after %s: use 0 (never) or 10s or more (longer than a reboot takes, in production) (--store-replace-after, DRAYAGE_STORE_REPLACE_AFTER)", c.Name, c.StoreReplaceAfter)
 	}
 	if c.StoreVoters < 1 || c.StoreVoters > 7 || c.StoreVoters%2 == 0 {
 		return fmt.Errorf("node %q: %d voting store members: use 1, 3, 5 or 7 (an even count tolerates no more failures than the odd count below it) (--store-voters, DRAYAGE_STORE_VOTERS)", c.Name, c.StoreVoters)

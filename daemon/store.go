@@ -42,6 +42,13 @@ func (d *Daemon) embeddedOptions(id *identity.Identity, n *network) embedded.Opt
 		}
 	}
 	opts.Seeds = func() []string { return n.storeMembers(d.cfg.Name) }
+	opts.ReplaceAfter, opts.Roster = d.cfg.StoreReplaceAfter, n.roster
+	opts.OnMember = func(addr string) {
+		if err := n.gossip.SetMeta(func(m *gossip.Meta) { m.Store = addr }, 5*time.Second); err != nil {
+			d.log.Warn("cannot tell the other nodes where this node's store member answers; they find it on the next gossip round", "err", err)
+		}
+		d.log.Info("embedded store member running", "addr", addr)
+	}
 	started := time.Now()
 	opts.Alone = func() bool {
 		if len(d.cfg.Join) == 0 {
@@ -60,6 +67,21 @@ func (d *Daemon) embeddedOptions(id *identity.Identity, n *network) embedded.Opt
 	return opts
 }
 
+// roster is gossip's view for the embedded store: the nodes alive, and since when each
+// node that is dead has been (a node that left is no member to wait for either).
+func (n *network) roster() ([]string, map[string]time.Time) {
+	var alive []string
+	down := map[string]time.Time{}
+	for _, m := range n.gossip.Members() {
+		if m.State == gossip.StateAlive {
+			alive = append(alive, m.Name)
+		} else {
+			down[m.Name] = m.Since
+		}
+	}
+	return alive, down
+}
+
 // storeMembers are the client addresses of the embedded store members that gossip
 // reports alive, other than self's.
 func (n *network) storeMembers(self string) []string {
@@ -72,9 +94,9 @@ func (n *network) storeMembers(self string) []string {
 	return out
 }
 
-// announceStore tells the other nodes, through gossip, where this node's embedded store
-// member answers, so that nodes joining later find it.
-func (d *Daemon) announceStore(store cluster.Store, n *network) {
+// announceStore keeps the node's embedded store, if that is its store, for 'drayage
+// store' and the quorum gauge.
+func (d *Daemon) announceStore(store cluster.Store) {
 	es, ok := store.(*embedded.Store)
 	if !ok {
 		return
@@ -85,13 +107,6 @@ func (d *Daemon) announceStore(store cluster.Store, n *network) {
 		defer cancel()
 		return es.Quorum(ctx).OK, es.Role()
 	})
-	if n == nil || es.ClientAddr() == "" {
-		return
-	}
-	if err := n.gossip.SetMeta(func(m *gossip.Meta) { m.Store = es.ClientAddr() }, 5*time.Second); err != nil {
-		d.log.Warn("cannot tell the other nodes where this node's store member answers; they find it on the next gossip round", "err", err)
-	}
-	d.log.Info("embedded store member running", "addr", es.ClientAddr(), "role", es.Role())
 }
 
 // openStore connects to the cluster store, retrying until it answers or ctx ends. The
@@ -107,7 +122,7 @@ func (d *Daemon) openStore(ctx context.Context, id *identity.Identity, n *networ
 	for {
 		store, err := backends.Open(ctx, cfg)
 		if err == nil {
-			d.announceStore(store, n)
+			d.announceStore(store)
 			return store, nil
 		}
 		if errors.Is(err, embedded.ErrPlaintext) {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -142,13 +144,22 @@ func TestLosingTheLeaderOfThreeChangesNothingForTheOthers(t *testing.T) {
 
 // threeMembers starts a cluster of node-a, node-b and node-c and waits for its three
 // voters; it returns the stores and their options by name.
-func threeMembers(t *testing.T) (map[string]*embedded.Store, map[string]embedded.Options) {
+func threeMembers(t *testing.T, more ...func(*embedded.Options)) (map[string]*embedded.Store, map[string]embedded.Options) {
 	t.Helper()
-	ids, _ := identities(t, "test", "node-a", "node-b", "node-c")
-	opts := map[string]embedded.Options{"node-a": clusterNode(t, ids["node-a"], "")}
+	ids, _ := identities(t, "test", "node-a", "node-b", "node-c", "node-d")
+	node := func(n, seed string) embedded.Options {
+		o := clusterNode(t, ids[n], seed)
+		for _, f := range more {
+			f(&o)
+		}
+		return o
+	}
+	opts := map[string]embedded.Options{"node-a": node("node-a", "")}
 	stores := map[string]*embedded.Store{"node-a": start(t, opts["node-a"])}
+	for _, n := range []string{"node-b", "node-c", "node-d"} {
+		opts[n] = node(n, stores["node-a"].ClientAddr())
+	}
 	for _, n := range []string{"node-b", "node-c"} {
-		opts[n] = clusterNode(t, ids[n], stores["node-a"].ClientAddr())
 		stores[n] = start(t, opts[n])
 	}
 	voters(t, stores["node-a"], 3)
@@ -229,4 +240,49 @@ func TestARemovedMemberThatReturnsSetsItsStaleDataAsideAndJoinsAgain(t *testing.
 	aside, err := filepath.Glob(opts["node-c"].Dir + ".removed-*")
 	require.NoError(t, err)
 	assert.Len(t, aside, 1, "the stale data is kept aside, not deleted")
+}
+
+func TestAVoterDownTooLongIsReplacedByAClientNode(t *testing.T) {
+	var mu sync.Mutex
+	downSince := map[string]time.Time{}
+	roster := func(o *embedded.Options) {
+		o.ReplaceAfter = time.Second
+		o.Roster = func() ([]string, map[string]time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			alive := []string{}
+			for _, n := range []string{"node-a", "node-b", "node-c", "node-d"} {
+				if _, down := downSince[n]; !down {
+					alive = append(alive, n)
+				}
+			}
+			return alive, maps.Clone(downSince)
+		}
+	}
+	stores, opts := threeMembers(t, roster)
+	defer stores["node-a"].Close()
+	defer stores["node-b"].Close()
+	d := start(t, opts["node-d"])
+	defer d.Close()
+	require.Equal(t, embedded.RoleClient, d.Role(), "three voters: node-d is a client")
+
+	require.NoError(t, stores["node-c"].Close())
+	mu.Lock()
+	downSince["node-c"] = time.Now()
+	mu.Unlock()
+	var names []string
+	require.Eventually(t, func() bool {
+		ms, err := stores["node-a"].Members(context.Background())
+		if err != nil {
+			return false
+		}
+		names = names[:0]
+		for _, m := range ms {
+			if m.Role == embedded.RoleVoter && m.Started {
+				names = append(names, m.Name)
+			}
+		}
+		return slices.Equal(names, []string{"node-a", "node-b", "node-d"})
+	}, 30*time.Second, 200*time.Millisecond, "node-c's seat goes to node-d; voters now %v", names)
+	require.Eventually(t, func() bool { return d.Role() == embedded.RoleVoter }, 10*time.Second, 100*time.Millisecond)
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -63,6 +64,16 @@ type Options struct {
 	Alone func() bool
 	// Voters is how many voting members the cluster grows to: odd, default 3.
 	Voters int
+	// ReplaceAfter: a voting member down (Roster) longer than this is removed by the
+	// leader when another node can take its seat (0: never). A client node takes a free
+	// seat by itself.
+	ReplaceAfter time.Duration
+	// Roster, if set, is gossip's view: the nodes alive now, and since when each node
+	// that is down has been.
+	Roster func() (alive []string, downSince map[string]time.Time)
+	// OnMember, if set, is called with the member's client address once this node runs a
+	// member (at start, or when it takes a free seat later).
+	OnMember func(clientAddr string)
 	// Logger receives membership changes (nil: discarded).
 	Logger *slog.Logger
 }
@@ -87,12 +98,14 @@ func loopback(addr string) bool {
 // process (server set), or a client of the members on other nodes.
 type Store struct {
 	*etcdstore.Store
-	server *embed.Etcd
+	server atomic.Pointer[embed.Etcd] // nil on a client, until it takes a seat
 	opts   Options
 	stop   context.CancelFunc
 	done   chan struct{}
-	// lostFor counts the steward's rounds without a leader (steward's own).
-	lostFor int
+	// lostFor counts the steward's rounds without a leader, and noSpareSaid names the
+	// member whose replacement it said it can't make (the steward's own).
+	lostFor     int
+	noSpareSaid string
 }
 
 var _ cluster.Store = (*Store)(nil)
@@ -217,14 +230,29 @@ func connect(ctx context.Context, opts Options, srv *embed.Etcd, endpoints []str
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.Background())
-	s := &Store{Store: client, server: srv, opts: opts, stop: stop, done: make(chan struct{})}
+	s := &Store{Store: client, opts: opts, stop: stop, done: make(chan struct{})}
+	if srv != nil {
+		s.member(srv)
+	}
 	go func() {
 		defer close(s.done)
-		if srv != nil {
-			s.steward(bg)
+		if srv == nil {
+			if srv = s.takeSeat(bg); srv == nil {
+				return
+			}
+			s.member(srv)
 		}
+		s.steward(bg)
 	}()
 	return s, nil
+}
+
+// member records that this node's member runs, and says so (Options.OnMember).
+func (s *Store) member(srv *embed.Etcd) {
+	s.server.Store(srv)
+	if s.opts.OnMember != nil {
+		s.opts.OnMember(s.opts.ClientAddr)
+	}
 }
 
 // Close disconnects and stops the server.
@@ -232,8 +260,8 @@ func (s *Store) Close() error {
 	s.stop()
 	<-s.done
 	err := s.Store.Close()
-	if s.server != nil {
-		s.server.Close()
+	if srv := s.server.Load(); srv != nil {
+		srv.Close()
 	}
 	return err
 }

@@ -21,19 +21,33 @@ import (
 var ErrAddressNotInCertificate = errors.New("the node's certificate does not name its store address")
 
 // join makes this node part of the running cluster that seeds (client addresses of its
-// members) lead to: a learner member while the cluster has fewer members than Voters,
-// else a client. A node the cluster knows as a member but that has no data (it lost its
-// disk, or was removed and wiped its stale data) is removed and joins as a new member.
+// members) lead to: a member if it can be one (becomeMember), else a client.
 func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: seeds, TLS: opts.clientTLS(), DialTimeout: 5 * time.Second,
-		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx)})
+	cli, err := newClient(ctx, opts, seeds)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store of node %q: join the members at %v: %w", opts.Name, seeds, err)
 	}
 	defer cli.Close()
+	srv, members, err := becomeMember(ctx, opts, cli)
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, opts, srv, voterURLs(members))
+}
+
+func newClient(ctx context.Context, opts Options, endpoints []string) (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{Endpoints: endpoints, TLS: opts.clientTLS(), DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx)})
+}
+
+// becomeMember adds this node to the cluster cli reaches as a learner and starts its
+// member, while the cluster has fewer members than Voters; otherwise it returns no
+// server (the node is a client) and the members. A node the cluster knows as a member but
+// that has no data (it lost its disk) is removed and added as a new member.
+func becomeMember(ctx context.Context, opts Options, cli *clientv3.Client) (*embed.Etcd, []*etcdserverpb.Member, error) {
 	members, err := memberList(ctx, cli)
 	if err != nil {
-		return nil, fmt.Errorf("embedded store of node %q: list the members at %v: %w", opts.Name, seeds, err)
+		return nil, nil, fmt.Errorf("embedded store of node %q: list the members: %w", opts.Name, err)
 	}
 	if eps := voterURLs(members); len(eps) > 0 {
 		cli.SetEndpoints(eps...) // membership changes go to voters: a learner refuses them
@@ -49,27 +63,26 @@ func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
 		_, err := cli.MemberRemove(cctx, members[self].ID)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("embedded store of node %q: remove its stale member %x before rejoining: %w", opts.Name, members[self].ID, err)
+			return nil, nil, fmt.Errorf("embedded store of node %q: remove its stale member %x before rejoining: %w", opts.Name, members[self].ID, err)
 		}
 		if members, err = memberList(ctx, cli); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		self = -1
 	}
 	if self < 0 {
 		if len(members) >= opts.Voters {
-			opts.Logger.Info("the store cluster has all its members: this node is a client", "node", opts.Name, "members", len(members))
-			return connect(ctx, opts, nil, voterURLs(members))
+			return nil, members, nil
 		}
 		if err := opts.checkCertificate(); err != nil {
 			opts.Logger.Error("this node can't be a store member; it is a client", "node", opts.Name, "err", err)
-			return connect(ctx, opts, nil, voterURLs(members))
+			return nil, members, nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, changeTimeout)
 		resp, err := cli.MemberAddAsLearner(cctx, []string{peerURL.String()})
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("embedded store of node %q: add it as a learner member: %w", opts.Name, err)
+			return nil, nil, fmt.Errorf("embedded store of node %q: add it as a learner member: %w", opts.Name, err)
 		}
 		members = resp.Members
 		opts.Logger.Info("joining the store cluster as a learner", "node", opts.Name, "member", fmt.Sprintf("%x", resp.Member.ID), "peer", peerURL.String())
@@ -77,19 +90,19 @@ func join(ctx context.Context, opts Options, seeds []string) (*Store, error) {
 	for attempt := 1; ; attempt++ {
 		srv, err := startServer(ctx, opts, embed.ClusterStateFlagExisting, initialCluster(members, opts.Name, peerURL.String()))
 		if err == nil {
-			return connect(ctx, opts, srv, voterURLs(members))
+			return srv, members, nil
 		}
 		if attempt == 10 || !membershipChanged(err) {
-			return nil, err
+			return nil, nil, err
 		}
 		// Another node was added since the list was read (nodes joining at once): the
 		// member checks its list against the cluster's. Nothing was written; read again.
 		if err := os.RemoveAll(opts.Dir); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		time.Sleep(200 * time.Millisecond)
 		if members, err = memberList(ctx, cli); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 }
@@ -182,8 +195,7 @@ func removedWhileAway(ctx context.Context, opts Options) bool {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: seeds, TLS: opts.clientTLS(), DialTimeout: 5 * time.Second,
-		Logger: zap.NewNop(), Context: context.WithoutCancel(ctx)})
+	cli, err := newClient(ctx, opts, seeds)
 	if err != nil {
 		return false
 	}

@@ -83,10 +83,11 @@ func (s *Store) status(ctx context.Context, u string) (uint64, error) {
 
 // Role is this node's part in the store cluster.
 func (s *Store) Role() string {
+	srv := s.server.Load()
 	switch {
-	case s.server == nil:
+	case srv == nil:
 		return RoleClient
-	case s.server.Server.IsLearner():
+	case srv.Server.IsLearner():
 		return RoleLearner
 	default:
 		return RoleVoter
@@ -95,7 +96,7 @@ func (s *Store) Role() string {
 
 // ClientAddr is the client address of this node's member, or "" on a client.
 func (s *Store) ClientAddr() string {
-	if s.server == nil {
+	if s.server.Load() == nil {
 		return ""
 	}
 	return s.opts.ClientAddr

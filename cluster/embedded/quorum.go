@@ -23,8 +23,8 @@ type Quorum struct {
 // Quorum asks whether the voting members have a leader: this node's member knows; a
 // client asks the voting members it knows, each for at most a second.
 func (s *Store) Quorum(ctx context.Context) Quorum {
-	if s.server != nil {
-		es := s.server.Server
+	if srv := s.server.Load(); srv != nil {
+		es := srv.Server
 		var q Quorum
 		for _, m := range es.Cluster().Members() {
 			if m.IsLearner {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	etcderrors "go.etcd.io/etcd/server/v3/etcdserver/errors"
 )
 
@@ -29,7 +30,7 @@ func (s *Store) steward(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		es := s.server.Server
+		es := s.server.Load().Server
 		s.followVoters()
 		quorate = s.reportQuorum(ctx, quorate, es.Leader() != 0)
 		if es.Leader() != es.MemberID() {
@@ -60,6 +61,46 @@ func (s *Store) steward(ctx context.Context) {
 			}
 			s.opts.Logger.Info("promoted a learner to a voting member of the store cluster", "node", s.opts.Name, "member", id)
 		}
+		s.replaceDown(ctx)
+	}
+}
+
+// replaceDown, on the leader, removes one voting member whose node has been down
+// longer than ReplaceAfter, if another node can take its seat (a started learner, which
+// is then promoted, or a live node that is no member, which joins as a learner). The
+// leader acts, so a quorum holds; removing a member that is down keeps it.
+func (s *Store) replaceDown(ctx context.Context) {
+	if s.opts.ReplaceAfter <= 0 || s.opts.Roster == nil {
+		return
+	}
+	alive, downSince := s.opts.Roster()
+	es := s.server.Load().Server
+	members := es.Cluster().Members()
+	spare := slices.ContainsFunc(alive, func(n string) bool {
+		return !slices.ContainsFunc(members, func(m *membership.Member) bool { return m.Name == n })
+	}) || slices.ContainsFunc(members, func(m *membership.Member) bool { return m.IsLearner && m.Name != "" })
+	for _, m := range members {
+		since, down := downSince[m.Name]
+		if m.IsLearner || m.Name == "" || m.ID == es.MemberID() || !down || time.Since(since) < s.opts.ReplaceAfter {
+			continue
+		}
+		if !spare {
+			if s.noSpareSaid != m.Name {
+				s.opts.Logger.Warn("a voting member of the store cluster is down for long, but no other node can take its seat", "node", s.opts.Name, "member", m.Name, "down_for", time.Since(since).Round(time.Second))
+				s.noSpareSaid = m.Name
+			}
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, changeTimeout)
+		_, err := es.RemoveMember(rctx, uint64(m.ID))
+		cancel()
+		if err != nil {
+			s.opts.Logger.Warn("cannot remove a store member that is down for long; trying again", "node", s.opts.Name, "member", m.Name, "err", err)
+			return
+		}
+		s.opts.Logger.Warn("removed a store member down for longer than DRAYAGE_STORE_REPLACE_AFTER; another node takes its seat, and it joins as a new member if it returns",
+			"node", s.opts.Name, "member", m.Name, "down_for", time.Since(since).Round(time.Second), "replace_after", s.opts.ReplaceAfter)
+		return // one a round
 	}
 }
 
@@ -79,7 +120,7 @@ func promotions(voters, learners, max int) int {
 // from this member's view of the membership, if they changed.
 func (s *Store) followVoters() {
 	var eps []string
-	for _, m := range s.server.Server.Cluster().Members() {
+	for _, m := range s.server.Load().Server.Cluster().Members() {
 		if !m.IsLearner && m.Name != "" {
 			eps = append(eps, m.ClientURLs...)
 		}

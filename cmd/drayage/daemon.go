@@ -67,6 +67,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&cfg.StoreToken, "store-token", "", "Consul ACL token (prefer the variable to the flag)")
 	f.StringVar(&cfg.EmbeddedAddr, "embedded-addr", "127.0.0.1:7793", "where the embedded store listens for clients (its peers on the next port); on a network a loopback host means the advertised address, where the other nodes' members reach it")
 	f.IntVar(&cfg.StoreVoters, "store-voters", 3, "voting members the embedded store cluster grows to, as nodes join (1, 3, 5 or 7); further nodes are its clients")
+	f.DurationVar(&cfg.StoreReplaceAfter, "store-replace-after", 15*time.Minute, "replace a voting member of the embedded store whose node is down this long by another node (0: never)")
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", 10*time.Second, "how long this node's claims outlive it when it dies or is cut off")
 	f.StringVar(&cfg.TLSDir, "tls-dir", "/etc/drayage", "the node's certificate, the cluster CA and the gossip key (see 'drayage tls init'); without them the node runs alone")
 	f.StringSliceVar(&cfg.Join, "join", nil, "gossip seeds to join, host[:port], comma-separated")
@@ -86,7 +87,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.IntVar(&cfg.MaxDataConns, "max-data-conns", 128, "data connections this node serves at once, handshakes included; more are closed at once")
 	f.DurationVar(&cfg.StagingGrace, "staging-grace", 6*time.Hour, "how long what a failed pull received is kept for a retry to resume from, unused, before it is deleted")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
-		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "store-voters", "lease-ttl", "tls-dir", "join",
+		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "store-voters", "store-replace-after", "lease-ttl", "tls-dir", "join",
 		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
 		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace")
 	return cmd
