@@ -21,7 +21,7 @@ import (
 
 // clusterNode is the options of node id's part in a cluster whose first member is at
 // seed ("" for the first node itself).
-func clusterNode(t *testing.T, id *identity.Identity, seed string) embedded.Options {
+func clusterNode(t testing.TB, id *identity.Identity, seed string) embedded.Options {
 	t.Helper()
 	opts := options(t, id)
 	opts.Seeds, opts.Alone = func() []string {
@@ -35,7 +35,7 @@ func clusterNode(t *testing.T, id *identity.Identity, seed string) embedded.Opti
 
 // voters waits until s sees want voting members, one of them the leader, and returns the
 // members.
-func voters(t *testing.T, s *embedded.Store, want int) []embedded.Member {
+func voters(t testing.TB, s *embedded.Store, want int) []embedded.Member {
 	t.Helper()
 	var ms []embedded.Member
 	require.Eventually(t, func() bool {
@@ -144,7 +144,7 @@ func TestLosingTheLeaderOfThreeChangesNothingForTheOthers(t *testing.T) {
 
 // threeMembers starts a cluster of node-a, node-b and node-c and waits for its three
 // voters; it returns the stores and their options by name.
-func threeMembers(t *testing.T, more ...func(*embedded.Options)) (map[string]*embedded.Store, map[string]embedded.Options) {
+func threeMembers(t testing.TB, more ...func(*embedded.Options)) (map[string]*embedded.Store, map[string]embedded.Options) {
 	t.Helper()
 	ids, _ := identities(t, "test", "node-a", "node-b", "node-c", "node-d")
 	node := func(n, seed string) embedded.Options {

@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("net/http.(*connReader).backgroundRead"))
 }
 
-func start(t *testing.T, opts embedded.Options) *embedded.Store {
+func start(t testing.TB, opts embedded.Options) *embedded.Store {
 	t.Helper()
 	s, err := embedded.Start(context.Background(), opts)
 	require.NoError(t, err)

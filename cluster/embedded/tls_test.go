@@ -23,7 +23,7 @@ import (
 
 // identities makes a cluster CA and the TLS dirs of nodes, with 127.0.0.1 in their
 // certificates, and loads them.
-func identities(t *testing.T, cluster string, nodes ...string) (map[string]*identity.Identity, string) {
+func identities(t testing.TB, cluster string, nodes ...string) (map[string]*identity.Identity, string) {
 	t.Helper()
 	ca, err := identity.NewCA(cluster)
 	require.NoError(t, err)
@@ -40,7 +40,7 @@ func identities(t *testing.T, cluster string, nodes ...string) (map[string]*iden
 }
 
 // options are those of node id's store on loopback, on ports of its own.
-func options(t *testing.T, id *identity.Identity) embedded.Options {
+func options(t testing.TB, id *identity.Identity) embedded.Options {
 	t.Helper()
 	return embedded.Options{
 		Dir:        filepath.Join(t.TempDir(), "store"),
@@ -51,7 +51,7 @@ func options(t *testing.T, id *identity.Identity) embedded.Options {
 	}
 }
 
-func tlsServer(t *testing.T, id *identity.Identity) embedded.Options {
+func tlsServer(t testing.TB, id *identity.Identity) embedded.Options {
 	t.Helper()
 	opts := options(t, id)
 	s := start(t, opts)
