@@ -77,7 +77,8 @@ func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
 	}
 }
 
-// Every variable the managed plugin sets or exposes is a setting the daemon reads.
+// Every variable the managed plugin sets or exposes is a setting the daemon reads, and
+// every setting is exposed.
 func TestConfigJSONVariablesAreDaemonSettings(t *testing.T) {
 	b, err := os.ReadFile("../../config.json")
 	require.NoError(t, err)
@@ -90,8 +91,13 @@ func TestConfigJSONVariablesAreDaemonSettings(t *testing.T) {
 		known[env] = true
 	}
 	require.NotEmpty(t, cfg.Env)
+	exposed := map[string]bool{}
 	for _, e := range cfg.Env {
 		assert.True(t, known[e.Name], "config.json sets %s, which no daemon flag reads", e.Name)
+		exposed[e.Name] = true
+	}
+	for env := range known {
+		assert.True(t, exposed[env], "the daemon reads %s, but the managed plugin does not expose it (config.json): 'docker plugin set' would refuse it", env)
 	}
 }
 
