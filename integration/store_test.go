@@ -144,8 +144,10 @@ func TestTheEmbeddedStoreIsAClusterThatSurvivesItsNodesFaults(t *testing.T) {
 	}
 	v.cut()
 	time.Sleep(8 * time.Second) // past the lease TTL (5s)
+	asked := time.Now()
 	out := mustFail(t, "docker", "-H", v.engine.host, "volume", "create", "-d", nodePlugin, "cut-off")
-	t.Logf("docker volume create on the cut-off voter: %s", strings.TrimSpace(out))
+	assert.Contains(t, out, "lost its quorum", "the cut-off voter decides nothing, and says why")
+	t.Logf("docker volume create on the cut-off voter failed %s later: %s", time.Since(asked).Round(time.Millisecond), strings.TrimSpace(out))
 	createOn(t, others[0], "during-cut")
 	v.heal()
 	eventually(t, 2*timeout, "the healed voter to see the volume made while it was cut off", func() bool {

@@ -226,6 +226,12 @@ func TestGetDuringAStoreOutageDescribesTheProblem(t *testing.T) {
 	assert.Equal(t, "node-a", info.Node)
 	assert.Contains(t, info.Problem, "cluster store")
 	assert.Contains(t, info.Problem, "DRAYAGE_STORE")
+	// A name this node holds nothing of: an error, not a volume (the engine would take a
+	// volume for one that exists, and 'docker volume create' would create nothing).
+	_, err = m.Get(short, "unknown")
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrNotFound)
+	assert.Contains(t, err.Error(), "cluster store")
 
 	short2, cancel2 := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel2()

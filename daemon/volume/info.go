@@ -55,8 +55,8 @@ type ClaimInfo struct {
 
 // Get describes one volume, with its size measured if it is held here. It fails only for
 // a volume that does not exist (the engine forgets a volume whose Get fails): a volume
-// whose records can't be read, here or in the cluster store, is described with the
-// problem instead. A volume on its way to a node has its Progress.
+// held here whose records can't be read, here or in the cluster store, is described with
+// the problem instead. One not held here that the store can't tell of is an error. A volume on its way to a node has its Progress.
 func (m *Manager) Get(ctx context.Context, name string) (Info, error) {
 	return m.get(ctx, name, true)
 }
@@ -77,8 +77,14 @@ func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, err
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Info{}, err
+	case err != nil && errors.Is(localErr, localstore.ErrNotExist):
+		// The store can't say and this node holds no such volume: say that it can't be
+		// told, never "no such volume" and never a volume, which the engine would take
+		// for one that exists (docker volume create would then answer success and create
+		// nothing).
+		return Info{}, err
 	case err != nil:
-		// The store can't say; never report "no such volume" for that.
+		// The store can't say; the volume held here is described, with the problem.
 		m.log.Warn("cannot read volume from the cluster store", "volume", name, "err", err)
 		info := Info{Name: name, Node: "", State: StateUnknown, Size: -1, Problem: err.Error()}
 		if localErr == nil {
