@@ -35,26 +35,32 @@ func storeMembers(t *testing.T, n *node) ([]control.StoreMember, error) {
 // members, all answering, one of them the leader, and returns the leader's name.
 func votersAre(t *testing.T, n *node, names ...string) string {
 	t.Helper()
-	leader := ""
-	eventually(t, 3*timeout, "node "+n.name+" to see the store's voters "+strings.Join(names, ", ")+" and a leader", func() bool {
+	var last []control.StoreMember
+	var lastErr error
+	deadline := time.Now().Add(3 * timeout)
+	for {
 		ms, err := storeMembers(t, n)
-		if err != nil {
-			return false
-		}
+		last, lastErr = ms, err
 		var voters []string
-		leader = ""
+		leader, ok := "", err == nil
 		for _, m := range ms {
 			if m.Role != "voter" || !m.Started || !m.Reachable {
-				return false
+				ok = false
 			}
 			voters = append(voters, m.Name)
 			if m.Leader {
 				leader = m.Name
 			}
 		}
-		return strings.Join(voters, ",") == strings.Join(names, ",") && leader != ""
-	})
-	return leader
+		if ok && strings.Join(voters, ",") == strings.Join(names, ",") && leader != "" {
+			return leader
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s does not see the store's voters %s and a leader after %s; last it saw %+v (err %v)",
+				n.name, strings.Join(names, ", "), 3*timeout, last, lastErr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // createOn makes a volume on node n through its engine; it fails the test if it can't.
