@@ -47,7 +47,9 @@ func (d *Daemon) embeddedOptions(id *identity.Identity, n *network) embedded.Opt
 		if err := n.gossip.SetMeta(func(m *gossip.Meta) { m.Store = addr }, 5*time.Second); err != nil {
 			d.log.Warn("cannot tell the other nodes where this node's store member answers; they find it on the next gossip round", "err", err)
 		}
-		d.log.Info("embedded store member running", "addr", addr)
+		if addr != "" {
+			d.log.Info("embedded store member running", "addr", addr)
+		}
 	}
 	started := time.Now()
 	opts.Alone = func() bool {

@@ -286,3 +286,24 @@ func TestAVoterDownTooLongIsReplacedByAClientNode(t *testing.T) {
 	}, 30*time.Second, 200*time.Millisecond, "node-c's seat goes to node-d; voters now %v", names)
 	require.Eventually(t, func() bool { return d.Role() == embedded.RoleVoter }, 10*time.Second, 100*time.Millisecond)
 }
+
+func TestAMemberRemovedWhileItRunsGoesOnAsAClientWithItsStaleDataSetAside(t *testing.T) {
+	ctx := context.Background()
+	stores, opts := threeMembers(t)
+	for _, s := range stores {
+		defer s.Close()
+	}
+	c := stores["node-c"]
+	require.Eventually(t, func() bool { // as the leader does for a member cut off too long
+		_, err := stores["node-a"].RemoveMember(ctx, "node-c", true)
+		return err == nil // "unhealthy cluster" while the members are new
+	}, 20*time.Second, 500*time.Millisecond)
+	require.Eventually(t, func() bool {
+		aside, _ := filepath.Glob(opts["node-c"].Dir + ".removed-*")
+		return c.Role() == embedded.RoleClient && len(aside) == 1 // kept aside, not deleted
+	}, 30*time.Second, 100*time.Millisecond, "node-c a client, its stale data set aside")
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := c.Txn(wctx, nil, []cluster.Op{cluster.Put("drayage/volumes/from-c", []byte("x"))})
+	require.NoError(t, err, "node-c goes on as a client of the others")
+}

@@ -72,7 +72,8 @@ type Options struct {
 	// that is down has been.
 	Roster func() (alive []string, downSince map[string]time.Time)
 	// OnMember, if set, is called with the member's client address once this node runs a
-	// member (at start, or when it takes a free seat later).
+	// member (at start, or when it takes a free seat later), and with "" when the member
+	// stops.
 	OnMember func(clientAddr string)
 	// Logger receives membership changes (nil: discarded).
 	Logger *slog.Logger
@@ -236,15 +237,46 @@ func connect(ctx context.Context, opts Options, srv *embed.Etcd, endpoints []str
 	}
 	go func() {
 		defer close(s.done)
-		if srv == nil {
-			if srv = s.takeSeat(bg); srv == nil {
+		for {
+			if srv == nil {
+				if srv = s.takeSeat(bg); srv == nil {
+					return
+				}
+				s.member(srv)
+			}
+			s.steward(bg) // until ctx ends or the member stops
+			if bg.Err() != nil {
 				return
 			}
-			s.member(srv)
+			s.memberStopped(bg, srv)
+			srv = nil
 		}
-		s.steward(bg)
 	}()
 	return s, nil
+}
+
+// memberStopped handles this node's member stopping while the node runs: the node goes
+// on as a client. If the cluster removed the member (the leader replaced it while it was
+// cut off, or an operator removed it), its data is stale: it is set aside, and the node
+// may take a seat again later as a new member.
+func (s *Store) memberStopped(ctx context.Context, srv *embed.Etcd) {
+	s.server.Store(nil)
+	srv.Close()
+	if s.opts.OnMember != nil {
+		s.opts.OnMember("")
+	}
+	if !removedWhileAway(ctx, s.opts) {
+		s.opts.Logger.Error("this node's store member stopped; the node goes on as a client of the others. Its data is kept; see the log above for why, and restart the node to run the member again",
+			"node", s.opts.Name, "dir", s.opts.Dir)
+		return
+	}
+	aside := fmt.Sprintf("%s.removed-%d", s.opts.Dir, time.Now().Unix())
+	if err := os.Rename(s.opts.Dir, aside); err != nil {
+		s.opts.Logger.Error("this node's store member was removed from the cluster, and its stale data can't be set aside", "node", s.opts.Name, "dir", s.opts.Dir, "err", err)
+		return
+	}
+	s.opts.Logger.Warn("this node's store member was removed from the cluster: it goes on as a client, its stale data set aside; it takes a seat again if one frees",
+		"node", s.opts.Name, "stale_data", aside)
 }
 
 // member records that this node's member runs, and says so (Options.OnMember).

@@ -84,10 +84,16 @@ func (s *Store) status(ctx context.Context, u string) (uint64, error) {
 // Role is this node's part in the store cluster.
 func (s *Store) Role() string {
 	srv := s.server.Load()
-	switch {
-	case srv == nil:
+	if srv == nil {
 		return RoleClient
-	case srv.Server.IsLearner():
+	}
+	// Asked of the membership, not of the server: etcd panics asking a removed member
+	// whether it is a learner.
+	m := srv.Server.Cluster().Member(srv.Server.MemberID())
+	switch {
+	case m == nil:
+		return RoleClient
+	case m.IsLearner:
 		return RoleLearner
 	default:
 		return RoleVoter

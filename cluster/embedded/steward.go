@@ -13,7 +13,7 @@ import (
 // stewardEvery is how often the leader looks at the membership.
 const stewardEvery = time.Second
 
-// steward runs beside this node's member until ctx ends. It points the node's client at
+// steward runs beside this node's member until ctx ends or the member stops. It points the node's client at
 // the voting members as this member sees them, so that the client follows promotions
 // and a lost member at once (the client's own sync asks a member, which may be the one
 // lost). While the member leads, it promotes learners that have caught up so that the voting members grow toward Voters
@@ -24,13 +24,15 @@ func (s *Store) steward(ctx context.Context) {
 	t := time.NewTicker(stewardEvery)
 	defer t.Stop()
 	quorate := true
+	es := s.server.Load().Server
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-es.StopNotify(): // removed from the cluster, or failed
+			return
 		case <-t.C:
 		}
-		es := s.server.Load().Server
 		s.followVoters()
 		quorate = s.reportQuorum(ctx, quorate, es.Leader() != 0)
 		if es.Leader() != es.MemberID() {
