@@ -23,7 +23,7 @@ const stewardEvery = time.Second
 func (s *Store) steward(ctx context.Context) {
 	t := time.NewTicker(stewardEvery)
 	defer t.Stop()
-	quorate := true
+	quorate, leaderless := true, 0
 	es := s.server.Load().Server
 	for {
 		select {
@@ -35,6 +35,17 @@ func (s *Store) steward(ctx context.Context) {
 		}
 		s.followVoters()
 		quorate = s.reportQuorum(ctx, quorate, es.Leader() != 0)
+		if es.Leader() == 0 {
+			leaderless++
+		} else {
+			leaderless = 0
+		}
+		// A member removed while it was cut off learns it from its peers' refusals,
+		// which a partition may keep from it; with no leader for a while, it asks the
+		// members gossip names whether it is still one of them.
+		if leaderless > 0 && leaderless%5 == 0 && s.opts.Seeds != nil && len(s.opts.Seeds()) > 0 && removedWhileAway(ctx, s.opts) {
+			return
+		}
 		if es.Leader() != es.MemberID() {
 			continue
 		}
