@@ -6,7 +6,8 @@
 //
 //	cluster              the Store contract and the Registry of volumes, claims and nodes
 //	cluster/backends     opens a Store from a --store URL (embedded, etcd://, consul://)
-//	cluster/embedded     the etcd server inside the daemon, and a Store over it
+//	cluster/embedded     the etcd cluster the nodes form by themselves, a member per node
+//	                     up to three voters, and a Store over it
 //	cluster/etcdstore    a Store over an etcd cluster
 //	cluster/consulstore  a Store over Consul's KV, sessions and blocking queries
 //	cluster/storetest    the conformance suite every Store runs against a real server

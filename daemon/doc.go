@@ -10,7 +10,9 @@
 //
 // Files:
 //
-//	daemon.go  New and Run: the store, the lease, the loops, the control socket
+//	daemon.go  New and Run: the network, the store, the lease, the loops, the control socket
+//	store.go   opening the store; the embedded store's part: found through gossip,
+//	           its members (drayage store ls/remove/snapshot) and its quorum gauge
 //	config.go  the settings (flags and DRAYAGE_* variables) and their checks
 //	node.go    joining the cluster network: identity, gossip, the control and data ports
 //	puller.go  the volume manager's Puller: how a pull reaches the transfer engine
