@@ -6,9 +6,13 @@
 // gossip) form one raft cluster with it (join.go): a new node is added as a learner, which
 // copies the data without a vote, and the leader promotes learners once they have caught
 // up, so that the voting members grow 1 -> 3 (Options.Voters) without ever settling on an
-// even count (steward.go). Nodes beyond that are clients only. Every node's client talks
-// to all voting members and follows membership changes, so one member's loss is a
-// leader election, not an outage. Members lists them (members.go).
+// even count (steward.go). Nodes beyond that are clients; a client takes a seat that
+// frees (seat.go). Every node's client talks to all voting members and follows
+// membership changes, so one member's loss is a leader election, not an outage. The
+// leader replaces a voter down longer than Options.ReplaceAfter; a removed member sets
+// its stale data aside and goes on as a client (join.go, embedded.go). Members lists
+// them, RemoveMember and Snapshot serve the operator (members.go, remove.go), and a lost
+// quorum is said as such (quorum.go).
 //
 // The store's word decides who may write a volume, so only the cluster's nodes may speak
 // to it: on a node with a cluster identity, both of the server's ports serve TLS 1.3 with
