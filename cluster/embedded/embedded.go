@@ -217,13 +217,7 @@ func hasData(dir string) bool {
 func connect(ctx context.Context, opts Options, srv *embed.Etcd, endpoints []string) (*Store, error) {
 	if srv != nil {
 		// The member's own view of the voters: a learner serves no client requests.
-		var voters []string
-		for _, m := range srv.Server.Cluster().Members() {
-			if !m.IsLearner && m.Name != "" {
-				voters = append(voters, m.ClientURLs...)
-			}
-		}
-		if len(voters) > 0 {
+		if voters := seenVoters(srv); len(voters) > 0 {
 			endpoints = voters
 		}
 	}

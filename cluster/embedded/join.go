@@ -53,9 +53,7 @@ func becomeMember(ctx context.Context, opts Options, cli *clientv3.Client) (*emb
 		cli.SetEndpoints(eps...) // membership changes go to voters: a learner refuses them
 	}
 	_, peerURL := opts.urls()
-	self := slices.IndexFunc(members, func(m *etcdserverpb.Member) bool {
-		return m.Name == opts.Name || slices.Contains(m.PeerURLs, peerURL.String())
-	})
+	self := slices.IndexFunc(members, opts.isSelf)
 	if self >= 0 && members[self].Name != "" {
 		opts.Logger.Warn("the store cluster knows this node as a member but its data is gone: rejoining as a new member",
 			"node", opts.Name, "member", fmt.Sprintf("%x", members[self].ID), "dir", opts.Dir)
@@ -204,8 +202,12 @@ func removedWhileAway(ctx context.Context, opts Options) bool {
 	if err != nil {
 		return false
 	}
-	_, peerURL := opts.urls()
-	return !slices.ContainsFunc(members, func(m *etcdserverpb.Member) bool {
-		return m.Name == opts.Name || slices.Contains(m.PeerURLs, peerURL.String())
-	})
+	return !slices.ContainsFunc(members, opts.isSelf)
+}
+
+// isSelf reports whether m is this node's member: by name, or, for one added but not yet
+// started, by peer URL.
+func (o Options) isSelf(m *etcdserverpb.Member) bool {
+	_, peerURL := o.urls()
+	return m.Name == o.Name || slices.Contains(m.PeerURLs, peerURL.String())
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	etcderrors "go.etcd.io/etcd/server/v3/etcdserver/errors"
 )
@@ -129,15 +130,22 @@ func promotions(voters, learners, max int) int {
 	return target - voters
 }
 
-// followVoters sets the client's endpoints to the started voting members' client URLs,
-// from this member's view of the membership, if they changed.
-func (s *Store) followVoters() {
+// seenVoters are the client URLs of the started voting members, as member srv sees the
+// membership (no network call).
+func seenVoters(srv *embed.Etcd) []string {
 	var eps []string
-	for _, m := range s.server.Load().Server.Cluster().Members() {
+	for _, m := range srv.Server.Cluster().Members() {
 		if !m.IsLearner && m.Name != "" {
 			eps = append(eps, m.ClientURLs...)
 		}
 	}
+	return eps
+}
+
+// followVoters sets the client's endpoints to the started voting members' client URLs,
+// from this member's view of the membership, if they changed.
+func (s *Store) followVoters() {
+	eps := seenVoters(s.server.Load())
 	slices.Sort(eps)
 	cli := s.Client()
 	have := slices.Clone(cli.Endpoints())
