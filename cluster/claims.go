@@ -200,7 +200,8 @@ func (r *Registry) CommitMigration(ctx context.Context, c *Claim, size int64, ro
 		v.Owner, v.Epoch, v.Size, v.Root = c.Node, c.Epoch, size, root
 		return txn{
 			conds: []Cond{{Key: r.claimKey(c.Volume), Rev: c.Rev}, {Key: r.volumeKey(c.Volume), Rev: c.BaseRev}},
-			ops:   []Op{Put(r.volumeKey(c.Volume), encode(v)), PutLeased(r.claimKey(c.Volume), encode(mc), lease), r.markOp(mc)},
+			ops: []Op{Put(r.volumeKey(c.Volume), encode(v)), PutLeased(r.claimKey(c.Volume), encode(mc), lease), r.markOp(mc),
+				Delete(r.replicaKey(c.Volume, c.Node))}, // the target's replica, if it had one, is the volume now
 		}, nil
 	}, func() error {
 		return fmt.Errorf("volume %q changed while committing its migration to node %q: %w", c.Volume, c.Node, ErrStaleEpoch)

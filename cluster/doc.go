@@ -33,6 +33,9 @@
 //	PREFIX/progress/NAME  progress.go: how far the transfer the volume's claim runs under
 //	                      has come, written by the receiver at most once a second, on
 //	                      its lease
+//	PREFIX/replicas/NAME/NODE  replicas.go: NODE's warm copy of the volume: the epoch,
+//	                      time and root hash of its last completed sync, written by
+//	                      NODE once the synced tree is in place, fenced on the epoch
 //
 // Every change is made the same way (registry.go, change): read the record and the
 // claim, decide, write in one transaction conditioned on the revisions read, and on a

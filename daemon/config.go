@@ -82,6 +82,14 @@ type Config struct {
 	// receives at once (more wait their turn). MaxDataConns bounds the data connections
 	// it serves at once.
 	MaxTransfers, MaxDataConns int
+	// Replicas is how many copies a volume created without the replicas option keeps.
+	Replicas int
+	// SyncInterval is how soon a change to a mounted replicated volume reaches its
+	// replicas, unless its sync-interval option says otherwise.
+	SyncInterval time.Duration
+	// ReplicaReplaceAfter is how long a replica's node may be down before another node
+	// takes its place.
+	ReplicaReplaceAfter time.Duration
 }
 
 // Validate checks the settings and fills in defaults.
@@ -172,6 +180,24 @@ func (c *Config) Validate() error {
 	if c.MaxTransfers < 1 || c.MaxDataConns < 1 {
 		return fmt.Errorf("node %q: the limits on transfers (%d) and data connections (%d) must be at least 1 (--max-transfers, DRAYAGE_MAX_TRANSFERS; --max-data-conns, DRAYAGE_MAX_DATA_CONNS)",
 			c.Name, c.MaxTransfers, c.MaxDataConns)
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas < 1 || c.Replicas > volume.MaxReplicas {
+		return fmt.Errorf("node %q: %d replicas: use 1 to %d (--replicas, DRAYAGE_REPLICAS)", c.Name, c.Replicas, volume.MaxReplicas)
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = 30 * time.Second
+	}
+	if c.SyncInterval < volume.MinSyncInterval {
+		return fmt.Errorf("node %q: sync interval %s is too short: use %s or more (--sync-interval, DRAYAGE_SYNC_INTERVAL)", c.Name, c.SyncInterval, volume.MinSyncInterval)
+	}
+	if c.ReplicaReplaceAfter == 0 {
+		c.ReplicaReplaceAfter = 10 * time.Minute
+	}
+	if c.ReplicaReplaceAfter < 10*time.Second {
+		return fmt.Errorf("node %q: replica replace-after %s is too short: use 10s or more (longer than a reboot takes, in production) (--replica-replace-after, DRAYAGE_REPLICA_REPLACE_AFTER)", c.Name, c.ReplicaReplaceAfter)
 	}
 	if c.LeaseTTL < 2*time.Second || c.LeaseTTL > 10*time.Minute {
 		return fmt.Errorf("node %q: lease TTL %s is out of range: use 2s to 10m (--lease-ttl, DRAYAGE_LEASE_TTL)", c.Name, c.LeaseTTL)

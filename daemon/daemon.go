@@ -54,11 +54,15 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		Logger:   log,
 		Metrics:  m,
 
-		DynamicLimit: cfg.DynamicLimit,
-		KeepReplica:  cfg.KeepReplica,
-		StagingGrace: cfg.StagingGrace,
+		DynamicLimit:        cfg.DynamicLimit,
+		KeepReplica:         cfg.KeepReplica,
+		StagingGrace:        cfg.StagingGrace,
+		Replicas:            cfg.Replicas,
+		SyncInterval:        cfg.SyncInterval,
+		ReplicaReplaceAfter: cfg.ReplicaReplaceAfter,
 	})
 	m.SetVolumeStates(vols.LocalStates)
+	m.SetReplicaLags(vols.ReplicaLags)
 	return &Daemon{cfg: cfg, log: log, vols: vols, metrics: m, started: time.Now()}, nil
 }
 

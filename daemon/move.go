@@ -42,7 +42,9 @@ type copyRequest struct {
 // controlService is the node-to-node control service (besides the transfer engine's):
 // MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
 // volume it holds, Holds what it holds of a volume (before the asker drops its copy),
-// RemovalAsked whether it asked for a volume's removal (before the owner deletes it).
+// RemovalAsked whether it asked for a volume's removal (before the owner deletes it),
+// SyncReplica and DropReplica what the owner of a replicated volume asks of the nodes
+// keeping its replicas (replicas.go).
 // Messages are JSON (peers.Codec).
 func (d *Daemon) controlService() *grpc.ServiceDesc {
 	return peers.Service(controlServiceName,
@@ -62,6 +64,8 @@ func (d *Daemon) controlService() *grpc.ServiceDesc {
 			res, err := d.vols.Copy(ctx, r.Volume, r.Copy)
 			return &res, err
 		}),
+		peers.Unary("SyncReplica", d.syncReplicaHere),
+		peers.Unary("DropReplica", d.dropReplicaHere),
 	)
 }
 

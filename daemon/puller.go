@@ -101,5 +101,5 @@ func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (volume.Pulle
 	}
 	p.log.Info("received volume", "volume", r.Volume, "peer", r.From, "transfer", res.Transfer, "epoch", r.Epoch,
 		"files", res.Files, "bytes", res.Bytes, "total", res.Total, "took", time.Since(start).Round(time.Millisecond))
-	return volume.Pulled{Size: res.Total, Root: hex.EncodeToString(res.RootHash[:])}, nil
+	return volume.Pulled{Size: res.Total, Root: hex.EncodeToString(res.RootHash[:]), Sent: res.Bytes}, nil
 }

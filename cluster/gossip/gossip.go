@@ -43,6 +43,9 @@ type Meta struct {
 	// Store is the client address of the node's embedded store member, while it runs
 	// one (DRAYAGE_STORE=embedded): where a joining node finds the store cluster.
 	Store string `json:"s,omitempty"`
+	// Free is the free space, in bytes, of the node's state dir, as it last measured
+	// it: where new replicas go.
+	Free int64 `json:"f,omitempty"`
 	// Leaving is set just before a node leaves, so the others can tell a departure from
 	// a death.
 	Leaving bool `json:"l,omitempty"`

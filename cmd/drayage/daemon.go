@@ -86,10 +86,13 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.IntVar(&cfg.MaxTransfers, "max-transfers", 8, "volumes this node sends at once, and receives at once; more wait (receiving) or are refused until one is done (sending)")
 	f.IntVar(&cfg.MaxDataConns, "max-data-conns", 128, "data connections this node serves at once, handshakes included; more are closed at once")
 	f.DurationVar(&cfg.StagingGrace, "staging-grace", 6*time.Hour, "how long what a failed pull received is kept for a retry to resume from, unused, before it is deleted")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "copies of a volume created without -o replicas: its owner's and the rest as warm replicas on other nodes (1 to 5)")
+	f.DurationVar(&cfg.SyncInterval, "sync-interval", 30*time.Second, "how soon a change to a mounted replicated volume reaches its replicas, unless the volume's -o sync-interval says otherwise")
+	f.DurationVar(&cfg.ReplicaReplaceAfter, "replica-replace-after", 10*time.Minute, "how long a replica's node may be down before another node takes its place")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "store-voters", "store-replace-after", "lease-ttl", "tls-dir", "join",
 		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
-		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace")
+		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace", "replicas", "sync-interval", "replica-replace-after")
 	return cmd
 }
 

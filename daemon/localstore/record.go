@@ -26,6 +26,10 @@ type Record struct {
 	// copy is not the volume any more.
 	MovedTo string `json:"moved_to,omitempty"`
 	MovedAt uint64 `json:"moved_at,omitempty"`
+	// Synced is when the replica's last sync from the volume's owner completed, for a
+	// replica kept current by syncs (see volume's replica.go); zero for an old copy kept
+	// after a move.
+	Synced time.Time `json:"synced,omitzero"`
 }
 
 // Replica reports whether the copy is an old one, kept after the volume moved on.

@@ -70,3 +70,10 @@ func (s *Store) stagingUsed(name string) time.Time {
 	}
 	return last
 }
+
+// DropStaging deletes the staging tree of a volume, with its stored hashes: a replica's,
+// once the replica is dropped.
+func (s *Store) DropStaging(name string) {
+	_ = os.RemoveAll(s.StagingDir(name))
+	_ = transfer.RemoveIndex(s.StagingDir(name))
+}

@@ -1,6 +1,7 @@
 package localstore
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -116,6 +117,56 @@ func (s *Store) Install(rec Record, staging string) error {
 		return fmt.Errorf("install volume %q: %w", rec.Name, err)
 	}
 	return syncDir(s.volumesDir())
+}
+
+// InstallReplica puts a synced tree (a finished staging dir) in place as the data of
+// this node's replica of a volume, in one atomic step: the replica is its last synced
+// tree or the complete new one, never anything between. The tree it replaces is kept as
+// the staging tree of the next sync, which PrimeStaging brings up to date first. rec is
+// the replica's record, written once the tree is in place.
+func (s *Store) InstallReplica(rec Record, staging string) error {
+	if _, err := os.Lstat(s.volumeDir(rec.Name)); errors.Is(err, fs.ErrNotExist) {
+		return s.Install(rec, staging)
+	}
+	data := s.DataDir(rec.Name)
+	if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, data, unix.RENAME_EXCHANGE); err != nil {
+		return fmt.Errorf("install the replica of volume %q: %w", rec.Name, err)
+	}
+	failpoint.Hit("install-swapped")
+	if err := syncDir(s.volumeDir(rec.Name)); err != nil {
+		return err
+	}
+	if err := swapIndexes(staging, data); err != nil {
+		return fmt.Errorf("install the replica of volume %q: %w", rec.Name, err)
+	}
+	return writeRecord(s.volumeDir(rec.Name), rec)
+}
+
+// swapIndexes exchanges the stored hashes of two trees that were just exchanged. Hashes
+// left with the wrong tree would only be read again: a stored hash holds only for a file
+// with its stamp, and the other tree's files have other change times.
+func swapIndexes(a, b string) error {
+	ia, ib := transfer.IndexPath(a), transfer.IndexPath(b)
+	err := unix.Renameat2(unix.AT_FDCWD, ia, unix.AT_FDCWD, ib, unix.RENAME_EXCHANGE)
+	if errors.Is(err, unix.ENOENT) {
+		// One of them, or neither, has stored hashes: move what there is.
+		if _, serr := os.Lstat(ia); serr == nil {
+			return transfer.MoveIndex(a, b)
+		}
+		return transfer.MoveIndex(b, a)
+	}
+	return err
+}
+
+// PrimeStaging brings the staging tree of a replica's next sync up to date from the
+// replica's data (transfer.Prime), so that the sync sends only what changed since the
+// replica's last one. It reports how many files and bytes it copied.
+func (s *Store) PrimeStaging(ctx context.Context, name string) (int, int64, error) {
+	files, bytes, err := transfer.Prime(ctx, s.DataDir(name), s.StagingDir(name))
+	if err != nil {
+		return files, bytes, fmt.Errorf("prepare the sync of volume %q from its replica: %w", name, err)
+	}
+	return files, bytes, nil
 }
 
 func (s *Store) volumeDir(name string) string { return filepath.Join(s.volumesDir(), name) }

@@ -15,12 +15,16 @@ func (c scrapeTime) Describe(ch chan<- *prometheus.Desc) {
 	ch <- membersDesc
 	ch <- healthDesc
 	ch <- quorumDesc
+	ch <- replicaLagDesc
 }
 
 func (c scrapeTime) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
-	volumes, members, health, quorum := c.m.volumeStates, c.m.members, c.m.gossipHealth, c.m.storeQuorum
+	volumes, members, health, quorum, lags := c.m.volumeStates, c.m.members, c.m.gossipHealth, c.m.storeQuorum, c.m.replicaLags
 	c.m.mu.Unlock()
+	if lags != nil {
+		collectReplicaLags(ch, lags)
+	}
 	if quorum != nil {
 		ok, role := quorum()
 		v := 0.0

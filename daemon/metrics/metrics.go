@@ -55,13 +55,16 @@ const (
 	// ReasonHostile: the receiver refused what the sender sent (names out of the tree,
 	// oversized frames, sizes above the limit...).
 	ReasonHostile = "hostile"
+	// ReasonChanged: files changed while they were sent (a replica sync of a mounted
+	// volume); the sync tries again and sends what changed.
+	ReasonChanged = "changed"
 	// ReasonCanceled: this node stopped waiting (its context ended, e.g. the daemon stops).
 	ReasonCanceled = "canceled"
 	// ReasonOther: anything else, e.g. a local disk error.
 	ReasonOther = "other"
 )
 
-var reasons = []string{ReasonRefused, ReasonClaimLost, ReasonPeerDown, ReasonAborted, ReasonCorrupt, ReasonHostile, ReasonCanceled, ReasonOther}
+var reasons = []string{ReasonRefused, ReasonClaimLost, ReasonPeerDown, ReasonAborted, ReasonCorrupt, ReasonHostile, ReasonChanged, ReasonCanceled, ReasonOther}
 
 // Results of a Mount: the result label of drayage_mount_duration_seconds.
 const (
@@ -121,19 +124,22 @@ type Metrics struct {
 	storeErrors        *prometheus.CounterVec
 	gossipErrors       prometheus.Counter
 	recordsRefused     *prometheus.CounterVec
+	replicas           replicaMetrics
 
 	mu           sync.Mutex
 	volumeStates func(context.Context) map[string]int
 	members      func() map[string]int
 	gossipHealth func() int
 	storeQuorum  func() (ok bool, role string)
+	replicaLags  func(context.Context) []ReplicaLag
 }
 
 // New makes a node's metrics in a registry of their own, with the Go runtime's and the
 // process's metrics beside drayage's.
 func New(o Options) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:      prometheus.NewRegistry(),
+		replicas: newReplicaMetrics(),
 		transfersStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drayage_transfers_started_total",
 			Help: "Volume transfers started, by this node's role (receive: pulls to this node; send: transfers this node serves).",
@@ -205,6 +211,7 @@ func New(o Options) *Metrics {
 	m.reg.MustRegister(m.transfersStarted, m.transfersCompleted, m.transfersFailed, m.transferDuration,
 		m.bytes, m.files, m.mountDuration, m.storeErrors, m.gossipErrors, m.recordsRefused, buildInfo, scrapeTime{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.replicas.collectors()...)
 	return m
 }
 

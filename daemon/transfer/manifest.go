@@ -91,6 +91,11 @@ var ErrRootMismatch = errors.New("root hash mismatch")
 // sizes beyond limits, links out of the tree. Nothing of such a transfer is kept.
 var ErrHostile = errors.New("refused")
 
+// ErrChanged means files of the volume changed while they were sent (it was sent while
+// mounted, to a replica): what arrived may be torn, so the pull does not count. Pull
+// tries again; the next attempt sends only what changed.
+var ErrChanged = errors.New("files changed while they were sent")
+
 // Validate checks an entry as the receiver must before acting on it. prior reports
 // whether a path names an entry seen earlier in the same manifest, and its kind.
 func (e entry) Validate(allowPrivileged bool, prior func(string) (kind, bool)) error {

@@ -66,7 +66,9 @@ type PullResult struct {
 // files that arrived verified, for the next attempt to reuse. A file damaged in transit is
 // asked for again (up to three attempts in all); nothing unverified is ever kept. The
 // root hash covers every file, the ones reused from staging too: if the two ends
-// disagree on it, the next attempt has every file sent.
+// disagree on it, the next attempt has every file sent. A volume sent while it is
+// written (to a replica) may have files change while they are read: the attempt does
+// not count (ErrChanged), and the next one sends what changed.
 //
 // With o.Metrics set, a Pull counts as one transfer (its retries included), and the
 // content bytes and files count as they arrive.
@@ -82,7 +84,7 @@ func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
 			o.Sink.TrustNothing = true
 			continue
 		}
-		if !errors.Is(err, ErrCorrupt) {
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrChanged) {
 			break
 		}
 	}
@@ -158,8 +160,11 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 		return res, fmt.Errorf("volume %q: %w", o.Volume, err)
 	}
 	if err := invoke(ctx, conn, finishTimeout, methodFinish, &finishRequest{Transfer: open.Transfer, RootHash: root[:]}, &empty{}); err != nil {
-		if status.Code(err) == codes.DataLoss {
+		switch status.Code(err) {
+		case codes.DataLoss:
 			err = &failure{reason: metrics.ReasonCorrupt, err: fmt.Errorf("%w: %s", ErrRootMismatch, status.Convert(err).Message())}
+		case codes.Aborted:
+			err = &failure{reason: metrics.ReasonChanged, err: fmt.Errorf("%w: %s", ErrChanged, status.Convert(err).Message())}
 		}
 		return res, err
 	}

@@ -13,8 +13,6 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
@@ -180,17 +178,7 @@ func (s *Server) ServiceDesc() *grpc.ServiceDesc {
 }
 
 // caller is the node name in the certificate of the peer of a gRPC call.
-func caller(ctx context.Context) (string, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return "", errors.New("no peer")
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok {
-		return "", errors.New("not a TLS peer")
-	}
-	return identity.PeerName(info.State), nil
-}
+func caller(ctx context.Context) (string, error) { return peers.Caller(ctx) }
 
 func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error) {
 	node, err := caller(ctx)
@@ -296,6 +284,13 @@ func (s *Server) finish(ctx context.Context, r *finishRequest) (*empty, error) {
 		t.metric.Failed(metrics.ReasonAborted)
 		s.log.Info("transfer aborted by the receiver", "volume", t.volume, "peer", node, "transfer", r.Transfer)
 		return &empty{}, nil
+	}
+	if changed := t.source.Changed(); len(changed) > 0 {
+		t.metric.Failed(metrics.ReasonChanged)
+		s.log.Info("files changed while they were sent; the receiver tries again", "volume", t.volume, "peer", node, "transfer", r.Transfer,
+			"files", len(changed), "e.g.", changed[0])
+		return nil, status.Errorf(codes.Aborted, "volume %q on node %q: %d files changed while they were sent (e.g. %s): %v",
+			t.volume, s.id.Name(), len(changed), changed[0], ErrChanged)
 	}
 	root, err := t.source.rootHash(t.version >= 2)
 	if err != nil {

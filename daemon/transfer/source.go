@@ -42,6 +42,8 @@ type source struct {
 	hashes map[uint32][32]byte // every file's, sent or not, as they become known
 	wanted []bool              // by entry, from Want
 	bytes  int64
+	// changed are the files that changed while they were sent (Changed).
+	changed []string
 }
 
 // opened is a wanted file, open for reading (fd), or why it could not be.

@@ -6,10 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 )
+
+// Changed lists the files sent that changed between the walk and the end of their
+// reading (a volume sent while mounted, to a replica): their content may be torn.
+func (s *source) Changed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.changed)
+}
 
 // Bytes is how many content bytes have been sent so far.
 func (s *source) Bytes() int64 {
@@ -77,6 +86,7 @@ func (s *source) sendFile(fw *frameWriter, o opened, buf []byte, h *blake3.Hashe
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", e.Path, err)
 	}
+	before := stampOf(&st)
 	if st.Size != e.Size || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fmt.Errorf("%s changed while it was being sent (%d bytes, listed with %d); retry the transfer", e.Path, st.Size, e.Size)
 	}
@@ -123,8 +133,17 @@ func (s *source) sendFile(fw *frameWriter, o opened, buf []byte, h *blake3.Hashe
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
+	// A file written while it was read may have been read torn: it goes, self-consistent
+	// by its hash, but the transfer does not count (Finish fails with ErrChanged).
+	torn := before != s.tree.stamp(int(index))
+	if err := unix.Fstat(fd, &st); err != nil || stampOf(&st) != before {
+		torn = true
+	}
 	s.mu.Lock()
 	s.hashes[index] = sum
+	if torn {
+		s.changed = append(s.changed, e.Path)
+	}
 	s.mu.Unlock()
 	if err := fw.Write(frameEnd, sum[:]); err != nil {
 		return err

@@ -40,6 +40,9 @@ func (m *Manager) Create(ctx context.Context, name string, raw map[string]string
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	m.log.Info("created volume", "volume", name, "options", formatOptions(canon))
+	if m.replicated(canon) {
+		m.scheduleSync(name, time.Now(), false)
+	}
 	return nil
 }
 

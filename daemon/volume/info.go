@@ -8,6 +8,7 @@ import (
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/localstore"
+	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/progress"
 )
 
@@ -44,6 +45,38 @@ type Info struct {
 	// Progress is how far the volume's move (or copy) to another node has come, while it
 	// runs (Get only).
 	Progress *progress.Transfer `json:"progress,omitempty"`
+	// Copies is how many copies the volume keeps (the replicas option: its owner's and
+	// Copies-1 replicas); Replicas are the replicas there are.
+	Copies   int           `json:"copies"`
+	Replicas []ReplicaInfo `json:"replicas,omitempty"`
+}
+
+// States of a replica.
+const (
+	// ReplicaReady: synced at the volume's current epoch, its node alive.
+	ReplicaReady = "ready"
+	// ReplicaFailing: its last sync failed (as the owner saw it); it keeps the one before.
+	ReplicaFailing = "failing"
+	// ReplicaStale: synced at an earlier epoch, before the volume last moved.
+	ReplicaStale = "stale"
+	// ReplicaDown: its node is down.
+	ReplicaDown = "down"
+)
+
+// ReplicaInfo is one replica of a volume as users see it.
+type ReplicaInfo struct {
+	Node  string `json:"node"`
+	State string `json:"state"`
+	// Synced is when its last sync completed; Lag how far it may be behind the volume,
+	// in seconds (0: it has every write of the volume's last container); LagBytes what
+	// that last sync had to send: what the replica lacked then.
+	Synced   time.Time `json:"synced"`
+	Lag      float64   `json:"lag_seconds"`
+	LagBytes int64     `json:"lag_bytes"`
+	Epoch    uint64    `json:"epoch"`
+	Root     string    `json:"root"`
+	// Problem says why its last sync failed, on the owner.
+	Problem string `json:"problem,omitempty"`
 }
 
 // ClaimInfo is who holds a volume now.
@@ -102,6 +135,9 @@ func (m *Manager) get(ctx context.Context, name string, measure bool) (Info, err
 	if c := e.Claim; c != nil && c.Kind != cluster.ClaimMount {
 		info.Progress = m.progress(ctx, c)
 	}
+	if reps, err := m.reg.Replicas(ctx, name); err == nil {
+		info.Replicas = m.replicaInfos(e, reps)
+	}
 	if e.Volume.Owner == m.cfg.Node {
 		switch {
 		case errors.Is(localErr, localstore.ErrNotExist):
@@ -146,12 +182,17 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 		}
 		return infos, nil
 	}
+	replicas, err := m.reg.AllReplicas(ctx)
+	if err != nil {
+		m.log.Warn("cannot list the replicas in the cluster store; listing volumes without them", "err", err)
+	}
 	infos := make([]Info, 0, len(entries))
 	for _, e := range entries {
 		if e.Volume.Removing {
 			continue
 		}
 		info := m.clusterInfo(e)
+		info.Replicas = m.replicaInfos(e, replicas[e.Volume.Name])
 		if e.Volume.Owner == m.cfg.Node && info.Mounts > 0 {
 			info.Mountpoint = m.mountpoint(e.Volume.Name)
 		}
@@ -196,6 +237,7 @@ func (m *Manager) clusterInfo(e cluster.Entry) Info {
 		Options: v.Options,
 		Created: v.Created,
 		Epoch:   v.Epoch,
+		Copies:  m.replicaCount(v.Options),
 	}
 	if c := e.Claim; c != nil {
 		info.Claim = &ClaimInfo{Node: c.Node, Kind: c.Kind, Since: c.Since}
@@ -226,4 +268,67 @@ func (m *Manager) localInfo(rec localstore.Record) Info {
 		info.Mountpoint = m.mountpoint(rec.Name)
 	}
 	return info
+}
+
+// replicaInfos describes the replicas of the volume e is about.
+func (m *Manager) replicaInfos(e cluster.Entry, reps []cluster.Replica) []ReplicaInfo {
+	if len(reps) == 0 {
+		return nil
+	}
+	v := e.Volume
+	mounted := e.Claim != nil && e.Claim.Kind == cluster.ClaimMount && e.Claim.Mounts > 0 || e.Mark != nil
+	var last map[string]error
+	if v.Owner == m.cfg.Node {
+		last = m.lastSyncs(v.Name)
+	}
+	p := m.currentPuller()
+	now := time.Now()
+	out := make([]ReplicaInfo, 0, len(reps))
+	for _, rp := range reps {
+		ri := ReplicaInfo{Node: rp.Node, State: ReplicaReady, Synced: rp.Synced, Lag: rp.Lag(v, mounted, now).Seconds(),
+			LagBytes: rp.Sent, Epoch: rp.Epoch, Root: rp.Root}
+		switch {
+		case rp.Epoch < v.Epoch:
+			ri.State = ReplicaStale
+		case p != nil && !peerAlive(p, rp.Node):
+			ri.State = ReplicaDown
+		case last[rp.Node] != nil:
+			ri.State, ri.Problem = ReplicaFailing, last[rp.Node].Error()
+		}
+		out = append(out, ri)
+	}
+	return out
+}
+
+func peerAlive(p Puller, node string) bool {
+	alive, _ := p.Peer(node)
+	return alive
+}
+
+// ReplicaLags lists how far each replica of the volumes owned here may be behind, for
+// metrics. It reads the cluster store: a scrape costs two range reads.
+func (m *Manager) ReplicaLags(ctx context.Context) []metrics.ReplicaLag {
+	select {
+	case <-m.ready:
+	default:
+		return nil
+	}
+	entries, err := m.reg.List(ctx)
+	if err != nil {
+		return nil
+	}
+	replicas, err := m.reg.AllReplicas(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []metrics.ReplicaLag
+	for _, e := range entries {
+		if e.Volume.Owner != m.cfg.Node {
+			continue
+		}
+		for _, ri := range m.replicaInfos(e, replicas[e.Volume.Name]) {
+			out = append(out, metrics.ReplicaLag{Volume: e.Volume.Name, Replica: ri.Node, Lag: time.Duration(ri.Lag * float64(time.Second))})
+		}
+	}
+	return out
 }

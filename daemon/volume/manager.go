@@ -35,6 +35,16 @@ type Config struct {
 	// KeepReplica keeps this node's copy of a volume that moved away, so that a move back
 	// sends only what changed.
 	KeepReplica bool
+	// Replicas is how many copies a volume created without the replicas option keeps
+	// (DRAYAGE_REPLICAS; 0 or 1: only its owner's).
+	Replicas int
+	// SyncInterval is how soon a change to a mounted replicated volume reaches its
+	// replicas, unless the volume's sync-interval option says otherwise
+	// (DRAYAGE_SYNC_INTERVAL; 0: 30s).
+	SyncInterval time.Duration
+	// ReplicaReplaceAfter is how long a replica's node may be down before another node
+	// takes its place (DRAYAGE_REPLICA_REPLACE_AFTER; 0: 10m).
+	ReplicaReplaceAfter time.Duration
 	// Metrics, if set, times every Mount.
 	Metrics *metrics.Metrics
 	// StagingGrace is how long the staging tree of a pull that failed is kept for the
@@ -75,6 +85,9 @@ type Manager struct {
 	vols   map[string]*local // what this node keeps in memory about each volume
 	// reported holds when each finding about a record was last logged.
 	reported map[string]time.Time
+	// repl is the schedule of the syncs of the replicas of volumes owned here, with its
+	// own lock (replicate.go).
+	repl *replication
 }
 
 // SetPuller lets Mount move volumes here from other nodes.
@@ -98,7 +111,7 @@ func NewManager(cfg Config) *Manager {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: log, ready: make(chan struct{}), life: life, stop: stop,
-		vols: map[string]*local{}, reported: map[string]time.Time{}}
+		vols: map[string]*local{}, reported: map[string]time.Time{}, repl: newReplication()}
 }
 
 // Close stops the pulls running in the background and waits for them, and for every
@@ -177,6 +190,8 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 	m.sweepMountDir(inUse)
 	close(m.ready)
 	m.Reconcile(ctx)
+	m.scheduleOwned(recs)
+	m.goBackground(m.replicate)
 	return nil
 }
 

@@ -136,6 +136,9 @@ func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (st
 			undoClaim()
 			return "", fmt.Errorf("volume %q on node %q: %w; check the daemon log and that drayage has CAP_SYS_ADMIN", name, m.cfg.Node, err)
 		}
+		if m.replicated(e.Volume.Options) {
+			m.scheduleSync(name, time.Now().Add(m.syncInterval(e.Volume.Options)), false)
+		}
 	}
 	next := rec.Clone()
 	if next.Mounts == nil {
@@ -157,22 +160,45 @@ func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (st
 // mount and releases the claim. Unmounting an ID or a volume that is not mounted does
 // nothing. A store that can't be reached does not fail it: Reconcile settles the claim.
 func (m *Manager) Unmount(ctx context.Context, name, id string) error {
+	synced, err := m.unmount(ctx, name, id)
+	if err != nil || synced == nil {
+		return err
+	}
+	// The volume's replicas get what its last container wrote before the engine hears
+	// that it is unmounted: a container started next on a replica's node pulls only what
+	// a sync did not bring.
+	wait, cancel := context.WithTimeout(ctx, unmountSyncWait)
+	defer cancel()
+	select {
+	case err := <-synced:
+		if err != nil {
+			m.log.Warn("the volume's replicas did not get its last writes at unmount; they get them at the next sync", "volume", name, "err", err)
+		}
+	case <-wait.Done():
+		m.log.Warn("unmounted before the volume's replicas synced; the sync goes on", "volume", name, "waited", unmountSyncWait)
+	}
+	return nil
+}
+
+// unmount is Unmount under the volume's lock. For the last reference of a replicated
+// volume it returns a channel that hears the outcome of the replica sync it asked for.
+func (m *Manager) unmount(ctx context.Context, name, id string) (<-chan error, error) {
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 	rec, err := m.disk.Load(name)
 	if errors.Is(err, localstore.ErrNotExist) {
 		m.log.Debug("unmount of unknown volume ignored", "volume", name, "id", id)
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	if rec.Mounts[id] == 0 {
 		m.log.Debug("unmount of unknown mount ID ignored", "volume", name, "id", id)
-		return nil
+		return nil, nil
 	}
 	next := rec.Clone()
 	next.Mounts[id]--
@@ -182,11 +208,11 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 	count := next.MountCount()
 	if count == 0 {
 		if err := m.unbind(name); err != nil {
-			return fmt.Errorf("volume %q on node %q: %w; the volume stays mounted, check what holds %s busy", name, m.cfg.Node, err, m.mountpoint(name))
+			return nil, fmt.Errorf("volume %q on node %q: %w; the volume stays mounted, check what holds %s busy", name, m.cfg.Node, err, m.mountpoint(name))
 		}
 	}
 	if err := m.disk.Save(next); err != nil {
-		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	switch c := m.claim(name); {
 	case count == 0 && c != nil:
@@ -204,7 +230,10 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 		}
 	}
 	m.log.Info("unmounted volume", "volume", name, "id", id, "mounts", count)
-	return nil
+	if count == 0 && m.replicated(rec.Options) {
+		return m.scheduleSync(name, time.Now(), true), nil
+	}
+	return nil, nil
 }
 
 // Path returns the mountpoint of a volume mounted here, or "" if it is not.

@@ -28,6 +28,60 @@ type fakePuller struct {
 	requests []PullRequest // every pull asked for, in order
 	// holdsFails makes every Holds fail, as with a node that can't be asked.
 	holdsFails bool
+	// syncing names, by volume, the node a replica sync runs to.
+	syncing map[string]string
+}
+
+// SyncReplica has node's manager sync its replica from the volume's owner, unless node
+// is down.
+func (f *fakePuller) SyncReplica(ctx context.Context, node, volume string, epoch uint64, clean bool) (ReplicaSynced, error) {
+	f.mu.Lock()
+	m, known := f.managers[node]
+	_, isDown := f.down[node]
+	if f.syncing == nil {
+		f.syncing = map[string]string{}
+	}
+	f.syncing[volume] = node
+	f.mu.Unlock()
+	if !known || isDown {
+		return ReplicaSynced{}, fmt.Errorf("node %q is down", node)
+	}
+	e, err := m.reg.Get(ctx, volume)
+	if err != nil {
+		return ReplicaSynced{}, err
+	}
+	return m.SyncReplica(ctx, volume, e.Volume.Owner, epoch, clean)
+}
+
+// DropReplica has node's manager drop its replica, unless node is down.
+func (f *fakePuller) DropReplica(ctx context.Context, node, volume string, epoch uint64) error {
+	f.mu.Lock()
+	m, known := f.managers[node]
+	_, isDown := f.down[node]
+	f.mu.Unlock()
+	if !known || isDown {
+		return fmt.Errorf("node %q is down", node)
+	}
+	e, err := m.reg.Get(ctx, volume)
+	if err != nil {
+		return err
+	}
+	return m.DropReplica(ctx, volume, e.Volume.Owner, epoch)
+}
+
+// Peers lists every manager's node, alive unless down, with as much free space each.
+func (f *fakePuller) Peers() []Peer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Peer
+	for node := range f.managers {
+		seen, isDown := f.down[node]
+		if !isDown {
+			seen = time.Now()
+		}
+		out = append(out, Peer{Name: node, Alive: !isDown, LastSeen: seen, Free: 1 << 30})
+	}
+	return out
 }
 
 func (f *fakePuller) Peer(node string) (bool, time.Time) {
@@ -107,12 +161,22 @@ func (g *gate) pass(ctx context.Context, report func(progress.Counts)) error {
 }
 
 func (f *fakePuller) copy(ctx context.Context, owner *Manager, volume string, epoch uint64, staging string) (int64, error) {
-	// The target is whoever holds the migration claim at this epoch.
+	// The target is whoever holds the migration claim at this epoch, or the node a
+	// replica sync runs to.
 	e, err := owner.reg.Get(ctx, volume)
-	if err != nil || e.Claim == nil {
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	node := f.syncing[volume]
+	f.mu.Unlock()
+	if e.Claim != nil && e.Claim.Kind != cluster.ClaimMount {
+		node = e.Claim.Node
+	}
+	if node == "" {
 		return 0, errors.New("no claim")
 	}
-	dir, err := owner.SendDir(ctx, volume, e.Claim.Node, epoch)
+	dir, err := owner.SendDir(ctx, volume, node, epoch)
 	if err != nil {
 		return 0, err
 	}

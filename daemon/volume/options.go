@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Options are the settings a volume is created with (docker volume create -o KEY=VALUE).
@@ -20,7 +21,27 @@ type Options struct {
 	// honours them. Without it (the default) they are stripped (devices refused) when it
 	// moves, and it is mounted nosuid,nodev.
 	AllowPrivileged bool
+	// Replicas is how many copies of the volume the cluster keeps: its owner's and
+	// Replicas-1 warm replicas on other nodes (0: the node's DRAYAGE_REPLICAS).
+	Replicas int
+	// ReplicaNodes, if set, are the nodes the replicas go to, sorted and comma-separated;
+	// otherwise the live nodes with the most free space.
+	ReplicaNodes string
+	// SyncInterval is how soon a change reaches the replicas while the volume is mounted
+	// (0: the node's DRAYAGE_SYNC_INTERVAL).
+	SyncInterval time.Duration
 }
+
+// The options of replicated volumes (replicate.go).
+const (
+	optReplicas     = "replicas"
+	optReplicaNodes = "replica-nodes"
+	optSyncInterval = "sync-interval"
+	// MaxReplicas bounds the replicas option.
+	MaxReplicas = 5
+	// MinSyncInterval bounds the sync-interval option from below.
+	MinSyncInterval = time.Second
+)
 
 // optAllowPrivileged is the option that sets Options.AllowPrivileged.
 const optAllowPrivileged = "allow-privileged"
@@ -68,6 +89,53 @@ var optionSpecs = map[string]optionSpec{
 			}
 			return nil
 		}},
+	optReplicas: {fmt.Sprintf("copies of the volume the cluster keeps, on different nodes: 1 to %d (default DRAYAGE_REPLICAS)", MaxReplicas),
+		func(o *Options, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxReplicas {
+				return fmt.Errorf("want a number from 1 to %d", MaxReplicas)
+			}
+			o.Replicas = n
+			return nil
+		}},
+	optReplicaNodes: {"comma-separated nodes to keep the replicas on (default: the live nodes with the most free space)",
+		func(o *Options, v string) error {
+			var nodes []string
+			for n := range strings.SplitSeq(v, ",") {
+				if n = strings.TrimSpace(n); n == "" {
+					continue
+				}
+				if !validNodeName(n) {
+					return fmt.Errorf("%q is not a node name (letters, digits, '.', '_' and '-')", n)
+				}
+				nodes = append(nodes, n)
+			}
+			if len(nodes) == 0 {
+				return fmt.Errorf("want node names such as node-b,node-c")
+			}
+			slices.Sort(nodes)
+			o.ReplicaNodes = strings.Join(slices.Compact(nodes), ",")
+			return nil
+		}},
+	optSyncInterval: {"how soon a change reaches the replicas while the volume is mounted, such as 10s or 5m (default DRAYAGE_SYNC_INTERVAL)",
+		func(o *Options, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < MinSyncInterval {
+				return fmt.Errorf("want a duration of at least %s, such as 10s or 5m", MinSyncInterval)
+			}
+			o.SyncInterval = d
+			return nil
+		}},
+}
+
+// validNodeName reports whether s can be a node's name.
+func validNodeName(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // ValidOptions lists the option names a volume accepts, sorted.
@@ -106,6 +174,12 @@ func ParseOptions(raw map[string]string) (Options, map[string]string, error) {
 			canon[k] = fmt.Sprintf("%04o", unixMode(opts.Mode))
 		case optAllowPrivileged:
 			canon[k] = strconv.FormatBool(opts.AllowPrivileged)
+		case optReplicas:
+			canon[k] = strconv.Itoa(opts.Replicas)
+		case optReplicaNodes:
+			canon[k] = opts.ReplicaNodes
+		case optSyncInterval:
+			canon[k] = opts.SyncInterval.String()
 		}
 	}
 	return opts, canon, nil

@@ -11,13 +11,17 @@ import (
 // SendDir authorizes sending a volume to node for a migration or a copy at epoch and
 // returns the directory to send from. Only the owner sends, only to the node and epoch
 // named in the volume's migration or copy claim, and never while containers here mount
-// the volume.
+// the volume; or, for a replica sync this node asked node for, at its own epoch
+// (replicate.go), mounted or not.
 func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) (string, error) {
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
+	if m.ticketed(name, node, epoch) {
+		return m.replicaSendDir(ctx, name, node, epoch)
+	}
 	if err := m.reg.CheckTransfer(ctx, name, node, epoch); err != nil {
 		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}

@@ -68,13 +68,17 @@ func (m *Manager) joinPull(ctx context.Context, e cluster.Entry, o pullOptions) 
 	if err != nil {
 		return nil, err
 	}
-	if reused, err := m.disk.ReuseReplica(name); err != nil {
-		m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
-	} else if reused {
-		m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
+	// A sync into this node's replica gives way to the move; the job waits for it to end.
+	waitSync := m.stopSync(name)
+	if waitSync == nil {
+		if reused, err := m.disk.ReuseReplica(name); err != nil {
+			m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
+		} else if reused {
+			m.log.Info("pulling only what changed since this node's old copy", "volume", name, "from", e.Volume.Owner)
+		}
 	}
 	track := newTracker(progress.Transfer{Volume: name, Kind: progress.KindMove, From: e.Volume.Owner, To: m.cfg.Node, Started: time.Now().UTC()}, m.publisher(claim))
-	return m.startJob(ctx, &pullJob{key: name, src: e.Volume, claim: claim, pull: p, limit: o.limit, track: track,
+	return m.startJob(ctx, &pullJob{key: name, src: e.Volume, claim: claim, pull: p, limit: o.limit, track: track, waitSync: waitSync,
 		commit:   func(ctx context.Context, got Pulled) error { return m.commitMove(ctx, e, claim, got) },
 		unwaited: func(ctx context.Context) { m.releaseIdle(ctx, name) },
 	})
@@ -152,6 +156,8 @@ type pullJob struct {
 	pull  Puller
 	limit int64 // the largest volume the pull accepts (0: any)
 	track *tracker
+	// waitSync, if set, is closed once the replica sync the job interrupted has ended.
+	waitSync <-chan struct{}
 	// commit installs what arrived and records it; it runs with the key's lock held.
 	commit func(ctx context.Context, got Pulled) error
 	// unwaited, if set, runs after a commit that nobody waited for any more, with the
@@ -255,7 +261,15 @@ func (m *Manager) runJob(ctx context.Context, j *pullJob) {
 // j's tracker as it arrives, and to the cluster store from the start to the end.
 func (m *Manager) receive(ctx context.Context, j *pullJob) (Pulled, error) {
 	claim := j.claim
+	if j.waitSync != nil {
+		select {
+		case <-j.waitSync:
+		case <-ctx.Done():
+			return Pulled{}, fmt.Errorf("volume %q: drayage on node %q stopped before pulling it", claim.Volume, m.cfg.Node)
+		}
+	}
 	defer m.useStaging(j.key)()
+	m.primeFromReplica(ctx, j.key)
 	j.track.start()
 	got, err := j.pull.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: m.disk.StagingDir(j.key),
 		MaxBytes: j.limit, AllowPrivileged: AllowsPrivileged(j.src.Options), Progress: j.track.update})
@@ -307,6 +321,9 @@ func (m *Manager) commitMove(ctx context.Context, e cluster.Entry, claim *cluste
 	failpoint.Hit("committed")
 	m.committed(rec)
 	m.setClaim(name, mc)
+	if m.replicated(e.Volume.Options) {
+		m.scheduleSync(name, time.Now(), false)
+	}
 	m.log.Info("volume moved here", "volume", name, "from", owner, "epoch", v.Epoch, "bytes", got.Size)
 	return nil
 }
@@ -376,4 +393,20 @@ func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
 	}
 	return tell(ErrPulling, "volume %q is still being pulled from node %q to node %q: %s; it continues in the background: %s",
 		j.src.Name, j.from(), m.cfg.Node, j.track.get().Amount(), hint)
+}
+
+// primeFromReplica brings the staging tree of a pull of volume name up to date from
+// this node's replica of it, if it holds one: the pull then sends only what changed
+// since the replica's last sync. It never fails the pull: without it, more is sent.
+func (m *Manager) primeFromReplica(ctx context.Context, name string) {
+	rec, err := m.disk.Load(name)
+	if err != nil || !rec.Replica() {
+		return
+	}
+	files, bytes, err := m.disk.PrimeStaging(ctx, name)
+	if err != nil {
+		m.log.Warn("cannot start the pull from this node's replica; pulling what differs from its staging", "volume", name, "err", err)
+		return
+	}
+	m.log.Info("pulling only what changed since this node's replica last synced", "volume", name, "primed_files", files, "primed_bytes", bytes)
 }

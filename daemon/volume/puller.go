@@ -20,6 +20,33 @@ type Puller interface {
 	// RemovalAsked asks node whether the removal of volume at epoch was asked there: what
 	// the owner asks before it deletes a volume marked for removal.
 	RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error)
+	// SyncReplica asks node to bring its replica of volume up to date from this node,
+	// which holds the volume at epoch (replicate.go); clean says no container here mounts
+	// it. It returns once the node has the synced tree in place and recorded.
+	SyncReplica(ctx context.Context, node, volume string, epoch uint64, clean bool) (ReplicaSynced, error)
+	// DropReplica asks node to delete its replica of volume, which this node holds at
+	// epoch with enough replicas elsewhere.
+	DropReplica(ctx context.Context, node, volume string, epoch uint64) error
+	// Peers lists the other nodes gossip knows, with their free space.
+	Peers() []Peer
+}
+
+// Peer is another node as gossip knows it.
+type Peer struct {
+	Name     string
+	Alive    bool
+	LastSeen time.Time
+	// Free is the free space, in bytes, of the node's state dir, as it last said.
+	Free int64
+}
+
+// ReplicaSynced is what a replica's sync brought.
+type ReplicaSynced struct {
+	// Root is the synced tree's root hash (hex); Bytes the volume's size; Sent the
+	// content bytes that crossed the wire.
+	Root  string `json:"root"`
+	Bytes int64  `json:"bytes"`
+	Sent  int64  `json:"sent"`
 }
 
 // Pulled is what a pull brought.
@@ -27,6 +54,8 @@ type Pulled struct {
 	// Size is the volume's size; Root its root hash (hex), verified with its sender.
 	Size int64
 	Root string
+	// Sent is the content bytes that crossed the wire: what differed from staging.
+	Sent int64
 }
 
 // PullRequest is one pull of a volume to this node.

@@ -44,7 +44,11 @@ func (m *Manager) sweepStaging() {
 	if grace <= 0 {
 		grace = defaultStagingGrace
 	}
-	swept, err := m.disk.SweepStaging(grace, m.stagingInUse)
+	// A replica's staging tree is its next sync's start: it stays with the replica.
+	swept, err := m.disk.SweepStaging(grace, func(name string) bool {
+		rec, err := m.disk.Load(name)
+		return m.stagingInUse(name) || err == nil && rec.Replica()
+	})
 	for _, name := range swept {
 		m.log.Info("deleted the staging of a pull not tried again", "volume", name, "unused_for", grace)
 	}
@@ -255,13 +259,8 @@ func (m *Manager) dropIfConfirmed(ctx context.Context, rec localstore.Record, v 
 			name, v.Owner, v.Epoch, v.Owner, describeHolding(h), m.cfg.Node, rec.Epoch))
 		return
 	}
-	if m.cfg.KeepReplica {
-		rec.MovedTo, rec.MovedAt = v.Owner, v.Epoch
-		if err := m.disk.Save(rec); err != nil {
-			m.log.Warn("cannot keep this node's copy as a replica", "volume", name, "err", err)
-			return
-		}
-		m.log.Info("keeping this node's copy of a volume that moved away", "volume", name, "owner", v.Owner, "epoch", v.Epoch)
+	if m.cfg.KeepReplica || m.replicated(v.Options) {
+		m.keepAsReplica(ctx, rec, v)
 		return
 	}
 	m.deleteCopy(name, "deleted this node's copy of a volume that moved away, confirmed held by its owner", "owner", v.Owner, "epoch", v.Epoch)
@@ -313,5 +312,29 @@ func (m *Manager) WatchRemovals(ctx context.Context) {
 		if _, err := m.disk.Load(ch.Name); err == nil {
 			m.reconcileOne(ctx, ch.Name)
 		}
+	}
+}
+
+// keepAsReplica keeps this node's copy of a volume that moved on to v's owner, confirmed,
+// as a replica of it: for a replicated volume, the old owner's copy is one of its
+// replicas (the new owner's syncs keep it current, or drop it if the count is kept
+// elsewhere). The caller holds the volume's lock.
+func (m *Manager) keepAsReplica(ctx context.Context, rec localstore.Record, v cluster.Volume) {
+	name := rec.Name
+	rec.MovedTo, rec.MovedAt = v.Owner, v.Epoch
+	if err := m.disk.Save(rec); err != nil {
+		m.log.Warn("cannot keep this node's copy as a replica", "volume", name, "err", err)
+		return
+	}
+	m.log.Info("keeping this node's copy of a volume that moved away, as a replica", "volume", name, "owner", v.Owner, "epoch", v.Epoch)
+	if !m.replicated(v.Options) {
+		return
+	}
+	// The copy is the tree the new owner pulled: its root hash is the record's. It holds
+	// what was written before the move, and nothing since.
+	now := time.Now().UTC()
+	rp := cluster.Replica{Volume: name, Node: m.cfg.Node, Epoch: v.Epoch, Started: now, Synced: now, Root: v.Root, Bytes: v.Size}
+	if err := m.reg.PutReplica(ctx, rp); err != nil {
+		m.log.Warn("cannot record this node's copy as a replica; the owner's next sync does", "volume", name, "err", err)
 	}
 }

@@ -4,17 +4,18 @@ import "github.com/drayage/drayage/cluster"
 
 // local is what this node keeps in memory about one volume, besides its data and its
 // record on disk: the mount claim it holds on the volume, the pull bringing it here,
-// whether its mount mark was checked since the lease changed, and how many pulls use its
-// staging tree. It is guarded by Manager.mu, and dropped when it holds nothing.
+// whether its mount mark was checked since the lease changed, how many pulls use its
+// staging tree, and the sync running into its replica here. It is guarded by Manager.mu, and dropped when it holds nothing.
 type local struct {
 	claim        *cluster.Claim
 	job          *pullJob // running, or failed with nobody told yet
 	markChecked  bool
 	stagingUsers int
+	sync         *replicaSync // a sync into this node's replica, running
 }
 
 func (v *local) empty() bool {
-	return v.claim == nil && v.job == nil && !v.markChecked && v.stagingUsers == 0
+	return v.claim == nil && v.job == nil && !v.markChecked && v.stagingUsers == 0 && v.sync == nil
 }
 
 // with runs f on the local state of volume name, made if there is none, under m.mu,

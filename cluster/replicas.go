@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Replica is the record of one node's warm copy of a volume held by another node. The
+// replica's node writes it after each sync it completed, once the synced tree is in
+// place: the record never says more than the node's disk holds.
+type Replica struct {
+	Volume string `json:"volume"`
+	Node   string `json:"node"`
+	// Epoch is the owner's epoch the copy was synced at.
+	Epoch uint64 `json:"epoch"`
+	// Started is when the last completed sync began: the copy holds every change the
+	// owner's volume had before then. Synced is when it completed.
+	Started time.Time `json:"started"`
+	Synced  time.Time `json:"synced"`
+	// Clean says the sync began while no container on the owner mounted the volume: the
+	// copy is the volume as its last container left it, and stays current until it is
+	// mounted again.
+	Clean bool `json:"clean,omitempty"`
+	// Root is the copy's root hash (hex), verified with the owner; Bytes its size; Sent
+	// the content bytes the sync moved.
+	Root  string `json:"root"`
+	Bytes int64  `json:"bytes"`
+	Sent  int64  `json:"sent"`
+	Rev   int64  `json:"-"`
+}
+
+// Lag is how far the replica may be behind its volume at now: nothing for a clean copy
+// of the current epoch, otherwise the time since its last sync began (changes made since
+// may be missing). mounted says whether a container on the owner mounts the volume now.
+func (rp Replica) Lag(v Volume, mounted bool, now time.Time) time.Duration {
+	if rp.Epoch == v.Epoch && rp.Clean && !mounted {
+		return 0
+	}
+	return max(now.Sub(rp.Started), 0)
+}
+
+func (r *Registry) replicaKey(volume, node string) string { return r.replicasPrefix(volume) + node }
+func (r *Registry) replicasPrefix(volume string) string  { return r.prefix + "replicas/" + volume + "/" }
+
+// PutReplica records a sync that node completed of a volume, at the owner's epoch. It is
+// fenced: it succeeds only while the volume's record names another node as owner at that
+// epoch (ErrStaleEpoch otherwise), so a sync from an owner that lost the volume is never
+// recorded.
+func (r *Registry) PutReplica(ctx context.Context, rp Replica) error {
+	_, _, err := r.change(ctx, rp.Volume, func(e Entry) (txn, error) {
+		v := e.Volume
+		if v.Removing {
+			return txn{}, fmt.Errorf("volume %q: %w", rp.Volume, ErrRemoving)
+		}
+		if v.Epoch != rp.Epoch || v.Owner == rp.Node {
+			return txn{}, fmt.Errorf("volume %q: node %q synced a replica at epoch %d, but node %q owns it at epoch %d: %w",
+				rp.Volume, rp.Node, rp.Epoch, v.Owner, v.Epoch, ErrStaleEpoch)
+		}
+		return txn{conds: []Cond{Unchanged(KV{Key: r.volumeKey(rp.Volume), Rev: v.Rev})},
+			ops: []Op{Put(r.replicaKey(rp.Volume, rp.Node), encode(rp))}}, nil
+	}, nil)
+	return err
+}
+
+// Replicas reads the replica records of a volume, sorted by node.
+func (r *Registry) Replicas(ctx context.Context, volume string) ([]Replica, error) {
+	recs, names, err := readAll[Replica](ctx, r.store, r.replicasPrefix(volume), "replica record")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Replica, 0, len(names))
+	for _, n := range names {
+		out = append(out, *recs[n])
+	}
+	return out, nil
+}
+
+// AllReplicas reads every replica record, by volume.
+func (r *Registry) AllReplicas(ctx context.Context) (map[string][]Replica, error) {
+	kvs, err := r.store.List(ctx, r.prefix+"replicas/")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Replica{}
+	for _, kv := range kvs {
+		rp, err := decode[Replica](kv, "replica record")
+		if err != nil {
+			return nil, err
+		}
+		rp.Rev = kv.Rev
+		out[rp.Volume] = append(out[rp.Volume], *rp)
+	}
+	return out, nil
+}
+
+// DeleteReplica removes node's replica record of a volume: the node dropped its copy,
+// or took the volume over.
+func (r *Registry) DeleteReplica(ctx context.Context, volume, node string) error {
+	_, err := r.store.Txn(ctx, nil, []Op{Delete(r.replicaKey(volume, node))})
+	return err
+}

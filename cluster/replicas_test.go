@@ -1,0 +1,66 @@
+package cluster_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/cluster"
+)
+
+func TestAReplicaIsRecordedOnlyAtTheOwnersEpochAndGoesWithItsVolume(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	now := time.Now().UTC()
+	rp := cluster.Replica{Volume: "db", Node: "node-b", Epoch: 1, Started: now, Synced: now, Root: "ab", Bytes: 10}
+	require.NoError(t, r.PutReplica(ctx, rp))
+
+	stale := rp
+	stale.Epoch = 0
+	require.ErrorIs(t, r.PutReplica(ctx, stale), cluster.ErrStaleEpoch, "a sync from an earlier owner is not recorded")
+	self := rp
+	self.Node = "node-a"
+	require.ErrorIs(t, r.PutReplica(ctx, self), cluster.ErrStaleEpoch, "the owner is not its own replica")
+
+	got, err := r.Replicas(ctx, "db")
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "node-b", got[0].Node)
+	all, err := r.AllReplicas(ctx)
+	require.NoError(t, err)
+	assert.Len(t, all["db"], 1)
+
+	// A move to the replica's node makes it the owner: its replica record goes.
+	claim, _, err := r.BeginMigration(ctx, "db", "node-b", lease(t, s))
+	require.NoError(t, err)
+	_, mc, err := r.CommitMigration(ctx, claim, 10, "ab", lease(t, s), 0)
+	require.NoError(t, err)
+	got, err = r.Replicas(ctx, "db")
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	require.NoError(t, r.Release(ctx, mc))
+
+	rp.Node, rp.Epoch = "node-a", 2
+	require.NoError(t, r.PutReplica(ctx, rp))
+	v, err := r.MarkRemoving(ctx, "db", cluster.RemoveOptions{By: "node-b"})
+	require.NoError(t, err)
+	require.ErrorIs(t, r.PutReplica(ctx, rp), cluster.ErrRemoving)
+	require.NoError(t, r.FinishRemoval(ctx, v))
+	all, err = r.AllReplicas(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, all, "a removed volume's replica records go with it")
+}
+
+func TestAReplicasLagIsNothingOnlyForACleanCopyOfTheCurrentEpoch(t *testing.T) {
+	now := time.Now()
+	v := cluster.Volume{Name: "db", Owner: "node-a", Epoch: 3}
+	rp := cluster.Replica{Epoch: 3, Started: now.Add(-time.Minute), Clean: true}
+	assert.Zero(t, rp.Lag(v, false, now))
+	assert.Equal(t, time.Minute, rp.Lag(v, true, now), "mounted again: changes since may be missing")
+	rp.Epoch = 2
+	assert.Equal(t, time.Minute, rp.Lag(v, false, now))
+}

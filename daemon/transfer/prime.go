@@ -1,0 +1,163 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Prime brings a staging tree close to basis, a complete tree on the same node, before a
+// pull into staging: every file basis holds that staging lacks, or holds with another
+// size or modification time, is copied from basis (content, holes and time; the pull
+// sets the rest), with the directories to hold it. A pull into staging then sends only
+// what differs from basis. A replica syncs this way: its last synced tree is the basis,
+// and staging is the tree it replaced, one sync behind, so most files are already there.
+//
+// Basis is the node's own tree, already received verified; its stored hashes go with
+// the files copied, so the pull does not read them again. Prime reports how many files
+// and bytes it copied.
+func Prime(ctx context.Context, basis, staging string) (files int, bytes int64, err error) {
+	b, err := walk(ctx, basis)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", basis, err)
+	}
+	have, err := readStaging(ctx, staging)
+	if err != nil {
+		return 0, 0, err
+	}
+	present := make(map[string]entry, len(have.tree.entries))
+	for _, e := range have.tree.entries {
+		present[e.Path] = e
+	}
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		return 0, 0, err
+	}
+	from, err := os.OpenRoot(basis)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer from.Close()
+	to, err := os.OpenRoot(staging)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer to.Close()
+	known := loadIndex(IndexPath(basis))
+	index := have.known
+	defer func() { _ = index.save(IndexPath(staging), false) }()
+	// clear removes what staging holds at p, and forgets what was in it.
+	clear := func(p string) error {
+		if err := to.RemoveAll(p); err != nil {
+			return err
+		}
+		for q := range present {
+			if q == p || strings.HasPrefix(q, p+"/") {
+				delete(present, q)
+			}
+		}
+		return nil
+	}
+	for i, e := range b.entries {
+		if err := ctx.Err(); err != nil {
+			return files, bytes, err
+		}
+		h, ok := present[e.Path]
+		switch {
+		case e.Path == ".":
+		case e.Kind == kindDir:
+			if ok && h.Kind == kindDir {
+				continue
+			}
+			if ok {
+				if err := clear(e.Path); err != nil {
+					return files, bytes, err
+				}
+			}
+			if err := to.Mkdir(e.Path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return files, bytes, err
+			}
+			present[e.Path] = entry{Path: e.Path, Kind: kindDir}
+		case e.Kind == kindFile:
+			if ok && sameContent(e, h) {
+				continue
+			}
+			if ok {
+				if err := clear(e.Path); err != nil {
+					return files, bytes, err
+				}
+			}
+			stamp, err := copyFile(from, to, e)
+			if err != nil {
+				return files, bytes, fmt.Errorf("copy %s from %s: %w", e.Path, basis, err)
+			}
+			if sum, ok := known.lookup(e.Path, b.stamp(i)); ok {
+				index[e.Path] = storedHash{stamp, sum}
+			}
+			files++
+			bytes += e.Size
+		}
+	}
+	return files, bytes, nil
+}
+
+// copyFile copies file e from one tree to the other, holes as holes, and gives the copy
+// e's modification time. It returns the copy's stamp.
+func copyFile(from, to *os.Root, e entry) (fileStamp, error) {
+	src, err := from.OpenFile(e.Path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	defer src.Close()
+	if dir := path.Dir(e.Path); dir != "." {
+		if err := to.MkdirAll(dir, 0o700); err != nil {
+			return fileStamp{}, err
+		}
+	}
+	dst, err := to.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	defer dst.Close()
+	in, out := int(src.Fd()), int(dst.Fd())
+	for off := int64(0); off < e.Size; {
+		data, err := unix.Seek(in, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole is left
+		} else if err != nil {
+			data = off
+		}
+		end, err := unix.Seek(in, data, unix.SEEK_HOLE)
+		if err != nil || end > e.Size {
+			end = e.Size
+		}
+		for o := data; o < end; {
+			ro, wo := o, o
+			n, err := unix.CopyFileRange(in, &ro, out, &wo, int(min(end-o, 1<<30)), 0)
+			if err != nil {
+				return fileStamp{}, err
+			}
+			if n == 0 {
+				return fileStamp{}, fmt.Errorf("%s shrank while it was copied", e.Path)
+			}
+			o += int64(n)
+		}
+		off = end
+	}
+	if err := unix.Ftruncate(out, e.Size); err != nil {
+		return fileStamp{}, err
+	}
+	if err := futimens(out, e.MTime); err != nil {
+		return fileStamp{}, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(out, &st); err != nil {
+		return fileStamp{}, err
+	}
+	return stampOf(&st), nil
+}

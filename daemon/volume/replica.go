@@ -1,0 +1,199 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/localstore"
+)
+
+// The replica's side of a replicated volume (replicate.go is the owner's). A replica is
+// a copy of a volume held by another node, kept current by syncs the owner asks for:
+// its record on disk names the owner and the epoch of its last sync (MovedTo, MovedAt),
+// and the cluster store has a replica record written after each sync.
+//
+// A sync is a pull into the replica's staging tree, which holds the tree the last sync
+// replaced: it is brought up to date from the replica first (localstore.PrimeStaging),
+// so the pull sends only what changed since the replica's last sync. The synced tree is
+// swapped in whole (localstore.InstallReplica): a replica is always one complete tree,
+// as of one sync, and a sync cut off at any point leaves the last one in place. A Mount
+// here of the volume cancels a sync running and pulls into the same staging tree.
+
+// replicaSync is a sync running into a replica here.
+type replicaSync struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// SyncReplica brings this node's replica of volume name up to date from owner, which
+// holds it at epoch (it asked, replicate.go); clean says no container there mounts it.
+func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uint64, clean bool) (ReplicaSynced, error) {
+	p := m.currentPuller()
+	if p == nil {
+		return ReplicaSynced{}, fmt.Errorf("volume %q: node %q runs alone (no certificate in its TLS dir) and can't hold replicas", name, m.cfg.Node)
+	}
+	e, sync, err := m.beginSync(ctx, name, owner, epoch)
+	if err != nil {
+		return ReplicaSynced{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	sync.cancel = cancel
+	defer m.endSync(name, sync)
+	if _, err := m.disk.Load(name); err == nil {
+		files, bytes, err := m.disk.PrimeStaging(ctx, name)
+		if err != nil {
+			return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		}
+		if files > 0 {
+			m.log.Debug("brought the replica's staging up to date from its last sync", "volume", name, "files", files, "bytes", bytes)
+		}
+	}
+	started := time.Now().UTC()
+	got, err := func() (Pulled, error) {
+		defer m.useStaging(name)()
+		return p.Pull(ctx, PullRequest{Volume: name, From: owner, Epoch: epoch, Staging: m.disk.StagingDir(name),
+			AllowPrivileged: AllowsPrivileged(e.Volume.Options)})
+	}()
+	if err != nil {
+		return ReplicaSynced{}, fmt.Errorf("volume %q: syncing the replica on node %q from node %q failed: %w; the replica keeps its last sync, and the next one resumes from what arrived",
+			name, m.cfg.Node, owner, err)
+	}
+	return m.installReplica(ctx, e, owner, epoch, clean, started, got)
+}
+
+// beginSync checks that a sync of volume name from owner at epoch may run here now and
+// notes it running. A Mount here of the volume cancels it (stopSync).
+func (m *Manager) beginSync(ctx context.Context, name, owner string, epoch uint64) (cluster.Entry, *replicaSync, error) {
+	unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return cluster.Entry{}, nil, err
+	}
+	defer unlock()
+	if err := m.stopping(); err != nil {
+		return cluster.Entry{}, nil, err
+	}
+	e, err := m.entry(ctx, name, "sync")
+	if err != nil {
+		return e, nil, err
+	}
+	if e.Volume.Owner != owner || e.Volume.Epoch != epoch || owner == m.cfg.Node {
+		return e, nil, fmt.Errorf("volume %q: node %q asks for a replica sync at epoch %d, but the record says node %q holds it at epoch %d: %w",
+			name, owner, epoch, e.Volume.Owner, e.Volume.Epoch, cluster.ErrStaleEpoch)
+	}
+	rec, err := m.disk.Load(name)
+	switch {
+	case errors.Is(err, localstore.ErrNotExist):
+	case err != nil:
+		return e, nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	case !rec.Replica():
+		return e, nil, tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), not a replica; it keeps it until node %q confirms it holds the volume, then becomes a replica",
+			m.cfg.Node, name, rec.Epoch, owner)
+	}
+	s := &replicaSync{done: make(chan struct{})}
+	var busy bool
+	m.with(name, func(v *local) {
+		if busy = v.job != nil && v.job.running() || v.sync != nil; !busy {
+			v.sync = s
+		}
+	})
+	if busy {
+		return e, nil, fmt.Errorf("volume %q: node %q is pulling or syncing it already; the next sync retries", name, m.cfg.Node)
+	}
+	return e, s, nil
+}
+
+// endSync notes a sync ended.
+func (m *Manager) endSync(name string, s *replicaSync) {
+	m.with(name, func(v *local) {
+		if v.sync == s {
+			v.sync = nil
+		}
+	})
+	s.cancel()
+	close(s.done)
+}
+
+// stopSync cancels the sync running into volume name's replica here, if one runs, and
+// returns a channel closed once it has ended. The caller holds the volume's lock.
+func (m *Manager) stopSync(name string) <-chan struct{} {
+	var s *replicaSync
+	m.with(name, func(v *local) { s = v.sync })
+	if s == nil {
+		return nil
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	return s.done
+}
+
+// installReplica puts a synced tree in place as the replica, then records the sync in
+// the cluster store. The record is fenced: a sync from a node that is no longer the
+// owner at epoch is not recorded (the tree, a complete copy as of that epoch, stays).
+func (m *Manager) installReplica(ctx context.Context, e cluster.Entry, owner string, epoch uint64, clean bool, started time.Time, got Pulled) (ReplicaSynced, error) {
+	name := e.Volume.Name
+	unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return ReplicaSynced{}, err
+	}
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return ReplicaSynced{}, fmt.Errorf("volume %q: the replica sync on node %q was stopped: %w", name, m.cfg.Node, err)
+	}
+	if rec, err := m.disk.Load(name); err == nil && !rec.Replica() {
+		return ReplicaSynced{}, tell(ErrConflict, "node %q holds its own copy of volume %q now; the sync is not installed", m.cfg.Node, name)
+	}
+	now := time.Now().UTC()
+	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: epoch, Root: got.Root,
+		MovedTo: owner, MovedAt: epoch, Synced: now}
+	if err := m.disk.InstallReplica(rec, m.disk.StagingDir(name)); err != nil {
+		return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	rp := cluster.Replica{Volume: name, Node: m.cfg.Node, Epoch: epoch, Started: started, Synced: now, Clean: clean,
+		Root: got.Root, Bytes: got.Size, Sent: got.Sent}
+	if err := m.reg.PutReplica(ctx, rp); err != nil {
+		return ReplicaSynced{}, fmt.Errorf("volume %q: node %q synced its replica but cannot record it: %w", name, m.cfg.Node, err)
+	}
+	return ReplicaSynced{Root: got.Root, Bytes: got.Size, Sent: got.Sent}, nil
+}
+
+// DropReplica deletes this node's replica of volume name at the owner's word: owner,
+// the node asking, holds it at epoch (the record must say so too) with enough replicas
+// elsewhere. A copy that is not a replica is never dropped this way.
+func (m *Manager) DropReplica(ctx context.Context, name, owner string, epoch uint64) error {
+	unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	e, err := m.entry(ctx, name, "drop")
+	if err != nil {
+		return err
+	}
+	if e.Volume.Owner != owner || e.Volume.Epoch != epoch || owner == m.cfg.Node {
+		return fmt.Errorf("volume %q: node %q asks node %q to drop its replica at epoch %d, but the record says node %q holds it at epoch %d: %w",
+			name, owner, m.cfg.Node, epoch, e.Volume.Owner, e.Volume.Epoch, cluster.ErrStaleEpoch)
+	}
+	rec, err := m.disk.Load(name)
+	if errors.Is(err, localstore.ErrNotExist) {
+		return m.reg.DeleteReplica(ctx, name, m.cfg.Node)
+	}
+	if err != nil {
+		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if !rec.Replica() || rec.MountCount() > 0 {
+		return tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), not a replica; it is not dropped", m.cfg.Node, name, rec.Epoch)
+	}
+	if done := m.stopSync(name); done != nil {
+		return fmt.Errorf("volume %q: a sync into node %q's replica runs; retry", name, m.cfg.Node)
+	}
+	if err := m.reg.DeleteReplica(ctx, name, m.cfg.Node); err != nil {
+		return m.storeErr("drop the replica of volume "+name, err)
+	}
+	m.deleteCopy(name, "dropped this node's replica: the volume keeps its replica count on other nodes", "owner", owner, "epoch", epoch)
+	m.disk.DropStaging(name)
+	return nil
+}

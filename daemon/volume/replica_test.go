@@ -1,0 +1,132 @@
+package volume
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/progress"
+)
+
+// threeNodes starts node-a, node-b and node-c over one registry, reaching each other.
+func threeNodes(t *testing.T) (ms [3]*Manager, fs [3]*fixture) {
+	fs[0] = newFixture(t)
+	fs[1] = newNode(t, "node-b", fs[0].reg)
+	fs[2] = newNode(t, "node-c", fs[0].reg)
+	connect(fs[0], fs[1], fs[2])
+	for i, f := range fs {
+		ms[i] = f.start(t)
+	}
+	return ms, fs
+}
+
+// replicasAt waits until the volume's replica records are those nodes', at epoch.
+func replicasAt(t *testing.T, reg *cluster.Registry, name string, epoch uint64, nodes ...string) []cluster.Replica {
+	t.Helper()
+	var got []cluster.Replica
+	require.Eventually(t, func() bool {
+		reps, err := reg.Replicas(context.Background(), name)
+		if err != nil || len(reps) != len(nodes) {
+			return false
+		}
+		for i, rp := range reps {
+			if rp.Node != nodes[i] || rp.Epoch != epoch {
+				return false
+			}
+		}
+		got = reps
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "replicas of %s on %v at epoch %d", name, nodes, epoch)
+	return got
+}
+
+func TestAReplicatedVolumeIsKeptOnItsReplicasAndUnmountSyncsItsLastWrites(t *testing.T) {
+	ctx := context.Background()
+	ms, fs := threeNodes(t)
+	a := ms[0]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "3"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b", "node-c")
+
+	_, err := a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(fs[0].root, "volumes", "db", "data", "log"), []byte("line 1\n"), 0o644))
+	require.NoError(t, a.Unmount(ctx, "db", "c1"))
+	// The Unmount answered once the replicas had the write.
+	for _, f := range fs[1:] {
+		b, err := os.ReadFile(filepath.Join(f.root, "volumes", "db", "data", "log"))
+		require.NoError(t, err, f.node)
+		assert.Equal(t, "line 1\n", string(b), f.node)
+	}
+	info, err := ms[1].Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, 3, info.Copies)
+	require.Len(t, info.Replicas, 2)
+	for _, ri := range info.Replicas {
+		assert.Equal(t, ReplicaReady, ri.State, ri.Node)
+		assert.Zero(t, ri.Lag, "synced since the volume's last container left")
+	}
+
+	// A replica is never written over by a node that does not own the volume, nor
+	// mounted as the volume.
+	_, err = ms[1].SyncReplica(ctx, "db", "node-c", 1, true)
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch)
+}
+
+func TestAMoveToAReplicasNodeKeepsTheReplicaCount(t *testing.T) {
+	ctx := context.Background()
+	ms, fs := threeNodes(t)
+	a, b := ms[0], ms[1]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "replica-nodes": "node-b"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b")
+	require.NoError(t, os.WriteFile(filepath.Join(fs[0].root, "volumes", "db", "data", "f"), []byte("after the sync"), 0o644))
+
+	_, err := b.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(fs[1].root, "volumes", "db", "data", "f"))
+	require.NoError(t, err)
+	assert.Equal(t, "after the sync", string(got), "the move brought what the replica lacked")
+
+	// The old owner keeps its copy as the replica (the volume pins its replicas to
+	// node-b, the owner now: the copy left on node-a is the one replica).
+	a.Reconcile(ctx)
+	rec, err := a.disk.Load("db")
+	require.NoError(t, err)
+	assert.True(t, rec.Replica())
+	reps := replicasAt(t, fs[0].reg, "db", 2, "node-a")
+	assert.Equal(t, "node-a", reps[0].Node)
+}
+
+func TestAMountOnAReplicasNodeStopsItsSync(t *testing.T) {
+	ctx := context.Background()
+	ms, fs := threeNodes(t)
+	a, b := ms[0], ms[1]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "replica-nodes": "node-b"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b")
+	// A sync that waits forever in the puller is cancelled by the Mount.
+	g := newGate(progress.Counts{})
+	p := fs[0].peers
+	p.mu.Lock()
+	p.gate = g
+	p.mu.Unlock()
+	a.scheduleSync("db", time.Now(), false)
+	<-g.started
+	p.mu.Lock()
+	p.gate = nil
+	p.mu.Unlock()
+	mounted := make(chan error, 1)
+	go func() { _, err := b.Mount(ctx, "db", "c1"); mounted <- err }()
+	select {
+	case err := <-mounted:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the Mount waited for the sync")
+	}
+	require.Eventually(t, func() bool { return a.lastSyncs("db")["node-b"] != nil }, 5*time.Second, 10*time.Millisecond,
+		"the sync was stopped, not left running into the staging tree the move used")
+}

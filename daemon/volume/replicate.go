@@ -1,0 +1,412 @@
+package volume
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/daemon/localstore"
+)
+
+// A volume created with replicas=N is kept on N nodes: its owner's copy, and N-1 warm
+// replicas that the owner keeps current. This file is the owner's side: when to sync,
+// to which nodes, and what it sends them; replica.go is the replica's side.
+//
+// The owner syncs a volume's replicas while containers here mount it (every
+// sync-interval), when its last container unmounts it (the Unmount waits for that
+// sync), when it becomes the owner, and once after the daemon starts. A volume that is
+// not mounted and whose replicas synced since its last container left costs nothing.
+// Each sync asks every replica's node, at once, to pull the volume from here at the
+// owner's epoch: the node pulls like a move does (only what differs, verified, staged,
+// swapped in atomically) and records the sync in the store. This node sends to a node
+// it asked, at the epoch it asked for, even while the volume is mounted (SendDir,
+// ticket); a file written while it is sent makes that attempt void (transfer.ErrChanged).
+
+const (
+	// defaultSyncInterval is how soon a change to a mounted volume reaches its replicas
+	// unless DRAYAGE_SYNC_INTERVAL or the volume's sync-interval option says otherwise.
+	defaultSyncInterval = 30 * time.Second
+	// defaultReplicaReplaceAfter is how long a replica's node may be down before another
+	// takes its place.
+	defaultReplicaReplaceAfter = 10 * time.Minute
+	// syncRetry is how soon a sync that failed is tried again (at most the interval).
+	syncRetry = 5 * time.Second
+	// syncsAtOnce bounds the volumes whose replicas this node syncs at once.
+	syncsAtOnce = 4
+	// unmountSyncWait bounds how long an Unmount waits for its sync before it answers;
+	// the sync goes on.
+	unmountSyncWait = 20 * time.Second
+)
+
+// replication is this node's schedule of replica syncs, for the volumes it owns.
+type replication struct {
+	mu      sync.Mutex
+	due     map[string]time.Time        // when each volume's next sync is due
+	running map[string]bool             // syncs running now
+	waiters map[string][]chan error     // callers waiting for a volume's next sync
+	tickets map[syncTicket]struct{}     // syncs this node serves now
+	kick    chan struct{}               // the schedule changed
+	last    map[string]map[string]error // each volume's last sync outcome, by replica node
+}
+
+// syncTicket allows node to receive volume from this node at epoch, for a sync.
+type syncTicket struct {
+	volume, node string
+	epoch        uint64
+}
+
+func newReplication() *replication {
+	return &replication{due: map[string]time.Time{}, running: map[string]bool{}, waiters: map[string][]chan error{},
+		tickets: map[syncTicket]struct{}{}, kick: make(chan struct{}, 1), last: map[string]map[string]error{}}
+}
+
+// replicaCount is how many copies a volume with these options keeps.
+func (m *Manager) replicaCount(opts map[string]string) int {
+	if n, err := strconv.Atoi(opts[optReplicas]); err == nil && n >= 1 {
+		return n
+	}
+	return max(m.cfg.Replicas, 1)
+}
+
+// syncInterval is how soon a change to a mounted volume with these options reaches its
+// replicas.
+func (m *Manager) syncInterval(opts map[string]string) time.Duration {
+	if d, err := time.ParseDuration(opts[optSyncInterval]); err == nil && d >= MinSyncInterval {
+		return d
+	}
+	if m.cfg.SyncInterval > 0 {
+		return m.cfg.SyncInterval
+	}
+	return defaultSyncInterval
+}
+
+func (m *Manager) replicaReplaceAfter() time.Duration {
+	if m.cfg.ReplicaReplaceAfter > 0 {
+		return m.cfg.ReplicaReplaceAfter
+	}
+	return defaultReplicaReplaceAfter
+}
+
+// scheduleSync has a volume's replicas synced at or before at (a sync due sooner stays
+// so). It returns a channel that receives the outcome of that sync if wait is set.
+func (m *Manager) scheduleSync(name string, at time.Time, wait bool) <-chan error {
+	r := m.repl
+	r.mu.Lock()
+	if due, ok := r.due[name]; !ok || at.Before(due) {
+		r.due[name] = at
+	}
+	var ch chan error
+	if wait {
+		ch = make(chan error, 1)
+		r.waiters[name] = append(r.waiters[name], ch)
+	}
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+	return ch
+}
+
+// replicated reports whether a volume with these options keeps replicas.
+func (m *Manager) replicated(opts map[string]string) bool { return m.replicaCount(opts) > 1 }
+
+// replicate runs the schedule until ctx ends: each sync due starts, up to syncsAtOnce at
+// once.
+func (m *Manager) replicate(ctx context.Context) {
+	r := m.repl
+	slots := make(chan struct{}, syncsAtOnce)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		now, next := time.Now(), time.Now().Add(time.Hour)
+		var start []string
+		for name, at := range r.due {
+			switch {
+			case r.running[name]:
+			case !at.After(now):
+				start = append(start, name)
+			case at.Before(next):
+				next = at
+			}
+		}
+		r.mu.Unlock()
+		for _, name := range start {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			r.mu.Lock()
+			delete(r.due, name)
+			r.running[name] = true
+			waiters := r.waiters[name]
+			delete(r.waiters, name)
+			r.mu.Unlock()
+			if !m.goBackground(func(ctx context.Context) {
+				defer func() { <-slots }()
+				m.runSync(ctx, name, waiters)
+			}) {
+				return
+			}
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-timer.C:
+		}
+	}
+}
+
+// runSync syncs a volume's replicas, tells the callers waiting for it, and schedules
+// the next sync: one interval on while containers here mount the volume, soon after a
+// failure, none once it is idle and its replicas are current.
+func (m *Manager) runSync(ctx context.Context, name string, waiters []chan error) {
+	next, err := m.syncReplicas(ctx, name)
+	r := m.repl
+	r.mu.Lock()
+	delete(r.running, name)
+	r.mu.Unlock()
+	for _, w := range waiters {
+		w <- err
+	}
+	if !next.IsZero() {
+		m.scheduleSync(name, next, false)
+	}
+}
+
+// syncReplicas brings the replicas of a volume owned here up to date, and returns when
+// the next sync is due (zero: none, until something asks for one).
+func (m *Manager) syncReplicas(ctx context.Context, name string) (next time.Time, err error) {
+	plan, err := m.planSync(ctx, name)
+	if err != nil || plan == nil {
+		if err != nil {
+			m.log.Warn("cannot sync the volume's replicas; will retry", "volume", name, "err", err)
+			return time.Now().Add(syncRetry), err
+		}
+		return time.Time{}, nil
+	}
+	defer m.endTickets(plan.tickets)
+	p := m.currentPuller()
+	start := time.Now()
+	errs := make([]error, len(plan.targets))
+	results := make([]ReplicaSynced, len(plan.targets))
+	var wg sync.WaitGroup
+	for i, node := range plan.targets {
+		wg.Go(func() {
+			results[i], errs[i] = p.SyncReplica(ctx, node, name, plan.epoch, !plan.mounted)
+		})
+	}
+	wg.Wait()
+	outcome := map[string]error{}
+	var failed []error
+	for i, node := range plan.targets {
+		outcome[node] = errs[i]
+		m.cfg.Metrics.ReplicaSynced(errs[i] == nil, results[i].Sent)
+		if errs[i] != nil {
+			failed = append(failed, fmt.Errorf("node %q: %w", node, errs[i]))
+			m.log.Warn("replica sync failed; will retry", "volume", name, "replica", node, "epoch", plan.epoch, "err", errs[i])
+			continue
+		}
+		m.log.Info("replica synced", "volume", name, "replica", node, "epoch", plan.epoch, "sent", results[i].Sent,
+			"bytes", results[i].Bytes, "took", time.Since(start).Round(time.Millisecond))
+	}
+	m.repl.mu.Lock()
+	m.repl.last[name] = outcome
+	m.repl.mu.Unlock()
+	if len(failed) > 0 {
+		return time.Now().Add(min(syncRetry, plan.interval)), fmt.Errorf("volume %q: %w", name, errors.Join(failed...))
+	}
+	m.dropExtraReplicas(ctx, name, plan)
+	if plan.mounted {
+		return start.Add(plan.interval), nil
+	}
+	return time.Time{}, nil
+}
+
+// syncPlan is one sync of a volume's replicas, decided under the volume's lock.
+type syncPlan struct {
+	epoch    uint64
+	mounted  bool
+	interval time.Duration
+	targets  []string          // the nodes that keep the replicas
+	extra    []cluster.Replica // replicas beyond the count, dropped once the targets synced
+	tickets  []syncTicket
+}
+
+// planSync decides which nodes a volume's replicas sync to now, and lets them receive
+// it; nil if there is nothing to sync (the volume is not this node's, or keeps no
+// replicas).
+func (m *Manager) planSync(ctx context.Context, name string) (*syncPlan, error) {
+	unlock, err := m.begin(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	e, err := m.entry(ctx, name, "sync")
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := e.Volume
+	if v.Owner != m.cfg.Node || v.Removing || !m.replicated(v.Options) || m.currentPuller() == nil {
+		return nil, nil
+	}
+	rec, err := m.disk.Load(name)
+	if err != nil {
+		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if rec, err = m.current(rec, e); err != nil {
+		return nil, err
+	}
+	have, err := m.reg.Replicas(ctx, name)
+	if err != nil {
+		return nil, m.storeErr("read the replicas of volume "+name, err)
+	}
+	plan := &syncPlan{epoch: v.Epoch, mounted: rec.MountCount() > 0, interval: m.syncInterval(v.Options)}
+	plan.targets = m.placeReplicas(v, have, m.replicaCount(v.Options)-1)
+	if len(plan.targets) == 0 {
+		return nil, fmt.Errorf("volume %q keeps %d replicas, but no other node is alive to hold one; start drayage on more nodes", name, m.replicaCount(v.Options)-1)
+	}
+	for _, rp := range have {
+		if !slices.Contains(plan.targets, rp.Node) && rp.Node != m.cfg.Node {
+			plan.extra = append(plan.extra, rp)
+		}
+	}
+	m.repl.mu.Lock()
+	for _, node := range plan.targets {
+		t := syncTicket{volume: name, node: node, epoch: v.Epoch}
+		m.repl.tickets[t] = struct{}{}
+		plan.tickets = append(plan.tickets, t)
+	}
+	m.repl.mu.Unlock()
+	return plan, nil
+}
+
+func (m *Manager) endTickets(tickets []syncTicket) {
+	m.repl.mu.Lock()
+	defer m.repl.mu.Unlock()
+	for _, t := range tickets {
+		delete(m.repl.tickets, t)
+	}
+}
+
+// ticketed reports whether this node asked node to sync volume at epoch.
+func (m *Manager) ticketed(volume, node string, epoch uint64) bool {
+	m.repl.mu.Lock()
+	defer m.repl.mu.Unlock()
+	_, ok := m.repl.tickets[syncTicket{volume, node, epoch}]
+	return ok
+}
+
+// placeReplicas picks the n nodes that keep a volume's replicas: those its
+// replica-nodes option names, or else the nodes that hold one already (the freshest
+// first; a node down for less than DRAYAGE_REPLICA_REPLACE_AFTER keeps its place), then
+// the live nodes with the most free space. Never this node, never a node twice.
+func (m *Manager) placeReplicas(v cluster.Volume, have []cluster.Replica, n int) []string {
+	if pinned := v.Options[optReplicaNodes]; pinned != "" {
+		var out []string
+		for node := range strings.SplitSeq(pinned, ",") {
+			if node != m.cfg.Node && len(out) < n {
+				out = append(out, node)
+			}
+		}
+		return out
+	}
+	peers := map[string]Peer{}
+	for _, p := range m.currentPuller().Peers() {
+		peers[p.Name] = p
+	}
+	var out []string
+	holding := slices.Clone(have)
+	slices.SortFunc(holding, func(a, b cluster.Replica) int {
+		return cmp.Or(cmp.Compare(b.Epoch, a.Epoch), b.Synced.Compare(a.Synced), strings.Compare(a.Node, b.Node))
+	})
+	for _, rp := range holding {
+		p, known := peers[rp.Node]
+		if len(out) < n && known && rp.Node != m.cfg.Node && (p.Alive || time.Since(p.LastSeen) < m.replicaReplaceAfter()) {
+			out = append(out, rp.Node)
+		}
+	}
+	fresh := make([]Peer, 0, len(peers))
+	for _, p := range peers {
+		if p.Alive && p.Name != m.cfg.Node && !slices.Contains(out, p.Name) {
+			fresh = append(fresh, p)
+		}
+	}
+	slices.SortFunc(fresh, func(a, b Peer) int { return cmp.Or(cmp.Compare(b.Free, a.Free), strings.Compare(a.Name, b.Name)) })
+	for _, p := range fresh {
+		if len(out) < n {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// dropExtraReplicas asks the nodes holding replicas beyond the volume's count to drop
+// them, now that the count is kept elsewhere (a move to a node that held none leaves the
+// old owner's copy as one more).
+func (m *Manager) dropExtraReplicas(ctx context.Context, name string, plan *syncPlan) {
+	p := m.currentPuller()
+	for _, rp := range plan.extra {
+		if alive, _ := p.Peer(rp.Node); !alive {
+			continue // asked again after its next sync
+		}
+		if err := p.DropReplica(ctx, rp.Node, name, plan.epoch); err != nil {
+			m.log.Warn("cannot have a replica beyond the volume's count dropped; will retry", "volume", name, "replica", rp.Node, "err", err)
+			continue
+		}
+		m.log.Info("dropped a replica beyond the volume's count", "volume", name, "replica", rp.Node)
+	}
+}
+
+// lastSyncs is each replica node's last sync outcome for a volume owned here.
+func (m *Manager) lastSyncs(name string) map[string]error {
+	m.repl.mu.Lock()
+	defer m.repl.mu.Unlock()
+	return m.repl.last[name]
+}
+
+// replicaSendDir authorizes a sync of a volume owned here to node at epoch, which this
+// node asked for: the record must still name this node the owner at epoch, and no move
+// claim hold it. It may be mounted. The caller holds the volume's lock.
+func (m *Manager) replicaSendDir(ctx context.Context, name, node string, epoch uint64) (string, error) {
+	e, err := m.entry(ctx, name, "send")
+	if err != nil {
+		return "", err
+	}
+	if e.Volume.Owner != m.cfg.Node || e.Volume.Epoch != epoch {
+		return "", fmt.Errorf("volume %q is held by node %q at epoch %d, not by node %q at epoch %d: %w",
+			name, e.Volume.Owner, e.Volume.Epoch, m.cfg.Node, epoch, cluster.ErrStaleEpoch)
+	}
+	rec, err := m.disk.Load(name)
+	if err != nil {
+		return "", fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
+	}
+	if _, err := m.current(rec, e); err != nil {
+		return "", err
+	}
+	return m.disk.DataDir(name), nil
+}
+
+// scheduleOwned schedules one sync of every replicated volume held here, at start: what
+// changed while the daemon was down is found by that sync's walk.
+func (m *Manager) scheduleOwned(recs []localstore.Record) {
+	for _, rec := range recs {
+		if !rec.Pending && !rec.Replica() && m.replicated(rec.Options) {
+			m.scheduleSync(rec.Name, time.Now(), false)
+		}
+	}
+}
