@@ -41,7 +41,7 @@ func (rp Replica) Lag(v Volume, mounted bool, now time.Time) time.Duration {
 }
 
 func (r *Registry) replicaKey(volume, node string) string { return r.replicasPrefix(volume) + node }
-func (r *Registry) replicasPrefix(volume string) string  { return r.prefix + "replicas/" + volume + "/" }
+func (r *Registry) replicasPrefix(volume string) string   { return r.prefix + "replicas/" + volume + "/" }
 
 // PutReplica records a sync that node completed of a volume, at the owner's epoch. It is
 // fenced: it succeeds only while the volume's record names another node as owner at that
