@@ -188,6 +188,19 @@ func toDocker(info volume.Info) *dockervolume.Volume {
 	if info.Progress != nil {
 		status["progress"] = info.Progress.String()
 	}
+	if info.Copies > 1 || len(info.Replicas) > 0 {
+		status["copies"] = info.Copies
+		replicas := make([]map[string]any, 0, len(info.Replicas))
+		for _, r := range info.Replicas {
+			rp := map[string]any{"node": r.Node, "state": r.State, "synced": r.Synced.Format(time.RFC3339),
+				"lag_seconds": r.Lag, "lag_bytes": r.LagBytes, "root": r.Root}
+			if r.Problem != "" {
+				rp["problem"] = r.Problem
+			}
+			replicas = append(replicas, rp)
+		}
+		status["replicas"] = replicas
+	}
 	v := &dockervolume.Volume{Name: info.Name, Mountpoint: info.Mountpoint, Status: status}
 	if !info.Created.IsZero() {
 		v.CreatedAt = info.Created.Format(time.RFC3339)

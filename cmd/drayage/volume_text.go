@@ -20,9 +20,9 @@ import (
 // printVolumes is 'drayage volume ls': a table, a volume a line.
 func printVolumes(out io.Writer, infos []volume.Info) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tNODE\tSTATE\tMOUNTS\tCREATED")
+	fmt.Fprintln(w, "NAME\tNODE\tSTATE\tMOUNTS\tREPLICAS\tCREATED")
 	for _, v := range infos {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\n", v.Name, v.Node, v.State, v.Mounts, ago(v.Created))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", v.Name, v.Node, v.State, v.Mounts, replicaSummary(v), ago(v.Created))
 	}
 	return w.Flush()
 }
@@ -76,7 +76,47 @@ func printInfo(out io.Writer, v volume.Info) {
 		fmt.Fprintf(w, "Options:\t%s\n", strings.Join(opts, " "))
 	}
 	fmt.Fprintf(w, "Created:\t%s (%s)\n", v.Created.Local().Format(time.RFC3339), ago(v.Created))
+	if v.Copies > 1 || len(v.Replicas) > 0 {
+		fmt.Fprintf(w, "Replicas:\t%s\n", replicaSummary(v))
+	}
 	_ = w.Flush()
+	if len(v.Replicas) > 0 {
+		rw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(rw, "  NODE\tSTATE\tSYNCED\tLAG\tLAST SENT\tROOT")
+		for _, r := range v.Replicas {
+			fmt.Fprintf(rw, "  %s\t%s\t%s\t%s\t%s\t%.12s\n", r.Node, r.State, ago(r.Synced), lag(r.Lag), units.BytesSize(float64(r.LagBytes)), r.Root)
+		}
+		_ = rw.Flush()
+		for _, r := range v.Replicas {
+			if r.Problem != "" {
+				fmt.Fprintf(out, "  %s: %s\n", r.Node, r.Problem)
+			}
+		}
+	}
+}
+
+// replicaSummary is how many of the copies a volume keeps are ready: "2/3" counts the
+// owner's copy and the replicas ready; "-" for a volume of one copy.
+func replicaSummary(v volume.Info) string {
+	if v.Copies <= 1 && len(v.Replicas) == 0 {
+		return "-"
+	}
+	ready := 1
+	for _, r := range v.Replicas {
+		if r.State == volume.ReplicaReady {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, max(v.Copies, 1))
+}
+
+// lag says how far a replica may be behind: "none" for one with every write of the
+// volume's last container.
+func lag(seconds float64) string {
+	if seconds == 0 {
+		return "none"
+	}
+	return (time.Duration(seconds * float64(time.Second))).Round(time.Second).String()
 }
 
 func ago(t time.Time) string {

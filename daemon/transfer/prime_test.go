@@ -1,0 +1,59 @@
+package transfer
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A replica syncs into the tree its last sync replaced, primed from the replica: only
+// what changed at the source since the replica's sync crosses the wire, and the replica
+// itself is never written.
+func TestAPullPrimedFromABasisSendsOnlyWhatChangedSinceIt(t *testing.T) {
+	src := fidelityTree(t)
+	dir := t.TempDir()
+	replica, staging := filepath.Join(dir, "replica"), filepath.Join(dir, "staging")
+	move(t, src, replica, 2) // the replica's first sync
+	before, err := walkEntries(replica)
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(filepath.Join(src, "zero"), []byte("changed at the source"), 0o600))
+	files, bytes, err := Prime(t.Context(), replica, staging)
+	require.NoError(t, err)
+	assert.Positive(t, files, "an empty staging tree is filled from the basis")
+	assert.Positive(t, bytes)
+
+	sink, source := move(t, src, staging, 2)
+	assert.Len(t, sink.Wanted(), 1, "only the file changed since the basis")
+	assert.Equal(t, int64(len("changed at the source")), source.Bytes())
+	assert.Empty(t, sink.verify, "the primed files came with their hashes")
+	want, err := walkEntries(src)
+	require.NoError(t, err)
+	got, err := walkEntries(staging)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	after, err := walkEntries(replica)
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "the basis is only read")
+
+	// Primed again from an unchanged basis, a staging tree that matches copies nothing
+	// but what differs from the basis.
+	files, _, err = Prime(t.Context(), replica, staging)
+	require.NoError(t, err)
+	assert.Equal(t, 1, files, "the one file staging has newer than the basis")
+}
+
+// A file written between the walk and the end of its reading (a replica sync of a
+// mounted volume) may be read torn: the source says so, and the transfer does not count.
+func TestAFileWrittenWhileSentIsReportedChanged(t *testing.T) {
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), []byte("version 1"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "still"), []byte("unchanged"), 0o600))
+	source, sink := ends(t, src, filepath.Join(t.TempDir(), "staging"), SinkOptions{})
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), []byte("version 2"), 0o600)) // same size
+	sendAll(t, source, sink)
+	assert.Equal(t, []string{"db"}, source.Changed())
+}

@@ -1,0 +1,150 @@
+package integration
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/drayage/drayage/daemon/volume"
+)
+
+// A volume created with replicas=3 on three nodes is kept on all three: the owner's
+// copy and two replicas that follow it — at once when its container stops, within the
+// sync interval while one runs — each always one complete tree, through a replica's
+// daemon killed and its network cut mid-sync. A container started next on a replica's
+// node finds the data there, sending only what the replica lacked, and the old owner's
+// copy becomes a replica.
+func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
+	nodes := startNodes(t, etcdStore, []string{"node-a", "node-b", "node-c"},
+		"DRAYAGE_SYNC_INTERVAL=2s", "DRAYAGE_RATE_LIMIT=16MB", "DRAYAGE_METRICS_ADDR=:7796")
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	vol := "-v=db:/data"
+	data := func(n *node) string { return filepath.Join(n.state, "volumes", "db", "data") }
+
+	a.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=3", "db")
+	eventually(t, timeout, "both replicas of the new volume", func() bool { return len(readyReplicas(t, a, "db")) == 2 })
+
+	// Everything a copy keeps: modes, owners, times, links, hardlinks, an attribute.
+	a.run(vol, testImage, "sh", "-c", `cd /data && mkdir -p app/logs && for i in $(seq 200); do echo "row $i" > app/r$i; done &&
+		chmod 0640 app/r1 && chown 1000:1000 app/r2 && touch -d '2001-02-03 04:05:06' app/r3 && ln -s r4 app/link && ln app/r5 app/hard &&
+		head -c 1048576 /dev/urandom > app/blob`)
+	// The Unmount answered once the replicas had it all: no waiting here.
+	want := treeOf(t, data(a))
+	for _, n := range []*node{b, c} {
+		assert.Equal(t, want, treeOf(t, data(n)), "node %s's replica after the container stopped", n.name)
+	}
+	require.NoError(t, unix.Setxattr(filepath.Join(data(a), "app", "r6"), "user.note", []byte("kept"), 0))
+	a.run(vol, testImage, "true") // mounted and unmounted: synced again
+	want = treeOf(t, data(a))
+	assert.Contains(t, want["app/r6"], "xattr:user.note")
+	for _, n := range []*node{b, c} {
+		assert.Equal(t, want, treeOf(t, data(n)), "node %s's replica has the attribute", n.name)
+	}
+	var status struct {
+		Copies   int `json:"copies"`
+		Replicas []struct {
+			Node  string  `json:"node"`
+			State string  `json:"state"`
+			Lag   float64 `json:"lag_seconds"`
+		} `json:"replicas"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(b.docker("volume", "inspect", "--format", "{{json .Status}}", "db")), &status))
+	assert.Equal(t, 3, status.Copies)
+	require.Len(t, status.Replicas, 2, "docker volume inspect shows the replicas")
+	for _, r := range status.Replicas {
+		assert.Equal(t, "ready", r.State, r.Node)
+		assert.Zero(t, r.Lag, "synced since the last container left")
+	}
+	assert.Contains(t, a.drayage("volume", "ls"), "3/3")
+
+	// While a container runs, what it writes reaches the replicas within the interval.
+	id := a.docker("run", "-d", "--network", "none", vol, testImage, "sh", "-c", "echo one > /data/live && sleep 3600")
+	eventually(t, 20*time.Second, "the running container's write on both replicas", func() bool {
+		want := treeOf(t, data(a))
+		return want["live"] != "" && equalTrees(t, want, data(b)) && equalTrees(t, want, data(c))
+	})
+	info := inspect(t, a.state, "db")
+	require.Len(t, info.Replicas, 2)
+	assert.Positive(t, info.Replicas[0].Lag, "mounted: a replica may lack what was written since its sync began")
+	metrics := scrape(t, a)
+	assert.Positive(t, metrics[`drayage_replica_syncs_total{result="ok"}`])
+	assert.Contains(t, metrics, `drayage_replica_lag_seconds{replica="node-b",volume="db"}`)
+
+	// A sync cut off on a replica's node — its daemon killed, its network cut — leaves
+	// the replica as its last sync made it; the next sync completes it.
+	before := treeOf(t, data(b))
+	a.docker("exec", id, "sh", "-c", "head -c 67108864 /dev/urandom > /data/big")
+	eventually(t, 20*time.Second, "the sync of the big file to start on node-b and node-c", func() bool {
+		return dirBytes(filepath.Join(b.state, "staging", "db")) > 4<<20 && dirBytes(filepath.Join(c.state, "staging", "db")) > 4<<20
+	})
+	c.cut()
+	b.killPlugin()
+	assert.Equal(t, before, treeOf(t, data(b)), "node-b's replica is its last sync, whole")
+	assert.Equal(t, before, treeOf(t, data(c)), "node-c's replica is its last sync, whole")
+	c.heal()
+	a.docker("rm", "-f", id) // the Unmount syncs, and waits for it
+	want = treeOf(t, data(a))
+	eventually(t, timeout, "both replicas to have the big file after the faults", func() bool {
+		return equalTrees(t, want, data(b)) && equalTrees(t, want, data(c))
+	})
+
+	// A container started on a replica's node: the volume moves there, sending only what
+	// the replica lacked (nothing: it synced when the last container stopped).
+	out := b.run(vol, testImage, "sh", "-c", "cat /data/live && wc -c < /data/big")
+	assert.Equal(t, "one\n67108864", out)
+	moved := receivedBytes(t, b, "db")
+	require.NotEmpty(t, moved)
+	assert.Less(t, moved[len(moved)-1], int64(64<<10), "the move sends only the delta since the replica's last sync")
+	t.Logf("the move to a replica's node sent %d bytes of a %d-byte volume", moved[len(moved)-1], dirBytes(data(a)))
+	eventually(t, timeout, "node-a's old copy to count as a replica of the volume on node-b", func() bool {
+		reps := readyReplicas(t, b, "db")
+		return len(reps) == 2 && reps[0] == "node-a" && reps[1] == "node-c"
+	})
+	assert.Equal(t, "node-b", inspect(t, c.state, "db").Node)
+}
+
+// readyReplicas lists the nodes whose replica of a volume is ready, as node n sees them.
+func readyReplicas(t *testing.T, n *node, name string) []string {
+	var ready []string
+	for _, r := range inspect(t, n.state, name).Replicas {
+		if r.State == volume.ReplicaReady {
+			ready = append(ready, r.Node)
+		}
+	}
+	return ready
+}
+
+// equalTrees reports whether dir holds a tree described as want (treeOf).
+func equalTrees(t *testing.T, want map[string]string, dir string) bool {
+	got := treeOf(t, dir)
+	if len(got) != len(want) {
+		return false
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// receivedBytes lists the content bytes of each pull of the volume that node n logged
+// (moves and replica syncs alike), in order.
+func receivedBytes(t *testing.T, n *node, volume string) []int64 {
+	t.Helper()
+	re := regexp.MustCompile(`received volume\\?".*? volume=` + regexp.QuoteMeta(volume) + ` .*?bytes=(\d+)`)
+	var got []int64
+	for _, m := range re.FindAllStringSubmatch(n.log(), -1) {
+		v, err := strconv.ParseInt(m[1], 10, 64)
+		require.NoError(t, err)
+		got = append(got, v)
+	}
+	return got
+}
