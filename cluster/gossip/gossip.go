@@ -95,6 +95,7 @@ type Config struct {
 type Gossip struct {
 	cfg    Config
 	ml     *memberlist.Memberlist
+	addr   string // advertised, read once at Start: memberlist's own node changes under it
 	log    *slog.Logger
 	mu     sync.Mutex
 	meta   Meta
@@ -139,14 +140,13 @@ func Start(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", cfg.BindAddr, cfg.Port, err)
 	}
 	g.ml = ml
+	n := ml.LocalNode()
+	g.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	return g, nil
 }
 
 // Addr is this node's advertised gossip address.
-func (g *Gossip) Addr() string {
-	n := g.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (g *Gossip) Addr() string { return g.addr }
 
 // Join contacts the seeds (host or host:port) and returns how many answered.
 func (g *Gossip) Join(seeds []string) (int, error) {

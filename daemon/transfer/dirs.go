@@ -93,7 +93,8 @@ func (d *dir) reuse(name string) (int, looks, int64, bool) {
 		st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
 		return -1, looks{}, -1, false
 	}
-	fd, err := d.open(name, unix.O_WRONLY|unix.O_NONBLOCK, 0)
+	// Read and write: the parts a delta leaves as they are are read for the file's hash.
+	fd, err := d.open(name, unix.O_RDWR|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return -1, looks{}, -1, false
 	}

@@ -57,6 +57,8 @@ import (
 //	frameEnd   32-byte BLAKE3                the file is complete; its hash
 //	frameDone  (empty)                      the stream has no more files
 //	frameError message                      the sender gives up, and why
+//	frameSame  u64 length                   the next length bytes are the receiver's own
+//	                                        (version 3: a chunk it offered in Basis)
 //
 // Each wanted file travels whole on one stream: frameFile, then data and hole frames
 // that add up to its size, then frameEnd. A stream ends with frameDone, or with
@@ -72,11 +74,13 @@ import (
 //
 // The receiver sends its version in Open (absent: 1); the sender answers with the lower
 // of the two, and both speak it. Version 1's root hash covers the files sent, version 2's
-// every file. A field added to a message must be optional, so that an older node can
+// every file. Version 3 adds Basis, between Open and Want: the chunk hashes of the
+// receiver's copies of large wanted files, so that the sender sends only the chunks
+// that differ, and frameSame for the others (delta.go). A field added to a message must be optional, so that an older node can
 // ignore it.
 
 // protocolVersion is the transfer protocol this node speaks (see Versions above).
-const protocolVersion = 2
+const protocolVersion = 3
 
 // negotiate is the version both ends speak: the lower of the receiver's (absent: 1) and
 // this node's.
@@ -219,6 +223,7 @@ const (
 	frameEnd   byte = 4
 	frameDone  byte = 5
 	frameError byte = 6
+	frameSame  byte = 7
 )
 
 // maxFrame bounds a frame's payload; chunkSize is what senders put in a data frame.
@@ -258,7 +263,7 @@ func (f *frameReader) Next() (frame, error) {
 		return frame{}, fmt.Errorf("%w: frame type %d with %d bytes (want %d)", ErrHostile, t, n, want)
 	}
 	switch t {
-	case frameFile, frameData, frameHole, frameEnd, frameDone, frameError:
+	case frameFile, frameData, frameHole, frameEnd, frameDone, frameError, frameSame:
 	default:
 		return frame{}, fmt.Errorf("%w: unknown frame type %d", ErrHostile, t)
 	}
@@ -279,7 +284,7 @@ func fixedSize(t byte) (int, bool) {
 	switch t {
 	case frameFile:
 		return 12, true
-	case frameHole:
+	case frameHole, frameSame:
 		return 8, true
 	case frameEnd:
 		return 32, true

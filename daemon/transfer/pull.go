@@ -46,6 +46,9 @@ type PullOptions struct {
 	Progress func(progress.Counts)
 	// Metrics, if set, counts the pull (role receive) and what it receives.
 	Metrics *metrics.Metrics
+
+	// wholeFiles sends changed files whole, not by chunks: a retry after ErrCorrupt.
+	wholeFiles bool
 }
 
 // PullResult describes a finished pull.
@@ -86,6 +89,9 @@ func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
 		}
 		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrChanged) {
 			break
+		}
+		if errors.Is(err, ErrCorrupt) {
+			o.wholeFiles = true // a copy compared by chunks may be what was damaged
 		}
 	}
 	if err != nil {
@@ -149,6 +155,18 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	for _, i := range wanted {
 		wantBytes += entries[i].Size
 	}
+	if open.Version >= 3 && !o.Sink.TrustNothing && !o.wholeFiles {
+		basis, err := sink.chunkBasis(ctx, sink.present)
+		if err != nil {
+			return res, fmt.Errorf("volume %q on node %q: %w", o.Volume, o.Identity.Name(), err)
+		}
+		if len(basis) > 0 {
+			if err := invoke(ctx, conn, wantTimeout, methodBasis, &basisRequest{Transfer: open.Transfer, Files: basis}, &empty{}); err != nil {
+				return res, fmt.Errorf("node %q: %w", o.From, err)
+			}
+		}
+	}
+	sink.present = nil
 	if err := invoke(ctx, conn, wantTimeout, methodWant, &wantRequest{Transfer: open.Transfer, Indexes: wanted}, &empty{}); err != nil {
 		return res, fmt.Errorf("node %q: %w", o.From, err)
 	}

@@ -174,7 +174,8 @@ func (s *Server) take(id string, t *outgoing) bool {
 // ServiceDesc is the control service, for registering on the control server
 // (peers.Server.Register).
 func (s *Server) ServiceDesc() *grpc.ServiceDesc {
-	return peers.Service(serviceName, peers.Unary(methodOpen, s.open), peers.Unary(methodWant, s.want), peers.Unary(methodFinish, s.finish))
+	return peers.Service(serviceName, peers.Unary(methodOpen, s.open), peers.Unary(methodWant, s.want), peers.Unary(methodFinish, s.finish),
+		peers.Unary(methodBasis, s.setBasis))
 }
 
 // caller is the node name in the certificate of the peer of a gRPC call.
@@ -257,6 +258,22 @@ func (s *Server) want(ctx context.Context, r *wantRequest) (*empty, error) {
 	}
 	s.touch(t)
 	if err := t.source.Want(r.Indexes); err != nil {
+		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
+	}
+	return &empty{}, nil
+}
+
+func (s *Server) setBasis(ctx context.Context, r *basisRequest) (*empty, error) {
+	node, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.lookup(r.Transfer, node)
+	if err != nil {
+		return nil, err
+	}
+	s.touch(t)
+	if err := t.source.setBasis(r.Files); err != nil {
 		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
 	}
 	return &empty{}, nil

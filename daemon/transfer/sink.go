@@ -59,7 +59,12 @@ type sink struct {
 	verify []uint32
 	files  map[string]uint32 // the files' indexes by path, made for the first hardlink
 	// rootAll: the root hash covers every file (protocol 2), not only those sent.
-	rootAll  bool
+	rootAll bool
+	// present is what staging held, by path (newSink), for chunkBasis; basis how much of
+	// each wanted file the receiver offered by chunk hashes (delta.go), set before the
+	// streams start and read-only after.
+	present map[string]presentEntry
+	basis   map[uint32]int64
 	finished bool
 
 	mu       sync.Mutex
@@ -123,6 +128,7 @@ func newSink(dir string, entries []entry, have staged, opts SinkOptions) (*sink,
 		s.strip()
 	}
 	present, stale := sortStaging(kinds, have.tree)
+	s.present, s.basis = present, map[uint32]int64{}
 	need := s.decide(present, opts.TrustNothing)
 	// Staging lives beside the volume, on the same filesystem as its parent.
 	var err error

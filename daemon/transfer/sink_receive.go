@@ -98,6 +98,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 	h.Reset()
 	var off, flushed int64
 	endsInHole := false
+	var same []byte // a chunk of this node's own copy, read for the hash (frameSame)
 	for {
 		fm, err := fr.Next()
 		if err != nil {
@@ -125,6 +126,19 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 			s.mu.Unlock()
 			s.space.wrote(len(fm.Payload))
 			s.flow.Bytes(len(fm.Payload))
+		case frameSame:
+			if !reused {
+				return fmt.Errorf("%s: the sender skipped a part this node no longer has: %w", e.Path, ErrCorrupt)
+			}
+			if same == nil {
+				same = make([]byte, deltaChunk)
+			}
+			n := holeLength(fm.Payload)
+			if err := receiveSame(fd, e.Path, h, same, off, n, size, s.basis[index]); err != nil {
+				return err
+			}
+			off += n
+			endsInHole = false
 		case frameHole:
 			n := holeLength(fm.Payload)
 			if n <= 0 || n > size-off { // never off+n: a hole of 2^63-1 would overflow it

@@ -44,6 +44,9 @@ type source struct {
 	bytes  int64
 	// changed are the files that changed while they were sent (Changed).
 	changed []string
+	// basis holds the receiver's chunk hashes of its copies of some wanted files, by
+	// entry (delta.go); set before Want.
+	basis map[uint32][]byte
 }
 
 // opened is a wanted file, open for reading (fd), or why it could not be.

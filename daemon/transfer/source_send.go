@@ -97,7 +97,16 @@ func (s *source) sendFile(fw *frameWriter, o opened, buf []byte, h *blake3.Hashe
 		return err
 	}
 	h.Reset()
+	s.mu.Lock()
+	basis := s.basis[index]
+	s.mu.Unlock()
 	var off int64
+	if basis != nil {
+		if err := s.sendChunks(fw, fd, e, h, buf, basis); err != nil {
+			return err
+		}
+		off = e.Size
+	}
 	// Files smaller than this have no room for a hole worth finding.
 	probe := e.Size >= 64<<10
 	for off < e.Size {
