@@ -95,6 +95,30 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 		return equalTrees(t, want, data(b)) && equalTrees(t, want, data(c))
 	})
 
+	// A large file changed in place (ten scattered 4 KiB writes into 256 MiB) syncs as
+	// the chunks that changed, and the replicas are byte-identical.
+	a.run(vol, testImage, "sh", "-c", "head -c 268435456 /dev/urandom > /data/image")
+	before = treeOf(t, data(a))
+	for _, n := range []*node{b, c} {
+		require.Equal(t, before, treeOf(t, data(n)), "node %s has the image", n.name)
+	}
+	syncs := len(receivedBytes(t, b, "db"))
+	a.run(vol, testImage, "sh", "-c", `for i in 0 1 2 3 4 5 6 7 8 9; do
+		head -c 4096 /dev/urandom | dd of=/data/image bs=4096 seek=$((i * 6553 + 7)) conv=notrunc 2>/dev/null; done`)
+	want = treeOf(t, data(a))
+	require.NotEqual(t, before["image"], want["image"])
+	for _, n := range []*node{b, c} {
+		assert.Equal(t, want, treeOf(t, data(n)), "node %s's image is byte-identical", n.name)
+	}
+	sent := receivedBytes(t, b, "db")[syncs:]
+	require.NotEmpty(t, sent)
+	var delta int64
+	for _, n := range sent {
+		delta += n
+	}
+	assert.Less(t, delta, int64(2<<20), "ten 4 KiB writes into 256 MiB cross the wire as the chunks they touched")
+	t.Logf("10 writes of 4 KiB into a 256 MiB file: the syncs to node-b sent %d bytes", delta)
+
 	// A container started on a replica's node: the volume moves there, sending only what
 	// the replica lacked (nothing: it synced when the last container stopped).
 	out := b.run(vol, testImage, "sh", "-c", "cat /data/live && wc -c < /data/big")
@@ -108,6 +132,24 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 		return len(reps) == 2 && reps[0] == "node-a" && reps[1] == "node-c"
 	})
 	assert.Equal(t, "node-b", inspect(t, c.state, "db").Node)
+
+	// Changes made while the owner's daemon is down are found by the walk of the sync it
+	// runs when it starts again: 10 files changed among 2,000, and only they are read
+	// and sent.
+	files := "-v=files:/data"
+	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=1h", "files")
+	c.run(files, testImage, "sh", "-c", `cd /data && for i in $(seq 2000); do echo "file $i" > f$i; done`)
+	id = c.docker("run", "-d", "--network", "none", files, testImage, "sleep", "3600")
+	// Mounted, with its next sync an hour away: only the restart's sync can bring these.
+	c.docker("exec", id, "sh", "-c", `for i in $(seq 10); do echo changed > /data/f$((i * 150)); done`)
+	c.killPlugin()
+	dataC, dataA := filepath.Join(c.state, "volumes", "files", "data"), filepath.Join(a.state, "volumes", "files", "data")
+	eventually(t, timeout, "the changes made while node-c's daemon was down on node-a's replica", func() bool {
+		return equalTrees(t, treeOf(t, dataC), dataA)
+	})
+	mc := scrape(t, c)
+	assert.Equal(t, 10.0, mc[`drayage_transfer_files_total{direction="sent"}`], "the sync after the restart sent the 10 changed files, no more")
+	c.docker("rm", "-f", id)
 }
 
 // readyReplicas lists the nodes whose replica of a volume is ready, as node n sees them.

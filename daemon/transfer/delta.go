@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"io"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -216,7 +216,7 @@ func receiveSame(fd int, path string, h io.Writer, buf []byte, off, n, size, cov
 		return fmt.Errorf("%w: %q: a skipped part beyond what the receiver offered", ErrHostile, path)
 	}
 	if err := preadFull(fd, buf[:n], off); err != nil {
-		return fmt.Errorf("%s: read its own copy: %v: %w", path, err, ErrCorrupt)
+		return fmt.Errorf("%s: read its own copy (%s): %w", path, err.Error(), ErrCorrupt)
 	}
 	_, _ = h.Write(buf[:n])
 	return nil

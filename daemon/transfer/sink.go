@@ -63,8 +63,8 @@ type sink struct {
 	// present is what staging held, by path (newSink), for chunkBasis; basis how much of
 	// each wanted file the receiver offered by chunk hashes (delta.go), set before the
 	// streams start and read-only after.
-	present map[string]presentEntry
-	basis   map[uint32]int64
+	present  map[string]presentEntry
+	basis    map[uint32]int64
 	finished bool
 
 	mu       sync.Mutex

@@ -105,7 +105,7 @@ var optionSpecs = map[string]optionSpec{
 				if n = strings.TrimSpace(n); n == "" {
 					continue
 				}
-				if !validNodeName(n) {
+				if ValidateName(n) != nil {
 					return fmt.Errorf("%q is not a node name (letters, digits, '.', '_' and '-')", n)
 				}
 				nodes = append(nodes, n)
@@ -126,16 +126,6 @@ var optionSpecs = map[string]optionSpec{
 			o.SyncInterval = d
 			return nil
 		}},
-}
-
-// validNodeName reports whether s can be a node's name.
-func validNodeName(s string) bool {
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // ValidOptions lists the option names a volume accepts, sorted.
