@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -189,4 +190,26 @@ func receivedBytes(t *testing.T, n *node, volume string) []int64 {
 		got = append(got, v)
 	}
 	return got
+}
+
+// The same on Consul: replica records and their fencing ride on its sessions and
+// transactions as on etcd's.
+func TestReplicasOnConsul(t *testing.T) {
+	nodes := startNodes(t, consulStore, []string{"node-a", "node-b"})
+	a, b := nodes[0], nodes[1]
+	vol := "-v=logs:/data"
+	a.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "logs")
+	a.run(vol, testImage, "sh", "-c", `for i in $(seq 50); do echo "line $i" >> /data/log; done; mkdir /data/d && echo x > /data/d/f`)
+	dataA, dataB := filepath.Join(a.state, "volumes", "logs", "data"), filepath.Join(b.state, "volumes", "logs", "data")
+	assert.Equal(t, treeOf(t, dataA), treeOf(t, dataB), "node-b's replica after the container stopped")
+	assert.Equal(t, []string{"node-b"}, readyReplicas(t, a, "logs"))
+
+	out := b.run(vol, testImage, "tail", "-n", "1", "/data/log")
+	assert.Equal(t, "line 50", out)
+	moved := receivedBytes(t, b, "logs")
+	require.NotEmpty(t, moved)
+	assert.Zero(t, moved[len(moved)-1], "the replica had it all")
+	eventually(t, timeout, "node-a's old copy to count as the replica", func() bool {
+		return slices.Equal(readyReplicas(t, b, "logs"), []string{"node-a"})
+	})
 }

@@ -141,9 +141,30 @@ func (m *Manager) finishRemoval(ctx context.Context, v cluster.Volume) {
 		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
 		return
 	}
+	m.dropReplicasOf(ctx, v)
 	if err := m.reg.FinishRemoval(ctx, v); err != nil {
 		m.log.Error("deleted the data of a removed volume but not its record; will retry", "volume", v.Name, "err", err)
 		return
 	}
 	m.log.Info("removed volume", "volume", v.Name)
+}
+
+// dropReplicasOf asks the nodes holding replicas of a volume being removed to drop them,
+// before its record goes: a node asked later would find no record, and keep its replica
+// as an orphan (reported, never deleted on no record's word). A node that can't be asked
+// now drops its replica if it sees the removal mark in time.
+func (m *Manager) dropReplicasOf(ctx context.Context, v cluster.Volume) {
+	p := m.currentPuller()
+	if p == nil {
+		return
+	}
+	reps, err := m.reg.Replicas(ctx, v.Name)
+	if err != nil {
+		return
+	}
+	for _, rp := range reps {
+		if err := p.DropReplica(ctx, rp.Node, v.Name, v.Epoch); err != nil {
+			m.log.Warn("cannot have a replica of a removed volume dropped; the node keeps it as an orphan and reports it", "volume", v.Name, "replica", rp.Node, "err", err)
+		}
+	}
 }

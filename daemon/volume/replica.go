@@ -162,7 +162,7 @@ func (m *Manager) installReplica(ctx context.Context, e cluster.Entry, owner str
 
 // DropReplica deletes this node's replica of volume name at the owner's word: owner,
 // the node asking, holds it at epoch (the record must say so too) with enough replicas
-// elsewhere. A copy that is not a replica is never dropped this way.
+// elsewhere, or removes the volume. A copy that is not a replica is never dropped this way.
 func (m *Manager) DropReplica(ctx context.Context, name, owner string, epoch uint64) error {
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
@@ -170,7 +170,7 @@ func (m *Manager) DropReplica(ctx context.Context, name, owner string, epoch uin
 	}
 	defer unlock()
 	e, err := m.entry(ctx, name, "drop")
-	if err != nil {
+	if err != nil && !(errors.Is(err, ErrNotFound) && e.Volume.Removing) { // a removal drops its replicas
 		return err
 	}
 	if e.Volume.Owner != owner || e.Volume.Epoch != epoch || owner == m.cfg.Node {

@@ -130,3 +130,20 @@ func TestAMountOnAReplicasNodeStopsItsSync(t *testing.T) {
 	require.Eventually(t, func() bool { return a.lastSyncs("db")["node-b"] != nil }, 5*time.Second, 10*time.Millisecond,
 		"the sync was stopped, not left running into the staging tree the move used")
 }
+
+func TestRemovingAReplicatedVolumeRemovesItsReplicas(t *testing.T) {
+	ctx := context.Background()
+	ms, fs := threeNodes(t)
+	a := ms[0]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "3"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b", "node-c")
+	require.NoError(t, a.Remove(ctx, "db"))
+	for i, f := range fs[1:] {
+		ms[i+1].Reconcile(ctx) // as the watch of the removal does
+		assert.NoDirExists(t, filepath.Join(f.root, "volumes", "db"), f.node)
+		assert.NoDirExists(t, filepath.Join(f.root, "staging", "db"), f.node)
+	}
+	all, err := fs[0].reg.AllReplicas(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, all)
+}

@@ -112,8 +112,9 @@ func (m *Manager) settle(ctx context.Context, rec localstore.Record, e *cluster.
 		m.log.Warn("took back a copy whose move here was not committed; its files wait in staging for the next try", "volume", name,
 			"epoch", rec.Epoch, "owner", e.Volume.Owner)
 	case removeReplica:
-		if rec.MountCount() == 0 {
+		if rec.MountCount() == 0 && !m.stagingInUse(name) {
 			m.deleteCopy(name, "deleted this node's old copy of a removed volume", "removed_at", e.Volume.Epoch)
+			m.disk.DropStaging(name) // a replica's next sync's start
 		}
 	case conflict:
 		m.report(name, metrics.RecordContradicts, why+fmt.Sprintf("; not obeyed: node %q keeps its copy in %s and does not use it. Compare it with the other (drayage volume inspect %s), keep what you need, then delete this directory",
