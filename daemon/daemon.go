@@ -112,6 +112,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %q: cannot take a lease in the cluster store: %w", d.cfg.Name, err)
 	}
+	if t := d.trackChanges(); t != nil {
+		defer t.Close()
+	}
 	if err := d.vols.Init(ctx, reg, lease); err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@
 //	node.go    joining the cluster network: identity, gossip, the control and data ports
 //	puller.go  the volume manager's Puller: how a pull reaches the transfer engine
 //	move.go    the node-to-node control service (MoveHere, CopyHere, Holds, RemovalAsked)
+//	replicas.go replica syncs and drops asked across the network, free space in gossip,
+//	           the change tracker (package changes) that spares unchanged volumes a sync
 //	status.go  'drayage status': this node, the store, members, volumes, transfers
 //
 // Packages, from the top down:

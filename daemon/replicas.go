@@ -3,11 +3,14 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/drayage/drayage/cluster/gossip"
+	"github.com/drayage/drayage/daemon/changes"
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/volume"
 )
@@ -106,4 +109,23 @@ func (d *Daemon) announceFreeSpace(ctx context.Context, n *network) {
 		case <-time.After(time.Minute):
 		}
 	}
+}
+
+// trackChanges starts telling the volume manager which volumes change (package changes),
+// so that a mounted replicated volume that does not change costs no sync. Where the
+// kernel does not allow it, each sync walks the volume instead, as it says once.
+func (d *Daemon) trackChanges() *changes.Tracker {
+	dir := filepath.Join(d.cfg.Root, "volumes")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		d.log.Warn("cannot track file changes; mounted replicated volumes are walked at every sync", "err", err)
+		return nil
+	}
+	t, err := changes.Start(dir, d.log)
+	if err != nil {
+		d.log.Warn("cannot track file changes; mounted replicated volumes are walked at every sync", "err", err)
+		return nil
+	}
+	d.log.Info("tracking file changes in volumes with fanotify", "dir", dir)
+	d.vols.SetChanges(t)
+	return t
 }

@@ -71,6 +71,12 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 		want := treeOf(t, data(a))
 		return want["live"] != "" && equalTrees(t, want, data(b)) && equalTrees(t, want, data(c))
 	})
+	// Mounted but unchanged, the volume costs no sync: the kernel says nothing changed.
+	assert.Contains(t, a.log(), "tracking file changes in volumes with fanotify")
+	time.Sleep(3 * time.Second) // a sync the write started ends
+	idle := scrape(t, a)[`drayage_replica_syncs_total{result="ok"}`]
+	time.Sleep(6 * time.Second) // three sync intervals
+	assert.Equal(t, idle, scrape(t, a)[`drayage_replica_syncs_total{result="ok"}`], "no sync of a mounted volume that did not change")
 	info := inspect(t, a.state, "db")
 	require.Len(t, info.Replicas, 2)
 	assert.Positive(t, info.Replicas[0].Lag, "mounted: a replica may lack what was written since its sync began")

@@ -21,6 +21,8 @@
 //	info.go      Get, Lookup, List, LocalStates
 //	progress.go  how far a transfer has come, published to the cluster store
 //	peer.go      what this node answers other nodes (SendDir, Holding, RemovalAsked)
+//	replicate.go a replicated volume's owner: when to sync its replicas, to which nodes
+//	replica.go   a replica's node: SyncReplica (staged, swapped in whole), DropReplica
 //	judge.go     what to do with this node's copy given its cluster record (pure)
 //	settle.go    Reconcile: acting on judge, claims, removals, staging sweep
 //	errors.go    the sentinel errors and the messages built on them

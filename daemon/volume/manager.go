@@ -82,6 +82,8 @@ type Manager struct {
 	closed bool
 	lease  cluster.Lease
 	puller Puller            // nil on a node running alone
+	// changes tells which volumes changed (nil: no tracking; each sync walks).
+	changes Changes
 	vols   map[string]*local // what this node keeps in memory about each volume
 	// reported holds when each finding about a record was last logged.
 	reported map[string]time.Time

@@ -137,7 +137,7 @@ func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (st
 			return "", fmt.Errorf("volume %q on node %q: %w; check the daemon log and that drayage has CAP_SYS_ADMIN", name, m.cfg.Node, err)
 		}
 		if m.replicated(e.Volume.Options) {
-			m.scheduleSync(name, time.Now().Add(m.syncInterval(e.Volume.Options)), false)
+			m.recheck(name, time.Now().Add(m.syncInterval(e.Volume.Options)))
 		}
 	}
 	next := rec.Clone()

@@ -319,6 +319,7 @@ func (m *Manager) commitMove(ctx context.Context, e cluster.Entry, claim *cluste
 		return fmt.Errorf("volume %q: the move from node %q could not be committed: %w; it stays on node %q, retry", name, owner, err, owner)
 	}
 	failpoint.Hit("committed")
+	m.forget()
 	m.committed(rec)
 	m.setClaim(name, mc)
 	if m.replicated(e.Volume.Options) {

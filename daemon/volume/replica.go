@@ -152,6 +152,7 @@ func (m *Manager) installReplica(ctx context.Context, e cluster.Entry, owner str
 	if err := m.disk.InstallReplica(rec, m.disk.StagingDir(name)); err != nil {
 		return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
+	m.forget()
 	rp := cluster.Replica{Volume: name, Node: m.cfg.Node, Epoch: epoch, Started: started, Synced: now, Clean: clean,
 		Root: got.Root, Bytes: got.Size, Sent: got.Sent}
 	if err := m.reg.PutReplica(ctx, rp); err != nil {
@@ -170,7 +171,7 @@ func (m *Manager) DropReplica(ctx context.Context, name, owner string, epoch uin
 	}
 	defer unlock()
 	e, err := m.entry(ctx, name, "drop")
-	if err != nil && !(errors.Is(err, ErrNotFound) && e.Volume.Removing) { // a removal drops its replicas
+	if removing := errors.Is(err, ErrNotFound) && e.Volume.Removing; err != nil && !removing { // a removal drops its replicas
 		return err
 	}
 	if e.Volume.Owner != owner || e.Volume.Epoch != epoch || owner == m.cfg.Node {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/clustertest"
 	"github.com/drayage/drayage/progress"
 )
 
@@ -146,4 +148,66 @@ func TestRemovingAReplicatedVolumeRemovesItsReplicas(t *testing.T) {
 	all, err := fs[0].reg.AllReplicas(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, all)
+}
+
+// fakeChanges is a change tracker whose answers the test sets.
+type fakeChanges struct {
+	mu      sync.Mutex
+	changed map[string]bool
+}
+
+func (f *fakeChanges) Take(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.changed[name]
+	delete(f.changed, name)
+	return c
+}
+
+func (f *fakeChanges) Mark(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.changed[name] = true
+}
+
+func (f *fakeChanges) Forget() {}
+
+// pulls counts the pulls of a volume the fake network served.
+func (f *fakePuller) pulls(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, r := range f.requests {
+		if r.Volume == name {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
+	ctx := context.Background()
+	fa := newFixture(t)
+	fb := newNode(t, "node-b", fa.reg)
+	p := connect(fa, fb)
+	ch := &fakeChanges{changed: map[string]bool{}}
+	a := fa.manager(t)
+	a.SetChanges(ch)
+	p.add("node-a", a)
+	a.SetPuller(p)
+	require.NoError(t, a.Init(ctx, fa.reg, clustertest.Lease(t)))
+	fb.start(t)
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "sync-interval": "1s"}))
+	replicasAt(t, fa.reg, "db", 1, "node-b")
+	_, err := a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+
+	before := p.pulls("db")
+	time.Sleep(3500 * time.Millisecond) // three intervals, nothing changed
+	assert.Equal(t, before, p.pulls("db"), "an unchanged mounted volume is not synced")
+
+	ch.Mark("db")
+	require.Eventually(t, func() bool { return p.pulls("db") > before }, 3*time.Second, 20*time.Millisecond, "a change is synced within the interval")
+	require.NoError(t, a.Unmount(ctx, "db", "c1"))
+	assert.Equal(t, before+2, p.pulls("db"), "the Unmount syncs whether or not the tracker saw a change")
 }

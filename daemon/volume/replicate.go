@@ -45,10 +45,42 @@ const (
 	unmountSyncWait = 20 * time.Second
 )
 
+// Changes tells which volumes changed (package changes).
+type Changes interface {
+	// Take reports whether a volume may have changed since the last Take of it.
+	Take(name string) bool
+	// Mark counts a volume as changed: what a failed sync did not deliver.
+	Mark(name string)
+	// Forget drops what is known of directories: a tree was swapped in.
+	Forget()
+}
+
+// SetChanges has the manager sync a mounted replicated volume only when it changed. Call
+// it before Init. Without it, every mounted volume is walked at every sync interval.
+func (m *Manager) SetChanges(c Changes) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.changes = c
+}
+
+func (m *Manager) currentChanges() Changes {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changes
+}
+
+// forget tells the change tracker that a tree was swapped in here.
+func (m *Manager) forget() {
+	if c := m.currentChanges(); c != nil {
+		c.Forget()
+	}
+}
+
 // replication is this node's schedule of replica syncs, for the volumes it owns.
 type replication struct {
 	mu      sync.Mutex
 	due     map[string]time.Time        // when each volume's next sync is due
+	forced  map[string]bool             // due syncs that run whether or not the volume changed
 	running map[string]bool             // syncs running now
 	waiters map[string][]chan error     // callers waiting for a volume's next sync
 	tickets map[syncTicket]struct{}     // syncs this node serves now
@@ -63,7 +95,7 @@ type syncTicket struct {
 }
 
 func newReplication() *replication {
-	return &replication{due: map[string]time.Time{}, running: map[string]bool{}, waiters: map[string][]chan error{},
+	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, running: map[string]bool{}, waiters: map[string][]chan error{},
 		tickets: map[syncTicket]struct{}{}, kick: make(chan struct{}, 1), last: map[string]map[string]error{}}
 }
 
@@ -95,12 +127,24 @@ func (m *Manager) replicaReplaceAfter() time.Duration {
 }
 
 // scheduleSync has a volume's replicas synced at or before at (a sync due sooner stays
-// so). It returns a channel that receives the outcome of that sync if wait is set.
+// so). It returns a channel that receives the outcome of that sync if wait is set. A
+// sync waited for always runs; the others, of a mounted volume, only if it changed
+// (recheck).
 func (m *Manager) scheduleSync(name string, at time.Time, wait bool) <-chan error {
+	return m.schedule(name, at, wait, true)
+}
+
+// recheck has a mounted volume's replicas synced at at, if it changed by then.
+func (m *Manager) recheck(name string, at time.Time) { m.schedule(name, at, false, false) }
+
+func (m *Manager) schedule(name string, at time.Time, wait, force bool) <-chan error {
 	r := m.repl
 	r.mu.Lock()
 	if due, ok := r.due[name]; !ok || at.Before(due) {
 		r.due[name] = at
+	}
+	if force {
+		r.forced[name] = true
 	}
 	var ch chan error
 	if wait {
@@ -147,13 +191,15 @@ func (m *Manager) replicate(ctx context.Context) {
 			}
 			r.mu.Lock()
 			delete(r.due, name)
+			forced := r.forced[name]
+			delete(r.forced, name)
 			r.running[name] = true
 			waiters := r.waiters[name]
 			delete(r.waiters, name)
 			r.mu.Unlock()
 			if !m.goBackground(func(ctx context.Context) {
 				defer func() { <-slots }()
-				m.runSync(ctx, name, waiters)
+				m.runSync(ctx, name, forced, waiters)
 			}) {
 				return
 			}
@@ -171,8 +217,8 @@ func (m *Manager) replicate(ctx context.Context) {
 // runSync syncs a volume's replicas, tells the callers waiting for it, and schedules
 // the next sync: one interval on while containers here mount the volume, soon after a
 // failure, none once it is idle and its replicas are current.
-func (m *Manager) runSync(ctx context.Context, name string, waiters []chan error) {
-	next, err := m.syncReplicas(ctx, name)
+func (m *Manager) runSync(ctx context.Context, name string, forced bool, waiters []chan error) {
+	next, err := m.syncReplicas(ctx, name, forced)
 	r := m.repl
 	r.mu.Lock()
 	delete(r.running, name)
@@ -180,21 +226,27 @@ func (m *Manager) runSync(ctx context.Context, name string, waiters []chan error
 	for _, w := range waiters {
 		w <- err
 	}
-	if !next.IsZero() {
+	switch {
+	case err != nil && !next.IsZero():
 		m.scheduleSync(name, next, false)
+	case !next.IsZero():
+		m.recheck(name, next)
 	}
 }
 
 // syncReplicas brings the replicas of a volume owned here up to date, and returns when
 // the next sync is due (zero: none, until something asks for one).
-func (m *Manager) syncReplicas(ctx context.Context, name string) (next time.Time, err error) {
-	plan, err := m.planSync(ctx, name)
+func (m *Manager) syncReplicas(ctx context.Context, name string, forced bool) (next time.Time, err error) {
+	plan, err := m.planSync(ctx, name, forced)
 	if err != nil || plan == nil {
 		if err != nil {
 			m.log.Warn("cannot sync the volume's replicas; will retry", "volume", name, "err", err)
 			return time.Now().Add(syncRetry), err
 		}
 		return time.Time{}, nil
+	}
+	if plan.unchanged {
+		return time.Now().Add(plan.interval), nil
 	}
 	defer m.endTickets(plan.tickets)
 	p := m.currentPuller()
@@ -225,6 +277,9 @@ func (m *Manager) syncReplicas(ctx context.Context, name string) (next time.Time
 	m.repl.last[name] = outcome
 	m.repl.mu.Unlock()
 	if len(failed) > 0 {
+		if c := m.currentChanges(); c != nil {
+			c.Mark(name) // what changed is still to be sent
+		}
 		return time.Now().Add(min(syncRetry, plan.interval)), fmt.Errorf("volume %q: %w", name, errors.Join(failed...))
 	}
 	m.dropExtraReplicas(ctx, name, plan)
@@ -242,12 +297,16 @@ type syncPlan struct {
 	targets  []string          // the nodes that keep the replicas
 	extra    []cluster.Replica // replicas beyond the count, dropped once the targets synced
 	tickets  []syncTicket
+	// unchanged: the volume is mounted and did not change since its last sync; nothing
+	// to do until the next interval.
+	unchanged bool
 }
 
 // planSync decides which nodes a volume's replicas sync to now, and lets them receive
 // it; nil if there is nothing to sync (the volume is not this node's, or keeps no
-// replicas).
-func (m *Manager) planSync(ctx context.Context, name string) (*syncPlan, error) {
+// replicas). A sync that is not forced, of a mounted volume the change tracker saw no
+// change of, is planned as unchanged.
+func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*syncPlan, error) {
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return nil, err
@@ -276,6 +335,13 @@ func (m *Manager) planSync(ctx context.Context, name string) (*syncPlan, error) 
 		return nil, m.storeErr("read the replicas of volume "+name, err)
 	}
 	plan := &syncPlan{epoch: v.Epoch, mounted: rec.MountCount() > 0, interval: m.syncInterval(v.Options)}
+	if c := m.currentChanges(); c != nil {
+		// Taken before the sync's walk: a change made during the sync counts for the next.
+		if changed := c.Take(name); !changed && !forced && plan.mounted {
+			plan.unchanged = true
+			return plan, nil
+		}
+	}
 	plan.targets = m.placeReplicas(v, have, m.replicaCount(v.Options)-1)
 	if len(plan.targets) == 0 {
 		return nil, fmt.Errorf("volume %q keeps %d replicas, but no other node is alive to hold one; start drayage on more nodes", name, m.replicaCount(v.Options)-1)

@@ -1,0 +1,218 @@
+// Package changes tells which volumes changed, from the kernel: one fanotify group with
+// a filesystem mark on the file system that holds the volumes, reporting the directory
+// (a file handle) and name of every change — content written, attributes set, entries
+// made, removed or renamed — wherever it is made from: a container writes through its
+// own mount of the volume, which a mount mark would not see. The owner of a replicated
+// volume syncs it only when it changed (package volume, replicate.go), so an idle
+// volume costs nothing while it is mounted.
+//
+// A directory's handle is resolved to its path once (open_by_handle_at) and the volume
+// it belongs to is cached; a tree swapped in by a move or a sync invalidates the cache
+// (Forget). What the tracker cannot vouch for counts as changed: every volume until it
+// was first taken, and every volume after the kernel dropped events (its queue
+// overflowed). The kernel has to allow it (Linux 5.9 or later, CAP_SYS_ADMIN): Start
+// fails otherwise, and the caller walks each mounted volume at every sync instead.
+package changes
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// events is what the tracker listens for: every change to a file's content, attributes
+// or names, on directories too.
+const events = unix.FAN_MODIFY | unix.FAN_ATTRIB | unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO |
+	unix.FAN_DELETE_SELF | unix.FAN_MOVE_SELF | unix.FAN_ONDIR
+
+// maxCached bounds the directories whose volume is remembered; past it, the cache starts
+// again empty.
+const maxCached = 1 << 16
+
+// Tracker tells which volumes under one directory changed. It is safe for concurrent use.
+type Tracker struct {
+	dir   string   // the volumes' directory: a volume NAME's files are under dir/NAME/data
+	file  *os.File // the fanotify group
+	mount *os.File // dir, open: the file system handles are resolved on
+	log   *slog.Logger
+	done  chan struct{}
+
+	mu      sync.Mutex
+	changed map[string]bool
+	// lost counts the times the tracker could not vouch for anything (its start, a lost
+	// queue); taken holds, by volume, the count as of its last Take.
+	lost   uint64
+	taken  map[string]uint64
+	cached map[string]string // a directory's handle → its volume ("" for none)
+}
+
+// Start tracks the changes to the volumes under dir (dir/NAME/data/...).
+func Start(dir string, log *slog.Logger) (*Tracker, error) {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY|unix.O_LARGEFILE)
+	if err != nil {
+		return nil, fmt.Errorf("fanotify with directory and name reports: %w (Linux 5.9 or later and CAP_SYS_ADMIN are needed)", err)
+	}
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, events, unix.AT_FDCWD, dir); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("fanotify mark on the file system of %s: %w", dir, err)
+	}
+	mount, err := os.Open(dir)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	t := &Tracker{dir: filepath.Clean(dir), file: os.NewFile(uintptr(fd), "fanotify"), mount: mount, log: log, done: make(chan struct{}),
+		changed: map[string]bool{}, lost: 1, taken: map[string]uint64{}, cached: map[string]string{}}
+	go t.read()
+	return t, nil
+}
+
+// Close stops tracking.
+func (t *Tracker) Close() error {
+	err := t.file.Close() // the reader's Read returns
+	<-t.done
+	return errors.Join(err, t.mount.Close())
+}
+
+// Take reports whether volume name may have changed since the last Take of it, and
+// starts counting again from now: true the first time, and after the kernel dropped
+// events.
+func (t *Tracker) Take(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	changed := t.changed[name] || t.taken[name] < t.lost
+	delete(t.changed, name)
+	t.taken[name] = t.lost
+	return changed
+}
+
+// Mark counts volume name as changed: what a sync that failed did not deliver.
+func (t *Tracker) Mark(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.changed[name] = true
+}
+
+// Forget drops what the tracker knows of directories: trees were swapped (a move or a
+// sync installed one), and a directory may now belong to another volume, or to one.
+func (t *Tracker) Forget() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.cached)
+}
+
+// read handles the group's events until Close.
+func (t *Tracker) read() {
+	defer close(t.done)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := t.file.Read(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				t.log.Error("change tracking stopped: replicated volumes are synced by walking them from now on", "err", err)
+				t.mu.Lock()
+				t.lost = ^uint64(0) // every Take reports a change
+				t.mu.Unlock()
+			}
+			return
+		}
+		t.handle(buf[:n])
+	}
+}
+
+// handle takes the events in b.
+func (t *Tracker) handle(b []byte) {
+	for len(b) >= unix.FAN_EVENT_METADATA_LEN {
+		evLen := binary.NativeEndian.Uint32(b[0:4])
+		metaLen := binary.NativeEndian.Uint16(b[6:8])
+		mask := binary.NativeEndian.Uint64(b[8:16])
+		if evLen < uint32(metaLen) || int(evLen) > len(b) {
+			return
+		}
+		ev := b[metaLen:evLen]
+		b = b[evLen:]
+		if mask&unix.FAN_Q_OVERFLOW != 0 {
+			t.log.Warn("the kernel dropped file change events; every replicated volume's next sync walks it")
+			t.mu.Lock()
+			t.lost++
+			t.mu.Unlock()
+			continue
+		}
+		if name := t.volumeOf(ev); name != "" {
+			t.mu.Lock()
+			t.changed[name] = true
+			t.mu.Unlock()
+		}
+	}
+}
+
+// volumeOf finds the volume an event's directory belongs to ("" for none), from its
+// first file handle record.
+func (t *Tracker) volumeOf(info []byte) string {
+	if len(info) < 4+8+8 {
+		return ""
+	}
+	switch info[0] {
+	case unix.FAN_EVENT_INFO_TYPE_FID, unix.FAN_EVENT_INFO_TYPE_DFID, unix.FAN_EVENT_INFO_TYPE_DFID_NAME:
+	default:
+		return ""
+	}
+	recLen := int(binary.NativeEndian.Uint16(info[2:4]))
+	fh := info[4+8 : min(recLen, len(info))] // after the header and the fsid
+	if len(fh) < 8 {
+		return ""
+	}
+	size := int(binary.NativeEndian.Uint32(fh[0:4]))
+	if 8+size > len(fh) {
+		return ""
+	}
+	key := string(fh[:8+size])
+	t.mu.Lock()
+	name, ok := t.cached[key]
+	t.mu.Unlock()
+	if ok {
+		return name
+	}
+	name = t.resolve(int32(binary.NativeEndian.Uint32(fh[4:8])), fh[8:8+size])
+	t.mu.Lock()
+	if len(t.cached) >= maxCached {
+		clear(t.cached)
+	}
+	t.cached[key] = name
+	t.mu.Unlock()
+	return name
+}
+
+// resolve finds the volume a file handle's directory is in.
+func (t *Tracker) resolve(kind int32, handle []byte) string {
+	fd, err := unix.OpenByHandleAt(int(t.mount.Fd()), unix.NewFileHandle(kind, handle), unix.O_PATH)
+	if err != nil {
+		return "" // gone already, or on another file system
+	}
+	defer unix.Close(fd)
+	p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return ""
+	}
+	return VolumeOf(t.dir, p)
+}
+
+// VolumeOf is the volume whose files path is among (dir/NAME/data or below), or "".
+func VolumeOf(dir, path string) string {
+	rest, ok := strings.CutPrefix(path, dir+"/")
+	if !ok {
+		return ""
+	}
+	name, rest, _ := strings.Cut(rest, "/")
+	if rest != "data" && !strings.HasPrefix(rest, "data/") {
+		return ""
+	}
+	return name
+}
