@@ -81,10 +81,10 @@ type Manager struct {
 	mu     sync.Mutex
 	closed bool
 	lease  cluster.Lease
-	puller Puller            // nil on a node running alone
+	puller Puller // nil on a node running alone
 	// changes tells which volumes changed (nil: no tracking; each sync walks).
 	changes Changes
-	vols   map[string]*local // what this node keeps in memory about each volume
+	vols    map[string]*local // what this node keeps in memory about each volume
 	// reported holds when each finding about a record was last logged.
 	reported map[string]time.Time
 	// repl is the schedule of the syncs of the replicas of volumes owned here, with its
