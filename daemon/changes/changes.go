@@ -180,28 +180,37 @@ func (t *Tracker) volumeOf(info []byte) string {
 	if ok {
 		return name
 	}
-	name = t.resolve(int32(binary.NativeEndian.Uint32(fh[4:8])), fh[8:8+size])
-	t.mu.Lock()
-	if len(t.cached) >= maxCached {
-		clear(t.cached)
+	name, keep := t.resolve(int32(binary.NativeEndian.Uint32(fh[4:8])), fh[8:8+size])
+	if keep {
+		t.mu.Lock()
+		if len(t.cached) >= maxCached {
+			clear(t.cached)
+		}
+		t.cached[key] = name
+		t.mu.Unlock()
 	}
-	t.cached[key] = name
-	t.mu.Unlock()
 	return name
 }
 
-// resolve finds the volume a file handle's directory is in.
-func (t *Tracker) resolve(kind int32, handle []byte) string {
+// resolve finds the volume a file handle's directory is in, and says whether that may
+// be remembered: a directory in a volume is until Forget; one elsewhere under the state
+// dir is not, for it may be renamed into a volume (a volume is made in the state dir's
+// tmp/ and renamed into place; a move's tree is assembled in staging/).
+func (t *Tracker) resolve(kind int32, handle []byte) (name string, keep bool) {
 	fd, err := unix.OpenByHandleAt(int(t.mount.Fd()), unix.NewFileHandle(kind, handle), unix.O_PATH)
 	if err != nil {
-		return "" // gone already, or on another file system
+		return "", false // gone already, or on another file system
 	}
 	defer unix.Close(fd)
 	p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
 	if err != nil {
-		return ""
+		return "", false
 	}
-	return VolumeOf(t.dir, p)
+	if name := VolumeOf(t.dir, p); name != "" {
+		return name, true
+	}
+	state := filepath.Dir(t.dir)
+	return "", p != state && !strings.HasPrefix(p, state+"/")
 }
 
 // VolumeOf is the volume whose files path is among (dir/NAME/data or below), or "".

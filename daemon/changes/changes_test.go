@@ -107,3 +107,23 @@ func TestVolumeOfAPathIsTheVolumeWhoseDataHoldsIt(t *testing.T) {
 		assert.Equal(t, want, VolumeOf("/s/volumes", path), path)
 	}
 }
+
+// A volume is made beside the volumes (in the state dir's tmp/) and renamed into place:
+// the changes in it count from then on.
+func TestADirectoryRenamedIntoAVolumeCountsAsTheVolumes(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "volumes")
+	require.NoError(t, os.MkdirAll(filepath.Join(state, "tmp", "db.1", "data"), 0o755))
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	tr, err := Start(dir, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.Close() })
+	tr.Take("db")
+	require.NoError(t, os.WriteFile(filepath.Join(state, "tmp", "db.1", "data", "early"), nil, 0o644))
+	assert.False(t, changedSoon(tr, "db"), "not a volume yet")
+	require.NoError(t, os.Rename(filepath.Join(state, "tmp", "db.1"), filepath.Join(dir, "db")))
+	time.Sleep(100 * time.Millisecond)
+	tr.Take("db")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "db", "data", "late"), nil, 0o644))
+	assert.True(t, changedSoon(tr, "db"))
+}
