@@ -10,8 +10,9 @@
 // it belongs to is cached; a tree swapped in by a move or a sync invalidates the cache
 // (Forget). What the tracker cannot vouch for counts as changed: every volume until it
 // was first taken, and every volume after the kernel dropped events (its queue
-// overflowed). The kernel has to allow it (Linux 5.9 or later, CAP_SYS_ADMIN): Start
-// fails otherwise, and the caller walks each mounted volume at every sync instead.
+// overflowed). The kernel has to allow it (Linux 5.9 or later, CAP_SYS_ADMIN for the
+// mark, CAP_DAC_READ_SEARCH to open handles): Start fails otherwise, and the caller walks
+// each mounted volume at every sync instead.
 package changes
 
 import (
@@ -67,6 +68,21 @@ func Start(dir string, log *slog.Logger) (*Tracker, error) {
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
+	}
+	// An event names a directory by its handle: check now that handles can be opened
+	// (CAP_DAC_READ_SEARCH), or every change would go unseen.
+	if h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, dir, 0); err != nil {
+		err = fmt.Errorf("file handles on the file system of %s: %w", dir, err)
+		unix.Close(fd)
+		mount.Close()
+		return nil, err
+	} else if hfd, err := unix.OpenByHandleAt(int(mount.Fd()), h, unix.O_PATH); err != nil {
+		err = fmt.Errorf("open a file handle: %w (CAP_DAC_READ_SEARCH is needed)", err)
+		unix.Close(fd)
+		mount.Close()
+		return nil, err
+	} else {
+		unix.Close(hfd)
 	}
 	t := &Tracker{dir: filepath.Clean(dir), file: os.NewFile(uintptr(fd), "fanotify"), mount: mount, log: log, done: make(chan struct{}),
 		changed: map[string]bool{}, lost: 1, taken: map[string]uint64{}, cached: map[string]string{}}
