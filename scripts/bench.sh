@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: moves three datasets with drayage's transfer engine (sender and receiver as
+# make bench: moves four datasets with drayage's transfer engine (sender and receiver as
 # separate processes on loopback, mutual TLS 1.3) and, in the same run, with rsync over
 # stunnel with mutual TLS (the stack Red Hat MTC uses for direct volume migration), and
 # two local copies as floors: tar | tar, and cp -a in 8 parallel processes (no network,
@@ -11,7 +11,9 @@
 # the tools.
 #   large: 4 files x 256 MiB random; small: 50,000 files x 4 KiB in 500 dirs;
 #   delta: small already at the destination, 1% of its files changed (for drayage, a copy
-#          drayage made, with its files' hashes, as a volume's older copy always is).
+#          drayage made, with its files' hashes, as a volume's older copy always is);
+#   inplace: large already at the destination, 1 MiB of it rewritten in place (16 writes
+#          of 64 KiB spread over the files, as a database or a disk image changes).
 # Each tool runs BENCH_RUNS times (default 3), in turns, and the median is printed: this
 # machine's speed wanders by half from one minute to the next. BENCH_SETS picks datasets,
 # BENCH_STREAMS drayage's streams.
@@ -42,30 +44,38 @@ log "generating datasets in $work"
 build/transferbench gen large "$work/large"
 build/transferbench gen small "$work/small"
 cp -a "$work/small" "$work/delta"
+sets=${BENCH_SETS:-large small delta inplace}
+[[ " $sets " != *" inplace "* ]] || cp -a "$work/large" "$work/inplace"
+# base_of names the dataset a delta dataset starts from at the destination ("": none).
+base_of() { case $1 in delta) echo small ;; inplace) echo large ;; esac; }
 runs=${BENCH_RUNS:-3}
-for ds in ${BENCH_SETS:-large small delta}; do # each run's starting point, made now
+for ds in $sets; do # each run's starting point, made now
+	base=$(base_of "$ds")
 	for tool in drayage rsync tar cp; do
-		[ "$tool:$ds" != cp:delta ] || continue
+		[ "$tool" != cp ] || [ -z "$base" ] || continue
 		for i in $(seq "$runs"); do
-			if [ "$ds" = delta ]; then cp -a "$work/small" "$work/run-$tool-$ds-$i"; else mkdir "$work/run-$tool-$ds-$i"; fi
+			if [ -n "$base" ]; then cp -a "$work/$base" "$work/run-$tool-$ds-$i"; else mkdir "$work/run-$tool-$ds-$i"; fi
 		done
 	done
 done
 # drayage's delta starts from a copy drayage made, as a volume's older copy always is:
 # with its files' hashes stored beside it at both ends (an untimed pull of the unchanged
-# tree makes them). Then 1% of the files change.
-if [[ " ${BENCH_SETS:-large small delta} " == *" delta "* ]]; then
-	coproc PREP { exec build/transferbench send -pki "$pki" -dir "$work/delta" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
+# tree makes them). Then 1% of the files change (delta), or 1 MiB of the large files, in
+# place (inplace).
+for ds in $sets; do
+	[ -n "$(base_of "$ds")" ] || continue
+	coproc PREP { exec build/transferbench send -pki "$pki" -dir "$work/$ds" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
 	pids+=("$PREP_PID")
 	read -r ready <&"${PREP[0]}"
 	[ "$ready" = ready ] || die "sender did not start"
 	for i in $(seq "$runs"); do
-		build/transferbench pull -pki "$pki" -staging "$work/run-drayage-delta-$i" -control 127.0.0.1:27791 >/dev/null
+		build/transferbench pull -pki "$pki" -staging "$work/run-drayage-$ds-$i" -control 127.0.0.1:27791 >/dev/null
 	done
 	kill -TERM "$PREP_PID"
 	wait "$PREP_PID" 2>/dev/null || true
-fi
+done
 build/transferbench touch "$work/delta" 1
+[ ! -d "$work/inplace" ] || build/transferbench poke "$work/inplace" 1
 sync
 if [ "$deleted" -gt 0 ]; then # let ext4 forget the inodes the last run's files freed
 	wait_s=$((deleted + 65 - $(date +%s)))
@@ -184,7 +194,7 @@ median() {
 }
 
 printf '\n%-7s %-15s %9s %10s %10s %11s\n' dataset tool seconds MB/s "peak RSS" "vs rsync"
-for ds in ${BENCH_SETS:-large small delta}; do
+for ds in $sets; do
 	src=$work/$ds
 	bytes=$(size_of "$src")
 	d=() r=() t=() c=()
@@ -192,7 +202,7 @@ for ds in ${BENCH_SETS:-large small delta}; do
 		d+=("$(run_drayage "$src" "$ds" "$i")")
 		r+=("$(run_rsync "$src" "$ds" "$i")")
 		t+=("$(run_tar "$src" "$ds" "$i")")
-		[ "$ds" = delta ] || c+=("$(run_cp "$src" "$ds" "$i")")
+		[ -n "$(base_of "$ds")" ] || c+=("$(run_cp "$src" "$ds" "$i")")
 	done
 	read -r d_ms d_rss <<<"$(median "${d[@]}")"
 	read -r r_ms r_rss <<<"$(median "${r[@]}")"
@@ -208,12 +218,12 @@ for ds in ${BENCH_SETS:-large small delta}; do
 	row drayage "$d_ms" "$d_rss"
 	row rsync+stunnel "$r_ms" "$r_rss"
 	row "tar|tar" "$t_ms" -
-	if [ "$ds" != delta ]; then
+	if [ -z "$(base_of "$ds")" ]; then
 		read -r c_ms _ <<<"$(median "${c[@]}")"
 		row "cp -a x8" "$c_ms" -
 	fi
 done
 echo
-echo "Seconds: the median of $runs runs of each tool, taken in turns. MB/s is the dataset's size over that time (delta: the whole volume's size)."
+echo "Seconds: the median of $runs runs of each tool, taken in turns. MB/s is the dataset's size over that time (delta, inplace: the whole volume's size)."
 echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync, tar and cp do not fsync."
 echo "tar|tar and cp -a x8 copy locally, with no network, encryption or hashing: the floors a transfer can't beat here."

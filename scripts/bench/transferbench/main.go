@@ -36,7 +36,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fail(errors.New("usage: transferbench gen, touch, send or pull"))
+		fail(errors.New("usage: transferbench gen, touch, poke, send or pull"))
 	}
 	var err error
 	switch os.Args[1] {
@@ -44,6 +44,8 @@ func main() {
 		err = gen(os.Args[2], os.Args[3])
 	case "touch":
 		err = touch(os.Args[2], os.Args[3])
+	case "poke":
+		err = poke(os.Args[2], os.Args[3])
 	case "send":
 		err = send(os.Args[2:])
 	case "pull":
@@ -124,6 +126,54 @@ func touch(dir, percent string) error {
 		_, _ = rand.Read(buf)
 		return os.WriteFile(path, buf, 0o644)
 	})
+}
+
+// poke rewrites mib MiB of the files in dir in place, in writes of 64 KiB spread evenly
+// over them: how a database or a disk image changes.
+func poke(dir, mib string) error {
+	var m int
+	if _, err := fmt.Sscan(mib, &m); err != nil || m <= 0 {
+		return fmt.Errorf("MiB %q", mib)
+	}
+	var files []string
+	var total int64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, path)
+			if fi, err := d.Info(); err == nil {
+				total += fi.Size()
+			}
+		}
+		return err
+	})
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("poke %s: %w", dir, err)
+	}
+	const write = 64 << 10
+	writes := m << 20 / write
+	buf := make([]byte, write)
+	for w := range writes {
+		f := files[w%len(files)]
+		fi, err := os.Stat(f)
+		if err != nil {
+			return err
+		}
+		slots := fi.Size() / write
+		off := (int64(w/len(files))*2 + 1) * slots / int64(2*((writes+len(files)-1)/len(files))) * write
+		fh, err := os.OpenFile(f, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		_, _ = rand.Read(buf)
+		_, err = fh.WriteAt(buf, off)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func load(pki, node string) (*identity.Identity, error) {
