@@ -57,6 +57,35 @@ func TestSwarmServiceFollowsItsTaskToADrainedNodesPeer(t *testing.T) {
 	t.Logf("service tasks: %s", a.docker("service", "ps", "--format", "{{.CurrentState}} {{.Error}}", "drayage-it"))
 	a.docker("service", "rm", "drayage-it")
 
+	// A replicated volume: drained, the task restarts on the node holding the replica,
+	// and its Mount sends only the delta since the replica's last sync (its old task's
+	// stop synced it).
+	a.docker("service", "create", "--detach", "--name", "drayage-rep", "--no-resolve-image",
+		"--mount", "type=volume,source=repdata,target=/data,volume-driver="+nodePlugin+",volume-opt=replicas=2,volume-opt=sync-interval=2s",
+		"--env", "NODE={{.Node.ID}}", "--stop-grace-period", "2s",
+		image, "sh", "-c", `head -c 8388608 /dev/urandom > /data/blob-$NODE && echo "ran on $NODE" >> /data/log && exec sleep 3600`)
+	repOn := func(n *node) string {
+		return strings.TrimSpace(n.docker("ps", "-q", "--filter", "label=com.docker.swarm.service.name=drayage-rep"))
+	}
+	eventually(t, 2*timeout, "the replicated volume's task to run on node-b", func() bool { return repOn(b) != "" })
+	eventually(t, timeout, "node-a's replica to have the task's writes", func() bool {
+		return equalTrees(t, treeOf(t, filepath.Join(b.state, "volumes", "repdata", "data")), filepath.Join(a.state, "volumes", "repdata", "data"))
+	})
+	a.docker("node", "update", "--availability", "active", aID)
+	start = time.Now()
+	a.docker("node", "update", "--availability", "drain", bID)
+	eventually(t, 2*timeout, "the replicated volume's task to run on node-a", func() bool { return repOn(a) != "" && repOn(b) == "" })
+	t.Logf("the replicated volume's task ran on node-a %s after node-b was drained", time.Since(start).Round(100*time.Millisecond))
+	out = a.docker("exec", repOn(a), "cat", "/data/log")
+	assert.Equal(t, "ran on "+bID+"\nran on "+aID, out)
+	moved := receivedBytes(t, a, "repdata")
+	require.NotEmpty(t, moved)
+	assert.Less(t, moved[len(moved)-1], int64(64<<10), "the Mount on the replica's node sends only the delta (the stop synced the rest)")
+	t.Logf("the drain's move to the replica's node sent %d bytes of a volume of %d", moved[len(moved)-1], dirBytes(filepath.Join(b.state, "volumes", "repdata", "data")))
+	a.docker("service", "rm", "drayage-rep")
+	a.docker("node", "update", "--availability", "active", bID)
+	a.docker("node", "update", "--availability", "drain", aID)
+
 	// docs/swarm-stack.yml, deployed as it is with a stand-in image for postgres: its task
 	// starts on node-b (node-a is drained), then follows node-b's drain to node-a.
 	app := appImage(t, a, b)
