@@ -117,15 +117,15 @@ func (d *Daemon) announceFreeSpace(ctx context.Context, n *network) {
 func (d *Daemon) trackChanges() *changes.Tracker {
 	dir := filepath.Join(d.cfg.Root, "volumes")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		d.log.Warn("cannot track file changes; mounted replicated volumes are walked at every sync", "err", err)
+		d.log.Warn("cannot track file changes; every replica sync walks the tree it sends", "err", err)
 		return nil
 	}
 	t, err := changes.Start(dir, d.log)
 	if err != nil {
-		d.log.Warn("cannot track file changes; mounted replicated volumes are walked at every sync", "err", err)
+		d.log.Warn("cannot track file changes; every replica sync walks the tree it sends", "err", err)
 		return nil
 	}
-	d.log.Info("tracking file changes in volumes with fanotify", "dir", dir)
+	d.log.Info("tracking file changes with fanotify", "dir", dir)
 	d.vols.SetChanges(t)
 	return t
 }

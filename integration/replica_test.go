@@ -72,7 +72,7 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 		return want["live"] != "" && equalTrees(t, want, data(b)) && equalTrees(t, want, data(c))
 	})
 	// Mounted but unchanged, the volume costs no sync: the kernel says nothing changed.
-	assert.Contains(t, a.log(), "tracking file changes in volumes with fanotify")
+	assert.Contains(t, a.log(), "tracking file changes with fanotify")
 	time.Sleep(3 * time.Second) // a sync the write started ends
 	idle := scrape(t, a)[`drayage_replica_syncs_total{result="ok"}`]
 	time.Sleep(6 * time.Second) // three sync intervals

@@ -132,7 +132,7 @@ func (t *Tracker) read() {
 		n, err := t.file.Read(buf)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
-				t.log.Error("change tracking stopped: replicated volumes are synced by walking them from now on", "err", err)
+				t.log.Error("change tracking stopped; every replica sync walks its tree from now on", "err", err)
 				t.mu.Lock()
 				t.lost = ^uint64(0) // every Take reports a change
 				t.mu.Unlock()
@@ -155,7 +155,7 @@ func (t *Tracker) handle(b []byte) {
 		ev := b[metaLen:evLen]
 		b = b[evLen:]
 		if mask&unix.FAN_Q_OVERFLOW != 0 {
-			t.log.Warn("the kernel dropped file change events; every replicated volume's next sync walks it")
+			t.log.Warn("the kernel dropped file change events; the next replica syncs walk their trees")
 			t.mu.Lock()
 			t.lost++
 			t.mu.Unlock()

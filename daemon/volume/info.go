@@ -184,7 +184,7 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 	}
 	replicas, err := m.reg.AllReplicas(ctx)
 	if err != nil {
-		m.log.Warn("cannot list the replicas in the cluster store; listing volumes without them", "err", err)
+		m.log.Warn("cannot list the replicas in the cluster store; the list shows none", "err", err)
 	}
 	infos := make([]Info, 0, len(entries))
 	for _, e := range entries {
