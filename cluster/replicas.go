@@ -34,8 +34,11 @@ type Replica struct {
 // of the current epoch, otherwise the time since its last sync began (changes made since
 // may be missing). mounted says whether a container on the owner mounts the volume now.
 func (rp Replica) Lag(v Volume, mounted bool, now time.Time) time.Duration {
-	if rp.Epoch == v.Epoch && rp.Clean && !mounted {
+	switch {
+	case rp.Epoch == v.Epoch && rp.Clean && !mounted:
 		return 0
+	case rp.Started.IsZero(): // a copy kept from before a move, not synced since
+		return max(now.Sub(v.Created), 0)
 	}
 	return max(now.Sub(rp.Started), 0)
 }

@@ -4,9 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // A replica syncs into the tree its last sync replaced, primed from the replica: only
@@ -52,8 +54,35 @@ func TestAFileWrittenWhileSentIsReportedChanged(t *testing.T) {
 	src := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), []byte("version 1"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "still"), []byte("unchanged"), 0o600))
+	time.Sleep(2 * racyWindow) // "still" has not changed for a while when it is read
 	source, sink := ends(t, src, filepath.Join(t.TempDir(), "staging"), SinkOptions{})
+	source.live = true
 	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), []byte("version 2"), 0o600)) // same size
 	sendAll(t, source, sink)
 	assert.Equal(t, []string{"db"}, source.Changed())
+}
+
+// A file changed within a clock tick of its reading may change again unseen (its times
+// would not move): it counts as changed, and the retry sends it.
+func TestAFileChangedJustBeforeItIsReadIsNotSentAsSettled(t *testing.T) {
+	var st unix.Stat_t
+	now := time.Now()
+	st.Ctim = unix.NsecToTimespec(now.Add(-time.Millisecond).UnixNano())
+	assert.True(t, racy(&st, now))
+	st.Ctim = unix.NsecToTimespec(now.Add(-time.Second).UnixNano())
+	assert.False(t, racy(&st, now))
+	st.Ctim = unix.NsecToTimespec(now.Add(time.Hour).UnixNano())
+	assert.False(t, racy(&st, now), "a clock that went back makes nothing racy")
+
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), []byte("just written"), 0o600))
+	source, sink := ends(t, src, filepath.Join(t.TempDir(), "staging"), SinkOptions{})
+	source.live = true
+	sendAll(t, source, sink)
+	assert.Equal(t, []string{"db"}, source.Changed())
+
+	// A volume no one writes meanwhile (a move: it is not mounted) has no such race.
+	source, sink = ends(t, src, filepath.Join(t.TempDir(), "staging"), SinkOptions{})
+	sendAll(t, source, sink)
+	assert.Empty(t, source.Changed())
 }

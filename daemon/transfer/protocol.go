@@ -102,6 +102,10 @@ type openRequest struct {
 	Wire  Wire   `json:"wire"`
 	// Version is the receiver's protocol version (absent: 1).
 	Version int `json:"version,omitempty"`
+	// Live says the volume may be written while it is sent (a replica's sync of a
+	// mounted volume): the sender then treats a file changed a moment before it was read
+	// as changed (ErrChanged), since a write in the same clock tick would go unseen.
+	Live bool `json:"live,omitempty"`
 }
 
 // openResponse carries the sender's manifest.

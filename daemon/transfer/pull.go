@@ -46,6 +46,9 @@ type PullOptions struct {
 	Progress func(progress.Counts)
 	// Metrics, if set, counts the pull (role receive) and what it receives.
 	Metrics *metrics.Metrics
+	// Live says the volume may be written while it is sent (a replica's sync): the
+	// sender voids an attempt that read a file changed a moment before (ErrChanged).
+	Live bool
 
 	// wholeFiles sends changed files whole, not by chunks: a retry after ErrCorrupt.
 	wholeFiles bool
@@ -93,6 +96,13 @@ func Pull(ctx context.Context, o PullOptions) (PullResult, error) {
 		if errors.Is(err, ErrCorrupt) {
 			o.wholeFiles = true // a copy compared by chunks may be what was damaged
 		}
+		if errors.Is(err, ErrChanged) { // files still being written: give them a moment
+			select {
+			case <-ctx.Done():
+				return res, err
+			case <-time.After(2 * racyWindow):
+			}
+		}
 	}
 	if err != nil {
 		t.Failed(failureReason(ctx, err))
@@ -116,7 +126,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	reading := readStagingAhead(ctx, o.Staging)
 	defer reading.stop()
 	var open openResponse
-	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion}, &open); err != nil {
+	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion, Live: o.Live}, &open); err != nil {
 		reason := metrics.ReasonRefused
 		if status.Code(err) == codes.Unavailable {
 			reason = metrics.ReasonPeerDown

@@ -210,6 +210,7 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)
 	}
 	src.flow = s.Metrics.Flow(metrics.Sent)
+	src.live = r.Live
 	if m := src.MountPoints(); len(m) > 0 {
 		s.log.Warn("left mount points inside the volume out of the transfer: a volume moves its own files only; unmount them, or mount them in the container instead",
 			"volume", r.Volume, "peer", node, "mount_points", strings.Join(m, ","))

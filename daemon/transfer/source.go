@@ -44,6 +44,9 @@ type source struct {
 	bytes  int64
 	// changed are the files that changed while they were sent (Changed).
 	changed []string
+	// live: the tree may be written while it is sent (a replica sync): a file changed
+	// within racyWindow of its reading counts as changed. Set before Want.
+	live bool
 	// basis holds the receiver's chunk hashes of its copies of some wanted files, by
 	// entry (delta.go); set before Want.
 	basis map[uint32][]byte

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
@@ -145,7 +146,7 @@ func (s *source) sendFile(fw *frameWriter, o opened, buf []byte, h *blake3.Hashe
 	// A file written while it was read may have been read torn: it goes, self-consistent
 	// by its hash, but the transfer does not count (Finish fails with ErrChanged).
 	torn := before != s.tree.stamp(int(index))
-	if err := unix.Fstat(fd, &st); err != nil || stampOf(&st) != before {
+	if err := unix.Fstat(fd, &st); err != nil || stampOf(&st) != before || s.live && racy(&st, time.Now()) {
 		torn = true
 	}
 	s.mu.Lock()
@@ -185,4 +186,19 @@ func (s *source) sendRange(fw *frameWriter, fd int, name string, h io.Writer, bu
 		s.flow.Bytes(n)
 	}
 	return nil
+}
+
+// racyWindow is how recent a file's last change may be for a write in the same clock
+// tick not to change its times: file times move with the kernel's coarse clock (a tick
+// of 1 to 10 ms), so a file written, read and written again within one tick looks
+// unchanged. Such a file is not sent as settled (git calls it "racily clean"): its
+// transfer counts as torn, and the retry, a moment later, sends it again.
+const racyWindow = 50 * time.Millisecond
+
+// racy reports whether st changed so recently, as of now, that a later write in the same
+// tick would go unseen. ctime, which no one can set, says when; a clock that went back
+// makes nothing racy.
+func racy(st *unix.Stat_t, now time.Time) bool {
+	d := now.UnixNano() - st.Ctim.Nano()
+	return d >= 0 && d < racyWindow.Nanoseconds()
 }

@@ -57,7 +57,8 @@ const (
 	ReplicaReady = "ready"
 	// ReplicaFailing: its last sync failed (as the owner saw it); it keeps the one before.
 	ReplicaFailing = "failing"
-	// ReplicaStale: synced at an earlier epoch, before the volume last moved.
+	// ReplicaStale: synced at an earlier epoch, or kept from before the volume last moved
+	// and not synced since.
 	ReplicaStale = "stale"
 	// ReplicaDown: its node is down.
 	ReplicaDown = "down"
@@ -288,7 +289,7 @@ func (m *Manager) replicaInfos(e cluster.Entry, reps []cluster.Replica) []Replic
 		ri := ReplicaInfo{Node: rp.Node, State: ReplicaReady, Synced: rp.Synced, Lag: rp.Lag(v, mounted, now).Seconds(),
 			LagBytes: rp.Sent, Epoch: rp.Epoch, Root: rp.Root}
 		switch {
-		case rp.Epoch < v.Epoch:
+		case rp.Epoch < v.Epoch || rp.Synced.IsZero():
 			ri.State = ReplicaStale
 		case p != nil && !peerAlive(p, rp.Node):
 			ri.State = ReplicaDown

@@ -70,7 +70,7 @@ func (m *Manager) joinPull(ctx context.Context, e cluster.Entry, o pullOptions) 
 	}
 	// A sync into this node's replica gives way to the move; the job waits for it to end.
 	waitSync := m.stopSync(name)
-	if waitSync == nil {
+	if waitSync == nil && !m.replicated(e.Volume.Options) { // a replicated volume's replica stays one: the pull primes from it
 		if reused, err := m.disk.ReuseReplica(name); err != nil {
 			m.log.Warn("cannot start the pull from this node's old copy; pulling it whole", "volume", name, "err", err)
 		} else if reused {

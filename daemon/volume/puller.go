@@ -75,4 +75,6 @@ type PullRequest struct {
 	// Progress, if set, hears the counts so far (Bytes, Total, Files, TotalFiles), from
 	// one goroutine at a time.
 	Progress func(progress.Counts)
+	// Live says the volume may be written while it is sent: a replica's sync.
+	Live bool
 }

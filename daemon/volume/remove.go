@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/daemon/localstore"
@@ -163,7 +164,17 @@ func (m *Manager) dropReplicasOf(ctx context.Context, v cluster.Volume) {
 		return
 	}
 	for _, rp := range reps {
-		if err := p.DropReplica(ctx, rp.Node, v.Name, v.Epoch); err != nil {
+		var err error
+		for try := range 3 { // a sync running there is stopped first: ask again
+			if err = p.DropReplica(ctx, rp.Node, v.Name, v.Epoch); err == nil || try == 2 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		if err != nil {
 			m.log.Warn("cannot have a replica of a removed volume dropped; the node keeps it as an orphan and reports it", "volume", v.Name, "replica", rp.Node, "err", err)
 		}
 	}

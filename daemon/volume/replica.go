@@ -35,27 +35,27 @@ func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uin
 	if p == nil {
 		return ReplicaSynced{}, fmt.Errorf("volume %q: node %q runs alone (no certificate in its TLS dir) and can't hold replicas", name, m.cfg.Node)
 	}
-	e, sync, err := m.beginSync(ctx, name, owner, epoch)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e, sync, err := m.beginSync(ctx, name, owner, epoch, cancel)
 	if err != nil {
 		return ReplicaSynced{}, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	sync.cancel = cancel
 	defer m.endSync(name, sync)
-	if _, err := m.disk.Load(name); err == nil {
-		files, bytes, err := m.disk.PrimeStaging(ctx, name)
-		if err != nil {
-			return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
-		}
-		if files > 0 {
-			m.log.Debug("brought the replica's staging up to date from its last sync", "volume", name, "files", files, "bytes", bytes)
-		}
-	}
 	started := time.Now().UTC()
 	got, err := func() (Pulled, error) {
 		defer m.useStaging(name)()
+		if _, err := m.disk.Load(name); err == nil {
+			files, bytes, err := m.disk.PrimeStaging(ctx, name)
+			if err != nil {
+				return Pulled{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+			}
+			if files > 0 {
+				m.log.Debug("brought the replica's staging up to date from its last sync", "volume", name, "files", files, "bytes", bytes)
+			}
+		}
 		return p.Pull(ctx, PullRequest{Volume: name, From: owner, Epoch: epoch, Staging: m.disk.StagingDir(name),
-			AllowPrivileged: AllowsPrivileged(e.Volume.Options)})
+			AllowPrivileged: AllowsPrivileged(e.Volume.Options), Live: true})
 	}()
 	if err != nil {
 		return ReplicaSynced{}, fmt.Errorf("volume %q: syncing the replica on node %q from node %q failed: %w; the replica keeps its last sync, and the next one resumes from what arrived",
@@ -66,7 +66,7 @@ func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uin
 
 // beginSync checks that a sync of volume name from owner at epoch may run here now and
 // notes it running. A Mount here of the volume cancels it (stopSync).
-func (m *Manager) beginSync(ctx context.Context, name, owner string, epoch uint64) (cluster.Entry, *replicaSync, error) {
+func (m *Manager) beginSync(ctx context.Context, name, owner string, epoch uint64, cancel context.CancelFunc) (cluster.Entry, *replicaSync, error) {
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return cluster.Entry{}, nil, err
@@ -92,7 +92,7 @@ func (m *Manager) beginSync(ctx context.Context, name, owner string, epoch uint6
 		return e, nil, tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), not a replica; it keeps it until node %q confirms it holds the volume, then becomes a replica",
 			m.cfg.Node, name, rec.Epoch, owner)
 	}
-	s := &replicaSync{done: make(chan struct{})}
+	s := &replicaSync{cancel: cancel, done: make(chan struct{})}
 	var busy bool
 	m.with(name, func(v *local) {
 		if busy = v.job != nil && v.job.running() || v.sync != nil; !busy {
@@ -124,9 +124,7 @@ func (m *Manager) stopSync(name string) <-chan struct{} {
 	if s == nil {
 		return nil
 	}
-	if s.cancel != nil {
-		s.cancel()
-	}
+	s.cancel()
 	return s.done
 }
 
@@ -145,6 +143,14 @@ func (m *Manager) installReplica(ctx context.Context, e cluster.Entry, owner str
 	}
 	if rec, err := m.disk.Load(name); err == nil && !rec.Replica() {
 		return ReplicaSynced{}, tell(ErrConflict, "node %q holds its own copy of volume %q now; the sync is not installed", m.cfg.Node, name)
+	}
+	// Fenced before the swap: a sync from a node that lost the volume meanwhile, or of a
+	// volume being removed, is not installed (staging keeps it for the next sync).
+	if now, err := m.entry(ctx, name, "sync"); err != nil {
+		return ReplicaSynced{}, err
+	} else if now.Volume.Owner != owner || now.Volume.Epoch != epoch {
+		return ReplicaSynced{}, fmt.Errorf("volume %q: node %q synced it at epoch %d, but node %q holds it at epoch %d now; the sync is not installed on node %q: %w",
+			name, owner, epoch, now.Volume.Owner, now.Volume.Epoch, m.cfg.Node, cluster.ErrStaleEpoch)
 	}
 	now := time.Now().UTC()
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: epoch, Root: got.Root,
@@ -188,13 +194,19 @@ func (m *Manager) DropReplica(ctx context.Context, name, owner string, epoch uin
 	if !rec.Replica() || rec.MountCount() > 0 {
 		return tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), not a replica; it is not dropped", m.cfg.Node, name, rec.Epoch)
 	}
-	if done := m.stopSync(name); done != nil {
-		return fmt.Errorf("volume %q: a sync into node %q's replica runs; retry", name, m.cfg.Node)
+	var busy bool
+	m.with(name, func(v *local) { busy = v.sync != nil || v.job != nil && v.job.running() || v.stagingUsers > 0 })
+	if busy {
+		m.stopSync(name)
+		return fmt.Errorf("volume %q: node %q is syncing or pulling it now; retry in a moment", name, m.cfg.Node)
 	}
-	if err := m.reg.DeleteReplica(ctx, name, m.cfg.Node); err != nil {
-		return m.storeErr("drop the replica of volume "+name, err)
+	if err := m.disk.Delete(name); err != nil && !errors.Is(err, localstore.ErrNotExist) {
+		return fmt.Errorf("volume %q: node %q cannot delete its replica: %w; check its state dir", name, m.cfg.Node, err)
 	}
-	m.deleteCopy(name, "dropped this node's replica: the volume keeps its replica count on other nodes", "owner", owner, "epoch", epoch)
 	m.disk.DropStaging(name)
+	m.log.Info("dropped this node's replica at its owner's word", "volume", name, "owner", owner, "epoch", epoch)
+	if err := m.reg.DeleteReplica(ctx, name, m.cfg.Node); err != nil {
+		return m.storeErr("drop the replica record of volume "+name, err)
+	}
 	return nil
 }

@@ -43,6 +43,9 @@ const (
 	// unmountSyncWait bounds how long an Unmount waits for its sync before it answers;
 	// the sync goes on.
 	unmountSyncWait = 20 * time.Second
+	// walkEvery is how many sync intervals a mounted volume the change tracker saw no
+	// change of goes without a sync: writes through a shared memory map make no event.
+	walkEvery = 10
 )
 
 // Changes tells which volumes changed (package changes).
@@ -81,6 +84,7 @@ type replication struct {
 	mu      sync.Mutex
 	due     map[string]time.Time        // when each volume's next sync is due
 	forced  map[string]bool             // due syncs that run whether or not the volume changed
+	walked  map[string]time.Time        // when each volume's last sync ran (and walked it)
 	running map[string]bool             // syncs running now
 	waiters map[string][]chan error     // callers waiting for a volume's next sync
 	tickets map[syncTicket]struct{}     // syncs this node serves now
@@ -95,7 +99,7 @@ type syncTicket struct {
 }
 
 func newReplication() *replication {
-	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, running: map[string]bool{}, waiters: map[string][]chan error{},
+	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, walked: map[string]time.Time{}, running: map[string]bool{}, waiters: map[string][]chan error{},
 		tickets: map[syncTicket]struct{}{}, kick: make(chan struct{}, 1), last: map[string]map[string]error{}}
 }
 
@@ -337,11 +341,19 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 	plan := &syncPlan{epoch: v.Epoch, mounted: rec.MountCount() > 0, interval: m.syncInterval(v.Options)}
 	if c := m.currentChanges(); c != nil {
 		// Taken before the sync's walk: a change made during the sync counts for the next.
-		if changed := c.Take(name); !changed && !forced && plan.mounted {
+		// A write through a shared memory map leaves no event: a mounted volume is walked
+		// every walkEvery intervals all the same.
+		m.repl.mu.Lock()
+		walked := m.repl.walked[name]
+		m.repl.mu.Unlock()
+		if changed := c.Take(name); !changed && !forced && plan.mounted && time.Since(walked) < walkEvery*plan.interval {
 			plan.unchanged = true
 			return plan, nil
 		}
 	}
+	m.repl.mu.Lock()
+	m.repl.walked[name] = time.Now()
+	m.repl.mu.Unlock()
 	plan.targets = m.placeReplicas(v, have, m.replicaCount(v.Options)-1)
 	if len(plan.targets) == 0 {
 		return nil, fmt.Errorf("volume %q keeps %d replicas, but no other node is alive to hold one; start drayage on more nodes", name, m.replicaCount(v.Options)-1)

@@ -331,10 +331,9 @@ func (m *Manager) keepAsReplica(ctx context.Context, rec localstore.Record, v cl
 	if !m.replicated(v.Options) {
 		return
 	}
-	// The copy is the tree the new owner pulled: its root hash is the record's. It holds
-	// what was written before the move, and nothing since.
-	now := time.Now().UTC()
-	rp := cluster.Replica{Volume: name, Node: m.cfg.Node, Epoch: v.Epoch, Started: now, Synced: now, Root: v.Root, Bytes: v.Size}
+	// The copy holds what was written before the move, and nothing since: recorded with
+	// no sync time, it shows as behind by as long as it can be until the owner syncs it.
+	rp := cluster.Replica{Volume: name, Node: m.cfg.Node, Epoch: v.Epoch, Root: rec.Root, Bytes: v.Size}
 	if err := m.reg.PutReplica(ctx, rp); err != nil {
 		m.log.Warn("cannot record this node's copy as a replica; the owner's next sync does", "volume", name, "err", err)
 	}
