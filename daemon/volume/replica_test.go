@@ -211,3 +211,32 @@ func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
 	require.NoError(t, a.Unmount(ctx, "db", "c1"))
 	assert.Equal(t, before+2, p.pulls("db"), "the Unmount syncs whether or not the tracker saw a change")
 }
+
+// An Unmount while a sync runs waits for the sync after it, which starts as soon as the
+// running one ends.
+func TestAnUnmountDuringASyncWaitsOnlyForTheNextSync(t *testing.T) {
+	ctx := context.Background()
+	ms, fs := threeNodes(t)
+	a := ms[0]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "replica-nodes": "node-b"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b")
+	g := newGate(progress.Counts{})
+	p := fs[0].peers
+	p.mu.Lock()
+	p.gate = g
+	p.mu.Unlock()
+	a.scheduleSync("db", time.Now(), false)
+	<-g.started // a sync of the idle volume runs (none is due after it)
+	p.mu.Lock()
+	p.gate = nil
+	p.mu.Unlock()
+	_, err := a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	unmounted := make(chan error, 1)
+	go func() { unmounted <- a.Unmount(ctx, "db", "c1") }()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	g.open <- nil // the running sync ends
+	require.NoError(t, <-unmounted)
+	assert.Less(t, time.Since(start), 5*time.Second, "the Unmount's sync started once the running one ended")
+}

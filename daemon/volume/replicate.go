@@ -227,6 +227,10 @@ func (m *Manager) runSync(ctx context.Context, name string, forced bool, waiters
 	r.mu.Lock()
 	delete(r.running, name)
 	r.mu.Unlock()
+	select { // a sync asked for while this one ran starts now
+	case r.kick <- struct{}{}:
+	default:
+	}
 	for _, w := range waiters {
 		w <- err
 	}
