@@ -92,10 +92,14 @@ func preadFull(fd int, b []byte, off int64) error {
 var errShort = errors.New("shorter than expected")
 
 // chunkBasis hashes the chunks of staging's copies of the wanted large files, for
-// Basis, and notes which files may then arrive partly as frameSame. A copy that can't be
-// read is left out: that file is sent whole.
+// Basis, several files at once, and notes which files may then arrive partly as
+// frameSame. A copy that can't be read is left out: that file is sent whole.
 func (s *sink) chunkBasis(ctx context.Context, present map[string]presentEntry) ([]basisFile, error) {
-	var out []basisFile
+	type candidate struct {
+		index uint32
+		size  int64
+	}
+	var cands []candidate
 	total := 0
 	for _, i := range s.Wanted() {
 		e := s.entries[i]
@@ -104,19 +108,31 @@ func (s *sink) chunkBasis(ctx context.Context, present map[string]presentEntry) 
 			continue
 		}
 		size := min(h.Size, e.Size)
-		if total+int(size/deltaChunk) > maxBasisHashes {
+		if total += int(size / deltaChunk); total > maxBasisHashes {
 			break
 		}
-		hashes, err := s.hashStaged(ctx, e.Path, size)
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return nil, err
+		cands = append(cands, candidate{i, size})
+	}
+	hashes := make([][]byte, len(cands))
+	err := forEach(ctx, len(cands), func(k int) error {
+		h, err := s.hashStaged(ctx, s.entries[cands[k].index].Path, cands[k].size)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err != nil {
-			continue
+		if err == nil {
+			hashes[k] = h
 		}
-		total += len(hashes) / 32
-		out = append(out, basisFile{Index: i, Hashes: hashes})
-		s.basis[i] = size
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []basisFile
+	for k, c := range cands {
+		if hashes[k] != nil {
+			out = append(out, basisFile{Index: c.index, Hashes: hashes[k]})
+			s.basis[c.index] = c.size
+		}
 	}
 	return out, nil
 }
