@@ -249,33 +249,27 @@ func (s *Server) lookup(id, node string) (*outgoing, error) {
 }
 
 func (s *Server) want(ctx context.Context, r *wantRequest) (*empty, error) {
-	node, err := caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	t, err := s.lookup(r.Transfer, node)
-	if err != nil {
-		return nil, err
-	}
-	s.touch(t)
-	if err := t.source.Want(r.Indexes); err != nil {
-		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
-	}
-	return &empty{}, nil
+	return s.update(ctx, r.Transfer, func(src *source) error { return src.Want(r.Indexes) })
 }
 
 func (s *Server) setBasis(ctx context.Context, r *basisRequest) (*empty, error) {
+	return s.update(ctx, r.Transfer, func(src *source) error { return src.setBasis(r.Files) })
+}
+
+// update applies what the calling receiver says of transfer id (Want, Basis) to its
+// source, and notes the receiver is still there.
+func (s *Server) update(ctx context.Context, id string, apply func(*source) error) (*empty, error) {
 	node, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.lookup(r.Transfer, node)
+	t, err := s.lookup(id, node)
 	if err != nil {
 		return nil, err
 	}
 	s.touch(t)
-	if err := t.source.setBasis(r.Files); err != nil {
-		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, r.Transfer, s.id.Name(), node, err)
+	if err := apply(t.source); err != nil {
+		return nil, fmt.Errorf("volume %q, transfer %s from node %q to node %q: %w", t.volume, id, s.id.Name(), node, err)
 	}
 	return &empty{}, nil
 }

@@ -111,16 +111,7 @@ func TestAMountOnAReplicasNodeStopsItsSync(t *testing.T) {
 	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "replica-nodes": "node-b"}))
 	replicasAt(t, fs[0].reg, "db", 1, "node-b")
 	// A sync that waits forever in the puller is cancelled by the Mount.
-	g := newGate(progress.Counts{})
-	p := fs[0].peers
-	p.mu.Lock()
-	p.gate = g
-	p.mu.Unlock()
-	a.scheduleSync("db", time.Now(), false)
-	<-g.started
-	p.mu.Lock()
-	p.gate = nil
-	p.mu.Unlock()
+	holdSync(a, fs[0].peers, "db")
 	mounted := make(chan error, 1)
 	go func() { _, err := b.Mount(ctx, "db", "c1"); mounted <- err }()
 	select {
@@ -220,16 +211,7 @@ func TestAnUnmountDuringASyncWaitsOnlyForTheNextSync(t *testing.T) {
 	a := ms[0]
 	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "replica-nodes": "node-b"}))
 	replicasAt(t, fs[0].reg, "db", 1, "node-b")
-	g := newGate(progress.Counts{})
-	p := fs[0].peers
-	p.mu.Lock()
-	p.gate = g
-	p.mu.Unlock()
-	a.scheduleSync("db", time.Now(), false)
-	<-g.started // a sync of the idle volume runs (none is due after it)
-	p.mu.Lock()
-	p.gate = nil
-	p.mu.Unlock()
+	g := holdSync(a, fs[0].peers, "db") // a sync of the idle volume runs (none is due after it)
 	_, err := a.Mount(ctx, "db", "c1")
 	require.NoError(t, err)
 	unmounted := make(chan error, 1)
@@ -239,4 +221,19 @@ func TestAnUnmountDuringASyncWaitsOnlyForTheNextSync(t *testing.T) {
 	g.open <- nil // the running sync ends
 	require.NoError(t, <-unmounted)
 	assert.Less(t, time.Since(start), 5*time.Second, "the Unmount's sync started once the running one ended")
+}
+
+// holdSync starts a sync of volume name on a that waits in the puller p until the gate
+// it returns opens; later pulls pass.
+func holdSync(a *Manager, p *fakePuller, name string) *gate {
+	g := newGate(progress.Counts{})
+	p.mu.Lock()
+	p.gate = g
+	p.mu.Unlock()
+	a.scheduleSync(name, time.Now(), false)
+	<-g.started
+	p.mu.Lock()
+	p.gate = nil
+	p.mu.Unlock()
+	return g
 }
