@@ -10,18 +10,28 @@
 // it belongs to is cached; a tree swapped in by a move or a sync invalidates the cache
 // (Forget). What the tracker cannot vouch for counts as changed: every volume until it
 // was first taken, and every volume after the kernel dropped events (its queue
-// overflowed). The kernel has to allow it (Linux 5.9 or later, CAP_SYS_ADMIN for the
+// overflowed).
+//
+// The tracker also keeps, by volume, the paths that changed and when (a sequence number
+// that grows with every event): a sync asks what changed since the tree it last read
+// (Since) and reads only those paths again, not the whole tree. That log is bounded
+// (maxPaths by volume); past the bound, or after a lost queue, Since says it cannot tell
+// and the sync walks the tree. The kernel has to allow it (Linux 5.9 or later, CAP_SYS_ADMIN for the
 // mark, CAP_DAC_READ_SEARCH to open handles): Start fails otherwise, and the caller walks
 // each mounted volume at every sync instead.
 package changes
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -37,6 +47,10 @@ const events = unix.FAN_MODIFY | unix.FAN_ATTRIB | unix.FAN_CREATE | unix.FAN_DE
 // again empty.
 const maxCached = 1 << 16
 
+// maxPaths bounds the changed paths remembered for one volume; past it, the volume's
+// log starts again empty and a sync from before that walks its tree.
+const maxPaths = 1 << 16
+
 // Tracker tells which volumes under one directory changed. It is safe for concurrent use.
 type Tracker struct {
 	dir   string   // the volumes' directory: a volume NAME's files are under dir/NAME/data
@@ -51,7 +65,22 @@ type Tracker struct {
 	// queue); taken holds, by volume, the count as of its last Take.
 	lost   uint64
 	taken  map[string]uint64
-	cached map[string]string // a directory's handle → its volume ("" for none)
+	cached map[string]place // a directory's handle → where it is (volume "" for none)
+
+	id     string              // this tracker's, in every position it gives out
+	seq    uint64              // counts the events handled
+	lostAt uint64              // seq when the kernel last dropped events
+	paths  map[string]*pathLog // by volume
+}
+
+// place is a directory's volume and its path in it ("." for the volume's root).
+type place struct{ volume, rel string }
+
+// pathLog is what changed in one volume: every path changed after from, with the seq of
+// its last change.
+type pathLog struct {
+	from  uint64
+	paths map[string]uint64
 }
 
 // Start tracks the changes to the volumes under dir (dir/NAME/data/...).
@@ -84,8 +113,11 @@ func Start(dir string, log *slog.Logger) (*Tracker, error) {
 	} else {
 		unix.Close(hfd)
 	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
 	t := &Tracker{dir: filepath.Clean(dir), file: os.NewFile(uintptr(fd), "fanotify"), mount: mount, log: log, done: make(chan struct{}),
-		changed: map[string]bool{}, lost: 1, taken: map[string]uint64{}, cached: map[string]string{}}
+		changed: map[string]bool{}, lost: 1, taken: map[string]uint64{}, cached: map[string]place{},
+		id: hex.EncodeToString(id), seq: 1, paths: map[string]*pathLog{}}
 	go t.read()
 	return t, nil
 }
@@ -124,6 +156,58 @@ func (t *Tracker) Forget() {
 	clear(t.cached)
 }
 
+// Position is where the tracker's log of changed paths stands now: a tree read after
+// this call holds every change logged up to it. log names this tracker; a position of
+// another tracker (an earlier run of the daemon) is worth nothing here.
+func (t *Tracker) Position() (log string, seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.id, t.seq
+}
+
+// Since lists the paths of volume name (relative to its root, sorted) changed after
+// position (log, seq), and reports whether the list is complete: false if the position
+// is another tracker's, or from before the kernel dropped events or the volume's log
+// was started again.
+func (t *Tracker) Since(name, log string, seq uint64) ([]string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if log != t.id || seq < t.lostAt || t.lost == ^uint64(0) {
+		return nil, false
+	}
+	l := t.paths[name]
+	if l == nil {
+		return nil, true
+	}
+	if seq < l.from {
+		return nil, false
+	}
+	var out []string
+	for p, at := range l.paths {
+		if at > seq {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out, true
+}
+
+// note logs that path rel of volume name changed. t.mu is held.
+func (t *Tracker) note(name, rel string) {
+	t.changed[name] = true
+	t.seq++
+	l := t.paths[name]
+	if l == nil {
+		l = &pathLog{paths: map[string]uint64{}}
+		t.paths[name] = l
+	}
+	if _, ok := l.paths[rel]; !ok && len(l.paths) >= maxPaths {
+		clear(l.paths)
+		l.from = t.seq
+	}
+	l.paths[rel] = t.seq
+}
+
 // read handles the group's events until Close.
 func (t *Tracker) read() {
 	defer close(t.done)
@@ -158,86 +242,127 @@ func (t *Tracker) handle(b []byte) {
 			t.log.Warn("the kernel dropped file change events; the next replica syncs walk their trees")
 			t.mu.Lock()
 			t.lost++
+			t.seq++
+			t.lostAt = t.seq
+			clear(t.paths)
 			t.mu.Unlock()
 			continue
 		}
-		if name := t.volumeOf(ev); name != "" {
+		if p, ok := t.placeOf(ev); ok {
 			t.mu.Lock()
-			t.changed[name] = true
+			t.note(p.volume, p.rel)
 			t.mu.Unlock()
+		}
+		if mask&unix.FAN_ONDIR != 0 && mask&(unix.FAN_MOVED_FROM|unix.FAN_MOVED_TO|unix.FAN_MOVE_SELF|unix.FAN_DELETE|unix.FAN_DELETE_SELF) != 0 {
+			// A directory moved or went: the paths remembered for the directories in it
+			// are wrong now.
+			t.Forget()
 		}
 	}
 }
 
-// volumeOf finds the volume an event's directory belongs to ("" for none), from its
-// first file handle record.
-func (t *Tracker) volumeOf(info []byte) string {
+// placeOf finds the path an event names (its directory's handle, and the name in it)
+// and the volume it is in, from its first info record; false for none.
+func (t *Tracker) placeOf(info []byte) (place, bool) {
 	if len(info) < 4+8+8 {
-		return ""
+		return place{}, false
 	}
 	switch info[0] {
 	case unix.FAN_EVENT_INFO_TYPE_FID, unix.FAN_EVENT_INFO_TYPE_DFID, unix.FAN_EVENT_INFO_TYPE_DFID_NAME:
 	default:
-		return ""
+		return place{}, false
 	}
-	recLen := int(binary.NativeEndian.Uint16(info[2:4]))
-	fh := info[4+8 : min(recLen, len(info))] // after the header and the fsid
+	recLen := min(int(binary.NativeEndian.Uint16(info[2:4])), len(info))
+	fh := info[4+8 : recLen] // after the header and the fsid
 	if len(fh) < 8 {
-		return ""
+		return place{}, false
 	}
 	size := int(binary.NativeEndian.Uint32(fh[0:4]))
 	if 8+size > len(fh) {
-		return ""
+		return place{}, false
+	}
+	name := "."
+	if info[0] == unix.FAN_EVENT_INFO_TYPE_DFID_NAME {
+		if n, _, ok := strings.Cut(string(fh[8+size:]), "\x00"); ok && n != "" {
+			name = n
+		}
 	}
 	key := string(fh[:8+size])
 	t.mu.Lock()
-	name, ok := t.cached[key]
+	d, ok := t.cached[key]
 	t.mu.Unlock()
-	if ok {
-		return name
-	}
-	name, keep := t.resolve(int32(binary.NativeEndian.Uint32(fh[4:8])), fh[8:8+size])
-	if keep {
-		t.mu.Lock()
-		if len(t.cached) >= maxCached {
-			clear(t.cached)
+	if !ok {
+		var keep bool
+		d, keep = t.resolve(int32(binary.NativeEndian.Uint32(fh[4:8])), fh[8:8+size])
+		if keep {
+			t.mu.Lock()
+			if len(t.cached) >= maxCached {
+				clear(t.cached)
+			}
+			t.cached[key] = d
+			t.mu.Unlock()
 		}
-		t.cached[key] = name
-		t.mu.Unlock()
 	}
-	return name
+	switch {
+	case d.volume != "" && name == ".":
+		return d, true
+	case d.volume != "":
+		return place{d.volume, path.Join(d.rel, name)}, true
+	case d.rel != "" && name == "data": // the volume's directory: its root is data
+		return place{d.rel, "."}, true
+	}
+	return place{}, false
 }
 
-// resolve finds the volume a file handle's directory is in, and says whether that may
-// be remembered: a directory in a volume is until Forget; one elsewhere under the state
+// resolve finds where a file handle's directory is, and says whether that may be
+// remembered: a directory in a volume is until Forget; one elsewhere under the state
 // dir is not, for it may be renamed into a volume (a volume is made in the state dir's
-// tmp/ and renamed into place; a move's tree is assembled in staging/).
-func (t *Tracker) resolve(kind int32, handle []byte) (name string, keep bool) {
+// tmp/ and renamed into place; a move's tree is assembled in staging/). A volume's own
+// directory (dir/NAME) comes back as rel NAME with no volume: the event's name says
+// whether its root (data) is meant. A directory that was deleted is nowhere.
+func (t *Tracker) resolve(kind int32, handle []byte) (d place, keep bool) {
 	fd, err := unix.OpenByHandleAt(int(t.mount.Fd()), unix.NewFileHandle(kind, handle), unix.O_PATH)
 	if err != nil {
-		return "", false // gone already, or on another file system
+		return place{}, false // gone already, or on another file system
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Nlink == 0 {
+		return place{}, false
+	}
 	p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
 	if err != nil {
-		return "", false
+		return place{}, false
 	}
-	if name := VolumeOf(t.dir, p); name != "" {
-		return name, true
+	if name, rel := placeIn(t.dir, p); name != "" {
+		return place{name, rel}, true
+	}
+	if filepath.Dir(p) == t.dir {
+		return place{rel: filepath.Base(p)}, true
 	}
 	state := filepath.Dir(t.dir)
-	return "", p != state && !strings.HasPrefix(p, state+"/")
+	return place{}, p != state && !strings.HasPrefix(p, state+"/")
+}
+
+// placeIn is the volume whose files path is among (dir/NAME/data or below), and path's
+// place in it ("." for its root); "" if none.
+func placeIn(dir, path string) (name, rel string) {
+	rest, ok := strings.CutPrefix(path, dir+"/")
+	if !ok {
+		return "", ""
+	}
+	name, rest, _ = strings.Cut(rest, "/")
+	if rest == "data" {
+		return name, "."
+	}
+	if rel, ok := strings.CutPrefix(rest, "data/"); ok {
+		return name, rel
+	}
+	return "", ""
 }
 
 // VolumeOf is the volume whose files path is among (dir/NAME/data or below), or "".
 func VolumeOf(dir, path string) string {
-	rest, ok := strings.CutPrefix(path, dir+"/")
-	if !ok {
-		return ""
-	}
-	name, rest, _ := strings.Cut(rest, "/")
-	if rest != "data" && !strings.HasPrefix(rest, "data/") {
-		return ""
-	}
+	name, _ := placeIn(dir, path)
 	return name
 }

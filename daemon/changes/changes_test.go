@@ -81,7 +81,8 @@ func TestEveryKindOfChangeMarksItsVolumeAndNoOther(t *testing.T) {
 }
 
 func TestLostEventsCountAsAChangeOfEveryVolume(t *testing.T) {
-	tr := &Tracker{changed: map[string]bool{}, taken: map[string]uint64{}, cached: map[string]string{}, lost: 1, log: slog.New(slog.DiscardHandler)}
+	tr := &Tracker{changed: map[string]bool{}, taken: map[string]uint64{}, cached: map[string]place{}, lost: 1, log: slog.New(slog.DiscardHandler),
+		id: "t", seq: 1, paths: map[string]*pathLog{}}
 	tr.Take("a")
 	tr.Take("b")
 	var ev [unix.FAN_EVENT_METADATA_LEN]byte
@@ -92,6 +93,8 @@ func TestLostEventsCountAsAChangeOfEveryVolume(t *testing.T) {
 	assert.True(t, tr.Take("a"))
 	assert.True(t, tr.Take("b"))
 	assert.False(t, tr.Take("a"))
+	_, ok := tr.Since("a", "t", 1)
+	assert.False(t, ok, "no list of changed paths holds across lost events")
 }
 
 func TestVolumeOfAPathIsTheVolumeWhoseDataHoldsIt(t *testing.T) {
@@ -126,4 +129,53 @@ func TestADirectoryRenamedIntoAVolumeCountsAsTheVolumes(t *testing.T) {
 	tr.Take("db")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "db", "data", "late"), nil, 0o644))
 	assert.True(t, changedSoon(tr, "db"))
+}
+
+// sinceSoon waits for path p of volume name to be among those changed since pos.
+func sinceSoon(t *testing.T, tr *Tracker, name, log string, seq uint64, want ...string) {
+	t.Helper()
+	var got []string
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		var ok bool
+		got, ok = tr.Since(name, log, seq)
+		require.True(t, ok)
+		if assert.ObjectsAreEqual(want, got) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Equal(t, want, got)
+}
+
+func TestSinceListsThePathsChangedAfterAPosition(t *testing.T) {
+	dir := volumes(t, "a", "b")
+	tr, err := Start(dir, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.Close() })
+	data := filepath.Join(dir, "a", "data")
+	log, start := tr.Position()
+
+	require.NoError(t, os.WriteFile(filepath.Join(data, "sub", "f"), []byte("1"), 0o644))
+	sinceSoon(t, tr, "a", log, start, "sub/f")
+	time.Sleep(200 * time.Millisecond) // a write makes several events
+	_, mid := tr.Position()
+	require.NoError(t, os.Chmod(data, 0o700))
+	require.NoError(t, os.MkdirAll(filepath.Join(data, "n", "m"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "n", "m", "f"), nil, 0o644))
+	sinceSoon(t, tr, "a", log, mid, ".", "n", "n/m", "n/m/f")
+	sinceSoon(t, tr, "a", log, start, ".", "n", "n/m", "n/m/f", "sub/f")
+
+	// A directory renamed: what is written in it later has its new path.
+	time.Sleep(200 * time.Millisecond)
+	_, mid = tr.Position()
+	require.NoError(t, os.Rename(filepath.Join(data, "n"), filepath.Join(data, "o")))
+	require.NoError(t, os.WriteFile(filepath.Join(data, "o", "m", "g"), nil, 0o644))
+	sinceSoon(t, tr, "a", log, mid, "n", "o", "o/m/g")
+
+	got, ok := tr.Since("b", log, start)
+	assert.True(t, ok)
+	assert.Empty(t, got, "volume b did not change")
+	_, ok = tr.Since("a", "another", start)
+	assert.False(t, ok, "a position of another tracker tells nothing")
 }
