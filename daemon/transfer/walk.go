@@ -26,6 +26,9 @@ type tree struct {
 	mounts []string
 	// place is the tree's file system and mount.
 	place place
+	// links counts the files with more than one link (listed once as kindFile, then as
+	// kindHardlink for each other name in the tree).
+	links int
 }
 
 // stamp is entry i's, as the walk saw it.
@@ -98,6 +101,7 @@ func walk(ctx context.Context, root string) (tree, error) {
 				continue
 			}
 			if it.key != ([2]uint64{}) {
+				out.links++
 				if first, ok := seen[it.key]; ok {
 					it.e.Kind, it.e.Target, it.e.Size, it.e.Xattrs = kindHardlink, first, 0, nil
 				} else {
@@ -253,7 +257,11 @@ func (w *walker) do(j walkJob, buf []byte) {
 // describe reads one entry, name in the directory dfd, without following it.
 func (w *walker) describe(dfd int, name, rel string, buf []byte) (walkItem, error) {
 	var it walkItem
-	st, mnt, err := statAt(dfd, name, unix.AT_SYMLINK_NOFOLLOW)
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if name == "" {
+		flags |= unix.AT_EMPTY_PATH // dfd itself
+	}
+	st, mnt, err := statAt(dfd, name, flags)
 	if err != nil {
 		return it, fmt.Errorf("lstat %s: %w", w.full(rel), err)
 	}
