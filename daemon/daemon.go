@@ -19,6 +19,7 @@ import (
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/embedded"
 	"github.com/drayage/drayage/cluster/gossip"
+	"github.com/drayage/drayage/daemon/changes"
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
@@ -32,6 +33,9 @@ type Daemon struct {
 	vols *volume.Manager
 	reg  *cluster.Registry
 	net  atomic.Pointer[network]
+	// changes tells which paths of the volumes changed (nil where the kernel does not
+	// allow it); set before the network starts.
+	changes *changes.Tracker
 	// embedded is this node's part in the embedded store, if that is the store.
 	embedded atomic.Pointer[embedded.Store]
 	metrics  *metrics.Metrics
@@ -90,6 +94,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.changes = d.trackChanges(); d.changes != nil {
+		defer d.changes.Close()
+	}
 	// The network first: the embedded store finds its members through gossip.
 	bg, stopBG := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -111,9 +118,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	lease, err := store.Grant(ctx, d.cfg.LeaseTTL)
 	if err != nil {
 		return fmt.Errorf("node %q: cannot take a lease in the cluster store: %w", d.cfg.Name, err)
-	}
-	if t := d.trackChanges(); t != nil {
-		defer t.Close()
 	}
 	if err := d.vols.Init(ctx, reg, lease); err != nil {
 		return err

@@ -167,6 +167,9 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 	n.sender = transfer.NewServer(id, d.sendDir, n.data, d.log)
 	n.sender.Cap = transfer.Wire{RateLimit: cfg.RateLimit}
 	n.sender.Metrics = d.metrics
+	if d.changes != nil {
+		n.sender.Changes = d.changes
+	}
 	n.sender.IdleTimeout, n.sender.MaxTransfers, n.sender.MaxConns = cfg.StreamTimeout, cfg.MaxTransfers, cfg.MaxDataConns
 	n.server = peers.NewServer(id, n.gossip.Known, d.log)
 	n.server.Register(n.sender.ServiceDesc())

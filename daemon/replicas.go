@@ -24,7 +24,7 @@ import (
 type syncRequest struct {
 	Volume string `json:"volume"`
 	Epoch  uint64 `json:"epoch"`
-	Clean  bool   `json:"clean,omitempty"`
+	volume.SyncHow
 }
 
 // dropRequest asks a node to drop its replica of a volume the caller owns.
@@ -38,7 +38,7 @@ type dropRequest struct {
 const syncTimeout = 6 * time.Hour
 
 // SyncReplica asks node to bring its replica of a volume up to date from this node.
-func (p netPuller) SyncReplica(ctx context.Context, node, name string, epoch uint64, clean bool) (volume.ReplicaSynced, error) {
+func (p netPuller) SyncReplica(ctx context.Context, node, name string, epoch uint64, how volume.SyncHow) (volume.ReplicaSynced, error) {
 	var res volume.ReplicaSynced
 	m, ok := p.n.gossip.Member(node)
 	if !ok || m.Meta.Control == "" || m.State != gossip.StateAlive {
@@ -46,7 +46,7 @@ func (p netPuller) SyncReplica(ctx context.Context, node, name string, epoch uin
 	}
 	ctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, controlServiceName+"/SyncReplica", &syncRequest{Volume: name, Epoch: epoch, Clean: clean}, &res); err != nil {
+	if err := peers.Call(ctx, p.n.id, node, m.Meta.Control, controlServiceName+"/SyncReplica", &syncRequest{Volume: name, Epoch: epoch, SyncHow: how}, &res); err != nil {
 		return res, fmt.Errorf("node %q: %w", node, err)
 	}
 	return res, nil
@@ -76,7 +76,7 @@ func (d *Daemon) syncReplicaHere(ctx context.Context, r *syncRequest) (*volume.R
 	if err != nil {
 		return nil, err
 	}
-	res, err := d.vols.SyncReplica(ctx, r.Volume, owner, r.Epoch, r.Clean)
+	res, err := d.vols.SyncReplica(ctx, r.Volume, owner, r.Epoch, r.SyncHow)
 	return &res, err
 }
 

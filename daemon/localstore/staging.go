@@ -35,7 +35,10 @@ func (s *Store) SweepStaging(unused time.Duration, inUse func(name string) bool)
 		if time.Since(s.stagingUsed(name)) < unused || checkNoMounts(s.StagingDir(name)) != nil {
 			continue
 		}
-		err := os.RemoveAll(s.StagingDir(name))
+		err := transfer.DropTree(s.StagingDir(name))
+		if err == nil {
+			err = os.RemoveAll(s.StagingDir(name))
+		}
 		if err == nil {
 			err = transfer.RemoveIndex(s.StagingDir(name))
 		}
@@ -45,11 +48,14 @@ func (s *Store) SweepStaging(unused time.Duration, inUse func(name string) bool)
 		}
 		swept = append(swept, name)
 	}
-	// Stored hashes whose tree is gone (a crash between the two removals) go too.
+	// Stored hashes and tree records whose tree is gone (a crash between the removals)
+	// go too.
 	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), filepath.Ext(transfer.IndexPath("x"))); ok && !e.IsDir() {
-			if _, err := os.Lstat(s.StagingDir(name)); errors.Is(err, fs.ErrNotExist) && !inUse(name) {
-				_ = os.Remove(filepath.Join(s.stagingDir(), e.Name()))
+		for _, beside := range []string{transfer.IndexPath("x"), transfer.TreePath("x")} {
+			if name, ok := strings.CutSuffix(e.Name(), filepath.Ext(beside)); ok && !e.IsDir() {
+				if _, err := os.Lstat(s.StagingDir(name)); errors.Is(err, fs.ErrNotExist) && !inUse(name) {
+					_ = os.Remove(filepath.Join(s.stagingDir(), e.Name()))
+				}
 			}
 		}
 	}
@@ -74,6 +80,7 @@ func (s *Store) stagingUsed(name string) time.Time {
 // DropStaging deletes the staging tree of a volume, with its stored hashes: a replica's,
 // once the replica is dropped.
 func (s *Store) DropStaging(name string) {
+	_ = transfer.DropTree(s.StagingDir(name))
 	_ = os.RemoveAll(s.StagingDir(name))
 	_ = transfer.RemoveIndex(s.StagingDir(name))
 }

@@ -77,8 +77,12 @@ func (s *Store) StagingDir(name string) string { return filepath.Join(s.stagingD
 // Install puts a pulled tree (a finished staging dir) in place as the volume's data, in
 // one atomic step: the volume is its old data, or none, or the complete new tree. A
 // volume held here already (a stale replica) has its data swapped; otherwise the volume
-// is made around the tree and renamed into volumes/.
+// is made around the tree and renamed into volumes/. A volume containers may write has
+// no tree record (transfer.DropTree): neither tree keeps one.
 func (s *Store) Install(rec Record, staging string) error {
+	if err := errors.Join(transfer.DropTree(staging), transfer.DropTree(s.DataDir(rec.Name))); err != nil {
+		return fmt.Errorf("install volume %q: %w", rec.Name, err)
+	}
 	if _, err := os.Lstat(s.volumeDir(rec.Name)); err == nil {
 		if err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, s.DataDir(rec.Name), unix.RENAME_EXCHANGE); err != nil {
 			return fmt.Errorf("install volume %q: %w", rec.Name, err)
@@ -136,33 +140,38 @@ func (s *Store) InstallReplica(rec Record, staging string) error {
 	if err := syncDir(s.volumeDir(rec.Name)); err != nil {
 		return err
 	}
-	if err := swapIndexes(staging, data); err != nil {
+	if err := swapBeside(staging, data, transfer.IndexPath, transfer.MoveIndex); err != nil {
+		return fmt.Errorf("install the replica of volume %q: %w", rec.Name, err)
+	}
+	if err := swapBeside(staging, data, transfer.TreePath, transfer.MoveTree); err != nil {
 		return fmt.Errorf("install the replica of volume %q: %w", rec.Name, err)
 	}
 	return writeRecord(s.volumeDir(rec.Name), rec)
 }
 
-// swapIndexes exchanges the stored hashes of two trees that were just exchanged. Hashes
-// left with the wrong tree would only be read again: a stored hash holds only for a file
-// with its stamp, and the other tree's files have other change times.
-func swapIndexes(a, b string) error {
-	ia, ib := transfer.IndexPath(a), transfer.IndexPath(b)
-	err := unix.Renameat2(unix.AT_FDCWD, ia, unix.AT_FDCWD, ib, unix.RENAME_EXCHANGE)
+// swapBeside exchanges what is kept beside two trees that were just exchanged (at
+// pathOf: stored hashes, tree records), or moves it with move where only one has it.
+// Stored hashes left with the wrong tree would only be read again (a hash holds only
+// for a file with its stamp). Tree records are for trees only drayage writes here: the
+// replica and its staging tree, each a complete sync.
+func swapBeside(a, b string, pathOf func(string) string, move func(from, to string) error) error {
+	pa, pb := pathOf(a), pathOf(b)
+	err := unix.Renameat2(unix.AT_FDCWD, pa, unix.AT_FDCWD, pb, unix.RENAME_EXCHANGE)
 	if errors.Is(err, unix.ENOENT) {
-		// One of them, or neither, has stored hashes: move what there is.
-		if _, serr := os.Lstat(ia); serr == nil {
-			return transfer.MoveIndex(a, b)
+		if _, serr := os.Lstat(pa); serr == nil {
+			return move(a, b)
 		}
-		return transfer.MoveIndex(b, a)
+		return move(b, a)
 	}
 	return err
 }
 
 // PrimeStaging brings the staging tree of a replica's next sync up to date from the
 // replica's data (transfer.Prime), so that the sync sends only what changed since the
-// replica's last one. It reports how many files and bytes it copied.
-func (s *Store) PrimeStaging(ctx context.Context, name string) (int, int64, error) {
-	files, bytes, err := transfer.Prime(ctx, s.DataDir(name), s.StagingDir(name))
+// replica's last one. With trust, the two trees' records are read instead of the trees
+// (transfer.TreePath). It reports how many files and bytes it copied.
+func (s *Store) PrimeStaging(ctx context.Context, name string, trust bool) (int, int64, error) {
+	files, bytes, err := transfer.Prime(ctx, s.DataDir(name), s.StagingDir(name), trust)
 	if err != nil {
 		return files, bytes, fmt.Errorf("prepare the sync of volume %q from its replica: %w", name, err)
 	}
@@ -282,6 +291,9 @@ func (s *Store) Uninstall(name string) error {
 		return fmt.Errorf("uninstall volume %q: %w", name, err)
 	}
 	defer os.RemoveAll(trash)
+	if err := transfer.DropTree(s.StagingDir(name)); err != nil {
+		return fmt.Errorf("uninstall volume %q: %w", name, err)
+	}
 	target := filepath.Join(trash, "volume")
 	if err := os.Rename(s.volumeDir(name), target); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

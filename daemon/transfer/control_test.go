@@ -73,7 +73,7 @@ func TestSourceClosesTheFilesItOpenedAhead(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), []byte("x"), 0o644))
 	}
 	before := openFiles(t)
-	src, err := newSource(t.Context(), dir)
+	src, err := newSource(t.Context(), dir, reading{})
 	require.NoError(t, err)
 	var all []uint32
 	for i, e := range src.Manifest() {

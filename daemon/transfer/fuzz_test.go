@@ -154,12 +154,12 @@ func FuzzReceive(f *testing.F) {
 				}
 			}
 		}
-		// Nothing but staging and its stored hashes was made, and every file in staging
-		// arrived verified.
+		// Nothing but staging, its stored hashes and its record was made, and every file
+		// in staging arrived verified.
 		entries, err := os.ReadDir(dir)
 		require.NoError(t, err)
 		for _, e := range entries {
-			require.Contains(t, []string{"staging", "staging.b3"}, e.Name(), "nothing else beside staging")
+			require.Contains(t, []string{"staging", "staging.b3", "staging.tree"}, e.Name(), "nothing else beside staging")
 		}
 		for i, e := range receiveManifest {
 			if e.Kind != kindFile {

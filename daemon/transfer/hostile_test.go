@@ -30,7 +30,7 @@ func hostileSetup(t *testing.T) (staging, outside string) {
 		parent, err := os.ReadDir(filepath.Dir(staging))
 		require.NoError(t, err)
 		for _, e := range parent {
-			assert.Contains(t, []string{"staging", "staging.b3", "outside"}, e.Name(), "nothing but the stored hashes was created beside staging")
+			assert.Contains(t, []string{"staging", "staging.b3", "staging.tree", "outside"}, e.Name(), "nothing but the stored hashes was created beside staging")
 		}
 	})
 	return staging, outside

@@ -23,7 +23,7 @@ func TestAPullPrimedFromABasisSendsOnlyWhatChangedSinceIt(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, os.WriteFile(filepath.Join(src, "zero"), []byte("changed at the source"), 0o600))
-	files, bytes, err := Prime(t.Context(), replica, staging)
+	files, bytes, err := Prime(t.Context(), replica, staging, true)
 	require.NoError(t, err)
 	assert.Positive(t, files, "an empty staging tree is filled from the basis")
 	assert.Positive(t, bytes)
@@ -43,7 +43,7 @@ func TestAPullPrimedFromABasisSendsOnlyWhatChangedSinceIt(t *testing.T) {
 
 	// Primed again from an unchanged basis, a staging tree that matches copies nothing
 	// but what differs from the basis.
-	files, _, err = Prime(t.Context(), replica, staging)
+	files, _, err = Prime(t.Context(), replica, staging, true)
 	require.NoError(t, err)
 	assert.Equal(t, 1, files, "the one file staging has newer than the basis")
 }

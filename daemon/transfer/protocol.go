@@ -106,6 +106,9 @@ type openRequest struct {
 	// mounted volume): the sender then treats a file changed a moment before it was read
 	// as changed (ErrChanged), since a write in the same clock tick would go unseen.
 	Live bool `json:"live,omitempty"`
+	// Walk asks the sender to read the volume whole, trusting no record of it: the
+	// receiver checks now and then that the records on both ends still hold.
+	Walk bool `json:"walk,omitempty"`
 }
 
 // openResponse carries the sender's manifest.

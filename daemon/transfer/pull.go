@@ -49,6 +49,9 @@ type PullOptions struct {
 	// Live says the volume may be written while it is sent (a replica's sync): the
 	// sender voids an attempt that read a file changed a moment before (ErrChanged).
 	Live bool
+	// Walk reads both trees whole, trusting no record of either (treerecord.go): a
+	// check, now and then, that the records still hold.
+	Walk bool
 
 	// wholeFiles sends changed files whole, not by chunks: a retry after ErrCorrupt.
 	wholeFiles bool
@@ -123,10 +126,10 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	defer conn.Close()
 	// Staging is read while the sender walks its tree: on a delta, both walks are most
 	// of the time.
-	reading := readStagingAhead(ctx, o.Staging)
+	reading := readStagingAhead(ctx, o.Staging, !o.Walk)
 	defer reading.stop()
 	var open openResponse
-	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion, Live: o.Live}, &open); err != nil {
+	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion, Live: o.Live, Walk: o.Walk}, &open); err != nil {
 		reason := metrics.ReasonRefused
 		if status.Code(err) == codes.Unavailable {
 			reason = metrics.ReasonPeerDown
@@ -209,12 +212,12 @@ type stagingRead struct {
 }
 
 // readStagingAhead starts reading staging; wait has what it found, stop gives up on it.
-func readStagingAhead(ctx context.Context, dir string) *stagingRead {
+func readStagingAhead(ctx context.Context, dir string, trust bool) *stagingRead {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &stagingRead{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
-		r.have, r.err = readStaging(ctx, dir)
+		r.have, r.err = readStaging(ctx, dir, trust)
 	}()
 	return r
 }

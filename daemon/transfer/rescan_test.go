@@ -149,6 +149,15 @@ func TestATreeRecordRoundTrips(t *testing.T) {
 	assert.Equal(t, tr.entries, got.tree.entries)
 	assert.Equal(t, tr.ctimes, got.tree.ctimes)
 
+	moved := filepath.Join(t.TempDir(), "other")
+	require.NoError(t, os.Mkdir(moved, 0o755))
+	require.NoError(t, os.Rename(TreePath(root), TreePath(moved)))
+	_, ok = loadTree(moved)
+	assert.False(t, ok, "a record beside another tree is refused")
+	require.NoError(t, os.Rename(TreePath(moved), TreePath(root)))
+	_, ok = loadTree(root)
+	assert.True(t, ok)
+
 	require.NoError(t, os.WriteFile(TreePath(root), []byte(treeMagic+"junk"), 0o600))
 	_, ok = loadTree(root)
 	assert.False(t, ok, "a damaged record is none")

@@ -45,9 +45,10 @@ func tlsPairs(t *testing.T, n int) (server, client []net.Conn) {
 }
 
 // openSink reads the staging dir, then makes a sink there for the manifest entries, as a
-// pull does once the sender has answered.
+// pull does once the sender has answered. It walks staging, as a pull does when staging
+// has no record: the tests that use it put things there by hand.
 func openSink(dir string, entries []entry, opts SinkOptions) (*sink, error) {
-	st, err := readStaging(context.Background(), dir)
+	st, err := readStaging(context.Background(), dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func openSink(dir string, entries []entry, opts SinkOptions) (*sink, error) {
 // the sink (finished) and source.
 func move(t *testing.T, src, dst string, streams int) (*sink, *source) {
 	t.Helper()
-	source, err := newSource(t.Context(), src)
+	source, err := newSource(t.Context(), src, reading{})
 	require.NoError(t, err)
 	t.Cleanup(func() { source.Close() })
 	// The manifest crosses the wire in its encoding.
@@ -77,7 +78,7 @@ func move(t *testing.T, src, dst string, streams int) (*sink, *source) {
 // when the test ends.
 func ends(t *testing.T, src, dst string, opts SinkOptions) (*source, *sink) {
 	t.Helper()
-	source, err := newSource(t.Context(), src)
+	source, err := newSource(t.Context(), src, reading{})
 	require.NoError(t, err)
 	t.Cleanup(func() { source.Close() })
 	sink, err := openSink(dst, source.Manifest(), opts)
@@ -204,6 +205,7 @@ func TestDeltaSendsOnlyWhatChanged(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(src, "zero"), []byte("now with content"), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(src, "dir", "new"), []byte("new file"), 0o644))
 	require.NoError(t, os.Remove(filepath.Join(src, "big.bin")))
+	require.NoError(t, DropTree(dst)) // what a pull does before it changes staging
 	require.NoError(t, os.WriteFile(filepath.Join(dst, ".drayage-tmp-9"), []byte("left by a crash"), 0o600))
 
 	sink, source := move(t, src, dst, 2)

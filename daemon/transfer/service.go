@@ -50,6 +50,10 @@ type Server struct {
 	// IdleTimeout is how long a data stream may wait for its receiver to read (0:
 	// DefaultIdleTimeout). Set it before serving.
 	IdleTimeout time.Duration
+	// Changes, if set, says what changed in the volumes since a position of its log: a
+	// replica's sync of a volume whose tree was read before reads only what changed
+	// since (treerecord.go). Set it before serving.
+	Changes ChangeLog
 	// MaxTransfers bounds the transfers sent at once (0: DefaultMaxTransfers); more are
 	// refused until one ends. MaxConns bounds the data connections served at once, their
 	// handshakes included (0: DefaultMaxConns); more are closed at once. Set them before
@@ -204,7 +208,11 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
-	src, err := newSource(s.ctx, dir)
+	how := reading{volume: r.Volume}
+	if r.Live && !r.Walk {
+		how.changes = s.Changes
+	}
+	src, err := newSource(s.ctx, dir, how)
 	if err != nil {
 		metric.Failed(metrics.ReasonOther)
 		return nil, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.id.Name(), err)

@@ -81,8 +81,13 @@ type staged struct {
 	known hashIndex
 }
 
-// readStaging reads staging (nothing if it does not exist yet). It gives up once ctx ends.
-func readStaging(ctx context.Context, dir string) (staged, error) {
+// readStaging reads staging (nothing if it does not exist yet): from its record, if it
+// has one and trust says to use it (treerecord.go), or else by a walk. It gives up once
+// ctx ends.
+func readStaging(ctx context.Context, dir string, trust bool) (staged, error) {
+	if r, ok := loadTree(dir); ok && trust && r.log == "" {
+		return staged{tree: r.tree, known: loadIndex(IndexPath(dir))}, nil
+	}
 	t, err := walk(ctx, dir)
 	if errors.Is(err, unix.ENOENT) {
 		return staged{known: hashIndex{}}, nil
@@ -230,6 +235,9 @@ func (s *sink) decide(present map[string]presentEntry, trustNothing bool) int64 
 // prepare makes staging hold only what the manifest lists: it removes the stale entries
 // and makes the missing directories.
 func (s *sink) prepare(present map[string]presentEntry, stale []entry) error {
+	if err := DropTree(s.dir); err != nil { // staging changes from here on
+		return err
+	}
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}

@@ -84,6 +84,15 @@ func (s *sink) Finish(ctx context.Context) ([32]byte, error) {
 	if err := s.index().save(IndexPath(s.dir), true); err != nil {
 		return [32]byte{}, fmt.Errorf("staging %s: %w", s.dir, err)
 	}
+	// Staging is on disk as listed: the next pull into it need not walk it. Without a
+	// record, it would.
+	ctimes := make([]int64, len(s.entries))
+	for i, e := range s.entries {
+		if e.Kind == kindFile {
+			ctimes[i] = s.stamps[i].ctime
+		}
+	}
+	_ = saveTree(s.dir, treeRecord{tree: tree{entries: s.entries, ctimes: ctimes}, synced: true})
 	return s.rootHash(), nil
 }
 

@@ -68,12 +68,12 @@ const (
 	readAheadBytes = 1 << 20
 )
 
-// newSource walks dir and returns a source for it with its manifest. The source never
-// leaves dir's file system: mount points inside it are left out (MountPoints). ctx bounds
-// the walk and the source's life: once it ends, the work Want started stops (Close must
-// still be called).
-func newSource(ctx context.Context, dir string) (*source, error) {
-	t, err := walk(ctx, dir)
+// newSource reads the tree at dir (readVolume) and returns a source for it with its
+// manifest. The source never leaves dir's file system: mount points inside it are left
+// out (MountPoints). ctx bounds the reading and the source's life: once it ends, the
+// work Want started stops (Close must still be called).
+func newSource(ctx context.Context, dir string, how reading) (*source, error) {
+	t, err := readVolume(ctx, dir, how)
 	if err != nil {
 		return nil, err
 	}

@@ -2,12 +2,15 @@ package transfer
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // Tree records. Reading a tree's metadata costs a system call or more per entry; a
@@ -26,7 +29,12 @@ import (
 //     as it is now (rescan.go). A record of another tracker (an earlier run of the
 //     daemon) is worth nothing.
 //
-// A record that can't be read is no record: the tree is walked.
+// A record names the directory it describes by its inode: the two trees a replica sync
+// exchanges (localstore.InstallReplica) swap their records after the trees, and a crash
+// in between leaves each record beside the other tree, where it is refused.
+//
+// A record that can't be read is no record: the tree is walked. So is one written before
+// its tree was on disk, after the machine restarted (its boot ID tells).
 
 // TreePath is where the record of the tree at dir is kept: beside it, never in it.
 func TreePath(dir string) string { return filepath.Clean(dir) + ".tree" }
@@ -38,12 +46,22 @@ type treeRecord struct {
 	tree tree
 	log  string // "": a tree only drayage writes
 	seq  uint64
+	// synced: the tree was on disk before the record was written.
+	synced bool
+	// ino is the tree's root directory's inode number.
+	ino uint64
 }
 
 func (r treeRecord) encode() []byte {
 	b := []byte(treeMagic)
+	if r.synced {
+		b = appendString(b, "")
+	} else {
+		b = appendString(b, bootID())
+	}
 	b = appendString(b, r.log)
 	b = binary.AppendUvarint(b, r.seq)
+	b = binary.AppendUvarint(b, r.ino)
 	m := encodeManifest(r.tree.entries)
 	b = binary.AppendUvarint(b, uint64(len(m)))
 	b = append(b, m...)
@@ -53,15 +71,20 @@ func (r treeRecord) encode() []byte {
 	return b
 }
 
-func decodeTree(b []byte) (treeRecord, error) {
+func decodeTree(b []byte, boot string) (treeRecord, error) {
 	rest, ok := bytes.CutPrefix(b, []byte(treeMagic))
 	if !ok {
 		return treeRecord{}, errors.New("not a tree record")
 	}
 	d := decoder{b: rest}
 	var r treeRecord
+	written := d.string(64)
+	if r.synced = written == ""; !r.synced && written != boot {
+		return treeRecord{}, errors.New("written before its tree was on disk, on another boot")
+	}
 	r.log = d.string(64)
 	r.seq = d.uvarint()
+	r.ino = d.uvarint()
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)) {
 		return treeRecord{}, errors.New("tree record truncated")
@@ -93,14 +116,23 @@ func loadTree(dir string) (treeRecord, bool) {
 	if err != nil {
 		return treeRecord{}, false
 	}
-	r, err := decodeTree(b)
-	return r, err == nil
+	r, err := decodeTree(b, bootID())
+	var st unix.Stat_t
+	if err != nil || unix.Lstat(dir, &st) != nil || st.Ino != r.ino {
+		return treeRecord{}, false
+	}
+	return r, true
 }
 
 // saveTree writes the record of the tree at dir through a temporary file and a rename.
 // Call it once the tree is as the record says (for a tree only drayage writes, once it
 // is on disk).
 func saveTree(dir string, r treeRecord) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return fmt.Errorf("record tree %s: %w", dir, err)
+	}
+	r.ino = st.Ino
 	f, err := os.CreateTemp(filepath.Dir(filepath.Clean(dir)), filepath.Base(TreePath(dir))+".*")
 	if err != nil {
 		return fmt.Errorf("record tree %s: %w", dir, err)
@@ -140,4 +172,50 @@ func MoveTree(from, to string) error {
 		return DropTree(to)
 	}
 	return err
+}
+
+// ChangeLog says what changed in volumes (package changes keeps it, from the kernel).
+type ChangeLog interface {
+	// Position is where the log stands now: a tree read after the call holds every
+	// change logged up to it. log names the log.
+	Position() (log string, seq uint64)
+	// Since lists the paths of volume (relative to its root) changed after position
+	// (log, seq); false if the log can't tell (another log's position, or one from
+	// before events were lost).
+	Since(volume, log string, seq uint64) ([]string, bool)
+}
+
+// reading says how a sender reads a volume's tree.
+type reading struct {
+	volume string
+	// changes, if set, keeps a record of the tree beside it and reads only what changed
+	// since the record; nil walks the tree.
+	changes ChangeLog
+}
+
+// readVolume reads the tree of a volume at dir, which containers may be writing: from
+// its record and the paths changed since, if how has a change log and the record is of
+// that log, or else by a walk (recorded for the next time).
+func readVolume(ctx context.Context, dir string, how reading) (tree, error) {
+	if how.changes == nil {
+		return walk(ctx, dir)
+	}
+	log, seq := how.changes.Position() // before the reading: a change during it is in the next
+	if r, ok := loadTree(dir); ok && r.log == log {
+		if paths, ok := how.changes.Since(how.volume, r.log, r.seq); ok {
+			t, err := rescan(ctx, dir, r.tree, paths)
+			if err == nil {
+				_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
+				return t, nil
+			}
+			if !errors.Is(err, errRescan) {
+				return tree{}, err
+			}
+		}
+	}
+	t, err := walk(ctx, dir)
+	if err == nil && t.links == 0 && len(t.mounts) == 0 {
+		_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
+	}
+	return t, err
 }

@@ -98,7 +98,7 @@ func TestTheSenderNeverCrossesIntoAMountInsideTheVolume(t *testing.T) {
 	require.NoError(t, unix.Mount(filepath.Join(outside, "secret"), filepath.Join(src, "file-mnt"), "", unix.MS_BIND, ""))
 	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(src, "file-mnt"), unix.MNT_DETACH) })
 
-	source, err := newSource(t.Context(), src)
+	source, err := newSource(t.Context(), src, reading{})
 	require.NoError(t, err)
 	defer source.Close()
 	var paths []string

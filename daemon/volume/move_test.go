@@ -34,7 +34,7 @@ type fakePuller struct {
 
 // SyncReplica has node's manager sync its replica from the volume's owner, unless node
 // is down.
-func (f *fakePuller) SyncReplica(ctx context.Context, node, volume string, epoch uint64, clean bool) (ReplicaSynced, error) {
+func (f *fakePuller) SyncReplica(ctx context.Context, node, volume string, epoch uint64, how SyncHow) (ReplicaSynced, error) {
 	f.mu.Lock()
 	m, known := f.managers[node]
 	_, isDown := f.down[node]
@@ -50,7 +50,7 @@ func (f *fakePuller) SyncReplica(ctx context.Context, node, volume string, epoch
 	if err != nil {
 		return ReplicaSynced{}, err
 	}
-	return m.SyncReplica(ctx, volume, e.Volume.Owner, epoch, clean)
+	return m.SyncReplica(ctx, volume, e.Volume.Owner, epoch, how)
 }
 
 // DropReplica has node's manager drop its replica, unless node is down.

@@ -404,7 +404,7 @@ func (m *Manager) primeFromReplica(ctx context.Context, name string) {
 	if err != nil || !rec.Replica() {
 		return
 	}
-	files, bytes, err := m.disk.PrimeStaging(ctx, name)
+	files, bytes, err := m.disk.PrimeStaging(ctx, name, true)
 	if err != nil {
 		m.log.Warn("cannot start the pull from this node's replica; pulling what differs from its staging", "volume", name, "err", err)
 		return

@@ -21,9 +21,9 @@ type Puller interface {
 	// the owner asks before it deletes a volume marked for removal.
 	RemovalAsked(ctx context.Context, node, volume string, epoch uint64) (bool, error)
 	// SyncReplica asks node to bring its replica of volume up to date from this node,
-	// which holds the volume at epoch (replicate.go); clean says no container here mounts
-	// it. It returns once the node has the synced tree in place and recorded.
-	SyncReplica(ctx context.Context, node, volume string, epoch uint64, clean bool) (ReplicaSynced, error)
+	// which holds the volume at epoch (replicate.go), as how says. It returns once the
+	// node has the synced tree in place and recorded.
+	SyncReplica(ctx context.Context, node, volume string, epoch uint64, how SyncHow) (ReplicaSynced, error)
 	// DropReplica asks node to delete its replica of volume, which this node holds at
 	// epoch with enough replicas elsewhere.
 	DropReplica(ctx context.Context, node, volume string, epoch uint64) error
@@ -38,6 +38,16 @@ type Peer struct {
 	LastSeen time.Time
 	// Free is the free space, in bytes, of the node's state dir, as it last said.
 	Free int64
+}
+
+// SyncHow says how a replica syncs.
+type SyncHow struct {
+	// Clean says no container on the owner mounts the volume.
+	Clean bool `json:"clean,omitempty"`
+	// Walk has both ends read their trees whole, trusting no record of them
+	// (transfer.TreePath): what a change log can miss (a write through a shared memory
+	// map) is found, and records that no longer hold are.
+	Walk bool `json:"walk,omitempty"`
 }
 
 // ReplicaSynced is what a replica's sync brought.
@@ -77,4 +87,6 @@ type PullRequest struct {
 	Progress func(progress.Counts)
 	// Live says the volume may be written while it is sent: a replica's sync.
 	Live bool
+	// Walk: both trees are read whole (SyncHow.Walk).
+	Walk bool
 }

@@ -29,8 +29,8 @@ type replicaSync struct {
 }
 
 // SyncReplica brings this node's replica of volume name up to date from owner, which
-// holds it at epoch (it asked, replicate.go); clean says no container there mounts it.
-func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uint64, clean bool) (ReplicaSynced, error) {
+// holds it at epoch (it asked, replicate.go), as how says.
+func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uint64, how SyncHow) (ReplicaSynced, error) {
 	p := m.currentPuller()
 	if p == nil {
 		return ReplicaSynced{}, fmt.Errorf("volume %q: node %q runs alone (no certificate in its TLS dir) and can't hold replicas", name, m.cfg.Node)
@@ -46,7 +46,7 @@ func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uin
 	got, err := func() (Pulled, error) {
 		defer m.useStaging(name)()
 		if _, err := m.disk.Load(name); err == nil {
-			files, bytes, err := m.disk.PrimeStaging(ctx, name)
+			files, bytes, err := m.disk.PrimeStaging(ctx, name, !how.Walk)
 			if err != nil {
 				return Pulled{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 			}
@@ -55,13 +55,13 @@ func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uin
 			}
 		}
 		return p.Pull(ctx, PullRequest{Volume: name, From: owner, Epoch: epoch, Staging: m.disk.StagingDir(name),
-			AllowPrivileged: AllowsPrivileged(e.Volume.Options), Live: true})
+			AllowPrivileged: AllowsPrivileged(e.Volume.Options), Live: true, Walk: how.Walk})
 	}()
 	if err != nil {
 		return ReplicaSynced{}, fmt.Errorf("volume %q: syncing the replica on node %q from node %q failed: %w; the replica keeps its last sync, and the next one resumes from what arrived",
 			name, m.cfg.Node, owner, err)
 	}
-	return m.installReplica(ctx, e, owner, epoch, clean, started, got)
+	return m.installReplica(ctx, e, owner, epoch, how.Clean, started, got)
 }
 
 // beginSync checks that a sync of volume name from owner at epoch may run here now and

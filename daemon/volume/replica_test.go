@@ -76,7 +76,7 @@ func TestAReplicatedVolumeIsKeptOnItsReplicasAndUnmountSyncsItsLastWrites(t *tes
 
 	// A replica is never written over by a node that does not own the volume, nor
 	// mounted as the volume.
-	_, err = ms[1].SyncReplica(ctx, "db", "node-c", 1, true)
+	_, err = ms[1].SyncReplica(ctx, "db", "node-c", 1, SyncHow{Clean: true})
 	require.ErrorIs(t, err, cluster.ErrStaleEpoch)
 }
 

@@ -264,7 +264,7 @@ func (m *Manager) syncReplicas(ctx context.Context, name string, forced bool) (n
 	var wg sync.WaitGroup
 	for i, node := range plan.targets {
 		wg.Go(func() {
-			results[i], errs[i] = p.SyncReplica(ctx, node, name, plan.epoch, !plan.mounted)
+			results[i], errs[i] = p.SyncReplica(ctx, node, name, plan.epoch, SyncHow{Clean: !plan.mounted, Walk: plan.walk})
 		})
 	}
 	wg.Wait()
@@ -308,6 +308,8 @@ type syncPlan struct {
 	// unchanged: the volume is mounted and did not change since its last sync; nothing
 	// to do until the next interval.
 	unchanged bool
+	// walk: both ends read their trees whole (SyncHow.Walk).
+	walk bool
 }
 
 // planSync decides which nodes a volume's replicas sync to now, and lets them receive
@@ -343,21 +345,27 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 		return nil, m.storeErr("read the replicas of volume "+name, err)
 	}
 	plan := &syncPlan{epoch: v.Epoch, mounted: rec.MountCount() > 0, interval: m.syncInterval(v.Options)}
-	if c := m.currentChanges(); c != nil {
-		// Taken before the sync's walk: a change made during the sync counts for the next.
-		// A write through a shared memory map leaves no event: a mounted volume is walked
-		// every walkEvery intervals all the same.
-		m.repl.mu.Lock()
-		walked := m.repl.walked[name]
-		m.repl.mu.Unlock()
-		if changed := c.Take(name); !changed && !forced && plan.mounted && time.Since(walked) < walkEvery*plan.interval {
+	// A write through a shared memory map leaves no event: a mounted volume is walked
+	// every walkEvery intervals all the same, and once no container mounts it any more.
+	// Between, a sync reads only what the change log says changed.
+	m.repl.mu.Lock()
+	walked := m.repl.walked[name]
+	m.repl.mu.Unlock()
+	c := m.currentChanges()
+	plan.walk = c == nil || !plan.mounted || time.Since(walked) >= walkEvery*plan.interval
+	if c != nil {
+		// Taken before the sync reads the tree: a change made during the sync counts for
+		// the next.
+		if changed := c.Take(name); !changed && !forced && !plan.walk {
 			plan.unchanged = true
 			return plan, nil
 		}
 	}
-	m.repl.mu.Lock()
-	m.repl.walked[name] = time.Now()
-	m.repl.mu.Unlock()
+	if plan.walk {
+		m.repl.mu.Lock()
+		m.repl.walked[name] = time.Now()
+		m.repl.mu.Unlock()
+	}
 	plan.targets = m.placeReplicas(v, have, m.replicaCount(v.Options)-1)
 	if len(plan.targets) == 0 {
 		return nil, fmt.Errorf("volume %q keeps %d replicas, but no other node is alive to hold one; start drayage on more nodes", name, m.replicaCount(v.Options)-1)
