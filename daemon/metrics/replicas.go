@@ -17,6 +17,9 @@ type ReplicaLag struct {
 type replicaMetrics struct {
 	syncs     *prometheus.CounterVec
 	syncBytes prometheus.Counter
+	// treeReads and treeEntries count how the volumes sent were read: walked whole, or
+	// from a record and the change log.
+	treeReads, treeEntries *prometheus.CounterVec
 }
 
 func newReplicaMetrics() replicaMetrics {
@@ -30,13 +33,41 @@ func newReplicaMetrics() replicaMetrics {
 			Help: "File content bytes the replica syncs that completed sent: what changed since each replica's last sync.",
 		}),
 	}
+	r.treeReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "drayage_tree_reads_total",
+		Help: "Volume trees this node read to send them, by how (walk: every entry; changes: a record and the paths the change log gives).",
+	}, []string{"how"})
+	r.treeEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "drayage_tree_entries_read_total",
+		Help: "Entries (files, directories, links) whose metadata this node read from disk to send volumes, by how the tree was read (walk, changes).",
+	}, []string{"how"})
 	r.syncs.WithLabelValues("ok")
 	r.syncs.WithLabelValues("failed")
+	for _, how := range []string{TreeWalked, TreeFromChanges} {
+		r.treeReads.WithLabelValues(how)
+		r.treeEntries.WithLabelValues(how)
+	}
 	return r
 }
 
 func (r replicaMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.syncs, r.syncBytes}
+	return []prometheus.Collector{r.syncs, r.syncBytes, r.treeReads, r.treeEntries}
+}
+
+// How a volume's tree was read to send it.
+const (
+	TreeWalked      = "walk"
+	TreeFromChanges = "changes"
+)
+
+// TreeRead counts one reading of a volume's tree to send it (how: TreeWalked,
+// TreeFromChanges), which read the metadata of entries entries.
+func (m *Metrics) TreeRead(how string, entries int) {
+	if m == nil {
+		return
+	}
+	m.replicas.treeReads.WithLabelValues(how).Inc()
+	m.replicas.treeEntries.WithLabelValues(how).Add(float64(entries))
 }
 
 // ReplicaSynced counts one replica sync this node asked for, and what it sent.

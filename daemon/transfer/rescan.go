@@ -86,6 +86,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 	}
 	changed := map[int]walkItem{}
 	var added []walkItem
+	read := 0
 	// now is what each path checked is now (0: nothing), parents before children.
 	now := map[string]kind{}
 	for _, p := range order {
@@ -103,6 +104,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 			}
 		} // else its directory is gone, or is no directory now: so is p
 		now[p] = it.e.Kind
+		read++
 		switch {
 		case it.e.Kind == 0: // nothing there now
 			if had {
@@ -121,6 +123,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 			if sub.links > 0 || len(sub.mounts) > 0 || w.place.elsewhere(sub.place) {
 				return tree{}, errRescan
 			}
+			read += sub.read
 			for k, e := range sub.entries {
 				e.Path = path.Join(p, e.Path)
 				added = append(added, walkItem{e: e, ctime: sub.ctimes[k]})
@@ -148,6 +151,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 		out.entries = append(out.entries, e)
 		out.ctimes = append(out.ctimes, c)
 	}
+	out.read = read
 	if len(added) == 0 {
 		return out, nil
 	}
@@ -161,7 +165,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 	}
 	slices.SortFunc(idx, func(a, b int) int { return treeOrder(out.entries[a].Path, out.entries[b].Path) })
 	sorted := tree{entries: make([]entry, 1, len(out.entries)), ctimes: make([]int64, 1, len(out.entries)), place: w.place}
-	sorted.entries[0], sorted.ctimes[0] = out.entries[0], out.ctimes[0]
+	sorted.entries[0], sorted.ctimes[0], sorted.read = out.entries[0], out.ctimes[0], read
 	for _, k := range idx {
 		sorted.entries = append(sorted.entries, out.entries[k])
 		sorted.ctimes = append(sorted.ctimes, out.ctimes[k])

@@ -208,7 +208,7 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
-	how := reading{volume: r.Volume}
+	how := reading{volume: r.Volume, metrics: s.Metrics}
 	if r.Live && !r.Walk {
 		how.changes = s.Changes
 	}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/drayage/drayage/daemon/metrics"
 )
 
 // Tree records. Reading a tree's metadata costs a system call or more per entry; a
@@ -191,12 +193,20 @@ type reading struct {
 	// changes, if set, keeps a record of the tree beside it and reads only what changed
 	// since the record; nil walks the tree.
 	changes ChangeLog
+	// metrics counts the reading (TreeRead).
+	metrics *metrics.Metrics
 }
 
 // readVolume reads the tree of a volume at dir, which containers may be writing: from
 // its record and the paths changed since, if how has a change log and the record is of
 // that log, or else by a walk (recorded for the next time).
-func readVolume(ctx context.Context, dir string, how reading) (tree, error) {
+func readVolume(ctx context.Context, dir string, how reading) (t tree, err error) {
+	via := metrics.TreeWalked
+	defer func() {
+		if err == nil {
+			how.metrics.TreeRead(via, t.read)
+		}
+	}()
 	if how.changes == nil {
 		return walk(ctx, dir)
 	}
@@ -205,6 +215,7 @@ func readVolume(ctx context.Context, dir string, how reading) (tree, error) {
 		if paths, ok := how.changes.Since(how.volume, r.log, r.seq); ok {
 			t, err := rescan(ctx, dir, r.tree, paths)
 			if err == nil {
+				via = metrics.TreeFromChanges
 				_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
 				return t, nil
 			}
@@ -213,7 +224,7 @@ func readVolume(ctx context.Context, dir string, how reading) (tree, error) {
 			}
 		}
 	}
-	t, err := walk(ctx, dir)
+	t, err = walk(ctx, dir)
 	if err == nil && t.links == 0 && len(t.mounts) == 0 {
 		_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
 	}

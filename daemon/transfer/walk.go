@@ -26,6 +26,9 @@ type tree struct {
 	mounts []string
 	// place is the tree's file system and mount.
 	place place
+	// read counts the entries whose metadata was read from disk to make the tree: all
+	// of them for a walk, the changed ones for a rescan.
+	read int
 	// links counts the files with more than one link (listed once as kindFile, then as
 	// kindHardlink for each other name in the tree).
 	links int
@@ -117,7 +120,7 @@ func walk(ctx context.Context, root string) (tree, error) {
 	}
 	emit(".")
 	slices.Sort(w.mounts)
-	out.mounts, out.place = w.mounts, w.place
+	out.mounts, out.place, out.read = w.mounts, w.place, int(w.count.Load())+1
 	return out, nil
 }
 
