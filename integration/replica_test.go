@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,22 +146,39 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 	})
 	assert.Equal(t, "node-b", inspect(t, c.state, "db").Node)
 
-	// Changes made while the owner's daemon is down are found by the walk of the sync it
-	// runs when it starts again: 10 files changed among 2,000, and only they are read
-	// and sent.
+	// Change tracking: 50,000 files, 10 of them changed while a container runs. The sync
+	// reads the metadata of those and their directories only, and sends only them.
 	files := "-v=files:/data"
-	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=1h", "files")
-	c.run(files, testImage, "sh", "-c", `cd /data && for i in $(seq 2000); do echo "file $i" > f$i; done`)
-	id = c.docker("run", "-d", "--network", "none", files, testImage, "sleep", "3600")
-	// Mounted, with its next sync an hour away: only the restart's sync can bring these.
-	c.docker("exec", id, "sh", "-c", `for i in $(seq 10); do echo changed > /data/f$((i * 150)); done`)
-	c.killPlugin()
+	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=5s", "files")
+	c.run(files, testImage, "sh", "-c", `cd /data && for d in $(seq 50); do mkdir d$d && for i in $(seq 1000); do echo "file $d/$i" > d$d/f$i; done; done`)
 	dataC, dataA := filepath.Join(c.state, "volumes", "files", "data"), filepath.Join(a.state, "volumes", "files", "data")
+	id = c.docker("run", "-d", "--network", "none", files, testImage, "sleep", "3600")
+	const (
+		walked  = `drayage_tree_entries_read_total{how="walk"}`
+		tracked = `drayage_tree_entries_read_total{how="changes"}`
+		sentNow = `drayage_transfer_files_total{direction="sent"}`
+	)
+	m0 := scrape(t, c)
+	c.docker("exec", id, "sh", "-c", `for i in $(seq 10); do echo changed > /data/d$((i * 5))/f$((i * 90)); done`)
+	eventually(t, timeout, "the 10 changes on node-a's replica", func() bool { return equalTrees(t, treeOf(t, dataC), dataA) })
+	m1 := scrape(t, c)
+	assert.Equal(t, m0[walked], m1[walked], "no walk of the 50,001 entries")
+	assert.InDelta(t, 25, m1[tracked]-m0[tracked], 15, "the 10 files, their 10 directories and the root, read once or twice")
+	assert.Equal(t, 10.0, m1[sentNow]-m0[sentNow], "only the 10 changed files were sent")
+	t.Logf("10 files changed among 50,000: the sync read %.0f entries and sent %.0f files", m1[tracked]-m0[tracked], m1[sentNow]-m0[sentNow])
+
+	// Changes made while the owner's daemon is stopped, and killed before any sync read
+	// them, are found by the walk of the sync it runs when it starts again: its change
+	// log is a new one, which can't vouch for what happened before it.
+	require.NoError(t, syscall.Kill(c.pluginPID(), syscall.SIGSTOP))
+	c.docker("exec", id, "sh", "-c", `for i in $(seq 10); do echo again > /data/d$((i * 4))/f$((i * 7)); done`)
+	c.killPlugin()
 	eventually(t, timeout, "the changes made while node-c's daemon was down on node-a's replica", func() bool {
 		return equalTrees(t, treeOf(t, dataC), dataA)
 	})
 	mc := scrape(t, c)
-	assert.Equal(t, 10.0, mc[`drayage_transfer_files_total{direction="sent"}`], "the sync after the restart sent the 10 changed files, no more")
+	assert.GreaterOrEqual(t, mc[walked], 50000.0, "the first sync after the restart walked the volume")
+	assert.Equal(t, 10.0, mc[sentNow], "the sync after the restart sent the 10 changed files, no more")
 	c.docker("rm", "-f", id)
 }
 

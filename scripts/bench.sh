@@ -13,7 +13,10 @@
 #   delta: small already at the destination, 1% of its files changed (for drayage, a copy
 #          drayage made, with its files' hashes, as a volume's older copy always is);
 #   inplace: large already at the destination, 1 MiB of it rewritten in place (16 writes
-#          of 64 KiB spread over the files, as a database or a disk image changes).
+#          of 64 KiB spread over the files, as a database or a disk image changes);
+#   sync:  delta as a replica's sync makes it: the sender has a change log that names the
+#          1% of files changed, and both ends keep a record of their trees from the last
+#          sync, so neither walks its 50,000 files (rsync must).
 # Each tool runs BENCH_RUNS times (default 3), in turns, and the median is printed: this
 # machine's speed wanders by half from one minute to the next. BENCH_SETS picks datasets,
 # BENCH_STREAMS drayage's streams.
@@ -44,10 +47,14 @@ log "generating datasets in $work"
 build/transferbench gen large "$work/large"
 build/transferbench gen small "$work/small"
 cp -a "$work/small" "$work/delta"
-sets=${BENCH_SETS:-large small delta inplace}
+sets=${BENCH_SETS:-large small delta sync inplace}
+[[ " $sets " != *" sync "* ]] || cp -a "$work/small" "$work/sync"
 [[ " $sets " != *" inplace "* ]] || cp -a "$work/large" "$work/inplace"
 # base_of names the dataset a delta dataset starts from at the destination ("": none).
-base_of() { case $1 in delta) echo small ;; inplace) echo large ;; esac; }
+base_of() { case $1 in delta | sync) echo small ;; inplace) echo large ;; esac; }
+# sync's sender keeps a change log (a list of the paths changed), and pulls as a replica.
+send_opts() { [ "$1" != sync ] || echo "-changes $work/sync.list"; }
+pull_opts() { [ "$1" != sync ] || echo "-live"; }
 runs=${BENCH_RUNS:-3}
 for ds in $sets; do # each run's starting point, made now
 	base=$(base_of "$ds")
@@ -64,17 +71,23 @@ done
 # place (inplace).
 for ds in $sets; do
 	[ -n "$(base_of "$ds")" ] || continue
-	coproc PREP { exec build/transferbench send -pki "$pki" -dir "$work/$ds" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
+	# shellcheck disable=SC2046
+	coproc PREP { exec build/transferbench send -pki "$pki" -dir "$work/$ds" -control 127.0.0.1:27791 -data 127.0.0.1:27792 $(send_opts "$ds"); }
 	pids+=("$PREP_PID")
 	read -r ready <&"${PREP[0]}"
 	[ "$ready" = ready ] || die "sender did not start"
 	for i in $(seq "$runs"); do
-		build/transferbench pull -pki "$pki" -staging "$work/run-drayage-$ds-$i" -control 127.0.0.1:27791 >/dev/null
+		# shellcheck disable=SC2046
+		build/transferbench pull -pki "$pki" -staging "$work/run-drayage-$ds-$i" -control 127.0.0.1:27791 $(pull_opts "$ds") >/dev/null
 	done
 	kill -TERM "$PREP_PID"
 	wait "$PREP_PID" 2>/dev/null || true
 done
 build/transferbench touch "$work/delta" 1
+if [ -d "$work/sync" ]; then # each run starts from the sender's record of the last sync
+	build/transferbench touch "$work/sync" 1 "$work/sync.list"
+	cp "$work/sync.tree" "$work/sync.tree.base"
+fi
 [ ! -d "$work/inplace" ] || build/transferbench poke "$work/inplace" 1
 sync
 if [ "$deleted" -gt 0 ]; then # let ext4 forget the inodes the last run's files freed
@@ -93,14 +106,17 @@ size_of() { du -sb --apparent-size "$1" | cut -f1; }
 run_drayage() {
 	local src=$1 ds=$2 dst=$work/dst-drayage-$2-$3 staging=$work/run-drayage-$2-$3
 	mkdir -p "$dst"
-	coproc SENDER { exec build/transferbench send -pki "$pki" -dir "$src" -control 127.0.0.1:27791 -data 127.0.0.1:27792; }
+	[ ! -e "$src.tree.base" ] || cp "$src.tree.base" "$src.tree"
+	# shellcheck disable=SC2046
+	coproc SENDER { exec build/transferbench send -pki "$pki" -dir "$src" -control 127.0.0.1:27791 -data 127.0.0.1:27792 $(send_opts "$ds"); }
 	pids+=("$SENDER_PID")
 	read -r ready <&"${SENDER[0]}"
 	[ "$ready" = ready ] || die "sender did not start"
 	cold
 	local t0 t1 out
 	t0=$(date +%s%N)
-	out=$(build/transferbench pull -pki "$pki" -staging "$staging" -dest "$dst" -control 127.0.0.1:27791 -streams "${BENCH_STREAMS:-0}")
+	# shellcheck disable=SC2046
+	out=$(build/transferbench pull -pki "$pki" -staging "$staging" -dest "$dst" -control 127.0.0.1:27791 -streams "${BENCH_STREAMS:-0}" $(pull_opts "$ds"))
 	t1=$(date +%s%N)
 	kill -TERM "$SENDER_PID"
 	local sender_rss

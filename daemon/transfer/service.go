@@ -208,8 +208,8 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 		s.log.Warn("refused to send a volume", "volume", r.Volume, "peer", node, "epoch", r.Epoch, "err", err)
 		return nil, err
 	}
-	how := reading{volume: r.Volume, metrics: s.Metrics}
-	if r.Live && !r.Walk {
+	how := reading{volume: r.Volume, metrics: s.Metrics, walk: r.Walk}
+	if r.Live {
 		how.changes = s.Changes
 	}
 	src, err := newSource(s.ctx, dir, how)

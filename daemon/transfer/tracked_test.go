@@ -103,12 +103,19 @@ func TestATrackedSyncReadsOnlyWhatChangedAndMakesTheSameTree(t *testing.T) {
 	assert.Equal(t, "5", string(got), "the log did not say: the sync trusted it")
 	sync(true)
 	same()
+	walked := read(metrics.TreeWalked)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "d06", "f006"), []byte("logged"), 0o644))
+	log.changed("d06/f006")
+	time.Sleep(2 * racyWindow)
+	sync(false)
+	same()
+	assert.Equal(t, walked, read(metrics.TreeWalked), "the walk left a record: the next sync starts from it")
 
 	// Another run of the daemon: its log can't vouch for a record of the last one.
 	log.mu.Lock()
 	log.id = "run-2"
 	log.mu.Unlock()
-	walked := read(metrics.TreeWalked)
+	walked = read(metrics.TreeWalked)
 	sync(false)
 	assert.Equal(t, walked+523, read(metrics.TreeWalked), "walked whole again")
 	same()

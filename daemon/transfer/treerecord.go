@@ -195,6 +195,8 @@ type reading struct {
 	changes ChangeLog
 	// metrics counts the reading (TreeRead).
 	metrics *metrics.Metrics
+	// walk reads the tree whole all the same (and records it, with changes).
+	walk bool
 }
 
 // readVolume reads the tree of a volume at dir, which containers may be writing: from
@@ -211,7 +213,7 @@ func readVolume(ctx context.Context, dir string, how reading) (t tree, err error
 		return walk(ctx, dir)
 	}
 	log, seq := how.changes.Position() // before the reading: a change during it is in the next
-	if r, ok := loadTree(dir); ok && r.log == log {
+	if r, ok := loadTree(dir); ok && r.log == log && !how.walk {
 		if paths, ok := how.changes.Since(how.volume, r.log, r.seq); ok {
 			t, err := rescan(ctx, dir, r.tree, paths)
 			if err == nil {

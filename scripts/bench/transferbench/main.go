@@ -2,9 +2,13 @@
 // scripts/bench.sh, and generates its datasets. It uses the same code the daemon runs:
 //
 //	transferbench gen large|small DIR         make a dataset
-//	transferbench touch DIR PERCENT           change PERCENT% of the files in DIR
-//	transferbench send -pki P -dir D -control ADDR -data ADDR
-//	transferbench pull -pki P -staging S [-dest D] -control ADDR -streams N
+//	transferbench touch DIR PERCENT [LIST]    change PERCENT% of the files in DIR (and list them)
+//	transferbench send -pki P -dir D -control ADDR -data ADDR [-changes LIST]
+//	transferbench pull -pki P -staging S [-dest D] -control ADDR -streams N [-live]
+//
+// send -changes gives the sender a change log, as a replica's owner has: no file at LIST
+// yet is its start, and the paths listed there are what changed since. pull -live pulls
+// as a replica's sync does (from the records both ends keep once a first sync made them).
 //
 // pull without -dest leaves the tree in staging (and its hashes beside it): how the
 // delta runs' starting points are made, as drayage's own copies are.
@@ -43,7 +47,11 @@ func main() {
 	case "gen":
 		err = gen(os.Args[2], os.Args[3])
 	case "touch":
-		err = touch(os.Args[2], os.Args[3])
+		list := ""
+		if len(os.Args) > 4 {
+			list = os.Args[4]
+		}
+		err = touch(os.Args[2], os.Args[3], list)
 	case "poke":
 		err = poke(os.Args[2], os.Args[3])
 	case "send":
@@ -107,15 +115,17 @@ func gen(kind, dir string) error {
 	return nil
 }
 
-// touch rewrites every (100/percent)th file with new content.
-func touch(dir, percent string) error {
+// touch rewrites every (100/percent)th file with new content, and lists the paths it
+// changed (relative to dir) in list, if given.
+func touch(dir, percent, list string) error {
 	var p int
 	if _, err := fmt.Sscan(percent, &p); err != nil || p <= 0 {
 		return fmt.Errorf("percent %q", percent)
 	}
 	every, n := 100/p, 0
 	buf := make([]byte, 4096)
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	var changed []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
@@ -124,8 +134,40 @@ func touch(dir, percent string) error {
 			return nil
 		}
 		_, _ = rand.Read(buf)
+		rel, _ := filepath.Rel(dir, path)
+		changed = append(changed, rel)
 		return os.WriteFile(path, buf, 0o644)
 	})
+	if err != nil || list == "" {
+		return err
+	}
+	return os.WriteFile(list, []byte(strings.Join(changed, "\n")+"\n"), 0o644)
+}
+
+// listLog is a change log read from a file: no file is position 0, the paths in it are
+// what changed from there to position 1.
+type listLog struct{ path string }
+
+func (l listLog) Position() (string, uint64) {
+	if _, err := os.Stat(l.path); err != nil {
+		return "bench", 0
+	}
+	return "bench", 1
+}
+
+func (l listLog) Since(_, log string, seq uint64) ([]string, bool) {
+	_, now := l.Position()
+	if log != "bench" || seq > now {
+		return nil, false
+	}
+	if seq == now {
+		return nil, true
+	}
+	b, err := os.ReadFile(l.path)
+	if err != nil {
+		return nil, false
+	}
+	return strings.Fields(string(b)), true
 }
 
 // poke rewrites mib MiB of the files in dir in place, in writes of 64 KiB spread evenly
@@ -184,6 +226,7 @@ func send(args []string) error {
 	fl := flag.NewFlagSet("send", flag.ExitOnError)
 	pki, dir := fl.String("pki", "", ""), fl.String("dir", "", "")
 	ctlAddr, dataAddr := fl.String("control", "", ""), fl.String("data", "", "")
+	changes := fl.String("changes", "", "")
 	_ = fl.Parse(args)
 	id, err := load(*pki, "node-a")
 	if err != nil {
@@ -191,6 +234,9 @@ func send(args []string) error {
 	}
 	auth := func(context.Context, string, string, uint64) (string, error) { return *dir, nil }
 	srv := transfer.NewServer(id, auth, *dataAddr, slog.New(slog.DiscardHandler))
+	if *changes != "" {
+		srv.Changes = listLog{*changes}
+	}
 	g := peers.NewServer(id, nil, slog.New(slog.DiscardHandler))
 	g.Register(srv.ServiceDesc())
 	ctl, err := net.Listen("tcp", *ctlAddr)
@@ -215,13 +261,14 @@ func pull(args []string) error {
 	fl := flag.NewFlagSet("pull", flag.ExitOnError)
 	pki, staging, dest := fl.String("pki", "", ""), fl.String("staging", "", ""), fl.String("dest", "", "")
 	ctlAddr, streams := fl.String("control", "", ""), fl.Int("streams", 0, "")
+	live := fl.Bool("live", false, "")
 	_ = fl.Parse(args)
 	id, err := load(*pki, "node-b")
 	if err != nil {
 		return err
 	}
 	res, err := transfer.Pull(context.Background(), transfer.PullOptions{Identity: id, From: "node-a", Control: *ctlAddr,
-		Volume: "bench", Epoch: 1, Staging: *staging, Streams: *streams})
+		Volume: "bench", Epoch: 1, Staging: *staging, Streams: *streams, Live: *live})
 	if err != nil {
 		return err
 	}
