@@ -72,8 +72,10 @@ type PullResult struct {
 
 // Pull receives a volume into the staging dir and makes it durable there; Install then
 // puts it in place. On any failure the sender is told to abort, and staging keeps the
-// files that arrived verified, for the next attempt to reuse. A file damaged in transit is
-// asked for again (up to three attempts in all); nothing unverified is ever kept. The
+// files that arrived verified, for the next attempt to reuse, and the part of a large file
+// that arrived when it was cut, which the next attempt offers as a delta's basis (so it is
+// sent the rest, and verifies the whole). A file damaged in transit is asked for again (up
+// to three attempts in all); nothing unverified is ever taken as a file's content. The
 // root hash covers every file, the ones reused from staging too: if the two ends
 // disagree on it, the next attempt has every file sent. A volume sent while it is
 // written (to a replica) may have files change while they are read: the attempt does

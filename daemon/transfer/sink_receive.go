@@ -66,7 +66,18 @@ func (s *sink) claim(index uint32, size int64) (entry, error) {
 	return e, nil
 }
 
+// keepPartial says whether a large file whose receiving failed after off bytes stays in
+// staging for the next attempt: its times are not the manifest's, so the next attempt
+// asks for it again, but offers what arrived as the basis of a delta (delta.go) and is
+// sent only the chunks that differ, then verifies the whole file by its hash. A cut in
+// the middle of a 10 GiB file resumes there, not from 0%. What arrived damaged or broke
+// the protocol's rules goes.
+func keepPartial(e entry, off int64, err error) bool {
+	return e.Size >= deltaMin && off >= deltaChunk && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrHostile)
+}
+
 func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.Hasher) (err error) {
+	var off int64 // how much of the file has arrived
 	e, err := s.claim(index, size)
 	if err != nil {
 		return err
@@ -89,14 +100,16 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 	defer func() {
 		unix.Close(fd)
 		if err != nil {
-			_ = unix.Unlinkat(d.fd, base, 0) // nothing unverified stays
+			if !keepPartial(e, off, err) {
+				_ = unix.Unlinkat(d.fd, base, 0) // nothing damaged stays
+			}
 			s.mu.Lock()
 			s.received[index] = false
 			s.mu.Unlock()
 		}
 	}()
 	h.Reset()
-	var off, flushed int64
+	var flushed int64
 	endsInHole := false
 	var same []byte // a chunk of this node's own copy, read for the hash (frameSame)
 	for {
