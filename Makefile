@@ -36,7 +36,7 @@ integration:
 lint:
 	scripts/lint.sh
 
-## bench: transfer engine against rsync over stunnel and tar (see scripts/bench.sh)
+## bench: transfer engine against rsync over stunnel and tar, and replicated volumes on real engines (see scripts/bench.sh)
 bench:
 	scripts/bench.sh
 

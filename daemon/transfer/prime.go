@@ -26,8 +26,9 @@ import (
 // reports how many files and bytes it copied.
 func Prime(ctx context.Context, basis, staging string, trust bool) (files int, bytes int64, err error) {
 	var b tree
+	var deltas map[string]fileDelta
 	if r, ok := loadTree(basis); ok && trust && r.log == "" {
-		b = r.tree
+		b, deltas = r.tree, r.deltas
 	} else if b, err = walk(ctx, basis); err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", basis, err)
 	}
@@ -105,6 +106,19 @@ func Prime(ctx context.Context, basis, staging string, trust bool) (files int, b
 			if ok && sameContent(e, h) {
 				continue
 			}
+			if d, changed := deltas[e.Path]; ok && changed && h.Kind == kindFile && h.Size == d.baseSize && h.MTime == d.baseMTime {
+				// Staging holds the file as it was before the pull that made basis: copy
+				// the parts that pull wrote, not the whole file.
+				touched = append(touched, e.Path)
+				if stamp, n, err := patchFile(from, to, e, d); err == nil {
+					if sum, ok := known.lookup(e.Path, b.stamp(i)); ok {
+						index[e.Path] = storedHash{stamp, sum}
+					}
+					files++
+					bytes += n
+					continue
+				}
+			}
 			if ok {
 				if err := clear(e.Path); err != nil {
 					return files, bytes, err
@@ -123,6 +137,56 @@ func Prime(ctx context.Context, basis, staging string, trust bool) (files int, b
 		}
 	}
 	return files, bytes, nil
+}
+
+// patchFile brings e's file in the tree to, which is as it was before the change d
+// describes, to its state in from, by copying the parts d lists. It returns the file's
+// stamp and the bytes copied. A file that is not what d starts from is left for a whole
+// copy (an error).
+func patchFile(from, to *os.Root, e entry, d fileDelta) (fileStamp, int64, error) {
+	src, err := from.OpenFile(e.Path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fileStamp{}, 0, err
+	}
+	defer src.Close()
+	dst, err := to.OpenFile(e.Path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return fileStamp{}, 0, err
+	}
+	defer dst.Close()
+	in, out := int(src.Fd()), int(dst.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(out, &st); err != nil {
+		return fileStamp{}, 0, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Size != d.baseSize || st.Mtim.Nano() != d.baseMTime {
+		return fileStamp{}, 0, fmt.Errorf("%s is not the file its delta starts from", e.Path)
+	}
+	var copied int64
+	for _, part := range d.parts {
+		for o, end := part[0], min(part[0]+part[1], e.Size); o < end; {
+			ro, wo := o, o
+			n, err := unix.CopyFileRange(in, &ro, out, &wo, int(min(end-o, 1<<30)), 0)
+			if err != nil {
+				return fileStamp{}, copied, err
+			}
+			if n == 0 {
+				return fileStamp{}, copied, fmt.Errorf("%s shrank while it was copied", e.Path)
+			}
+			o += int64(n)
+			copied += int64(n)
+		}
+	}
+	if err := unix.Ftruncate(out, e.Size); err != nil {
+		return fileStamp{}, copied, err
+	}
+	if err := futimens(out, e.MTime); err != nil {
+		return fileStamp{}, copied, err
+	}
+	if err := unix.Fstat(out, &st); err != nil {
+		return fileStamp{}, copied, err
+	}
+	return stampOf(&st), copied, nil
 }
 
 // copyFile copies file e from one tree to the other, holes as holes, and gives the copy

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -85,4 +86,56 @@ func TestAFileChangedJustBeforeItIsReadIsNotSentAsSettled(t *testing.T) {
 	source, sink = ends(t, src, filepath.Join(t.TempDir(), "staging"), SinkOptions{})
 	sendAll(t, source, sink)
 	assert.Empty(t, source.Changed())
+}
+
+// swapTrees exchanges two trees and what is kept beside them, as a replica's sync
+// installs its staging tree (localstore.InstallReplica).
+func swapTrees(t *testing.T, a, b string) {
+	t.Helper()
+	require.NoError(t, unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE))
+	for _, pathOf := range []func(string) string{TreePath, IndexPath} {
+		require.NoError(t, unix.Renameat2(unix.AT_FDCWD, pathOf(a), unix.AT_FDCWD, pathOf(b), unix.RENAME_EXCHANGE))
+	}
+}
+
+// A large file a sync changed in place is brought into the replica's staging tree (the
+// tree the sync replaced) by copying the parts the sync wrote, not the whole file: the
+// next sync, or a move to the replica's node, starts from a staging tree as current as
+// the replica for the cost of what changed.
+func TestPrimingCopiesOnlyThePartsOfALargeFileTheLastSyncWrote(t *testing.T) {
+	src := t.TempDir()
+	const size = 8 << 20
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	dir := t.TempDir()
+	replica, staging := filepath.Join(dir, "replica"), filepath.Join(dir, "staging")
+	ids := testIdentities(t, "node-a", "node-b")
+	ctl := serveVolume(t, ids["node-a"], src)
+	pull := func(into string) PullResult {
+		t.Helper()
+		res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: into})
+		require.NoError(t, err)
+		return res
+	}
+	pull(replica) // the first sync
+	_, _, err := Prime(t.Context(), replica, staging, true)
+	require.NoError(t, err)
+
+	for i := range 10 { // the second sync: ten 4 KiB writes in place
+		_, _ = rand.Read(data[i*(size/10)+100 : i*(size/10)+100+4096])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	assert.Less(t, pull(staging).Bytes, int64(size/4), "the second sync sends the changed chunks")
+	swapTrees(t, staging, replica) // the staging tree now holds the first sync's file
+
+	files, bytes, err := Prime(t.Context(), replica, staging, true)
+	require.NoError(t, err)
+	assert.Equal(t, 1, files)
+	assert.LessOrEqual(t, bytes, int64(10*deltaChunk), "the parts the sync wrote, not the 8 MiB file")
+	got, err := os.ReadFile(filepath.Join(staging, "db"))
+	require.NoError(t, err)
+	assert.Equal(t, data, got, "staging's copy is the replica's")
+	assert.Zero(t, pull(staging).Files, "nothing left to send")
+	t.Logf("an 8 MiB file with ten 4 KiB writes: staging brought up to date by copying %d bytes", bytes)
 }

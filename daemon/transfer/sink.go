@@ -66,6 +66,13 @@ type sink struct {
 	present  map[string]presentEntry
 	basis    map[uint32]int64
 	finished bool
+	// bases holds, for each large wanted file staging had, its size and modification
+	// time before this pull (set by decide, read-only after); deltas, once such a file
+	// arrived, the parts of it this pull wrote (guarded by mu). They go in staging's
+	// record: the tree it replaces can be brought up to it by copying those parts only
+	// (Prime).
+	bases  map[uint32][2]int64
+	deltas map[uint32][][2]int64
 
 	mu       sync.Mutex
 	touched  map[string]bool // settled directories whose entries this pull changed
@@ -127,7 +134,8 @@ func newSink(dir string, entries []entry, have staged, opts SinkOptions) (*sink,
 	}
 	s := &sink{dir: dir, entries: entries, manifest: blake3.New(), send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{},
-		known: have.known, stamps: make([]fileStamp, len(entries)), kept: map[uint32][32]byte{}, rootAll: true}
+		known: have.known, stamps: make([]fileStamp, len(entries)), kept: map[uint32][32]byte{}, rootAll: true,
+		bases: map[uint32][2]int64{}, deltas: map[uint32][][2]int64{}}
 	_, _ = s.manifest.Write(encodeManifest(entries))
 	if !opts.AllowPrivileged {
 		s.strip()
@@ -217,6 +225,9 @@ func (s *sink) decide(present map[string]presentEntry, trustNothing bool) int64 
 			s.send[i] = !ok || !sameContent(e, h.entry) || trustNothing
 			if s.send[i] {
 				need += e.Size
+				if ok && h.Kind == kindFile && e.Size >= deltaMin {
+					s.bases[uint32(i)] = [2]int64{h.Size, h.MTime}
+				}
 				continue
 			}
 			// Owner, mode and attributes already right: leave it be.

@@ -92,7 +92,12 @@ func (s *sink) Finish(ctx context.Context) ([32]byte, error) {
 			ctimes[i] = s.stamps[i].ctime
 		}
 	}
-	_ = saveTree(s.dir, treeRecord{tree: tree{entries: s.entries, ctimes: ctimes}, synced: true})
+	deltas := make(map[string]fileDelta, len(s.deltas))
+	for i, parts := range s.deltas {
+		b := s.bases[i]
+		deltas[s.entries[i].Path] = fileDelta{baseSize: b[0], baseMTime: b[1], parts: parts}
+	}
+	_ = saveTree(s.dir, treeRecord{tree: tree{entries: s.entries, ctimes: ctimes}, synced: true, deltas: deltas})
 	return s.rootHash(), nil
 }
 

@@ -66,6 +66,16 @@ func (s *sink) claim(index uint32, size int64) (entry, error) {
 	return e, nil
 }
 
+// addRange adds the part [off, off+n) to parts, which end before off: a part that
+// continues the last one extends it.
+func addRange(parts [][2]int64, off, n int64) [][2]int64 {
+	if k := len(parts) - 1; k >= 0 && parts[k][0]+parts[k][1] == off {
+		parts[k][1] += n
+		return parts
+	}
+	return append(parts, [2]int64{off, n})
+}
+
 // keepPartial says whether a large file whose receiving failed after off bytes stays in
 // staging for the next attempt: its times are not the manifest's, so the next attempt
 // asks for it again, but offers what arrived as the basis of a delta (delta.go) and is
@@ -110,6 +120,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 	}()
 	h.Reset()
 	var flushed int64
+	var wrote [][2]int64 // the parts written, in order: a copy of the file taken before needs only these
 	endsInHole := false
 	var same []byte // a chunk of this node's own copy, read for the hash (frameSame)
 	for {
@@ -126,6 +137,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 				return fmt.Errorf("write %s: %w", e.Path, err)
 			}
 			_, _ = h.Write(fm.Payload)
+			wrote = addRange(wrote, off, int64(len(fm.Payload)))
 			off += int64(len(fm.Payload))
 			endsInHole = false
 			if off-flushed >= writeBehind {
@@ -161,6 +173,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 				if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n); err != nil {
 					return fmt.Errorf("%s: %w", e.Path, err)
 				}
+				wrote = addRange(wrote, off, n)
 			}
 			hashZeros(h, n)
 			off += n
@@ -194,6 +207,9 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 			s.stamps[index] = stampOf(&st)
 			s.mu.Lock()
 			s.hashes[index] = sum
+			if _, ok := s.bases[index]; ok && reused {
+				s.deltas[index] = wrote
+			}
 			s.mu.Unlock()
 			s.flow.File()
 			return nil

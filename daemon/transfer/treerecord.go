@@ -41,7 +41,7 @@ import (
 // TreePath is where the record of the tree at dir is kept: beside it, never in it.
 func TreePath(dir string) string { return filepath.Clean(dir) + ".tree" }
 
-const treeMagic = "drayage-tree 1\n"
+const treeMagic = "drayage-tree 2\n"
 
 // treeRecord is a tree as read, and where the change log stood when it was.
 type treeRecord struct {
@@ -52,6 +52,17 @@ type treeRecord struct {
 	synced bool
 	// ino is the tree's root directory's inode number.
 	ino uint64
+	// deltas are the large files the pull that made the tree changed in place, by path:
+	// what each was before, and the parts the pull wrote. The tree it replaced (a
+	// replica's staging tree, after the swap) is brought up to it by copying those parts.
+	deltas map[string]fileDelta
+}
+
+// fileDelta is how a file changed in place: from a file of baseSize bytes modified at
+// baseMTime, the parts (offset, length) written.
+type fileDelta struct {
+	baseSize, baseMTime int64
+	parts               [][2]int64
 }
 
 func (r treeRecord) encode() []byte {
@@ -69,6 +80,17 @@ func (r treeRecord) encode() []byte {
 	b = append(b, m...)
 	for _, c := range r.tree.ctimes {
 		b = binary.AppendVarint(b, c)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.deltas)))
+	for p, d := range r.deltas {
+		b = appendString(b, p)
+		b = binary.AppendVarint(b, d.baseSize)
+		b = binary.AppendVarint(b, d.baseMTime)
+		b = binary.AppendUvarint(b, uint64(len(d.parts)))
+		for _, part := range d.parts {
+			b = binary.AppendVarint(b, part[0])
+			b = binary.AppendVarint(b, part[1])
+		}
 	}
 	return b
 }
@@ -99,6 +121,23 @@ func decodeTree(b []byte, boot string) (treeRecord, error) {
 	ctimes := make([]int64, len(entries))
 	for i := range ctimes {
 		ctimes[i] = d.varint()
+	}
+	n = d.uvarint()
+	if n > uint64(len(d.b)) {
+		return treeRecord{}, errors.New("tree record damaged")
+	}
+	r.deltas = make(map[string]fileDelta, n)
+	for range n {
+		p := d.string(maxPath)
+		fd := fileDelta{baseSize: d.varint(), baseMTime: d.varint()}
+		k := d.uvarint()
+		if k > uint64(len(d.b)) {
+			return treeRecord{}, errors.New("tree record damaged")
+		}
+		for range k {
+			fd.parts = append(fd.parts, [2]int64{d.varint(), d.varint()})
+		}
+		r.deltas[p] = fd
 	}
 	if d.err != nil || len(d.b) != 0 || len(entries) == 0 || entries[0].Path != "." {
 		return treeRecord{}, errors.New("tree record damaged")
