@@ -141,6 +141,14 @@ func (t *Tracker) Take(name string) bool {
 	return changed
 }
 
+// Pending reports whether volume name may have changed since the last Take of it, as
+// Take would, without starting to count again.
+func (t *Tracker) Pending(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changed[name] || t.taken[name] < t.lost
+}
+
 // Mark counts volume name as changed: what a sync that failed did not deliver.
 func (t *Tracker) Mark(name string) {
 	t.mu.Lock()

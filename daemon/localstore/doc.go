@@ -5,7 +5,8 @@
 //	volumes/NAME/volume.json   the record: options, creation time, mount references
 //	volumes/NAME/data/         the volume's files, handed to containers
 //	tmp/                       volumes being created; renamed into volumes/ when complete
-//	trash/                     volumes being deleted; renamed out of volumes/ first
+//	trash/                     volumes being deleted (renamed out of volumes/ first), and
+//	                           trees an install replaced (deleted in the background)
 //
 // Every change is crash-safe: a volume appears in volumes/ only once it is complete
 // (create builds it in tmp/ and renames it in), a record is replaced by writing a

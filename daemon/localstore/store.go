@@ -91,7 +91,7 @@ func (s *Store) Install(rec Record, staging string) error {
 		if err := syncDir(s.volumeDir(rec.Name)); err != nil {
 			return err
 		}
-		if err := os.RemoveAll(staging); err != nil { // the old data
+		if err := s.discard(rec.Name, staging); err != nil { // the old data
 			return fmt.Errorf("remove the old data of volume %q: %w", rec.Name, err)
 		}
 		if err := transfer.MoveIndex(staging, s.DataDir(rec.Name)); err != nil {
@@ -121,6 +121,41 @@ func (s *Store) Install(rec Record, staging string) error {
 		return fmt.Errorf("install volume %q: %w", rec.Name, err)
 	}
 	return syncDir(s.volumesDir())
+}
+
+// discard moves a tree of volume name that is no longer wanted into trash/, for
+// EmptyTrash to delete: deleting a large tree takes long (a second a GiB here), and a
+// Mount must not wait for it. What is in trash/ at start is deleted too.
+func (s *Store) discard(name, dir string) error {
+	t, err := os.MkdirTemp(s.trashDir(), name+".")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(dir, filepath.Join(t, "data")); err != nil {
+		_ = os.Remove(t)
+		return err
+	}
+	return nil
+}
+
+// EmptyTrash deletes what was put in trash/ to be deleted (discard), but for anything
+// mounted there.
+func (s *Store) EmptyTrash() error {
+	entries, err := os.ReadDir(s.trashDir())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		p := filepath.Join(s.trashDir(), e.Name())
+		if checkNoMounts(p) != nil {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // InstallReplica puts a synced tree (a finished staging dir) in place as the data of

@@ -185,3 +185,28 @@ func TestAVolumeWithAMountInsideIsNotDeleted(t *testing.T) {
 	require.NoError(t, s.Delete("v1"))
 	assert.FileExists(t, filepath.Join(outside, "secret"))
 }
+
+// An install over a tree held here swaps the trees at once and leaves the old one in
+// trash/, deleted later: a Mount does not wait for a large tree to be deleted.
+func TestInstallOverATreeLeavesTheOldOneForEmptyTrash(t *testing.T) {
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	for _, content := range []string{"old", "new"} {
+		staging := s.StagingDir("v1")
+		require.NoError(t, os.MkdirAll(staging, 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(staging, "f"), []byte(content), 0o644))
+		require.NoError(t, s.Install(Record{Name: "v1"}, staging))
+	}
+	b, err := os.ReadFile(filepath.Join(s.DataDir("v1"), "f"))
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(b))
+	trash, err := os.ReadDir(s.trashDir())
+	require.NoError(t, err)
+	require.Len(t, trash, 1, "the old tree waits in trash/")
+	require.NoError(t, s.EmptyTrash())
+	trash, err = os.ReadDir(s.trashDir())
+	require.NoError(t, err)
+	assert.Empty(t, trash)
+	_, err = os.Lstat(s.StagingDir("v1"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no staging tree is left")
+}

@@ -231,7 +231,14 @@ func (m *Manager) unmount(ctx context.Context, name, id string) (<-chan error, e
 	}
 	m.log.Info("unmounted volume", "volume", name, "id", id, "mounts", count)
 	if count == 0 && m.replicated(rec.Options) {
-		return m.scheduleSync(name, time.Now(), true), nil
+		synced := m.scheduleSync(name, time.Now(), true)
+		if c := m.currentChanges(); c != nil && !c.Pending(name) {
+			// Nothing was written since the last sync (an engine mounts a volume at a
+			// container's creation, and unmounts it at once): the replicas are as current
+			// as they were. The sync runs all the same, unwaited for.
+			return nil, nil
+		}
+		return synced, nil
 	}
 	return nil, nil
 }

@@ -54,6 +54,8 @@ type Changes interface {
 	Take(name string) bool
 	// Mark counts a volume as changed: what a failed sync did not deliver.
 	Mark(name string)
+	// Pending reports what the next Take of a volume would, without taking it.
+	Pending(name string) bool
 	// Forget drops what is known of directories: a tree was swapped in.
 	Forget()
 }

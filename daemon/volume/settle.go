@@ -32,6 +32,9 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		m.reconcileOne(ctx, rec.Name)
 	}
 	m.sweepStaging()
+	if err := m.disk.EmptyTrash(); err != nil {
+		m.log.Warn("cannot delete the old trees of volumes that moved or were replaced; check the state dir's trash/", "err", err)
+	}
 }
 
 // defaultStagingGrace is how long an unused staging tree is kept by default.
