@@ -76,7 +76,7 @@ func (p netPuller) Pull(ctx context.Context, r volume.PullRequest) (volume.Pulle
 	}
 	o := transfer.PullOptions{Identity: p.n.id, From: r.From, Control: m.Meta.Control, Volume: r.Volume, Epoch: r.Epoch, Staging: r.Staging,
 		Sink: transfer.SinkOptions{MaxBytes: r.MaxBytes, AllowPrivileged: r.AllowPrivileged}, IdleTimeout: p.idle, Metrics: p.metrics,
-		Progress: r.Progress, Live: r.Live, Walk: r.Walk}
+		Progress: r.Progress, Live: r.Live, Walk: r.Walk, Verify: r.Verify}
 	select {
 	case p.slots <- struct{}{}:
 		defer func() { <-p.slots }()

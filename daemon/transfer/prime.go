@@ -18,6 +18,9 @@ import (
 // sets the rest), with the directories to hold it. A pull into staging then sends only
 // what differs from basis. A replica syncs this way: its last synced tree is the basis,
 // and staging is the tree it replaced, one sync behind, so most files are already there.
+// A large file (deltaMin) is not copied whole: if the pull that made basis changed it in
+// place, the parts it wrote are copied (the record of basis lists them); if staging
+// holds another copy of it, that stays, for the pull to send the chunks that differ.
 //
 // Basis is the node's own tree, already received verified; its stored hashes go with
 // the files copied, so the pull does not read them again. With trust, both trees are
@@ -118,6 +121,12 @@ func Prime(ctx context.Context, basis, staging string, trust bool) (files int, b
 					bytes += n
 					continue
 				}
+			}
+			if ok && h.Kind == kindFile && e.Size >= deltaMin && h.Size >= deltaChunk {
+				// An older copy of a large file: copying it whole would write it all here,
+				// and the pull reads it anyway to offer its chunks (delta.go), then is sent
+				// only the chunks that differ. Left as it is.
+				continue
 			}
 			if ok {
 				if err := clear(e.Path); err != nil {

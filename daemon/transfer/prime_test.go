@@ -139,3 +139,37 @@ func TestPrimingCopiesOnlyThePartsOfALargeFileTheLastSyncWrote(t *testing.T) {
 	assert.Zero(t, pull(staging).Files, "nothing left to send")
 	t.Logf("an 8 MiB file with ten 4 KiB writes: staging brought up to date by copying %d bytes", bytes)
 }
+
+// A large file staging holds an older copy of, with no record of how it changed, is not
+// copied whole: the pull offers the older copy's chunks and is sent those that differ.
+func TestPrimingLeavesAnOlderCopyOfALargeFileToTheChunkDelta(t *testing.T) {
+	src := t.TempDir()
+	const size = 8 << 20
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	dir := t.TempDir()
+	replica, staging := filepath.Join(dir, "replica"), filepath.Join(dir, "staging")
+	require.NoError(t, os.MkdirAll(staging, 0o700))
+	older := append([]byte(nil), data...)
+	_, _ = rand.Read(older[size/2 : size/2+4096])
+	require.NoError(t, os.WriteFile(filepath.Join(staging, "db"), older, 0o600))
+	ids := testIdentities(t, "node-a", "node-b")
+	ctl := serveVolume(t, ids["node-a"], src)
+	pull := func(into string) PullResult {
+		t.Helper()
+		res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: into})
+		require.NoError(t, err)
+		return res
+	}
+	pull(replica)
+
+	_, bytes, err := Prime(t.Context(), replica, staging, false)
+	require.NoError(t, err)
+	assert.Zero(t, bytes, "the older copy stays")
+	res := pull(staging)
+	assert.LessOrEqual(t, res.Bytes, int64(2*deltaChunk), "the chunk that differs")
+	got, err := os.ReadFile(filepath.Join(staging, "db"))
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+}

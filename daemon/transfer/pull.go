@@ -49,9 +49,10 @@ type PullOptions struct {
 	// Live says the volume may be written while it is sent (a replica's sync): the
 	// sender voids an attempt that read a file changed a moment before (ErrChanged).
 	Live bool
-	// Walk reads both trees whole, trusting no record of either (treerecord.go): a
-	// check, now and then, that the records still hold.
-	Walk bool
+	// Walk has the sender read the volume whole, trusting no record of it
+	// (treerecord.go); Verify has the receiver read its staging tree whole: checks, now
+	// and then, that the records still hold.
+	Walk, Verify bool
 
 	// wholeFiles sends changed files whole, not by chunks: a retry after ErrCorrupt.
 	wholeFiles bool
@@ -128,7 +129,7 @@ func pull(ctx context.Context, o PullOptions) (res PullResult, err error) {
 	defer conn.Close()
 	// Staging is read while the sender walks its tree: on a delta, both walks are most
 	// of the time.
-	reading := readStagingAhead(ctx, o.Staging, !o.Walk)
+	reading := readStagingAhead(ctx, o.Staging, !o.Verify)
 	defer reading.stop()
 	var open openResponse
 	if err := invoke(ctx, conn, openTimeout, methodOpen, &openRequest{Volume: o.Volume, Epoch: o.Epoch, Wire: o.Wire, Version: protocolVersion, Live: o.Live, Walk: o.Walk}, &open); err != nil {

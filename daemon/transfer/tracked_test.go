@@ -60,7 +60,7 @@ func TestATrackedSyncReadsOnlyWhatChangedAndMakesTheSameTree(t *testing.T) {
 	sync := func(walk bool) PullResult {
 		t.Helper()
 		res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2,
-			Staging: staging, Sink: SinkOptions{AllowPrivileged: true}, Live: true, Walk: walk})
+			Staging: staging, Sink: SinkOptions{AllowPrivileged: true}, Live: true, Walk: walk, Verify: walk})
 		require.NoError(t, err)
 		return res
 	}

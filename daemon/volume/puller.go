@@ -44,10 +44,13 @@ type Peer struct {
 type SyncHow struct {
 	// Clean says no container on the owner mounts the volume.
 	Clean bool `json:"clean,omitempty"`
-	// Walk has both ends read their trees whole, trusting no record of them
+	// Walk has the owner read its volume whole, trusting no record of it
 	// (transfer.TreePath): what a change log can miss (a write through a shared memory
-	// map) is found, and records that no longer hold are.
+	// map) is found.
 	Walk bool `json:"walk,omitempty"`
+	// Verify has the replica's node read its trees whole too: a record that no longer
+	// holds is found.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // ReplicaSynced is what a replica's sync brought.
@@ -87,6 +90,7 @@ type PullRequest struct {
 	Progress func(progress.Counts)
 	// Live says the volume may be written while it is sent: a replica's sync.
 	Live bool
-	// Walk: both trees are read whole (SyncHow.Walk).
-	Walk bool
+	// Walk: the sender reads the volume whole (SyncHow.Walk); Verify: so does the
+	// receiver its staging tree (SyncHow.Verify).
+	Walk, Verify bool
 }

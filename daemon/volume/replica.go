@@ -46,7 +46,7 @@ func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uin
 	got, err := func() (Pulled, error) {
 		defer m.useStaging(name)()
 		if _, err := m.disk.Load(name); err == nil {
-			files, bytes, err := m.disk.PrimeStaging(ctx, name, !how.Walk)
+			files, bytes, err := m.disk.PrimeStaging(ctx, name, !how.Verify)
 			if err != nil {
 				return Pulled{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 			}
@@ -55,7 +55,7 @@ func (m *Manager) SyncReplica(ctx context.Context, name, owner string, epoch uin
 			}
 		}
 		return p.Pull(ctx, PullRequest{Volume: name, From: owner, Epoch: epoch, Staging: m.disk.StagingDir(name),
-			AllowPrivileged: AllowsPrivileged(e.Volume.Options), Live: true, Walk: how.Walk})
+			AllowPrivileged: AllowsPrivileged(e.Volume.Options), Live: true, Walk: how.Walk, Verify: how.Verify})
 	}()
 	if err != nil {
 		return ReplicaSynced{}, fmt.Errorf("volume %q: syncing the replica on node %q from node %q failed: %w; the replica keeps its last sync, and the next one resumes from what arrived",

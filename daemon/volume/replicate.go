@@ -266,7 +266,7 @@ func (m *Manager) syncReplicas(ctx context.Context, name string, forced bool) (n
 	var wg sync.WaitGroup
 	for i, node := range plan.targets {
 		wg.Go(func() {
-			results[i], errs[i] = p.SyncReplica(ctx, node, name, plan.epoch, SyncHow{Clean: !plan.mounted, Walk: plan.walk})
+			results[i], errs[i] = p.SyncReplica(ctx, node, name, plan.epoch, SyncHow{Clean: !plan.mounted, Walk: plan.walk, Verify: plan.verify})
 		})
 	}
 	wg.Wait()
@@ -310,8 +310,9 @@ type syncPlan struct {
 	// unchanged: the volume is mounted and did not change since its last sync; nothing
 	// to do until the next interval.
 	unchanged bool
-	// walk: both ends read their trees whole (SyncHow.Walk).
-	walk bool
+	// walk: the owner reads its volume whole (SyncHow.Walk); verify: the replicas'
+	// nodes theirs (SyncHow.Verify).
+	walk, verify bool
 }
 
 // planSync decides which nodes a volume's replicas sync to now, and lets them receive
@@ -354,7 +355,8 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 	walked := m.repl.walked[name]
 	m.repl.mu.Unlock()
 	c := m.currentChanges()
-	plan.walk = c == nil || !plan.mounted || time.Since(walked) >= walkEvery*plan.interval
+	plan.verify = time.Since(walked) >= walkEvery*plan.interval
+	plan.walk = c == nil || !plan.mounted || plan.verify
 	if c != nil {
 		// Taken before the sync reads the tree: a change made during the sync counts for
 		// the next.
@@ -363,7 +365,7 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 			return plan, nil
 		}
 	}
-	if plan.walk {
+	if plan.verify {
 		m.repl.mu.Lock()
 		m.repl.walked[name] = time.Now()
 		m.repl.mu.Unlock()
