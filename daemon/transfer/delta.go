@@ -137,8 +137,44 @@ func (s *sink) chunkBasis(ctx context.Context, present map[string]presentEntry) 
 	return out, nil
 }
 
+// chunkSummer hashes what is written to it chunk by chunk (deltaChunk), as chunkHashes
+// hashes a file.
+type chunkSummer struct {
+	cur *blake3.Hasher
+	n   int // bytes in cur
+	out []byte
+}
+
+func (c *chunkSummer) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(p) > 0 {
+		if c.cur == nil {
+			c.cur = blake3.New()
+		}
+		k := min(len(p), deltaChunk-c.n)
+		_, _ = c.cur.Write(p[:k])
+		c.n += k
+		p = p[k:]
+		if c.n == deltaChunk {
+			c.out = c.cur.Sum(c.out)
+			c.cur.Reset()
+			c.n = 0
+		}
+	}
+	return total, nil
+}
+
+// Sum is the chunk hashes of all that was written, the last chunk short if it is.
+func (c *chunkSummer) Sum() []byte {
+	if c.n > 0 {
+		return c.cur.Sum(c.out)
+	}
+	return c.out
+}
+
 // hashStaged hashes the chunks of staging's file p, a regular file with one link (one
-// that create would reuse, and write in place).
+// that create would reuse, and write in place): the stored ones if its stamp is still
+// theirs, or else by reading it.
 func (s *sink) hashStaged(ctx context.Context, p string, size int64) ([]byte, error) {
 	d, base, release, err := s.dirs.split(p)
 	if err != nil {
@@ -153,6 +189,11 @@ func (s *sink) hashStaged(ctx context.Context, p string, size int64) ([]byte, er
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
 		return nil, fmt.Errorf("%s: not a file written in place", p)
+	}
+	// Stored for the whole file: the chunks within size are the same, and a last one
+	// cut short by size is not, and is sent.
+	if stored, ok := s.known.get(p, stampOf(&st)); ok && int64(len(stored.chunks)) == (st.Size+deltaChunk-1)/deltaChunk*32 {
+		return stored.chunks[:(size+deltaChunk-1)/deltaChunk*32], nil
 	}
 	return chunkHashes(ctx, fd, size)
 }

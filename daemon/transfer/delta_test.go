@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"os"
@@ -131,4 +132,33 @@ func TestAPullCutInTheMiddleOfALargeFileResumesThere(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, data, got, "byte-identical, verified whole")
 	t.Logf("%d bytes had arrived when the pull was cut; the next one sent %d of %d", fi.Size(), res.Bytes, size)
+}
+
+// A large file received is stored with its chunks' hashes, as a later delta's basis
+// would read them; that delta offers them without reading the file.
+func TestStoredChunkHashesAreOfferedWithoutReadingTheFile(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "staging")
+	data := make([]byte, 3<<20+100)
+	_, _ = rand.Read(data)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	move(t, src, dst, 2)
+	f, err := os.Open(filepath.Join(dst, "db"))
+	require.NoError(t, err)
+	defer f.Close()
+	want, err := chunkHashes(t.Context(), int(f.Fd()), int64(len(data)))
+	require.NoError(t, err)
+	stored := loadIndex(IndexPath(dst))["db"]
+	require.Equal(t, want, stored.chunks, "the hashes taken as the file arrived are those of its chunks")
+
+	data[100] ^= 1
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	_, sink := ends(t, src, dst, SinkOptions{})
+	marker := bytes.Repeat([]byte{0xaa}, len(stored.chunks))
+	h := sink.known["db"]
+	h.chunks = marker
+	sink.known["db"] = h
+	basis, err := sink.chunkBasis(t.Context(), sink.present)
+	require.NoError(t, err)
+	require.Len(t, basis, 1)
+	assert.Equal(t, marker, basis[0].Hashes, "the stored hashes, not a reading of the file")
 }

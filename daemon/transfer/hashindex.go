@@ -42,18 +42,28 @@ type hashIndex map[string]storedHash
 type storedHash struct {
 	fileStamp
 	sum [32]byte
+	// chunks are the hashes of the file's deltaChunk chunks, for a large file received
+	// whole or by chunks (delta.go): a next delta offers them without reading the file.
+	chunks []byte
 }
 
 // lookup returns the stored hash of path if the file still has stamp.
 func (x hashIndex) lookup(path string, stamp fileStamp) ([32]byte, bool) {
-	h, ok := x[path]
-	if !ok || h.fileStamp != stamp {
-		return [32]byte{}, false
-	}
-	return h.sum, true
+	h, ok := x.get(path, stamp)
+	return h.sum, ok
 }
 
-const indexMagic = "drayage-hashes 1\n"
+// get returns all that is stored of path (its hash, its chunks' hashes) if the file
+// still has stamp.
+func (x hashIndex) get(path string, stamp fileStamp) (storedHash, bool) {
+	h, ok := x[path]
+	if !ok || h.fileStamp != stamp {
+		return storedHash{}, false
+	}
+	return h, true
+}
+
+const indexMagic = "drayage-hashes 2\n"
 
 // bootID identifies this boot of the machine ("" if the kernel does not say).
 func bootID() string {
@@ -103,6 +113,13 @@ func decodeIndex(b []byte, boot string) (hashIndex, error) {
 		}
 		copy(h.sum[:], d.b)
 		d.b = d.b[32:]
+		if c := d.uvarint(); c > 0 {
+			if c%32 != 0 || c > uint64(len(d.b)) {
+				return nil, errors.New("hash index truncated")
+			}
+			h.chunks = bytes.Clone(d.b[:c])
+			d.b = d.b[c:]
+		}
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -133,6 +150,8 @@ func (x hashIndex) encode(synced bool, boot string) []byte {
 		b = binary.AppendVarint(b, h.mtime)
 		b = binary.AppendVarint(b, h.ctime)
 		b = append(b, h.sum[:]...)
+		b = binary.AppendUvarint(b, uint64(len(h.chunks)))
+		b = append(b, h.chunks...)
 	}
 	return b
 }

@@ -103,7 +103,7 @@ func TestAStoredHashThatLiesIsCaughtByTheRootHash(t *testing.T) {
 }
 
 func TestHashesStoredBeforeASyncHoldOnlyUntilTheMachineRestarts(t *testing.T) {
-	x := hashIndex{"f": {fileStamp{1, 2, 3}, [32]byte{9}}}
+	x := hashIndex{"f": {fileStamp: fileStamp{1, 2, 3}, sum: [32]byte{9}}, "big": {fileStamp: fileStamp{4, 5, 6}, sum: [32]byte{7}, chunks: make([]byte, 64)}}
 	_, err := decodeIndex(x.encode(true, "an earlier boot"), "this boot")
 	require.NoError(t, err, "written after its tree was synced: trusted across a restart")
 	got, err := decodeIndex(x.encode(false, "this boot"), "this boot")

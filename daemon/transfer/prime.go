@@ -114,8 +114,9 @@ func Prime(ctx context.Context, basis, staging string, trust bool) (files int, b
 				// the parts that pull wrote, not the whole file.
 				touched = append(touched, e.Path)
 				if stamp, n, err := patchFile(from, to, e, d); err == nil {
-					if sum, ok := known.lookup(e.Path, b.stamp(i)); ok {
-						index[e.Path] = storedHash{stamp, sum}
+					if stored, ok := known.get(e.Path, b.stamp(i)); ok {
+						stored.fileStamp = stamp
+						index[e.Path] = stored
 					}
 					files++
 					bytes += n
@@ -138,8 +139,9 @@ func Prime(ctx context.Context, basis, staging string, trust bool) (files int, b
 			if err != nil {
 				return files, bytes, fmt.Errorf("copy %s from %s: %w", e.Path, basis, err)
 			}
-			if sum, ok := known.lookup(e.Path, b.stamp(i)); ok {
-				index[e.Path] = storedHash{stamp, sum}
+			if stored, ok := known.get(e.Path, b.stamp(i)); ok {
+				stored.fileStamp = stamp
+				index[e.Path] = stored
 			}
 			files++
 			bytes += e.Size

@@ -73,6 +73,9 @@ type sink struct {
 	// (Prime).
 	bases  map[uint32][2]int64
 	deltas map[uint32][][2]int64
+	// chunks are the chunk hashes of the large files: of those received (guarded by mu),
+	// and of those kept as they were (set by decide).
+	chunks map[uint32][]byte
 
 	mu       sync.Mutex
 	touched  map[string]bool // settled directories whose entries this pull changed
@@ -135,7 +138,7 @@ func newSink(dir string, entries []entry, have staged, opts SinkOptions) (*sink,
 	s := &sink{dir: dir, entries: entries, manifest: blake3.New(), send: make([]bool, len(entries)), settled: make([]bool, len(entries)),
 		received: make([]bool, len(entries)), hashes: map[uint32][32]byte{}, settledDirs: map[string]bool{}, touched: map[string]bool{},
 		known: have.known, stamps: make([]fileStamp, len(entries)), kept: map[uint32][32]byte{}, rootAll: true,
-		bases: map[uint32][2]int64{}, deltas: map[uint32][][2]int64{}}
+		bases: map[uint32][2]int64{}, deltas: map[uint32][][2]int64{}, chunks: map[uint32][]byte{}}
 	_, _ = s.manifest.Write(encodeManifest(entries))
 	if !opts.AllowPrivileged {
 		s.strip()
@@ -233,8 +236,11 @@ func (s *sink) decide(present map[string]presentEntry, trustNothing bool) int64 
 			// Owner, mode and attributes already right: leave it be.
 			s.settled[i] = h.UID == e.UID && h.GID == e.GID && h.Mode == e.Mode && len(e.Xattrs) == 0 && len(h.Xattrs) == 0
 			s.stamps[i] = h.stamp
-			if sum, ok := s.known.lookup(e.Path, h.stamp); ok {
-				s.kept[uint32(i)] = sum
+			if stored, ok := s.known.get(e.Path, h.stamp); ok {
+				s.kept[uint32(i)] = stored.sum
+				if stored.chunks != nil {
+					s.chunks[uint32(i)] = stored.chunks
+				}
 			} else {
 				s.verify = append(s.verify, uint32(i))
 			}
@@ -312,7 +318,7 @@ func (s *sink) index() hashIndex {
 	x := make(hashIndex, len(s.hashes)+len(s.kept))
 	for _, m := range []map[uint32][32]byte{s.kept, s.hashes} {
 		for i, sum := range m {
-			x[s.entries[i].Path] = storedHash{s.stamps[i], sum}
+			x[s.entries[i].Path] = storedHash{s.stamps[i], sum, s.chunks[i]}
 		}
 	}
 	return x

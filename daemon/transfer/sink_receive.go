@@ -119,6 +119,12 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 		}
 	}()
 	h.Reset()
+	w := io.Writer(h) // every byte of the file, in order
+	var chunks *chunkSummer
+	if size >= deltaMin {
+		chunks = &chunkSummer{}
+		w = io.MultiWriter(h, chunks)
+	}
 	var flushed int64
 	var wrote [][2]int64 // the parts written, in order: a copy of the file taken before needs only these
 	endsInHole := false
@@ -136,7 +142,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 			if err := pwriteFull(fd, fm.Payload, off); err != nil {
 				return fmt.Errorf("write %s: %w", e.Path, err)
 			}
-			_, _ = h.Write(fm.Payload)
+			_, _ = w.Write(fm.Payload)
 			wrote = addRange(wrote, off, int64(len(fm.Payload)))
 			off += int64(len(fm.Payload))
 			endsInHole = false
@@ -159,7 +165,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 				same = make([]byte, deltaChunk)
 			}
 			n := holeLength(fm.Payload)
-			if err := receiveSame(fd, e.Path, h, same, off, n, size, s.basis[index]); err != nil {
+			if err := receiveSame(fd, e.Path, w, same, off, n, size, s.basis[index]); err != nil {
 				return err
 			}
 			off += n
@@ -175,7 +181,7 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 				}
 				wrote = addRange(wrote, off, n)
 			}
-			hashZeros(h, n)
+			hashZeros(w, n)
 			off += n
 			endsInHole = true
 		case frameEnd:
@@ -209,6 +215,9 @@ func (s *sink) receiveFile(fr *frameReader, index uint32, size int64, h *blake3.
 			s.hashes[index] = sum
 			if _, ok := s.bases[index]; ok && reused {
 				s.deltas[index] = wrote
+			}
+			if chunks != nil {
+				s.chunks[index] = chunks.Sum()
 			}
 			s.mu.Unlock()
 			s.flow.File()

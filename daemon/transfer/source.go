@@ -127,7 +127,7 @@ func (s *source) saveIndex() {
 	s.mu.Lock()
 	x := make(hashIndex, len(s.hashes))
 	for i, sum := range s.hashes {
-		x[s.entries[i].Path] = storedHash{s.tree.stamp(int(i)), sum}
+		x[s.entries[i].Path] = storedHash{fileStamp: s.tree.stamp(int(i)), sum: sum}
 	}
 	s.mu.Unlock()
 	_ = x.save(s.indexPath, false)
