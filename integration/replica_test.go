@@ -149,7 +149,7 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 	// Change tracking: 50,000 files, 10 of them changed while a container runs. The sync
 	// reads the metadata of those and their directories only, and sends only them.
 	files := "-v=files:/data"
-	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=5s", "files")
+	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=30s", "files")
 	c.run(files, testImage, "sh", "-c", `cd /data && for d in $(seq 50); do mkdir d$d && for i in $(seq 1000); do echo "file $d/$i" > d$d/f$i; done; done`)
 	dataC, dataA := filepath.Join(c.state, "volumes", "files", "data"), filepath.Join(a.state, "volumes", "files", "data")
 	id = c.docker("run", "-d", "--network", "none", files, testImage, "sleep", "3600")
@@ -158,9 +158,11 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 		tracked = `drayage_tree_entries_read_total{how="changes"}`
 		sentNow = `drayage_transfer_files_total{direction="sent"}`
 	)
-	m0 := scrape(t, c)
+	// The engine mounts the volume to create the container, unmounts it and mounts it
+	// again to start it: the syncs those ask for end before the count starts.
+	m0 := settled(t, c)
 	c.docker("exec", id, "sh", "-c", `for i in $(seq 10); do echo changed > /data/d$((i * 5))/f$((i * 90)); done`)
-	eventually(t, timeout, "the 10 changes on node-a's replica", func() bool { return equalTrees(t, treeOf(t, dataC), dataA) })
+	eventually(t, 3*timeout, "the 10 changes on node-a's replica, within the sync interval (30 s)", func() bool { return equalTrees(t, treeOf(t, dataC), dataA) })
 	m1 := scrape(t, c)
 	assert.Equal(t, m0[walked], m1[walked], "no walk of the 50,001 entries")
 	assert.InDelta(t, 25, m1[tracked]-m0[tracked], 15, "the 10 files, their 10 directories and the root, read once or twice")
@@ -180,6 +182,29 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 	assert.GreaterOrEqual(t, mc[walked], 50000.0, "the first sync after the restart walked the volume")
 	assert.Equal(t, 10.0, mc[sentNow], "the sync after the restart sent the 10 changed files, no more")
 	c.docker("rm", "-f", id)
+}
+
+// settled scrapes node n's metrics once no replica sync has started or ended there for 3
+// seconds.
+func settled(t *testing.T, n *node) map[string]float64 {
+	t.Helper()
+	counters := []string{`drayage_replica_syncs_total{result="ok"}`, `drayage_replica_syncs_total{result="failed"}`,
+		`drayage_tree_reads_total{how="walk"}`, `drayage_tree_reads_total{how="changes"}`}
+	last := scrape(t, n)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		time.Sleep(3 * time.Second)
+		now := scrape(t, n)
+		same := true
+		for _, c := range counters {
+			same = same && now[c] == last[c]
+		}
+		if same {
+			return now
+		}
+		last = now
+	}
+	t.Fatalf("node %s's replica syncs did not stop", n.name)
+	return nil
 }
 
 // readyReplicas lists the nodes whose replica of a volume is ready, as node n sees them.

@@ -86,7 +86,10 @@ type replication struct {
 	mu      sync.Mutex
 	due     map[string]time.Time        // when each volume's next sync is due
 	forced  map[string]bool             // due syncs that run whether or not the volume changed
-	walked  map[string]time.Time        // when each volume's last sync ran (and walked it)
+	walked  map[string]time.Time        // when each volume's last sync walked it (SyncHow.Walk)
+	// verified is when each volume's last sync had its replicas' nodes walk their trees
+	// (SyncHow.Verify).
+	verified map[string]time.Time
 	running map[string]bool             // syncs running now
 	waiters map[string][]chan error     // callers waiting for a volume's next sync
 	tickets map[syncTicket]struct{}     // syncs this node serves now
@@ -101,7 +104,7 @@ type syncTicket struct {
 }
 
 func newReplication() *replication {
-	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, walked: map[string]time.Time{}, running: map[string]bool{}, waiters: map[string][]chan error{},
+	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, walked: map[string]time.Time{}, verified: map[string]time.Time{}, running: map[string]bool{}, waiters: map[string][]chan error{},
 		tickets: map[syncTicket]struct{}{}, kick: make(chan struct{}, 1), last: map[string]map[string]error{}}
 }
 
@@ -350,13 +353,14 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 	plan := &syncPlan{epoch: v.Epoch, mounted: rec.MountCount() > 0, interval: m.syncInterval(v.Options)}
 	// A write through a shared memory map leaves no event: a mounted volume is walked
 	// every walkEvery intervals all the same, and once no container mounts it any more.
-	// Between, a sync reads only what the change log says changed.
+	// Between, a sync reads only what the change log says changed. The replicas' nodes
+	// check their records as often.
 	m.repl.mu.Lock()
-	walked := m.repl.walked[name]
+	walked, verified := m.repl.walked[name], m.repl.verified[name]
 	m.repl.mu.Unlock()
 	c := m.currentChanges()
-	plan.verify = time.Since(walked) >= walkEvery*plan.interval
-	plan.walk = c == nil || !plan.mounted || plan.verify
+	plan.verify = time.Since(verified) >= walkEvery*plan.interval
+	plan.walk = c == nil || !plan.mounted || plan.verify || time.Since(walked) >= walkEvery*plan.interval
 	if c != nil {
 		// Taken before the sync reads the tree: a change made during the sync counts for
 		// the next.
@@ -365,11 +369,14 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 			return plan, nil
 		}
 	}
-	if plan.verify {
-		m.repl.mu.Lock()
+	m.repl.mu.Lock()
+	if plan.walk {
 		m.repl.walked[name] = time.Now()
-		m.repl.mu.Unlock()
 	}
+	if plan.verify {
+		m.repl.verified[name] = time.Now()
+	}
+	m.repl.mu.Unlock()
 	plan.targets = m.placeReplicas(v, have, m.replicaCount(v.Options)-1)
 	if len(plan.targets) == 0 {
 		return nil, fmt.Errorf("volume %q keeps %d replicas, but no other node is alive to hold one; start drayage on more nodes", name, m.replicaCount(v.Options)-1)
