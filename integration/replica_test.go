@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -152,19 +153,25 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=30s", "files")
 	c.run(files, testImage, "sh", "-c", `cd /data && for d in $(seq 50); do mkdir d$d && for i in $(seq 1000); do echo "file $d/$i" > d$d/f$i; done; done`)
 	dataC, dataA := filepath.Join(c.state, "volumes", "files", "data"), filepath.Join(a.state, "volumes", "files", "data")
+	// The first sync of 50,000 files may take longer than an Unmount waits for it.
+	eventually(t, 3*timeout, "the 50,000 files on node-a's replica", func() bool { return equalTrees(t, treeOf(t, dataC), dataA) })
 	id = c.docker("run", "-d", "--network", "none", files, testImage, "sleep", "3600")
 	const (
 		walked  = `drayage_tree_entries_read_total{how="walk"}`
 		tracked = `drayage_tree_entries_read_total{how="changes"}`
 		sentNow = `drayage_transfer_files_total{direction="sent"}`
 	)
-	// The engine mounts the volume to create the container, unmounts it and mounts it
-	// again to start it: the syncs those ask for end before the count starts.
 	m0 := settled(t, c)
 	c.docker("exec", id, "sh", "-c", `for i in $(seq 10); do echo changed > /data/d$((i * 5))/f$((i * 90)); done`)
 	eventually(t, 3*timeout, "the 10 changes on node-a's replica, within the sync interval (30 s)", func() bool { return equalTrees(t, treeOf(t, dataC), dataA) })
 	m1 := scrape(t, c)
-	assert.Equal(t, m0[walked], m1[walked], "no walk of the 50,001 entries")
+	if !assert.Equal(t, m0[walked], m1[walked], "no walk of the 50,001 entries") {
+		for _, l := range strings.Split(c.log(), "\n") {
+			if (strings.Contains(l, "sending volume") || strings.Contains(l, "sync planned") || strings.Contains(l, "mounted volume")) && strings.Contains(l, "volume=files") {
+				t.Log(l)
+			}
+		}
+	}
 	assert.InDelta(t, 25, m1[tracked]-m0[tracked], 15, "the 10 files, their 10 directories and the root, read once or twice")
 	assert.Equal(t, 10.0, m1[sentNow]-m0[sentNow], "only the 10 changed files were sent")
 	t.Logf("10 files changed among 50,000: the sync read %.0f entries and sent %.0f files", m1[tracked]-m0[tracked], m1[sentNow]-m0[sentNow])
@@ -184,17 +191,17 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 	c.docker("rm", "-f", id)
 }
 
-// settled scrapes node n's metrics once no replica sync has started or ended there for 3
-// seconds.
+// settled scrapes node n's metrics once no replica sync of a volume it owns runs, and
+// none started or ended for 3 seconds.
 func settled(t *testing.T, n *node) map[string]float64 {
 	t.Helper()
 	counters := []string{`drayage_replica_syncs_total{result="ok"}`, `drayage_replica_syncs_total{result="failed"}`,
-		`drayage_tree_reads_total{how="walk"}`, `drayage_tree_reads_total{how="changes"}`}
+		`drayage_tree_reads_total{how="walk"}`, `drayage_tree_reads_total{how="changes"}`, `drayage_replica_syncs_running`}
 	last := scrape(t, n)
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
 		time.Sleep(3 * time.Second)
 		now := scrape(t, n)
-		same := true
+		same := now[`drayage_replica_syncs_running`] == 0
 		for _, c := range counters {
 			same = same && now[c] == last[c]
 		}

@@ -20,6 +20,7 @@ type replicaMetrics struct {
 	// treeReads and treeEntries count how the volumes sent were read: walked whole, or
 	// from a record and the change log.
 	treeReads, treeEntries *prometheus.CounterVec
+	running                prometheus.Gauge
 }
 
 func newReplicaMetrics() replicaMetrics {
@@ -33,6 +34,10 @@ func newReplicaMetrics() replicaMetrics {
 			Help: "File content bytes the replica syncs that completed sent: what changed since each replica's last sync.",
 		}),
 	}
+	r.running = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "drayage_replica_syncs_running",
+		Help: "Volumes owned by this node whose replicas are syncing now.",
+	})
 	r.treeReads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drayage_tree_reads_total",
 		Help: "Volume trees this node read to send them, by how (walk: every entry; changes: a record and the paths the change log gives).",
@@ -51,7 +56,7 @@ func newReplicaMetrics() replicaMetrics {
 }
 
 func (r replicaMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.syncs, r.syncBytes, r.treeReads, r.treeEntries}
+	return []prometheus.Collector{r.syncs, r.syncBytes, r.treeReads, r.treeEntries, r.running}
 }
 
 // How a volume's tree was read to send it.
@@ -68,6 +73,14 @@ func (m *Metrics) TreeRead(how string, entries int) {
 	}
 	m.replicas.treeReads.WithLabelValues(how).Inc()
 	m.replicas.treeEntries.WithLabelValues(how).Add(float64(entries))
+}
+
+// ReplicaSyncsRunning sets how many volumes owned here have their replicas syncing now.
+func (m *Metrics) ReplicaSyncsRunning(n int) {
+	if m == nil {
+		return
+	}
+	m.replicas.running.Set(float64(n))
 }
 
 // ReplicaSynced counts one replica sync this node asked for, and what it sent.

@@ -238,6 +238,7 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 	t.expiry = time.AfterFunc(s.staleAfter(), func() { s.expire(id, t) })
 	s.mu.Unlock()
 	s.log.Info("sending volume", "volume", r.Volume, "peer", node, "transfer", id, "entries", len(src.Manifest()),
+		"read", src.read, "read_entries", src.tree.read, "walked_for", src.walkedFor,
 		"compress", wire.Compress, "rate_limit", wire.RateLimit)
 	return &openResponse{Transfer: id, Manifest: encodeManifest(src.Manifest()), Data: s.data, Wire: wire, Version: version}, nil
 }

@@ -15,13 +15,16 @@ import (
 // source sends a tree's files. The tree is opened as an os.Root, so a symlink never leads
 // the sender out of the volume.
 type source struct {
-	root      *os.Root
-	indexPath string // where its hashes are stored
-	place     place  // the tree's file system and mount
-	dirs      *dirCache
-	entries   []entry
-	tree      tree // entries' stamps, and the mount points inside the tree, left out
-	flow      *metrics.Flow
+	// read says how the tree was read (metrics.TreeWalked, metrics.TreeFromChanges) and
+	// walkedFor, for a walk, why.
+	read, walkedFor string
+	root            *os.Root
+	indexPath       string // where its hashes are stored
+	place           place  // the tree's file system and mount
+	dirs            *dirCache
+	entries         []entry
+	tree            tree // entries' stamps, and the mount points inside the tree, left out
+	flow            *metrics.Flow
 	// known are the hashes stored for the tree (hashindex.go); hashed is closed once the
 	// files not sent have their hashes, stored or read (hashErr if one could not be read).
 	known   hashIndex
@@ -73,7 +76,7 @@ const (
 // out (MountPoints). ctx bounds the reading and the source's life: once it ends, the
 // work Want started stops (Close must still be called).
 func newSource(ctx context.Context, dir string, how reading) (*source, error) {
-	t, err := readVolume(ctx, dir, how)
+	t, via, why, err := readVolume(ctx, dir, how)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +85,7 @@ func newSource(ctx context.Context, dir string, how reading) (*source, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &source{root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
+	return &source{read: via, walkedFor: why, root: root, place: t.place, dirs: newDirCache(root, false), entries: t.entries, tree: t,
 		known: loadIndex(IndexPath(dir)), indexPath: IndexPath(dir), hashes: map[uint32][32]byte{},
 		ctx: ctx, cancel: cancel, hashed: make(chan struct{})}, nil
 }

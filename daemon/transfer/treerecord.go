@@ -240,34 +240,47 @@ type reading struct {
 
 // readVolume reads the tree of a volume at dir, which containers may be writing: from
 // its record and the paths changed since, if how has a change log and the record is of
-// that log, or else by a walk (recorded for the next time).
-func readVolume(ctx context.Context, dir string, how reading) (t tree, err error) {
-	via := metrics.TreeWalked
+// that log, or else by a walk (recorded for the next time). It says which it did
+// (metrics.TreeWalked, metrics.TreeFromChanges) and, for a walk, why.
+func readVolume(ctx context.Context, dir string, how reading) (t tree, via, why string, err error) {
+	via = metrics.TreeWalked
 	defer func() {
 		if err == nil {
 			how.metrics.TreeRead(via, t.read)
 		}
 	}()
 	if how.changes == nil {
-		return walk(ctx, dir)
+		t, err = walk(ctx, dir)
+		return t, via, "no change log", err
 	}
 	log, seq := how.changes.Position() // before the reading: a change during it is in the next
-	if r, ok := loadTree(dir); ok && r.log == log && !how.walk {
-		if paths, ok := how.changes.Since(how.volume, r.log, r.seq); ok {
-			t, err := rescan(ctx, dir, r.tree, paths)
-			if err == nil {
-				via = metrics.TreeFromChanges
-				_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
-				return t, nil
-			}
-			if !errors.Is(err, errRescan) {
-				return tree{}, err
-			}
+	r, ok := loadTree(dir)
+	switch {
+	case how.walk:
+		why = "asked to"
+	case !ok:
+		why = "no record"
+	case r.log != log:
+		why = "a record of another change log"
+	default:
+		paths, ok := how.changes.Since(how.volume, r.log, r.seq)
+		if !ok {
+			why = "the change log can't tell"
+			break
 		}
+		rt, err := rescan(ctx, dir, r.tree, paths)
+		if err == nil {
+			_ = saveTree(dir, treeRecord{tree: rt, log: log, seq: seq})
+			return rt, metrics.TreeFromChanges, "", nil
+		}
+		if !errors.Is(err, errRescan) {
+			return tree{}, via, "", err
+		}
+		why = "hard links or mount points"
 	}
 	t, err = walk(ctx, dir)
 	if err == nil && t.links == 0 && len(t.mounts) == 0 {
 		_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
 	}
-	return t, err
+	return t, via, why, err
 }

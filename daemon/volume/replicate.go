@@ -203,6 +203,7 @@ func (m *Manager) replicate(ctx context.Context) {
 			forced := r.forced[name]
 			delete(r.forced, name)
 			r.running[name] = true
+			m.cfg.Metrics.ReplicaSyncsRunning(len(r.running))
 			waiters := r.waiters[name]
 			delete(r.waiters, name)
 			r.mu.Unlock()
@@ -231,6 +232,7 @@ func (m *Manager) runSync(ctx context.Context, name string, forced bool, waiters
 	r := m.repl
 	r.mu.Lock()
 	delete(r.running, name)
+	m.cfg.Metrics.ReplicaSyncsRunning(len(r.running))
 	r.mu.Unlock()
 	select { // a sync asked for while this one ran starts now
 	case r.kick <- struct{}{}:
@@ -369,6 +371,8 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 			return plan, nil
 		}
 	}
+	m.log.Debug("replica sync planned", "volume", name, "forced", forced, "mounted", plan.mounted, "walk", plan.walk, "verify", plan.verify,
+		"last_walk", walked, "last_verify", verified)
 	m.repl.mu.Lock()
 	if plan.walk {
 		m.repl.walked[name] = time.Now()
