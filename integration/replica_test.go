@@ -198,7 +198,7 @@ func settled(t *testing.T, n *node) map[string]float64 {
 	counters := []string{`drayage_replica_syncs_total{result="ok"}`, `drayage_replica_syncs_total{result="failed"}`,
 		`drayage_tree_reads_total{how="walk"}`, `drayage_tree_reads_total{how="changes"}`, `drayage_replica_syncs_running`}
 	last := scrape(t, n)
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(3 * timeout); time.Now().Before(deadline); {
 		time.Sleep(3 * time.Second)
 		now := scrape(t, n)
 		same := now[`drayage_replica_syncs_running`] == 0

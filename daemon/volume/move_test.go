@@ -2,6 +2,8 @@ package volume
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -107,7 +109,27 @@ func (f *fakePuller) Pull(ctx context.Context, r PullRequest) (Pulled, error) {
 		}
 	}
 	size, err := f.copy(ctx, owner, r.Volume, r.Epoch, r.Staging)
-	return Pulled{Size: size, Root: fmt.Sprintf("root-of-%s-%d", r.Volume, r.Epoch)}, err
+	return Pulled{Size: size, Root: treeDigest(r.Staging)}, err
+}
+
+// treeDigest stands for a tree's root hash: equal for trees with the same names,
+// kinds, modes and contents.
+func treeDigest(dir string) string {
+	h := sha256.New()
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, _ := d.Info()
+		fmt.Fprintf(h, "%s %v\n", rel, info.Mode())
+		if d.Type().IsRegular() {
+			b, _ := os.ReadFile(p)
+			h.Write(b)
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // RemovalAsked asks node's manager, unless it is down.

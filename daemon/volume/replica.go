@@ -141,9 +141,11 @@ func (m *Manager) installReplica(ctx context.Context, e cluster.Entry, owner str
 	if err := ctx.Err(); err != nil {
 		return ReplicaSynced{}, fmt.Errorf("volume %q: the replica sync on node %q was stopped: %w", name, m.cfg.Node, err)
 	}
-	if rec, err := m.disk.Load(name); err == nil && !rec.Replica() {
+	old, err := m.disk.Load(name)
+	if err == nil && !old.Replica() {
 		return ReplicaSynced{}, tell(ErrConflict, "node %q holds its own copy of volume %q now; the sync is not installed", m.cfg.Node, name)
 	}
+	same := err == nil && old.Root != "" && old.Root == got.Root
 	// Fenced before the swap: a sync from a node that lost the volume meanwhile, or of a
 	// volume being removed, is not installed (staging keeps it for the next sync).
 	if now, err := m.entry(ctx, name, "sync"); err != nil {
@@ -155,10 +157,19 @@ func (m *Manager) installReplica(ctx context.Context, e cluster.Entry, owner str
 	now := time.Now().UTC()
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: epoch, Root: got.Root,
 		MovedTo: owner, MovedAt: epoch, Synced: now}
-	if err := m.disk.InstallReplica(rec, m.disk.StagingDir(name)); err != nil {
-		return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	if same {
+		// The synced tree is the replica's, file for file (the root hash covers every
+		// file and its metadata): the replica stays as it is, and only its record says
+		// when it was last found current.
+		if err := m.disk.Save(rec); err != nil {
+			return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		}
+	} else {
+		if err := m.disk.InstallReplica(rec, m.disk.StagingDir(name)); err != nil {
+			return ReplicaSynced{}, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		}
+		m.forget()
 	}
-	m.forget()
 	rp := cluster.Replica{Volume: name, Node: m.cfg.Node, Epoch: epoch, Started: started, Synced: now, Clean: clean,
 		Root: got.Root, Bytes: got.Size, Sent: got.Sent}
 	if err := m.reg.PutReplica(ctx, rp); err != nil {

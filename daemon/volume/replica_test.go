@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/clustertest"
@@ -73,6 +74,16 @@ func TestAReplicatedVolumeIsKeptOnItsReplicasAndUnmountSyncsItsLastWrites(t *tes
 		assert.Equal(t, ReplicaReady, ri.State, ri.Node)
 		assert.Zero(t, ri.Lag, "synced since the volume's last container left")
 	}
+
+	// A sync that finds nothing new leaves the replica's tree as it is.
+	dataB := filepath.Join(fs[1].root, "volumes", "db", "data")
+	var before, after unix.Stat_t
+	require.NoError(t, unix.Stat(dataB, &before))
+	_, err = a.Mount(ctx, "db", "c2")
+	require.NoError(t, err)
+	require.NoError(t, a.Unmount(ctx, "db", "c2"))
+	require.NoError(t, unix.Stat(dataB, &after))
+	assert.Equal(t, before.Ino, after.Ino, "the same tree, not a copy swapped in")
 
 	// A replica is never written over by a node that does not own the volume, nor
 	// mounted as the volume.

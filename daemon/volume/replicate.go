@@ -83,18 +83,18 @@ func (m *Manager) forget() {
 
 // replication is this node's schedule of replica syncs, for the volumes it owns.
 type replication struct {
-	mu      sync.Mutex
-	due     map[string]time.Time        // when each volume's next sync is due
-	forced  map[string]bool             // due syncs that run whether or not the volume changed
-	walked  map[string]time.Time        // when each volume's last sync walked it (SyncHow.Walk)
+	mu     sync.Mutex
+	due    map[string]time.Time // when each volume's next sync is due
+	forced map[string]bool      // due syncs that run whether or not the volume changed
+	walked map[string]time.Time // when each volume's last sync walked it (SyncHow.Walk)
 	// verified is when each volume's last sync had its replicas' nodes walk their trees
 	// (SyncHow.Verify).
 	verified map[string]time.Time
-	running map[string]bool             // syncs running now
-	waiters map[string][]chan error     // callers waiting for a volume's next sync
-	tickets map[syncTicket]struct{}     // syncs this node serves now
-	kick    chan struct{}               // the schedule changed
-	last    map[string]map[string]error // each volume's last sync outcome, by replica node
+	running  map[string]bool             // syncs running now
+	waiters  map[string][]chan error     // callers waiting for a volume's next sync
+	tickets  map[syncTicket]struct{}     // syncs this node serves now
+	kick     chan struct{}               // the schedule changed
+	last     map[string]map[string]error // each volume's last sync outcome, by replica node
 }
 
 // syncTicket allows node to receive volume from this node at epoch, for a sync.
