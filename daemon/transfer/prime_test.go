@@ -103,21 +103,10 @@ func swapTrees(t *testing.T, a, b string) {
 // next sync, or a move to the replica's node, starts from a staging tree as current as
 // the replica for the cost of what changed.
 func TestPrimingCopiesOnlyThePartsOfALargeFileTheLastSyncWrote(t *testing.T) {
-	src := t.TempDir()
 	const size = 8 << 20
-	data := make([]byte, size)
-	_, _ = rand.Read(data)
-	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	src, data, pull := largeFileSender(t, size)
 	dir := t.TempDir()
 	replica, staging := filepath.Join(dir, "replica"), filepath.Join(dir, "staging")
-	ids := testIdentities(t, "node-a", "node-b")
-	ctl := serveVolume(t, ids["node-a"], src)
-	pull := func(into string) PullResult {
-		t.Helper()
-		res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: into})
-		require.NoError(t, err)
-		return res
-	}
 	pull(replica) // the first sync
 	_, _, err := Prime(t.Context(), replica, staging, true)
 	require.NoError(t, err)
@@ -143,25 +132,14 @@ func TestPrimingCopiesOnlyThePartsOfALargeFileTheLastSyncWrote(t *testing.T) {
 // A large file staging holds an older copy of, with no record of how it changed, is not
 // copied whole: the pull offers the older copy's chunks and is sent those that differ.
 func TestPrimingLeavesAnOlderCopyOfALargeFileToTheChunkDelta(t *testing.T) {
-	src := t.TempDir()
 	const size = 8 << 20
-	data := make([]byte, size)
-	_, _ = rand.Read(data)
-	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	_, data, pull := largeFileSender(t, size)
 	dir := t.TempDir()
 	replica, staging := filepath.Join(dir, "replica"), filepath.Join(dir, "staging")
 	require.NoError(t, os.MkdirAll(staging, 0o700))
 	older := append([]byte(nil), data...)
 	_, _ = rand.Read(older[size/2 : size/2+4096])
 	require.NoError(t, os.WriteFile(filepath.Join(staging, "db"), older, 0o600))
-	ids := testIdentities(t, "node-a", "node-b")
-	ctl := serveVolume(t, ids["node-a"], src)
-	pull := func(into string) PullResult {
-		t.Helper()
-		res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: into})
-		require.NoError(t, err)
-		return res
-	}
 	pull(replica)
 
 	_, bytes, err := Prime(t.Context(), replica, staging, false)
@@ -172,4 +150,22 @@ func TestPrimingLeavesAnOlderCopyOfALargeFileToTheChunkDelta(t *testing.T) {
 	got, err := os.ReadFile(filepath.Join(staging, "db"))
 	require.NoError(t, err)
 	assert.Equal(t, data, got)
+}
+
+// largeFileSender serves a volume holding one file, db, of size random bytes, and returns
+// its dir, the file's content, and a pull of it into a staging dir.
+func largeFileSender(t *testing.T, size int) (string, []byte, func(into string) PullResult) {
+	t.Helper()
+	src := t.TempDir()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	require.NoError(t, os.WriteFile(filepath.Join(src, "db"), data, 0o600))
+	ids := testIdentities(t, "node-a", "node-b")
+	ctl := serveVolume(t, ids["node-a"], src)
+	return src, data, func(into string) PullResult {
+		t.Helper()
+		res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2, Staging: into})
+		require.NoError(t, err)
+		return res
+	}
 }
