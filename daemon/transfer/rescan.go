@@ -86,6 +86,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 	}
 	changed := map[int]walkItem{}
 	var added []walkItem
+	whole := map[string]bool{} // directories walked whole here
 	read := 0
 	// now is what each path checked is now (0: nothing), parents before children.
 	now := map[string]kind{}
@@ -94,7 +95,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 			return tree{}, err
 		}
 		i, had := at[p]
-		if had && gone[i] || !had && under(p, added) {
+		if had && gone[i] || !had && under(p, whole) {
 			continue // under a directory removed or walked whole here
 		}
 		var it walkItem
@@ -116,6 +117,7 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 			if had {
 				drop(i)
 			}
+			whole[p] = true
 			sub, err := walkAt(ctx, dirs, root, p)
 			if err != nil {
 				return tree{}, err
@@ -173,10 +175,11 @@ func rescan(ctx context.Context, root string, t tree, paths []string) (tree, err
 	return sorted, nil
 }
 
-// under reports whether p is inside a directory among added, walked whole already.
-func under(p string, added []walkItem) bool {
-	for _, it := range added {
-		if it.e.Kind == kindDir && strings.HasPrefix(p, it.e.Path+"/") {
+// under reports whether p is inside one of the directories whole holds: a look at each
+// directory above it, not at every path walked.
+func under(p string, whole map[string]bool) bool {
+	for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+		if whole[d] {
 			return true
 		}
 	}
