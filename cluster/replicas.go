@@ -22,6 +22,9 @@ type Replica struct {
 	// copy is the volume as its last container left it, and stays current until it is
 	// mounted again.
 	Clean bool `json:"clean,omitempty"`
+	// Current is when the owner last found its volume unchanged since this sync read it
+	// (ConfirmReplicas): the copy held every change the volume had before then.
+	Current time.Time `json:"current,omitzero"`
 	// Root is the copy's root hash (hex), verified with the owner; Bytes its size; Sent
 	// the content bytes the sync moved.
 	Root  string `json:"root"`
@@ -31,8 +34,9 @@ type Replica struct {
 }
 
 // Lag is how far the replica may be behind its volume at now: nothing for a clean copy
-// of the current epoch, otherwise the time since its last sync began (changes made since
-// may be missing). mounted says whether a container on the owner mounts the volume now.
+// of the current epoch, otherwise the time since it was last known current (its last
+// sync began, or the owner confirmed it since; changes made after may be missing).
+// mounted says whether a container on the owner mounts the volume now.
 func (rp Replica) Lag(v Volume, mounted bool, now time.Time) time.Duration {
 	switch {
 	case rp.Epoch == v.Epoch && rp.Clean && !mounted:
@@ -40,7 +44,11 @@ func (rp Replica) Lag(v Volume, mounted bool, now time.Time) time.Duration {
 	case rp.Started.IsZero(): // a copy kept from before a move, not synced since
 		return max(now.Sub(v.Created), 0)
 	}
-	return max(now.Sub(rp.Started), 0)
+	known := rp.Started
+	if rp.Epoch == v.Epoch && rp.Current.After(known) {
+		known = rp.Current
+	}
+	return max(now.Sub(known), 0)
 }
 
 func (r *Registry) replicaKey(volume, node string) string { return r.replicasPrefix(volume) + node }
@@ -64,6 +72,50 @@ func (r *Registry) PutReplica(ctx context.Context, rp Replica) error {
 			ops: []Op{Put(r.replicaKey(rp.Volume, rp.Node), encode(rp))}}, nil
 	}, nil)
 	return err
+}
+
+// ConfirmReplicas records that the owner of a volume at epoch found it, at at, as it was
+// when the replicas with root hash root synced it: they were current then. It is what
+// keeps the lag of a mounted volume that does not change from growing, for one store
+// write per check instead of a sync. It is fenced like PutReplica (ErrStaleEpoch unless
+// the volume's record names owner at epoch), and replicas of another root or epoch are
+// left as they are. It returns the nodes whose records it updated.
+func (r *Registry) ConfirmReplicas(ctx context.Context, volume, owner string, epoch uint64, root string, at time.Time) ([]string, error) {
+	var nodes []string
+	_, _, err := r.change(ctx, volume, func(e Entry) (txn, error) {
+		v := e.Volume
+		if v.Removing || v.Owner != owner || v.Epoch != epoch {
+			return txn{}, fmt.Errorf("volume %q: node %q confirmed its replicas at epoch %d, but node %q owns it at epoch %d: %w",
+				volume, owner, epoch, v.Owner, v.Epoch, ErrStaleEpoch)
+		}
+		kvs, err := r.store.List(ctx, r.replicasPrefix(volume))
+		if err != nil {
+			return txn{}, err
+		}
+		t := txn{conds: []Cond{Unchanged(KV{Key: r.volumeKey(volume), Rev: v.Rev})}}
+		nodes = nodes[:0]
+		for _, kv := range kvs {
+			rp, err := decode[Replica](kv, "replica record")
+			if err != nil {
+				return txn{}, err
+			}
+			if rp.Epoch != epoch || rp.Root != root || rp.Node == owner || !at.After(rp.Current) {
+				continue
+			}
+			rp.Current = at
+			t.conds = append(t.conds, Unchanged(kv))
+			t.ops = append(t.ops, Put(kv.Key, encode(rp)))
+			nodes = append(nodes, rp.Node)
+		}
+		if len(t.ops) == 0 {
+			return txn{}, errUnchanged
+		}
+		return t, nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return nodes, nil
 }
 
 // Replicas reads the replica records of a volume, sorted by node.

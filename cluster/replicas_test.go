@@ -64,3 +64,36 @@ func TestAReplicasLagIsNothingOnlyForACleanCopyOfTheCurrentEpoch(t *testing.T) {
 	rp.Epoch = 2
 	assert.Equal(t, time.Minute, rp.Lag(v, false, now))
 }
+
+func TestTheOwnerConfirmsOnlyReplicasOfTheRootItStillHas(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRegistry(t)
+	create(t, r, "db", "node-a")
+	at := time.Now().UTC()
+	started := at.Add(-time.Hour)
+	for node, root := range map[string]string{"node-b": "ab", "node-c": "cd"} {
+		require.NoError(t, r.PutReplica(ctx, cluster.Replica{Volume: "db", Node: node, Epoch: 1, Started: started, Synced: started, Root: root}))
+	}
+	_, err := r.ConfirmReplicas(ctx, "db", "node-b", 1, "ab", at)
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch, "only the owner confirms")
+	_, err = r.ConfirmReplicas(ctx, "db", "node-a", 2, "ab", at)
+	require.ErrorIs(t, err, cluster.ErrStaleEpoch, "only at the owner's epoch")
+
+	nodes, err := r.ConfirmReplicas(ctx, "db", "node-a", 1, "ab", at)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"node-b"}, nodes, "a replica of another root is not current")
+	v, err := r.Get(ctx, "db")
+	require.NoError(t, err)
+	got, err := r.Replicas(ctx, "db")
+	require.NoError(t, err)
+	lag := map[string]time.Duration{}
+	for _, rp := range got {
+		lag[rp.Node] = rp.Lag(v.Volume, true, at.Add(time.Second))
+	}
+	assert.Equal(t, time.Second, lag["node-b"])
+	assert.Equal(t, time.Hour+time.Second, lag["node-c"])
+
+	nodes, err = r.ConfirmReplicas(ctx, "db", "node-a", 1, "ab", at)
+	require.NoError(t, err)
+	assert.Empty(t, nodes, "a confirmation no newer than the last writes nothing")
+}

@@ -11,7 +11,9 @@ import (
 
 	"github.com/drayage/drayage/cluster/gossip"
 	"github.com/drayage/drayage/daemon/changes"
+	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/peers"
+	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
 )
 
@@ -126,6 +128,17 @@ func (d *Daemon) trackChanges() *changes.Tracker {
 		return nil
 	}
 	d.log.Info("tracking file changes with fanotify", "dir", dir)
-	d.vols.SetChanges(t)
+	d.vols.SetChanges(trackedVolumes{Tracker: t, metrics: d.metrics})
 	return t
+}
+
+// trackedVolumes is the change tracker as the volume manager uses it, with the check of
+// a tree for what the tracker can't see.
+type trackedVolumes struct {
+	*changes.Tracker
+	metrics *metrics.Metrics
+}
+
+func (t trackedVolumes) Drifted(ctx context.Context, name, dir string) (bool, error) {
+	return transfer.Drifted(ctx, dir, name, t.Tracker, t.metrics)
 }

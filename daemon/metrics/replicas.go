@@ -40,15 +40,15 @@ func newReplicaMetrics() replicaMetrics {
 	})
 	r.treeReads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drayage_tree_reads_total",
-		Help: "Volume trees this node read to send them, by how (walk: every entry; changes: a record and the paths the change log gives).",
+		Help: "Volume trees this node read, by how (walk: every entry, to send it; changes: a record and the paths the change log gives, to send it; check: every entry, to find changes the change log can't see).",
 	}, []string{"how"})
 	r.treeEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drayage_tree_entries_read_total",
-		Help: "Entries (files, directories, links) whose metadata this node read from disk to send volumes, by how the tree was read (walk, changes).",
+		Help: "Entries (files, directories, links) whose metadata this node read from disk, by how the tree was read (walk, changes, check).",
 	}, []string{"how"})
 	r.syncs.WithLabelValues("ok")
 	r.syncs.WithLabelValues("failed")
-	for _, how := range []string{TreeWalked, TreeFromChanges} {
+	for _, how := range []string{TreeWalked, TreeFromChanges, TreeChecked} {
 		r.treeReads.WithLabelValues(how)
 		r.treeEntries.WithLabelValues(how)
 	}
@@ -59,14 +59,17 @@ func (r replicaMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{r.syncs, r.syncBytes, r.treeReads, r.treeEntries, r.running}
 }
 
-// How a volume's tree was read to send it.
+// How a volume's tree was read: to send it, whole or from its record and the change log;
+// or whole, to check it against its record (what a write through a shared memory map
+// does makes no event).
 const (
 	TreeWalked      = "walk"
 	TreeFromChanges = "changes"
+	TreeChecked     = "check"
 )
 
-// TreeRead counts one reading of a volume's tree to send it (how: TreeWalked,
-// TreeFromChanges), which read the metadata of entries entries.
+// TreeRead counts one reading of a volume's tree (how: TreeWalked, TreeFromChanges,
+// TreeChecked), which read the metadata of entries entries.
 func (m *Metrics) TreeRead(how string, entries int) {
 	if m == nil {
 		return

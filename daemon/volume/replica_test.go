@@ -156,6 +156,9 @@ func TestRemovingAReplicatedVolumeRemovesItsReplicas(t *testing.T) {
 type fakeChanges struct {
 	mu      sync.Mutex
 	changed map[string]bool
+	// drifted is what the next check of each volume finds; checks counts them.
+	drifted map[string]bool
+	checks  int
 }
 
 func (f *fakeChanges) Take(name string) bool {
@@ -180,6 +183,27 @@ func (f *fakeChanges) Pending(name string) bool {
 
 func (f *fakeChanges) Forget() {}
 
+func (f *fakeChanges) Drifted(_ context.Context, name, _ string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checks++
+	d := f.drifted[name]
+	delete(f.drifted, name)
+	return d, nil
+}
+
+func (f *fakeChanges) checked() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.checks
+}
+
+func (f *fakeChanges) drift(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.drifted[name] = true
+}
+
 // pulls counts the pulls of a volume the fake network served.
 func (f *fakePuller) pulls(name string) int {
 	f.mu.Lock()
@@ -198,7 +222,7 @@ func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
 	fa := newFixture(t)
 	fb := newNode(t, "node-b", fa.reg)
 	p := connect(fa, fb)
-	ch := &fakeChanges{changed: map[string]bool{}}
+	ch := &fakeChanges{changed: map[string]bool{}, drifted: map[string]bool{}}
 	a := fa.manager(t)
 	a.SetChanges(ch)
 	p.add("node-a", a)
@@ -226,6 +250,47 @@ func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
 	ch.Mark("db")
 	require.NoError(t, a.Unmount(ctx, "db", "c2"))
 	assert.Equal(t, before+3, p.pulls("db"), "the Unmount answered once the replica had the change")
+}
+
+// Now and then the owner walks a mounted volume the change log saw no change of: if that
+// finds nothing either, its replicas are confirmed current in the store, and nothing is
+// synced; if it finds a change, the replicas sync.
+func TestACheckOfAnUnchangedVolumeConfirmsItsReplicasWithoutASync(t *testing.T) {
+	ctx := context.Background()
+	fa := newFixture(t)
+	fb := newNode(t, "node-b", fa.reg)
+	p := connect(fa, fb)
+	ch := &fakeChanges{changed: map[string]bool{}, drifted: map[string]bool{}}
+	a := fa.manager(t)
+	a.SetChanges(ch)
+	a.repl.checkEvery = 2
+	p.add("node-a", a)
+	a.SetPuller(p)
+	require.NoError(t, a.Init(ctx, fa.reg, clustertest.Lease(t)))
+	fb.start(t)
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "sync-interval": "1s"}))
+	replicasAt(t, fa.reg, "db", 1, "node-b")
+	_, err := a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	ch.Mark("db")
+	require.Eventually(t, func() bool { return p.pulls("db") == 2 }, 3*time.Second, 20*time.Millisecond, "the change is synced")
+
+	lag := func() time.Duration {
+		v, err := fa.reg.Get(ctx, "db")
+		require.NoError(t, err)
+		rps, err := fa.reg.Replicas(ctx, "db")
+		require.NoError(t, err)
+		require.Len(t, rps, 1)
+		return rps[0].Lag(v.Volume, true, time.Now())
+	}
+	checks := ch.checked()
+	require.Eventually(t, func() bool { return ch.checked() > checks }, 4*time.Second, 20*time.Millisecond, "a check within two intervals")
+	require.Eventually(t, func() bool { return lag() < time.Second }, 2*time.Second, 20*time.Millisecond, "the check confirmed the replica")
+	assert.Equal(t, 2, p.pulls("db"), "and synced nothing")
+
+	ch.drift("db")
+	require.Eventually(t, func() bool { return p.pulls("db") == 3 }, 4*time.Second, 20*time.Millisecond, "a check that finds a change syncs it")
+	require.NoError(t, a.Unmount(ctx, "db", "c1"))
 }
 
 // An Unmount while a sync runs waits for the sync after it, which starts as soon as the

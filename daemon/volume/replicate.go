@@ -43,9 +43,13 @@ const (
 	// unmountSyncWait bounds how long an Unmount waits for its sync before it answers;
 	// the sync goes on.
 	unmountSyncWait = 20 * time.Second
-	// walkEvery is how many sync intervals a mounted volume the change tracker saw no
-	// change of goes without a sync: writes through a shared memory map make no event.
-	walkEvery = 10
+	// checkEvery is how many sync intervals a mounted volume the change tracker saw no
+	// change of goes before the owner walks it all the same (Changes.Drifted): a write
+	// through a shared memory map makes no event.
+	checkEvery = 10
+	// verifyEvery is how many sync intervals go between the syncs that have the
+	// replicas' nodes read their trees whole (SyncHow.Verify).
+	verifyEvery = 120
 )
 
 // Changes tells which volumes changed (package changes).
@@ -58,10 +62,16 @@ type Changes interface {
 	Pending(name string) bool
 	// Forget drops what is known of directories: a tree was swapped in.
 	Forget()
+	// Drifted reads the whole tree of volume name at dir and reports whether it differs
+	// from what the last sync read plus the changes logged since: what a write through a
+	// shared memory map did, which makes no event. A sync that follows reads the
+	// difference without walking again.
+	Drifted(ctx context.Context, name, dir string) (bool, error)
 }
 
 // SetChanges has the manager sync a mounted replicated volume only when it changed. Call
-// it before Init. Without it, every mounted volume is walked at every sync interval.
+// it before Init. Without it, every mounted volume is walked and synced at every sync
+// interval.
 func (m *Manager) SetChanges(c Changes) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -83,18 +93,23 @@ func (m *Manager) forget() {
 
 // replication is this node's schedule of replica syncs, for the volumes it owns.
 type replication struct {
-	mu     sync.Mutex
-	due    map[string]time.Time // when each volume's next sync is due
-	forced map[string]bool      // due syncs that run whether or not the volume changed
-	walked map[string]time.Time // when each volume's last sync walked it (SyncHow.Walk)
+	mu      sync.Mutex
+	due     map[string]time.Time // when each volume's next sync is due
+	forced  map[string]bool      // due syncs that run whether or not the volume changed
+	checked map[string]time.Time // when each volume was last read whole here
 	// verified is when each volume's last sync had its replicas' nodes walk their trees
 	// (SyncHow.Verify).
 	verified map[string]time.Time
-	running  map[string]bool             // syncs running now
-	waiters  map[string][]chan error     // callers waiting for a volume's next sync
-	tickets  map[syncTicket]struct{}     // syncs this node serves now
-	kick     chan struct{}               // the schedule changed
-	last     map[string]map[string]error // each volume's last sync outcome, by replica node
+	// root is each volume's root hash as its last sync, which every replica completed,
+	// read it; none while a sync runs, after one failed, or once a check found a change.
+	root    map[string]string
+	running map[string]bool             // syncs running now
+	waiters map[string][]chan error     // callers waiting for a volume's next sync
+	tickets map[syncTicket]struct{}     // syncs this node serves now
+	kick    chan struct{}               // the schedule changed
+	last    map[string]map[string]error // each volume's last sync outcome, by replica node
+	// checkEvery and verifyEvery are the constants of those names (tests shorten them).
+	checkEvery, verifyEvery int
 }
 
 // syncTicket allows node to receive volume from this node at epoch, for a sync.
@@ -104,7 +119,7 @@ type syncTicket struct {
 }
 
 func newReplication() *replication {
-	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, walked: map[string]time.Time{}, verified: map[string]time.Time{}, running: map[string]bool{}, waiters: map[string][]chan error{},
+	return &replication{due: map[string]time.Time{}, forced: map[string]bool{}, checked: map[string]time.Time{}, verified: map[string]time.Time{}, root: map[string]string{}, checkEvery: checkEvery, verifyEvery: verifyEvery, running: map[string]bool{}, waiters: map[string][]chan error{},
 		tickets: map[syncTicket]struct{}{}, kick: make(chan struct{}, 1), last: map[string]map[string]error{}}
 }
 
@@ -264,6 +279,12 @@ func (m *Manager) syncReplicas(ctx context.Context, name string, forced bool) (n
 		return time.Now().Add(plan.interval), nil
 	}
 	defer m.endTickets(plan.tickets)
+	if plan.check && m.confirmUnchanged(ctx, name, plan) {
+		return time.Now().Add(plan.interval), nil
+	}
+	m.repl.mu.Lock()
+	delete(m.repl.root, name)
+	m.repl.mu.Unlock()
 	p := m.currentPuller()
 	start := time.Now()
 	errs := make([]error, len(plan.targets))
@@ -290,6 +311,9 @@ func (m *Manager) syncReplicas(ctx context.Context, name string, forced bool) (n
 	}
 	m.repl.mu.Lock()
 	m.repl.last[name] = outcome
+	if len(failed) == 0 && plan.mounted && allSame(results) {
+		m.repl.root[name] = results[0].Root
+	}
 	m.repl.mu.Unlock()
 	if len(failed) > 0 {
 		if c := m.currentChanges(); c != nil {
@@ -315,9 +339,23 @@ type syncPlan struct {
 	// unchanged: the volume is mounted and did not change since its last sync; nothing
 	// to do until the next interval.
 	unchanged bool
+	// check: the change log saw no change of the mounted volume since its last sync, as
+	// of at; the sync runs only if a walk of it here finds one (confirmUnchanged).
+	check bool
+	at    time.Time
 	// walk: the owner reads its volume whole (SyncHow.Walk); verify: the replicas'
 	// nodes theirs (SyncHow.Verify).
 	walk, verify bool
+}
+
+// allSame reports whether every replica synced to the same root.
+func allSame(results []ReplicaSynced) bool {
+	for _, r := range results {
+		if r.Root != results[0].Root {
+			return false
+		}
+	}
+	return len(results) > 0
 }
 
 // planSync decides which nodes a volume's replicas sync to now, and lets them receive
@@ -353,29 +391,37 @@ func (m *Manager) planSync(ctx context.Context, name string, forced bool) (*sync
 		return nil, m.storeErr("read the replicas of volume "+name, err)
 	}
 	plan := &syncPlan{epoch: v.Epoch, mounted: rec.MountCount() > 0, interval: m.syncInterval(v.Options)}
-	// A write through a shared memory map leaves no event: a mounted volume is walked
-	// every walkEvery intervals all the same, and once no container mounts it any more.
-	// Between, a sync reads only what the change log says changed. The replicas' nodes
-	// check their records as often.
+	// A sync of a mounted volume reads only what the change log says changed. A write
+	// through a shared memory map leaves no event: every checkEvery intervals the volume
+	// is walked here all the same, and synced only if that finds a change (or else its
+	// replicas are confirmed current, in the store); it is walked as its last container
+	// leaves. The replicas' nodes re-read their trees every verifyEvery intervals.
 	m.repl.mu.Lock()
-	walked, verified := m.repl.walked[name], m.repl.verified[name]
+	checked, verified := m.repl.checked[name], m.repl.verified[name]
 	m.repl.mu.Unlock()
 	c := m.currentChanges()
-	plan.verify = time.Since(verified) >= walkEvery*plan.interval
-	plan.walk = c == nil || !plan.mounted || plan.verify || time.Since(walked) >= walkEvery*plan.interval
+	plan.verify = time.Since(verified) >= time.Duration(m.repl.verifyEvery)*plan.interval
+	plan.walk = c == nil || !plan.mounted
 	if c != nil {
 		// Taken before the sync reads the tree: a change made during the sync counts for
 		// the next.
-		if changed := c.Take(name); !changed && !forced && !plan.walk {
+		plan.at = time.Now()
+		due := time.Since(checked) >= time.Duration(m.repl.checkEvery)*plan.interval
+		switch changed := c.Take(name); {
+		case changed || forced || plan.walk || plan.verify:
+			plan.walk = plan.walk || due // the sender walks: a volume that changes at every interval is checked too
+		case due:
+			plan.check = true
+		default:
 			plan.unchanged = true
 			return plan, nil
 		}
 	}
-	m.log.Debug("replica sync planned", "volume", name, "forced", forced, "mounted", plan.mounted, "walk", plan.walk, "verify", plan.verify,
-		"last_walk", walked, "last_verify", verified)
+	m.log.Debug("replica sync planned", "volume", name, "forced", forced, "mounted", plan.mounted, "walk", plan.walk, "check", plan.check,
+		"verify", plan.verify, "last_check", checked, "last_verify", verified)
 	m.repl.mu.Lock()
-	if plan.walk {
-		m.repl.walked[name] = time.Now()
+	if plan.walk || plan.check {
+		m.repl.checked[name] = time.Now()
 	}
 	if plan.verify {
 		m.repl.verified[name] = time.Now()
@@ -514,4 +560,36 @@ func (m *Manager) scheduleOwned(recs []localstore.Record) {
 			m.scheduleSync(rec.Name, time.Now(), false)
 		}
 	}
+}
+
+// confirmUnchanged walks a mounted volume the change log saw no change of since its last
+// sync (Changes.Drifted) and, if the walk finds none either, records in the store that
+// its replicas were current as of plan.at (cluster.Registry.ConfirmReplicas). It reports
+// whether every replica was, and there is nothing to sync.
+func (m *Manager) confirmUnchanged(ctx context.Context, name string, plan *syncPlan) bool {
+	m.repl.mu.Lock()
+	root := m.repl.root[name]
+	m.repl.mu.Unlock()
+	drifted, err := m.currentChanges().Drifted(ctx, name, m.disk.DataDir(name))
+	if err != nil {
+		m.log.Warn("cannot check the volume for changes its change log can't see; syncing its replicas instead",
+			"volume", name, "node", m.cfg.Node, "err", err)
+		return false
+	}
+	if drifted || root == "" {
+		m.log.Debug("replica sync after a check", "volume", name, "drifted", drifted, "replicas_current", root != "")
+		return false
+	}
+	nodes, err := m.reg.ConfirmReplicas(ctx, name, m.cfg.Node, plan.epoch, root, plan.at)
+	if err != nil {
+		m.log.Warn("cannot record that the volume's replicas are current; syncing them instead", "volume", name, "node", m.cfg.Node,
+			"err", m.storeErr("confirm the replicas of volume "+name, err))
+		return false
+	}
+	for _, node := range plan.targets {
+		if !slices.Contains(nodes, node) {
+			return false
+		}
+	}
+	return true
 }
