@@ -80,12 +80,12 @@ func BenchmarkIdleReplicatedVolumes(b *testing.B) {
 	}
 	cpu := func() time.Duration { return processCPU(b, a.pluginPID()) + processCPU(b, r.pluginPID()) }
 	const span = time.Minute
-	time.Sleep(span) // the first syncs of the filled volumes end before the baseline
+	settled(b, a) // the first syncs of the filled volumes end before the baseline
 	c0 := cpu()
 	time.Sleep(span)
 	unmounted := cpu() - c0
 	id := a.docker(append(append([]string{"run", "-d", "--network", "none"}, mounts...), testImage, "sleep", "3600")...)
-	time.Sleep(15 * time.Second) // the first syncs after the mounts
+	settled(b, a) // the first syncs after the mounts
 	c0 = cpu()
 	time.Sleep(span)
 	mounted := cpu() - c0

@@ -169,7 +169,7 @@ func TestMoveBackSendsOnlyTheDelta(t *testing.T) {
 }
 
 // scrape reads node n's Prometheus metrics (DRAYAGE_METRICS_ADDR=:7796): series to value.
-func scrape(t *testing.T, n *node) map[string]float64 {
+func scrape(t testing.TB, n *node) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + n.addr + ":7796/metrics")
 	require.NoError(t, err)

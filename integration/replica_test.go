@@ -176,6 +176,23 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 	assert.Equal(t, 10.0, m1[sentNow]-m0[sentNow], "only the 10 changed files were sent")
 	t.Logf("10 files changed among 50,000: the sync read %.0f entries and sent %.0f files", m1[tracked]-m0[tracked], m1[sentNow]-m0[sentNow])
 
+	// A mounted volume the change log saw no change of is walked on its owner every 10
+	// intervals all the same (a write through a shared memory map makes no event): when
+	// that finds nothing either, no sync runs, and the store records that the replica
+	// was current, so its lag does not grow.
+	c.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-a", "-o", "sync-interval=1s", "quiet")
+	c.run("-v=quiet:/data", testImage, "sh", "-c", `for i in $(seq 100); do echo $i > /data/f$i; done`)
+	quiet := c.docker("run", "-d", "--network", "none", "-v=quiet:/data", testImage, "sleep", "3600")
+	const checked = `drayage_tree_reads_total{how="check"}`
+	q0 := settled(t, c)
+	eventually(t, timeout, "two checks of the mounted volume (every 10 s)", func() bool { return scrape(t, c)[checked] >= q0[checked]+2 })
+	q1 := scrape(t, c)
+	assert.Equal(t, q0[`drayage_replica_syncs_total{result="ok"}`], q1[`drayage_replica_syncs_total{result="ok"}`], "a check that found nothing syncs nothing")
+	qi := inspect(t, c.state, "quiet")
+	require.Len(t, qi.Replicas, 1)
+	assert.Less(t, qi.Replicas[0].Lag, 5.0, "the check confirmed the replica current: its lag is the time since")
+	c.docker("rm", "-f", quiet)
+
 	// Changes made while the owner's daemon is stopped, and killed before any sync read
 	// them, are found by the walk of the sync it runs when it starts again: its change
 	// log is a new one, which can't vouch for what happened before it.
@@ -193,10 +210,11 @@ func TestReplicasFollowTheirVolumeAndAMoveToOneSendsOnlyTheDelta(t *testing.T) {
 
 // settled scrapes node n's metrics once no replica sync of a volume it owns runs, and
 // none started or ended for 3 seconds.
-func settled(t *testing.T, n *node) map[string]float64 {
+func settled(t testing.TB, n *node) map[string]float64 {
 	t.Helper()
 	counters := []string{`drayage_replica_syncs_total{result="ok"}`, `drayage_replica_syncs_total{result="failed"}`,
-		`drayage_tree_reads_total{how="walk"}`, `drayage_tree_reads_total{how="changes"}`, `drayage_replica_syncs_running`}
+		`drayage_tree_reads_total{how="walk"}`, `drayage_tree_reads_total{how="changes"}`, `drayage_tree_reads_total{how="check"}`,
+		`drayage_replica_syncs_running`}
 	last := scrape(t, n)
 	for deadline := time.Now().Add(3 * timeout); time.Now().Before(deadline); {
 		time.Sleep(3 * time.Second)

@@ -311,7 +311,7 @@ func (m *Manager) syncReplicas(ctx context.Context, name string, forced bool) (n
 	}
 	m.repl.mu.Lock()
 	m.repl.last[name] = outcome
-	if len(failed) == 0 && plan.mounted && allSame(results) {
+	if len(failed) == 0 && allSame(results) {
 		m.repl.root[name] = results[0].Root
 	}
 	m.repl.mu.Unlock()
