@@ -59,17 +59,19 @@ func (r *Registry) MarkRemoving(ctx context.Context, name string, o RemoveOption
 }
 
 // FinishRemoval deletes the record of a volume marked for removal, once its owner has
-// deleted the data, and the records of its replicas with it.
+// deleted the data, and the records of its replicas and promotions with it.
 func (r *Registry) FinishRemoval(ctx context.Context, v Volume) error {
 	ops := []Op{Delete(r.volumeKey(v.Name))}
-	replicas, err := r.store.List(ctx, r.replicasPrefix(v.Name))
-	if err != nil {
-		return err
+	for _, prefix := range []string{r.replicasPrefix(v.Name), r.promotionsPrefix(v.Name)} {
+		kvs, err := r.store.List(ctx, prefix)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			ops = append(ops, Delete(kv.Key))
+		}
 	}
-	for _, kv := range replicas {
-		ops = append(ops, Delete(kv.Key))
-	}
-	_, err = r.store.Txn(ctx, []Cond{Unchanged(KV{Key: r.volumeKey(v.Name), Rev: v.Rev})}, ops)
+	_, err := r.store.Txn(ctx, []Cond{Unchanged(KV{Key: r.volumeKey(v.Name), Rev: v.Rev})}, ops)
 	if errors.Is(err, ErrConflict) {
 		return fmt.Errorf("volume %q changed while being removed: %w", v.Name, ErrConflict)
 	}

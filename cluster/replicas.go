@@ -120,13 +120,18 @@ func (r *Registry) ConfirmReplicas(ctx context.Context, volume, owner string, ep
 
 // Replicas reads the replica records of a volume, sorted by node.
 func (r *Registry) Replicas(ctx context.Context, volume string) ([]Replica, error) {
-	recs, names, err := readAll[Replica](ctx, r.store, r.replicasPrefix(volume), "replica record")
+	kvs, err := r.store.List(ctx, r.replicasPrefix(volume))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Replica, 0, len(names))
-	for _, n := range names {
-		out = append(out, *recs[n])
+	out := make([]Replica, 0, len(kvs))
+	for _, kv := range kvs {
+		rp, err := decode[Replica](kv, "replica record")
+		if err != nil {
+			return nil, err
+		}
+		rp.Rev = kv.Rev
+		out = append(out, *rp)
 	}
 	return out, nil
 }
