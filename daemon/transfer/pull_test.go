@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -114,4 +115,25 @@ func TestInstallIntoANewPlace(t *testing.T) {
 	err := Install(filepath.Join(base, "missing"), filepath.Join(base, "data"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 	assert.FileExists(t, filepath.Join(base, "data", "f"), "a failed install changes nothing")
+}
+
+// A sender checks the receiver's claim again for each data stream: once the volume is
+// no longer its to send (its lease lapsed and a replica was promoted), it sends no more.
+func TestASenderThatLostTheVolumeAfterTheOpenSendsNoStream(t *testing.T) {
+	ids := testIdentities(t, "node-a", "node-b")
+	src := fidelityTree(t)
+	var calls atomic.Int32
+	ctl := serveVolume(t, ids["node-a"], src, func(s *Server) {
+		s.authorize = func(_ context.Context, volume, node string, epoch uint64) (string, error) {
+			if calls.Add(1) > 1 {
+				return "", fmt.Errorf("volume %q was promoted on node %q at epoch 3: %w", volume, "node-c", ErrStaleClaim)
+			}
+			return src, nil
+		}
+	})
+	_, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2,
+		Staging: filepath.Join(t.TempDir(), "staging"), Streams: 2, Sink: SinkOptions{AllowPrivileged: true}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "was promoted on node")
+	assert.Greater(t, calls.Load(), int32(1), "each stream asked")
 }

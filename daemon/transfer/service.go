@@ -89,6 +89,7 @@ var errBusy = errors.New("busy")
 type outgoing struct {
 	receiver string
 	volume   string
+	epoch    uint64 // the epoch the receiver's claim is at: each data stream checks it again
 	source   *source
 	streams  sync.WaitGroup
 	started  time.Time
@@ -226,7 +227,7 @@ func (s *Server) open(ctx context.Context, r *openRequest) (*openResponse, error
 	id := newTransferID()
 	wire := r.Wire.merge(s.Cap)
 	version := negotiate(r.Version)
-	t := &outgoing{receiver: node, volume: r.Volume, source: src, started: time.Now(), wire: wire, version: version, limit: wire.limiter(), metric: metric}
+	t := &outgoing{receiver: node, volume: r.Volume, epoch: r.Epoch, source: src, started: time.Now(), wire: wire, version: version, limit: wire.limiter(), metric: metric}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -86,8 +87,16 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	t, err := s.lookup(id, node)
+	if err == nil {
+		// The claim the transfer was opened under is checked again for each stream: a
+		// node that lost the volume since (its lease lapsed and a replica was promoted)
+		// sends no more of it.
+		actx, cancel := context.WithTimeout(s.ctx, authorizeTimeout)
+		_, err = s.authorize(actx, t.volume, node, t.epoch)
+		cancel()
+	}
 	if err != nil {
-		s.log.Warn("refused a data stream", "peer", node, "transfer", id, "err", err)
+		s.log.Warn("refused a data stream", "volume", volumeOf(t), "peer", node, "transfer", id, "err", err)
 		_ = newFrameWriter(conn).Write(frameError, []byte(err.Error()))
 		return
 	}
@@ -133,4 +142,15 @@ func (s *Server) serveStream(raw net.Conn, cfg *tls.Config) {
 		s.log.Warn("data stream failed", "volume", t.volume, "peer", node, "transfer", id, "err", err)
 	}
 	_ = flush()
+}
+
+// authorizeTimeout bounds the check of a data stream's claim.
+const authorizeTimeout = 10 * time.Second
+
+// volumeOf names the volume of a transfer, if there is one.
+func volumeOf(t *outgoing) string {
+	if t == nil {
+		return ""
+	}
+	return t.volume
 }
