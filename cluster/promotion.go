@@ -44,7 +44,9 @@ func (r *Registry) aliveKey(node string) string { return r.prefix + "alive/" + n
 func (r *Registry) promotionKey(volume string, epoch uint64) string {
 	return r.promotionsPrefix(volume) + strconv.FormatUint(epoch, 10)
 }
-func (r *Registry) promotionsPrefix(volume string) string { return r.prefix + "promotions/" + volume + "/" }
+func (r *Registry) promotionsPrefix(volume string) string {
+	return r.prefix + "promotions/" + volume + "/"
+}
 
 // Attend puts node's alive key on lease: the store's word that the node holds a lease.
 // Call it with every new lease.
