@@ -67,7 +67,7 @@ func BenchmarkStartAfterDrain(b *testing.B) {
 // six times less often.
 func BenchmarkIdleReplicatedVolumes(b *testing.B) {
 	volumes, files := envInt("BENCH_IDLE_VOLUMES", 100), envInt("BENCH_IDLE_FILES", 10000)
-	nodes := startNodes(b, etcdStore, []string{"node-a", "node-b"}, "DRAYAGE_SYNC_INTERVAL=5s")
+	nodes := startNodes(b, etcdStore, []string{"node-a", "node-b"}, "DRAYAGE_SYNC_INTERVAL=5s", "DRAYAGE_METRICS_ADDR=:7796")
 	a, r := nodes[0], nodes[1]
 	var mounts []string
 	for i := range volumes {
