@@ -90,6 +90,10 @@ type Config struct {
 	// ReplicaReplaceAfter is how long a replica's node may be down before another node
 	// takes its place.
 	ReplicaReplaceAfter time.Duration
+	// MaxLag is how far behind a replica may be for a Mount to promote it when its
+	// volume's owner is down, unless its max-lag option says otherwise (0: 5m; negative:
+	// never without --accept-loss).
+	MaxLag time.Duration
 }
 
 // Validate checks the settings and fills in defaults.
@@ -195,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicaReplaceAfter == 0 {
 		c.ReplicaReplaceAfter = 10 * time.Minute
+	}
+	if c.MaxLag == 0 {
+		c.MaxLag = 5 * time.Minute
 	}
 	if c.ReplicaReplaceAfter < 10*time.Second {
 		return fmt.Errorf("node %q: replica replace-after %s is too short: use 10s or more (longer than a reboot takes, in production) (--replica-replace-after, DRAYAGE_REPLICA_REPLACE_AFTER)", c.Name, c.ReplicaReplaceAfter)

@@ -23,6 +23,7 @@ import (
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/mount"
+	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
 )
 
@@ -64,6 +65,8 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		Replicas:            cfg.Replicas,
 		SyncInterval:        cfg.SyncInterval,
 		ReplicaReplaceAfter: cfg.ReplicaReplaceAfter,
+		MaxLag:              cfg.MaxLag,
+		TreeRoot:            transfer.TreeRoot,
 	})
 	m.SetVolumeStates(vols.LocalStates)
 	m.SetReplicaLags(vols.ReplicaLags)

@@ -43,6 +43,9 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 				return fmt.Errorf("--dynamic-limit %q: want a size such as 5GiB or 500MiB (DRAYAGE_DYNAMIC_LIMIT)", dynamicLimit)
 			}
 			cfg.DynamicLimit = n
+			if cfg.MaxLag == 0 {
+				cfg.MaxLag = -1 // 0 says never promote without --accept-loss
+			}
 			log, err := newLogger(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -89,10 +92,11 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.IntVar(&cfg.Replicas, "replicas", 1, "copies of a volume created without -o replicas: its owner's and the rest as warm replicas on other nodes (1 to 5)")
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", 30*time.Second, "how soon a change to a mounted replicated volume reaches its replicas, unless the volume's -o sync-interval says otherwise")
 	f.DurationVar(&cfg.ReplicaReplaceAfter, "replica-replace-after", 10*time.Minute, "how long a replica's node may be down before another node takes its place")
+	f.DurationVar(&cfg.MaxLag, "max-lag", 5*time.Minute, "how far behind a replica may be for a Mount to promote it when its volume's owner is down, unless the volume's -o max-lag says otherwise; 0: never without 'drayage volume promote --accept-loss'")
 	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "store-voters", "store-replace-after", "lease-ttl", "tls-dir", "join",
 		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
-		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace", "replicas", "sync-interval", "replica-replace-after")
+		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace", "replicas", "sync-interval", "replica-replace-after", "max-lag")
 	return cmd
 }
 

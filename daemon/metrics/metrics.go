@@ -125,6 +125,7 @@ type Metrics struct {
 	gossipErrors       prometheus.Counter
 	recordsRefused     *prometheus.CounterVec
 	replicas           replicaMetrics
+	failover           failoverMetrics
 
 	mu           sync.Mutex
 	volumeStates func(context.Context) map[string]int
@@ -140,6 +141,7 @@ func New(o Options) *Metrics {
 	m := &Metrics{
 		reg:      prometheus.NewRegistry(),
 		replicas: newReplicaMetrics(),
+		failover: newFailoverMetrics(),
 		transfersStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "drayage_transfers_started_total",
 			Help: "Volume transfers started, by this node's role (receive: pulls to this node; send: transfers this node serves).",
@@ -212,6 +214,7 @@ func New(o Options) *Metrics {
 		m.bytes, m.files, m.mountDuration, m.storeErrors, m.gossipErrors, m.recordsRefused, buildInfo, scrapeTime{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.replicas.collectors()...)
+	m.reg.MustRegister(m.failover.collectors()...)
 	return m
 }
 

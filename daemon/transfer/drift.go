@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"encoding/hex"
 	"slices"
 
 	"github.com/drayage/drayage/daemon/metrics"
@@ -42,4 +43,24 @@ func sameTree(a, b tree) bool {
 		return x.Path == y.Path && x.Kind == y.Kind && x.Mode == y.Mode && x.UID == y.UID && x.GID == y.GID &&
 			x.Size == y.Size && x.MTime == y.MTime && x.Target == y.Target && x.Rdev == y.Rdev
 	})
+}
+
+// TreeRoot is the root hash (hex) of the tree at dir, as a transfer of it would send it:
+// what a node that held a volume before a failover compares with the root hash the
+// promoted replica had, to learn whether its copy holds writes the replica lacks. The
+// hashes of files unchanged since they were last hashed are not read again.
+func TreeRoot(ctx context.Context, dir string) (string, error) {
+	src, err := newSource(ctx, dir, reading{})
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	if err := src.Want(nil); err != nil {
+		return "", err
+	}
+	sum, err := src.RootHash()
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum[:]), nil
 }

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,4 +53,23 @@ func TestADriftCheckFindsAWriteTheChangeLogDidNotSee(t *testing.T) {
 	require.NoError(t, os.Link(filepath.Join(dir, "f01"), filepath.Join(dir, "link")))
 	assert.True(t, drifted(), "a tree with hard links keeps no record")
 	assert.True(t, drifted(), "so it can never tell")
+}
+
+// TreeRoot is the root hash a pull of the tree verifies: what a former owner compares
+// with the root of the replica promoted in its place.
+func TestTreeRootIsTheRootAPullVerifies(t *testing.T) {
+	ids := testIdentities(t, "node-a", "node-b")
+	src := fidelityTree(t)
+	ctl := serveVolume(t, ids["node-a"], src)
+	res, err := Pull(t.Context(), PullOptions{Identity: ids["node-b"], From: "node-a", Control: ctl, Volume: "v", Epoch: 2,
+		Staging: filepath.Join(t.TempDir(), "staging"), Sink: SinkOptions{AllowPrivileged: true}})
+	require.NoError(t, err)
+	root, err := TreeRoot(t.Context(), src)
+	require.NoError(t, err)
+	assert.Equal(t, hex.EncodeToString(res.RootHash[:]), root)
+
+	require.NoError(t, os.WriteFile(filepath.Join(src, "more"), []byte("written after"), 0o644))
+	again, err := TreeRoot(t.Context(), src)
+	require.NoError(t, err)
+	assert.NotEqual(t, root, again, "a write changes it")
 }

@@ -31,6 +31,9 @@ var (
 	ErrElsewhere = errors.New("volume is held by another node")
 	// ErrOwnerDown means the node holding the volume is down.
 	ErrOwnerDown = errors.New("the node holding the volume is down")
+	// ErrReplicaBehind means the volume's owner is down and its freshest replica is
+	// further behind than the volume's max-lag: promoting it needs --accept-loss.
+	ErrReplicaBehind = errors.New("the volume's freshest replica is behind more than max-lag")
 	// ErrTooLarge means the volume is above the size a Mount moves.
 	ErrTooLarge = errors.New("volume too large to move on mount")
 	// ErrNotReady means the daemon is still starting.

@@ -42,6 +42,9 @@ const (
 	revertPending
 	// keepReplica: a replica, consistent with the record.
 	keepReplica
+	// adoptPromotion: a replica the record makes the volume, at the epoch after its
+	// sync, with its root hash: a failover promoted it. It becomes the volume here.
+	adoptPromotion
 	// removeReplica: a replica of a volume removed at a later epoch.
 	removeReplica
 	// conflict: the record contradicts the copy: reported; the copy is kept, unused.
@@ -75,6 +78,8 @@ func judge(node string, l localstore.Record, e *cluster.Entry) (j judgment, why 
 		switch {
 		case v.Removing && v.Epoch >= l.MovedAt:
 			return removeReplica, ""
+		case v.Owner == node && v.Epoch == l.MovedAt+1 && l.Root != "" && v.Root == l.Root:
+			return adoptPromotion, ""
 		case v.Owner == node:
 			return conflict, fmt.Sprintf("the record of volume %q says node %q holds it at epoch %d, but that node keeps only an old copy (epoch %d) since the volume moved to node %q at epoch %d",
 				l.Name, node, v.Epoch, l.Epoch, l.MovedTo, l.MovedAt)

@@ -20,6 +20,8 @@ func TestJudgeNeverDropsACopyOnTheRecordsWordAlone(t *testing.T) {
 		r.MovedTo, r.MovedAt = to, at
 		return r
 	}
+	rooted := func(r localstore.Record, root string) localstore.Record { r.Root = root; return r }
+	promoted := func(e *cluster.Entry, root string) *cluster.Entry { e.Volume.Root = root; return e }
 	migrating := func(e *cluster.Entry, node string, epoch uint64) *cluster.Entry {
 		e.Claim = &cluster.Claim{Kind: cluster.ClaimMigrate, Node: node, Epoch: epoch}
 		return e
@@ -50,6 +52,9 @@ func TestJudgeNeverDropsACopyOnTheRecordsWordAlone(t *testing.T) {
 		"replica, a rolled-back removal":     {replica(copyAt(3), "b", 4), removing(rec("a", 3)), conflict},
 		"replica, the record rolled back":    {replica(copyAt(3), "b", 4), rec("b", 3), conflict},
 		"replica, the record names it":       {replica(copyAt(3), "b", 4), rec("a", 5), conflict},
+		"replica, promoted":                  {rooted(replica(copyAt(4), "b", 4), "r1"), promoted(rec("a", 5), "r1"), adoptPromotion},
+		"replica, another root promoted":     {rooted(replica(copyAt(4), "b", 4), "r1"), promoted(rec("a", 5), "r2"), conflict},
+		"replica, promoted later":            {rooted(replica(copyAt(4), "b", 4), "r1"), promoted(rec("a", 6), "r1"), conflict},
 		"replica, no record":                 {replica(copyAt(3), "b", 4), nil, orphan},
 	} {
 		t.Run(name, func(t *testing.T) {

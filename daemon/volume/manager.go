@@ -45,6 +45,14 @@ type Config struct {
 	// ReplicaReplaceAfter is how long a replica's node may be down before another node
 	// takes its place (DRAYAGE_REPLICA_REPLACE_AFTER; 0: 10m).
 	ReplicaReplaceAfter time.Duration
+	// MaxLag is how far behind a replica may be for a Mount to promote it when its
+	// volume's owner is down, unless the volume's max-lag option says otherwise
+	// (DRAYAGE_MAX_LAG; 0: 5m; negative: never without --accept-loss).
+	MaxLag time.Duration
+	// TreeRoot, if set, hashes the tree at a directory as a transfer would
+	// (transfer.TreeRoot): what a node compares with the root hash of a replica promoted
+	// in place of its copy. Without it, a former owner's copy is treated like any old one.
+	TreeRoot func(ctx context.Context, dir string) (string, error)
 	// Metrics, if set, times every Mount.
 	Metrics *metrics.Metrics
 	// StagingGrace is how long the staging tree of a pull that failed is kept for the
@@ -190,6 +198,7 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 		m.log.Info("restored mount", "volume", rec.Name, "mounts", rec.MountCount())
 	}
 	m.sweepMountDir(inUse)
+	m.attend(ctx, lease)
 	close(m.ready)
 	m.Reconcile(ctx)
 	m.scheduleOwned(recs)
@@ -207,7 +216,17 @@ func (m *Manager) SetLease(ctx context.Context, lease cluster.Lease) {
 		m.tidy(name, v)
 	}
 	m.mu.Unlock()
+	m.attend(ctx, lease)
 	m.Reconcile(ctx)
+}
+
+// attend puts this node's alive key on its lease: while it stands, no replica of a
+// volume held here is promoted elsewhere (failover.go).
+func (m *Manager) attend(ctx context.Context, lease cluster.Lease) {
+	if err := m.reg.Attend(ctx, m.cfg.Node, lease); err != nil {
+		m.log.Warn("cannot record this node's lease in the cluster store; replicas of its volumes may be promoted elsewhere while it runs, and its copies kept as diverged", "node", m.cfg.Node,
+			"err", err)
+	}
 }
 
 func (m *Manager) currentLease() cluster.Lease {

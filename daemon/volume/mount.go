@@ -78,6 +78,12 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 			unlock()
 			return "", err
 		}
+		if !pulled {
+			if e, err = m.promoteIfOwnerDown(ctx, e); err != nil {
+				unlock()
+				return "", err
+			}
+		}
 		if e.Volume.Owner == m.cfg.Node {
 			mp, err := m.mountHere(ctx, e, id)
 			if err != nil && pulled {

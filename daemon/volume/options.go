@@ -30,6 +30,10 @@ type Options struct {
 	// SyncInterval is how soon a change reaches the replicas while the volume is mounted
 	// (0: the node's DRAYAGE_SYNC_INTERVAL).
 	SyncInterval time.Duration
+	// MaxLag is the most a replica may be behind for a Mount to promote it when the
+	// volume's owner is down; -1: never promote without --accept-loss (0: the node's
+	// DRAYAGE_MAX_LAG).
+	MaxLag time.Duration
 }
 
 // The options of replicated volumes (replicate.go).
@@ -37,6 +41,7 @@ const (
 	optReplicas     = "replicas"
 	optReplicaNodes = "replica-nodes"
 	optSyncInterval = "sync-interval"
+	optMaxLag       = "max-lag"
 	// MaxReplicas bounds the replicas option.
 	MaxReplicas = 5
 	// MinSyncInterval bounds the sync-interval option from below.
@@ -126,6 +131,18 @@ var optionSpecs = map[string]optionSpec{
 			o.SyncInterval = d
 			return nil
 		}},
+	optMaxLag: {"how far behind a replica may be for a Mount to promote it when the owner is down, such as 5m (default DRAYAGE_MAX_LAG); 0: never without 'drayage volume promote --accept-loss'",
+		func(o *Options, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("want a duration such as 30s or 5m, or 0 to never promote a replica automatically")
+			}
+			o.MaxLag = d
+			if d == 0 {
+				o.MaxLag = -1
+			}
+			return nil
+		}},
 }
 
 // ValidOptions lists the option names a volume accepts, sorted.
@@ -170,6 +187,8 @@ func ParseOptions(raw map[string]string) (Options, map[string]string, error) {
 			canon[k] = opts.ReplicaNodes
 		case optSyncInterval:
 			canon[k] = opts.SyncInterval.String()
+		case optMaxLag:
+			canon[k] = max(opts.MaxLag, 0).String()
 		}
 	}
 	return opts, canon, nil

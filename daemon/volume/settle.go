@@ -105,7 +105,17 @@ func (m *Manager) settle(ctx context.Context, rec localstore.Record, e *cluster.
 			return
 		}
 		m.log.Warn("wrote the record of a volume again from this node's newer copy", "volume", name, "epoch", rec.Epoch)
+	case adoptPromotion:
+		rec, err := m.adopt(rec, e.Volume)
+		if err != nil {
+			m.log.Warn("cannot take over a promoted replica; will retry", "volume", name, "node", m.cfg.Node, "err", err)
+			return
+		}
+		m.keepClaims(ctx, rec, *e)
 	case proveMoved:
+		if m.diverged(ctx, rec, e.Volume) {
+			return
+		}
 		m.dropIfConfirmed(ctx, rec, e.Volume)
 	case revertPending:
 		if err := m.disk.Uninstall(name); err != nil {
@@ -139,6 +149,8 @@ func (m *Manager) current(rec localstore.Record, e cluster.Entry) (localstore.Re
 		rec.Epoch = e.Volume.Epoch
 	case confirmPending:
 		rec.Pending = false
+	case adoptPromotion:
+		return m.adopt(rec, e.Volume)
 	default:
 		if why == "" {
 			why = fmt.Sprintf("node %q's copy of volume %q (epoch %d) is not the one the record names (node %q, epoch %d)",
