@@ -149,8 +149,9 @@ func (m *Manager) ownerLapsed(ctx context.Context, v cluster.Volume) error {
 }
 
 // freshest picks the replica of v to promote: the one named to, or else the least behind
-// of those current to v's epoch on live nodes (this node's first among equals). mounted
-// says whether the old owner had containers mounting the volume when it died.
+// of those current to v's epoch on live nodes, or this node's if it holds the same tree
+// (the same root hash: nothing to pull). mounted says whether the old owner had
+// containers mounting the volume when it died.
 func (m *Manager) freshest(rps []cluster.Replica, v cluster.Volume, mounted bool, to string, now time.Time) (cluster.Replica, time.Duration, bool) {
 	p := m.currentPuller()
 	var best cluster.Replica
@@ -165,8 +166,13 @@ func (m *Manager) freshest(rps []cluster.Replica, v cluster.Volume, mounted bool
 			continue
 		}
 		lag := rp.Lag(v, mounted, now)
-		if !found || lag < bestLag || lag == bestLag && rp.Node == m.cfg.Node {
+		if !found || lag < bestLag {
 			best, bestLag, found = rp, lag, true
+		}
+	}
+	for _, rp := range rps {
+		if found && rp.Node == m.cfg.Node && best.Node != m.cfg.Node && rp.Epoch == v.Epoch && rp.Root == best.Root && to == "" {
+			best, bestLag = rp, max(bestLag, rp.Lag(v, mounted, now))
 		}
 	}
 	return best, bestLag, found

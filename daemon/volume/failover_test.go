@@ -1,0 +1,180 @@
+package volume
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/clustertest"
+	"github.com/drayage/drayage/daemon/localstore"
+)
+
+// failoverNodes starts three managers on one store; node-a's lease is returned, to end
+// it as a node's death does.
+func failoverNodes(t *testing.T) (ms [3]*Manager, fs [3]*fixture, p *fakePuller, la cluster.Lease) {
+	fs[0] = newFixture(t)
+	fs[1] = newNode(t, "node-b", fs[0].reg)
+	fs[2] = newNode(t, "node-c", fs[0].reg)
+	p = connect(fs[0], fs[1], fs[2])
+	ms[0] = fs[0].manager(t)
+	p.add("node-a", ms[0])
+	ms[0].SetPuller(p)
+	la = clustertest.Lease(t)
+	for i := range ms {
+		if i > 0 {
+			ms[i] = fs[i].manager(t)
+			p.add(fs[i].node, ms[i])
+			ms[i].SetPuller(p)
+		}
+		ms[i].cfg.TreeRoot = func(_ context.Context, dir string) (string, error) { return treeDigest(dir), nil }
+	}
+	require.NoError(t, ms[0].Init(context.Background(), fs[0].reg, la))
+	for i := 1; i < 3; i++ {
+		require.NoError(t, ms[i].Init(context.Background(), fs[i].reg, clustertest.Lease(t)))
+	}
+	return ms, fs, p, la
+}
+
+// kill makes node n's manager look dead: gossip says so, and its lease lapsed.
+func kill(t *testing.T, p *fakePuller, node string, lease cluster.Lease) {
+	p.mu.Lock()
+	p.down[node] = time.Now()
+	p.mu.Unlock()
+	require.NoError(t, lease.Close(context.Background()))
+}
+
+// A Mount of a volume whose owner died promotes the freshest replica, on the node it
+// runs on; the old owner, back, keeps what it wrote after the last sync as a diverged
+// copy, and writes nothing over the promoted volume.
+func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(t *testing.T) {
+	ctx := context.Background()
+	ms, fs, p, la := failoverNodes(t)
+	a, b := ms[0], ms[1]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "3"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b", "node-c")
+	_, err := a.Mount(ctx, "db", "c1")
+	require.NoError(t, err)
+	dataA := filepath.Join(fs[0].root, "volumes", "db", "data")
+	require.NoError(t, os.WriteFile(filepath.Join(dataA, "synced"), []byte("one"), 0o644))
+	require.NoError(t, <-a.scheduleSync("db", time.Now(), true))
+	require.NoError(t, os.WriteFile(filepath.Join(dataA, "late"), []byte("after the last sync"), 0o644))
+
+	// While node-a holds its lease, gossip's word is not enough.
+	p.mu.Lock()
+	p.down["node-a"] = time.Now()
+	p.mu.Unlock()
+	_, err = b.Mount(ctx, "db", "c2")
+	require.ErrorIs(t, err, ErrOwnerDown)
+	assert.Contains(t, err.Error(), "still holds its lease in the cluster store")
+
+	kill(t, p, "node-a", la)
+	_, err = b.Mount(ctx, "db", "c2")
+	require.NoError(t, err)
+	e, err := fs[0].reg.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, "node-b", e.Volume.Owner)
+	assert.Equal(t, uint64(2), e.Volume.Epoch)
+	dataB := filepath.Join(fs[1].root, "volumes", "db", "data")
+	got, err := os.ReadFile(filepath.Join(dataB, "synced"))
+	require.NoError(t, err)
+	assert.Equal(t, "one", string(got))
+	assert.NoFileExists(t, filepath.Join(dataB, "late"), "written after the last sync: lost to the promoted copy")
+	rec, err := b.disk.Load("db")
+	require.NoError(t, err)
+	assert.False(t, rec.Replica(), "node-b holds the volume now")
+	assert.Equal(t, uint64(2), rec.Epoch)
+
+	// node-a comes back: its containers gone, its copy holds "late", which the volume
+	// lacks. It is kept as a volume of its own, and node-a's copy of db goes with it.
+	p.mu.Lock()
+	delete(p.down, "node-a")
+	p.mu.Unlock()
+	require.NoError(t, a.disk.Save(withoutMounts(t, a, "db")))
+	a.SetLease(ctx, clustertest.Lease(t))
+	keep := DivergedName("db", 1, "node-a")
+	assert.Equal(t, "db-diverged-1-node-a", keep)
+	kept, err := os.ReadFile(filepath.Join(fs[0].root, "volumes", keep, "data", "late"))
+	require.NoError(t, err, "the diverged write is kept")
+	assert.Equal(t, "after the last sync", string(kept))
+	ke, err := fs[0].reg.Get(ctx, keep)
+	require.NoError(t, err, "as a volume every node sees")
+	assert.Equal(t, "node-a", ke.Volume.Owner)
+	_, err = a.disk.Load("db")
+	assert.ErrorIs(t, err, localstore.ErrNotExist)
+	require.NoError(t, b.Unmount(ctx, "db", "c2"))
+}
+
+// withoutMounts is node's record of volume name with its mounts gone, as a node's
+// restart after its containers died leaves it.
+func withoutMounts(t *testing.T, m *Manager, name string) localstore.Record {
+	t.Helper()
+	rec, err := m.disk.Load(name)
+	require.NoError(t, err)
+	rec.Mounts = nil
+	return rec
+}
+
+// A replica further behind than max-lag is not promoted by a Mount: the error says how
+// far behind, and the command that accepts the loss, which promotes it.
+func TestAReplicaBehindMaxLagIsPromotedOnlyWithAcceptLoss(t *testing.T) {
+	ctx := context.Background()
+	ms, fs, p, la := failoverNodes(t)
+	a, b := ms[0], ms[1]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "replica-nodes": "node-b", "max-lag": "0"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b")
+	_, err := a.Mount(ctx, "db", "c1") // mounted when it dies: the replica may lack what was written since
+	require.NoError(t, err)
+	kill(t, p, "node-a", la)
+
+	_, err = b.Mount(ctx, "db", "c2")
+	require.ErrorIs(t, err, ErrReplicaBehind)
+	assert.Contains(t, err.Error(), `its freshest replica, on node "node-b"`)
+	assert.Contains(t, err.Error(), "drayage volume promote db --to node-b --accept-loss")
+
+	res, err := ms[2].Promote(ctx, "db", "node-b", true)
+	require.NoError(t, err)
+	assert.Equal(t, PromoteResult{Volume: "db", From: "node-a", To: "node-b", Epoch: 2}, res)
+	_, err = b.Mount(ctx, "db", "c2") // the daemon's watch of the records has node-b take it over at once; a Mount does too
+	require.NoError(t, err)
+	rec, err := b.disk.Load("db")
+	require.NoError(t, err)
+	assert.False(t, rec.Replica())
+	assert.Equal(t, uint64(2), rec.Epoch)
+}
+
+// Two nodes that promote at once: one promotion wins, the other Mount goes on from it.
+func TestTwoNodesRacingToPromoteMakeOnePromotion(t *testing.T) {
+	ctx := context.Background()
+	ms, fs, p, la := failoverNodes(t)
+	a := ms[0]
+	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "3"}))
+	replicasAt(t, fs[0].reg, "db", 1, "node-b", "node-c")
+	kill(t, p, "node-a", la)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := 1; i < 3; i++ {
+		wg.Go(func() { _, errs[i] = ms[i].Promote(ctx, "db", "", false) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs[1:] {
+		if err == nil {
+			ok++
+		}
+	}
+	assert.GreaterOrEqual(t, ok, 1)
+	e, err := fs[0].reg.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), e.Volume.Epoch, "one promotion")
+	pr, err := fs[0].reg.PromotionAt(ctx, "db", 1)
+	require.NoError(t, err)
+	require.NotNil(t, pr)
+	assert.Equal(t, e.Volume.Owner, pr.To)
+}
