@@ -93,6 +93,12 @@ func (d *Daemon) CopyVolume(ctx context.Context, name, newName, to string) (volu
 	return res, d.forward(ctx, "copy", name, to, "CopyHere", &copyRequest{Volume: name, Copy: newName}, &res)
 }
 
+// PromoteVolume makes a replica of a volume whose owner is down the volume: the store
+// transaction runs here, and the replica's node takes the volume over when it sees it.
+func (d *Daemon) PromoteVolume(ctx context.Context, name, to string, acceptLoss bool) (volume.PromoteResult, error) {
+	return d.vols.Promote(ctx, name, to, acceptLoss)
+}
+
 // forward asks node to, over mutual TLS, to run op ("move", "copy") on volume name: it
 // calls method of to's control service.
 func (d *Daemon) forward(ctx context.Context, op, name, to, method string, req, res any) error {

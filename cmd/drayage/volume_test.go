@@ -36,6 +36,9 @@ func (n fakeNodes) MoveVolume(context.Context, string, string) (volume.MoveResul
 func (n fakeNodes) CopyVolume(context.Context, string, string, string) (volume.CopyResult, error) {
 	return n.copy, nil
 }
+func (n fakeNodes) PromoteVolume(context.Context, string, string, bool) (volume.PromoteResult, error) {
+	return volume.PromoteResult{}, nil
+}
 
 // serveControl serves a control API over a node's manager in root.
 func serveControl(t *testing.T, root string, nodes control.Nodes) *volumetest.Node {

@@ -59,6 +59,12 @@ func (c *Client) MoveVolume(ctx context.Context, name, to string) (volume.MoveRe
 	return call[volume.MoveResult](ctx, c, http.MethodPost, volumePath(name)+"/move", MoveRequest{To: to})
 }
 
+// PromoteVolume makes the replica of a volume on node to (any, if empty) the volume, its
+// owner being down; acceptLoss promotes it past the volume's max-lag.
+func (c *Client) PromoteVolume(ctx context.Context, name, to string, acceptLoss bool) (volume.PromoteResult, error) {
+	return call[volume.PromoteResult](ctx, c, http.MethodPost, volumePath(name)+"/promote", PromoteRequest{To: to, AcceptLoss: acceptLoss})
+}
+
 // RemoveVolume removes a volume and its data, wherever it is held, as o says. A volume
 // that does not exist is ErrNotFound.
 func (c *Client) RemoveVolume(ctx context.Context, name string, o volume.DeleteOptions) (volume.RemoveResult, error) {

@@ -115,6 +115,26 @@ func (noNodes) CopyVolume(_ context.Context, name, newName, to string) (volume.C
 	return volume.CopyResult{Volume: name, Copy: newName, To: to}, nil
 }
 
+// PromoteVolume echoes the request, and refuses without accept_loss.
+func (noNodes) PromoteVolume(_ context.Context, name, to string, acceptLoss bool) (volume.PromoteResult, error) {
+	if !acceptLoss {
+		return volume.PromoteResult{}, fmt.Errorf("volume %q: behind: %w", name, volume.ErrReplicaBehind)
+	}
+	return volume.PromoteResult{Volume: name, To: to, Epoch: 2}, nil
+}
+
+func TestPromoteRequestReachesTheNodesAndItsRefusalComesBack(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	serve(t, volumetest.Start(t, "node-a").Manager, root)
+	c := NewClient(root)
+	_, err := c.PromoteVolume(ctx, "db", "node-b", false)
+	require.ErrorIs(t, err, volume.ErrReplicaBehind)
+	res, err := c.PromoteVolume(ctx, "db", "node-b", true)
+	require.NoError(t, err)
+	assert.Equal(t, volume.PromoteResult{Volume: "db", To: "node-b", Epoch: 2}, res)
+}
+
 func TestCopyRequestReachesTheNodesAndItsRefusalComesBack(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()

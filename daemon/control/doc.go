@@ -6,6 +6,7 @@
 //	GET /v1/volumes/{name}  one volume, size measured (not with ?size=false)
 //	DELETE /v1/volumes/{name}     remove a volume (404 if there is none)
 //	POST /v1/volumes/{name}/move  move a volume to a node: {"to": NODE}
+//	POST /v1/volumes/{name}/promote  make a replica the volume, its owner being down: {"to": NODE, "accept_loss": BOOL}
 //	POST /v1/volumes/{name}/copy  copy a volume into a new one on a node: {"name": NEW, "to": NODE}
 //	GET /v1/nodes           the cluster's nodes (?reach=false: without checking they answer)
 //	GET /v1/status          this node, the store's health, members, volumes held, transfers

@@ -32,6 +32,7 @@ type Nodes interface {
 	Status(ctx context.Context) (Status, error)
 	MoveVolume(ctx context.Context, name, to string) (volume.MoveResult, error)
 	CopyVolume(ctx context.Context, name, newName, to string) (volume.CopyResult, error)
+	PromoteVolume(ctx context.Context, name, to string, acceptLoss bool) (volume.PromoteResult, error)
 	StoreMembers(ctx context.Context) ([]StoreMember, error)
 	RemoveStoreMember(ctx context.Context, name string, force bool) (StoreMember, error)
 	StoreSnapshot(ctx context.Context) (SnapshotResult, error)
@@ -54,6 +55,13 @@ type MoveRequest struct {
 type CopyRequest struct {
 	Name string `json:"name"`
 	To   string `json:"to"`
+}
+
+// PromoteRequest is the body of POST /v1/volumes/{name}/promote: make the replica on
+// node To (any, if empty) the volume, its owner being down; AcceptLoss past max-lag.
+type PromoteRequest struct {
+	To         string `json:"to,omitempty"`
+	AcceptLoss bool   `json:"accept_loss,omitempty"`
 }
 
 // NodeInfo is a node as 'drayage node ls' shows it.
@@ -113,6 +121,15 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 		res, err := nodes.CopyVolume(r.Context(), r.PathValue("name"), req.Name, req.To)
 		reply(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/volumes/{name}/promote", func(w http.ResponseWriter, r *http.Request) {
+		req, err := decode[PromoteRequest](r, "promote")
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		res, err := nodes.PromoteVolume(r.Context(), r.PathValue("name"), req.To, req.AcceptLoss)
+		reply(w, res, err)
+	})
 	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
 		infos, err := nodes.Nodes(r.Context(), NodesOptions{Reach: r.URL.Query().Get("reach") != "false"})
 		reply(w, infos, err)
@@ -158,6 +175,8 @@ var codes = []struct {
 	{volume.ErrExists, "exists", http.StatusConflict},
 	{volume.ErrNotReady, "not_ready", http.StatusServiceUnavailable},
 	{volume.ErrPulling, "pulling", http.StatusServiceUnavailable},
+	{volume.ErrOwnerDown, "owner_down", http.StatusServiceUnavailable},
+	{volume.ErrReplicaBehind, "replica_behind", http.StatusConflict},
 }
 
 // decode reads the JSON body of a request, a what request, into a T.
