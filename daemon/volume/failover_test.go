@@ -109,6 +109,11 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	_, err = a.disk.Load("db")
 	assert.ErrorIs(t, err, localstore.ErrNotExist)
 	require.NoError(t, b.Unmount(ctx, "db", "c2"))
+
+	// The replica count heals: node-b's check finds one replica short, and node-a can
+	// hold one again.
+	b.Reconcile(ctx)
+	replicasAt(t, fs[0].reg, "db", 2, "node-a", "node-c")
 }
 
 // withoutMounts is node's record of volume name with its mounts gone, as a node's
@@ -177,4 +182,32 @@ func TestTwoNodesRacingToPromoteMakeOnePromotion(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, pr)
 	assert.Equal(t, e.Volume.Owner, pr.To)
+}
+
+// An owner counts the replicas a volume keeps: on live nodes, or on nodes down for less
+// than DRAYAGE_REPLICA_REPLACE_AFTER, at its epoch. One short, with a live node free to
+// hold one, is healed by a sync.
+func TestAVolumeShortOfReplicasIsHealedOnlyWhenANodeCanHoldOne(t *testing.T) {
+	m := NewManager(Config{Node: "node-a", ReplicaReplaceAfter: time.Minute})
+	m.SetPuller(&fakePuller{managers: map[string]*Manager{}, down: map[string]time.Time{}})
+	rec := localstore.Record{Name: "db", Epoch: 2, Options: map[string]string{"replicas": "3"}}
+	alive := func(n string) Peer { return Peer{Name: n, Alive: true, LastSeen: time.Now()} }
+	downFor := func(n string, d time.Duration) Peer { return Peer{Name: n, LastSeen: time.Now().Add(-d)} }
+	at := func(n string, epoch uint64) cluster.Replica { return cluster.Replica{Node: n, Epoch: epoch} }
+	for name, tc := range map[string]struct {
+		rps   []cluster.Replica
+		peers []Peer
+		want  bool
+	}{
+		"two replicas, both up":                {[]cluster.Replica{at("b", 2), at("c", 2)}, []Peer{alive("b"), alive("c"), alive("d")}, false},
+		"one, another node free":               {[]cluster.Replica{at("b", 2)}, []Peer{alive("b"), alive("c")}, true},
+		"one, no other node":                   {[]cluster.Replica{at("b", 2)}, []Peer{alive("b")}, false},
+		"one of an older epoch, to bring up":   {[]cluster.Replica{at("b", 2), at("c", 1)}, []Peer{alive("b"), alive("c")}, true},
+		"a node down a moment keeps its place": {[]cluster.Replica{at("b", 2), at("c", 2)}, []Peer{alive("b"), downFor("c", time.Second), alive("d")}, false},
+		"a node down long is replaced":         {[]cluster.Replica{at("b", 2), at("c", 2)}, []Peer{alive("b"), downFor("c", time.Hour), alive("d")}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.Equal(t, tc.want, m.missingReplicas(rec, tc.rps, tc.peers))
+		})
+	}
 }

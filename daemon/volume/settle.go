@@ -31,6 +31,7 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		}
 		m.reconcileOne(ctx, rec.Name)
 	}
+	m.healReplicas(ctx, recs)
 	m.sweepStaging()
 	if err := m.disk.EmptyTrash(); err != nil {
 		m.log.Warn("cannot delete the old trees of volumes that moved or were replaced; check the state dir's trash/", "err", err)
