@@ -3,21 +3,42 @@ package transfer
 import (
 	"context"
 	"encoding/hex"
+	"os"
 	"slices"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/drayage/drayage/daemon/metrics"
 )
 
-// Drifted walks the tree of a volume at dir, which containers may be writing, and
-// reports whether it differs from what its record and the change log say it is: what a
-// write through a shared memory map does makes no event, so a mounted volume whose log
-// shows no change is checked this way now and then before its replicas are told it is
-// unchanged. No record of the log's, or a change logged since the record, counts as a
-// difference. The walk becomes the tree's record: a sync that follows reads the
-// difference from it, without a second walk.
+// Drifted reports whether the tree of a volume at dir, which containers may be writing,
+// differs from what its record and the change log say it is. What a write through a
+// shared memory map does makes no event, so a mounted volume whose log shows no change is
+// checked this way now and then before its replicas are told it is unchanged. Such a
+// write can only change a file the record lists (creating, removing, renaming, resizing
+// or any other write makes an event): so when the log shows nothing since the record,
+// only those files are looked at, one stat each, and no directory is read. Otherwise, or
+// if a file differs, the tree is walked and the walk becomes its record: a sync that
+// follows reads the difference from it, without a second walk. No record of the log's,
+// or a change logged since the record, counts as a difference.
 func Drifted(ctx context.Context, dir, volume string, changes ChangeLog, m *metrics.Metrics) (bool, error) {
-	log, seq := changes.Position() // before the walk: a change during it is in the next
+	log, seq := changes.Position() // before the reading: a change during it is in the next
 	r, known := loadTree(dir)
+	quiet := false // the log vouches for the record, and shows no change since
+	if known && r.log == log {
+		paths, ok := changes.Since(volume, r.log, r.seq)
+		quiet = ok && len(paths) == 0
+	}
+	if quiet {
+		same, read, err := filesUnchanged(ctx, dir, r.tree)
+		m.TreeRead(metrics.TreeChecked, read)
+		if err != nil {
+			return true, err
+		}
+		if same {
+			return false, nil
+		}
+	}
 	t, err := walk(ctx, dir)
 	if err != nil {
 		return true, err
@@ -26,13 +47,39 @@ func Drifted(ctx context.Context, dir, volume string, changes ChangeLog, m *metr
 	if t.links == 0 && len(t.mounts) == 0 {
 		_ = saveTree(dir, treeRecord{tree: t, log: log, seq: seq})
 	}
-	if !known || r.log != log {
-		return true, nil
+	return !quiet || !sameTree(r.tree, t), nil
+}
+
+// filesUnchanged stats each non-empty file of t, an earlier reading of the tree at root,
+// and reports whether all are as t says (size, modification and change time), and how
+// many it read.
+func filesUnchanged(ctx context.Context, root string, t tree) (same bool, read int, err error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return false, 0, err
 	}
-	if paths, ok := changes.Since(volume, r.log, r.seq); !ok || len(paths) > 0 {
-		return true, nil
+	defer r.Close()
+	dirs := newDirCache(r, false)
+	defer dirs.close()
+	for i, e := range t.entries {
+		if e.Kind != kindFile || e.Size == 0 {
+			continue
+		}
+		if read%1024 == 0 && ctx.Err() != nil {
+			return false, read, ctx.Err()
+		}
+		d, base, release, err := dirs.split(e.Path)
+		if err != nil {
+			return false, read, nil // its directory is gone or replaced: the walk tells
+		}
+		st, _, err := statAt(d.fd, base, unix.AT_SYMLINK_NOFOLLOW)
+		release()
+		read++
+		if err != nil || st.Size != e.Size || st.Mtim.Nano() != e.MTime || st.Ctim.Nano() != t.ctimes[i] {
+			return false, read, nil
+		}
 	}
-	return !sameTree(r.tree, t), nil
+	return true, read, nil
 }
 
 // sameTree reports whether two readings of a tree found the same entries, changed at the
