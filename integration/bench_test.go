@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,4 +120,85 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// BenchmarkRecoveryAfterNodeCrash measures the time to recover: a Swarm service's node
+// crashes (engine, containerd and plugin killed at once, as a power cut does) and its task
+// runs again on another node with its replicated volume. The phases: gossip sees the node
+// dead; Swarm's manager marks it down and places the task elsewhere; drayage's Mount
+// there (the owner's lease lapses, the replica is promoted and mounted). node-c is the
+// manager; the task runs on node-a, and its volume keeps a replica on node-b.
+func BenchmarkRecoveryAfterNodeCrash(b *testing.B) {
+	nodes := startNodes(b, etcdStore, []string{"node-a", "node-b", "node-c"}, "DRAYAGE_SYNC_INTERVAL=2s")
+	a, r, c := nodes[0], nodes[1], nodes[2]
+	c.docker("swarm", "init", "--advertise-addr", c.addr, "--default-addr-pool", "10.214.0.0/16")
+	token := c.docker("swarm", "join-token", "-q", "worker")
+	for _, n := range []*node{a, r} {
+		n.docker("swarm", "join", "--advertise-addr", n.addr, "--token", token, c.addr+":2377")
+	}
+	aID, rID := a.docker("info", "--format", "{{.Swarm.NodeID}}"), r.docker("info", "--format", "{{.Swarm.NodeID}}")
+	image := c.docker("image", "inspect", "--format", "{{.Id}}", testImage)
+	c.docker("node", "update", "--availability", "drain", rID)
+	c.docker("service", "create", "--detach", "--name", "rto", "--no-resolve-image", "--constraint", "node.role==worker",
+		"--mount", "type=volume,source=rto,target=/data,volume-driver="+nodePlugin+",volume-opt=replicas=2,volume-opt=replica-nodes=node-b,volume-opt=sync-interval=2s",
+		"--env", "NODE={{.Node.ID}}", "--stop-grace-period", "2s",
+		image, "sh", "-c", `echo "ran on $NODE" >> /data/log && exec sleep 3600`)
+	taskOn := func(n *node) string {
+		out, _ := tryRun("docker", "-H", n.engine.host, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=rto")
+		return strings.TrimSpace(out)
+	}
+	eventually(b, 2*timeout, "the task to run on node-a", func() bool { return taskOn(a) != "" })
+	c.docker("node", "update", "--availability", "active", rID)
+	eventually(b, timeout, "node-b's replica to have the task's write", func() bool {
+		return equalTrees(b, treeOf(b, filepath.Join(a.state, "volumes", "rto", "data")), filepath.Join(r.state, "volumes", "rto", "data"))
+	})
+
+	a.crash()
+	crashed := time.Now()
+	var gossip, swarmDown, running time.Duration
+	for running == 0 {
+		if time.Since(crashed) > 3*timeout {
+			b.Fatalf("the task did not run again within %s", 3*timeout)
+		}
+		now := time.Since(crashed)
+		if gossip == 0 && nodeList(b, r.state)["node-a"].State != "alive" {
+			gossip = now
+		}
+		if swarmDown == 0 && strings.TrimSpace(c.docker("node", "inspect", "--format", "{{.Status.State}}", aID)) == "down" {
+			swarmDown = now
+		}
+		if taskOn(r) != "" {
+			running = now
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out := r.docker("exec", taskOn(r), "cat", "/data/log")
+	require.Equal(b, "ran on "+aID+"\nran on "+rID, out, "the task on node-b sees what it wrote on node-a")
+	mount := mountTook(b, r, "rto")
+	b.ReportMetric(gossip.Seconds(), "s-gossip-dead")
+	b.ReportMetric(swarmDown.Seconds(), "s-swarm-down")
+	b.ReportMetric(mount.Seconds(), "s-mount")
+	b.ReportMetric(running.Seconds(), "s-running")
+	b.Logf("node crash → task running on node-b with its data: %s (gossip saw node-a dead at %s, Swarm marked it down at %s; the Mount that promoted the replica took %s; lease TTL 5s)",
+		running.Round(100*time.Millisecond), gossip.Round(100*time.Millisecond), swarmDown.Round(100*time.Millisecond), mount.Round(time.Millisecond))
+	c.docker("service", "rm", "rto")
+}
+
+// mountTook is how long node n's promotion of a replica of volume name took, within its
+// Mount (the newest such log line's took).
+func mountTook(t testing.TB, n *node, name string) time.Duration {
+	t.Helper()
+	var took time.Duration
+	for _, l := range strings.Split(n.log(), "\n") {
+		if !strings.Contains(l, "replica took its place") || !strings.Contains(l, "volume="+name) {
+			continue
+		}
+		if i := strings.Index(l, "took="); i >= 0 {
+			f := strings.Fields(l[i+len("took="):])
+			if len(f) > 0 {
+				took, _ = time.ParseDuration(strings.Trim(f[0], `"`))
+			}
+		}
+	}
+	return took
 }

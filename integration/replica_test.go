@@ -244,7 +244,7 @@ func readyReplicas(t *testing.T, n *node, name string) []string {
 }
 
 // equalTrees reports whether dir holds a tree described as want (treeOf).
-func equalTrees(t *testing.T, want map[string]string, dir string) bool {
+func equalTrees(t testing.TB, want map[string]string, dir string) bool {
 	return equalMaps(treeOf(t, dir), want)
 }
 
