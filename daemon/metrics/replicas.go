@@ -111,7 +111,7 @@ func (m *Metrics) SetReplicaLags(fn func(context.Context) []ReplicaLag) {
 }
 
 var replicaLagDesc = prometheus.NewDesc("drayage_replica_lag_seconds",
-	"How far each replica of a volume this node owns may be behind it: 0 for a replica synced since the volume's last container left, else the time since its last completed sync began. One series per replica of a replicated volume owned here (at most 4 per volume).",
+	"How far each replica of a volume this node owns may be behind it: 0 for a replica synced since the volume's last container left, else the time since it was last known current (its last completed sync began, or the owner confirmed it unchanged since). One series per replica of a replicated volume owned here (at most 4 per volume).",
 	[]string{"volume", "replica"}, nil)
 
 // collectReplicaLags sends the lag gauges.
