@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -53,6 +54,12 @@ func (d *Daemon) Status(ctx context.Context) (control.Status, error) {
 		return s, err
 	}
 	s.Volumes = countHeld(infos, d.cfg.Name)
+	for _, info := range infos {
+		if from, ok := volume.DivergedFrom(info.Name); ok {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("volume %s on node %s holds writes a failover of volume %s left behind: compare the two, keep what you need, then remove it (docker volume rm %s)",
+				info.Name, info.Node, from, info.Name))
+		}
+	}
 	if listErr != nil {
 		d.log.Warn("status: cannot list volumes", "err", listErr)
 	}

@@ -57,6 +57,9 @@ func printStatus(out io.Writer, s control.Status, now time.Time) error {
 	fmt.Fprintf(w, "Store:\t%s\n", storeLine(s.Store))
 	fmt.Fprintf(w, "Volumes:\t%s\n", volumesLine(s.Volumes))
 	fmt.Fprintf(w, "Transfers:\t%d running\n", len(s.Transfers))
+	for _, warning := range s.Warnings {
+		fmt.Fprintf(w, "Warning:\t%s\n", warning)
+	}
 	if err := w.Flush(); err != nil {
 		return err
 	}

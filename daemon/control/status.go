@@ -19,6 +19,9 @@ type Status struct {
 	// Volumes counts the volumes this node holds.
 	Volumes   VolumeCounts     `json:"volumes"`
 	Transfers []TransferStatus `json:"transfers"`
+	// Warnings are what needs an operator: diverged copies (writes a failover left
+	// behind), each naming the volume, its node and what to do.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // NodeStatus describes this node.

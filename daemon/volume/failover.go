@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/docker/go-units"
@@ -36,6 +37,18 @@ const defaultMaxLag = 5 * time.Minute
 func DivergedName(name string, epoch uint64, node string) string {
 	return fmt.Sprintf("%s-diverged-%d-%s", name, epoch, node)
 }
+
+// DivergedFrom reports whether name is that of a diverged copy (DivergedName), and of
+// which volume.
+func DivergedFrom(name string) (string, bool) {
+	m := divergedName.FindStringSubmatch(name)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+var divergedName = regexp.MustCompile(`^(.+)-diverged-[0-9]+-[A-Za-z0-9._-]+$`)
 
 // maxLag is how far behind a replica of a volume with these options may be for a Mount
 // to promote it; negative: never without --accept-loss.

@@ -211,3 +211,14 @@ func TestAVolumeShortOfReplicasIsHealedOnlyWhenANodeCanHoldOne(t *testing.T) {
 		})
 	}
 }
+
+func TestADivergedCopysNameSaysWhichVolumeItCameFrom(t *testing.T) {
+	name := DivergedName("pg-data", 7, "node-a")
+	assert.Equal(t, "pg-data-diverged-7-node-a", name)
+	from, ok := DivergedFrom(name)
+	assert.True(t, ok)
+	assert.Equal(t, "pg-data", from)
+	_, ok = DivergedFrom("pg-data")
+	assert.False(t, ok)
+	require.NoError(t, ValidateName(name), "a valid volume name")
+}
