@@ -245,13 +245,14 @@ echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs
 echo "tar|tar and cp -a x8 copy locally, with no network, encryption or hashing: the floors a transfer can't beat here."
 
 # Replicated volumes on real engines in namespaces (integration/bench_test.go): the start
-# of a container on a replica's node after a drain, against a local volume's start; and
-# the CPU of idle replicated volumes. BENCH_ENGINES=0 leaves them out.
+# of a container on a replica's node after a drain, against a local volume's start; the
+# CPU of idle replicated volumes; and the time a Swarm service takes to run again with its
+# volume after its node crashed. BENCH_ENGINES=0 leaves them out.
 if [ "${BENCH_ENGINES:-1}" = 1 ]; then
 	log "replicated volumes on real engines"
 	ensure_docker
 	apt_install busybox-static iproute2 util-linux iptables etcd-server
 	echo
-	go test -count=1 -timeout 60m -run '^$' -bench 'StartAfterDrain|IdleReplicatedVolumes' -benchtime 1x -v ./integration/ |
+	go test -count=1 -timeout 60m -run '^$' -bench 'StartAfterDrain|IdleReplicatedVolumes|RecoveryAfterNodeCrash' -benchtime 1x -v ./integration/ |
 		grep -E '^Benchmark|bench_test.go:[0-9]+:' || die "the engine benchmarks failed (run them with go test -bench ... -v ./integration/ to see why)"
 fi
