@@ -91,11 +91,18 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	assert.False(t, rec.Replica(), "node-b holds the volume now")
 	assert.Equal(t, uint64(2), rec.Epoch)
 
-	// node-a comes back: its containers gone, its copy holds "late", which the volume
-	// lacks. It is kept as a volume of its own, and node-a's copy of db goes with it.
+	// node-a comes back with its container still running: it refuses to mount the
+	// volume, and says why.
 	p.mu.Lock()
 	delete(p.down, "node-a")
 	p.mu.Unlock()
+	_, err = a.Mount(ctx, "db", "c3")
+	require.ErrorIs(t, err, ErrConflict)
+	assert.Contains(t, err.Error(), `volume "db" was promoted on node "node-b" at epoch 2 while node "node-a" was cut off`)
+	assert.Contains(t, err.Error(), `kept as volume "db-diverged-1-node-a"`)
+
+	// Its container gone, its copy holds "late", which the volume lacks. It is kept as a
+	// volume of its own, and node-a's copy of db goes with it.
 	require.NoError(t, a.disk.Save(withoutMounts(t, a, "db")))
 	a.SetLease(ctx, clustertest.Lease(t))
 	keep := DivergedName("db", 1, "node-a")

@@ -61,7 +61,7 @@ func (m *Manager) joinPull(ctx context.Context, e cluster.Entry, o pullOptions) 
 	if err := m.stopping(); err != nil {
 		return nil, err
 	}
-	if err := m.replaceable(e); err != nil {
+	if err := m.replaceable(ctx, e); err != nil {
 		return nil, err
 	}
 	p, claim, err := m.claimMove(ctx, e, o)
@@ -132,13 +132,17 @@ func (m *Manager) checkSource(e cluster.Entry, mountedHint string) (Puller, erro
 // this node holds of it: nothing, an old copy kept as a replica, or a copy of a move not
 // committed. A copy of its own that the record's owner has not confirmed superseding is
 // never written over. The caller holds the volume's lock.
-func (m *Manager) replaceable(e cluster.Entry) error {
+func (m *Manager) replaceable(ctx context.Context, e cluster.Entry) error {
 	rec, err := m.disk.Load(e.Volume.Name)
 	if errors.Is(err, localstore.ErrNotExist) || err == nil && (rec.Replica() || rec.Pending) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
+	}
+	if p, perr := m.reg.PromotionAt(ctx, e.Volume.Name, rec.Epoch); perr == nil && p != nil && p.From == m.cfg.Node {
+		return tell(ErrConflict, "volume %q was promoted on node %q at epoch %d while node %q was cut off: node %q's copy (epoch %d) is no longer the volume, and is not used. Once no container here uses it, what it holds beyond the promoted replica is kept as volume %q; start the container again then, and it pulls the volume from node %q",
+			e.Volume.Name, p.To, p.Epoch+1, m.cfg.Node, m.cfg.Node, rec.Epoch, DivergedName(e.Volume.Name, rec.Epoch, m.cfg.Node), e.Volume.Owner)
 	}
 	return tell(ErrConflict, "node %q holds its own copy of volume %q (epoch %d), and the cluster record says node %q holds it at epoch %d; it replaces its copy only once node %q confirms it holds the volume: is it up? See node %q's log, retry in a moment",
 		m.cfg.Node, e.Volume.Name, rec.Epoch, e.Volume.Owner, e.Volume.Epoch, e.Volume.Owner, m.cfg.Node)
@@ -297,7 +301,7 @@ func (m *Manager) receive(ctx context.Context, j *pullJob) (Pulled, error) {
 // volume's lock.
 func (m *Manager) commitMove(ctx context.Context, e cluster.Entry, claim *cluster.Claim, got Pulled) error {
 	name, owner := e.Volume.Name, e.Volume.Owner
-	if err := m.replaceable(e); err != nil {
+	if err := m.replaceable(ctx, e); err != nil {
 		return err
 	}
 	rec := localstore.Record{Name: name, Options: e.Volume.Options, Created: e.Volume.Created, Epoch: claim.Epoch, Pending: true, Root: got.Root}
