@@ -17,10 +17,15 @@ import (
 // fenced: it refuses to serve or claim the volume and says so; once its container stops,
 // it keeps what it wrote after its last sync as NAME-diverged-EPOCH-NODE, a volume every
 // node lists. The replica count heals, and nothing was merged or dropped.
+//
+// The cluster runs on the embedded store: node-a's store member is cut off with it, and
+// the other two voters go on.
 func TestAFailoverPromotesAReplicaAndKeepsWhatTheOldOwnerWroteSince(t *testing.T) {
-	nodes := startNodes(t, etcdStore, []string{"node-a", "node-b", "node-c"},
+	nodes := startNodes(t, embeddedStore, []string{"node-a", "node-b", "node-c"},
 		"DRAYAGE_SYNC_INTERVAL=2s", "DRAYAGE_METRICS_ADDR=:7796")
 	a, b, c := nodes[0], nodes[1], nodes[2]
+	names, _ := voters(t, c)
+	require.Equal(t, []string{"node-a", "node-b", "node-c"}, names, "three voters: one cut off leaves a quorum")
 	vol := "-v=fo:/data"
 	data := func(n *node, name string) string { return filepath.Join(n.state, "volumes", name, "data") }
 
