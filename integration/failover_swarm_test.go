@@ -37,6 +37,7 @@ while :; do n=$((n+1)); echo $n >> /data/log; sync -d /data/log; sleep 0.1; done
 func TestSwarmFailoverAfterANodeCrashLosesOnlyWhatFollowedTheLastSync(t *testing.T) {
 	nodes := startNodes(t, etcdStore, []string{"node-a", "node-b", "node-c"}, "DRAYAGE_SYNC_INTERVAL=2s", "DRAYAGE_METRICS_ADDR=:7796")
 	a, b, c := nodes[0], nodes[1], nodes[2]
+	dumpOnFailure(t, "lines", a, b, c)
 	owners := watchOwners(t, a)
 	c.docker("swarm", "init", "--advertise-addr", c.addr, "--default-addr-pool", "10.214.0.0/16")
 	token := c.docker("swarm", "join-token", "-q", "worker")

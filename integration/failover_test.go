@@ -24,6 +24,7 @@ func TestAFailoverPromotesAReplicaAndKeepsWhatTheOldOwnerWroteSince(t *testing.T
 	nodes := startNodes(t, embeddedStore, []string{"node-a", "node-b", "node-c"},
 		"DRAYAGE_SYNC_INTERVAL=2s", "DRAYAGE_METRICS_ADDR=:7796")
 	a, b, c := nodes[0], nodes[1], nodes[2]
+	dumpOnFailure(t, "fo", a, b, c)
 	names, _ := voters(t, c)
 	require.Equal(t, []string{"node-a", "node-b", "node-c"}, names, "three voters: one cut off leaves a quorum")
 	vol := "-v=fo:/data"
@@ -78,5 +79,25 @@ func TestAFailoverPromotesAReplicaAndKeepsWhatTheOldOwnerWroteSince(t *testing.T
 	eventually(t, 2*timeout, "two ready replicas of the promoted volume", func() bool { return len(readyReplicas(t, b, "fo")) == 2 })
 	eventually(t, timeout, "node-a's replica to hold the volume", func() bool {
 		return equalTrees(t, treeOf(t, data(b, "fo")), data(a, "fo"))
+	})
+}
+
+// dumpOnFailure logs, if the test fails, the last lines each node logged about volume
+// name (its daemon's, through its engine's log).
+func dumpOnFailure(t *testing.T, name string, nodes ...*node) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range nodes {
+			var lines []string
+			for _, l := range strings.Split(n.log(), "\n") {
+				if strings.Contains(l, "volume="+name) || strings.Contains(l, "lease") || strings.Contains(l, "level=ERROR") {
+					lines = append(lines, l)
+				}
+			}
+			lines = lines[max(0, len(lines)-40):]
+			t.Logf("node %s, about volume %s:\n%s", n.name, name, strings.Join(lines, "\n"))
+		}
 	})
 }

@@ -13,7 +13,8 @@ import (
 // no cluster record names yet (what a former owner does with writes a failover left
 // behind: see the volume manager's diverged copies). It moves in one rename, never over
 // an existing volume (ErrExist). The record of the tree, kept under the old name's change
-// log, goes; so does the root hash of the old copy: the new volume is made here.
+// log, goes; so do the root hash of the old copy (the new volume is made here) and its
+// mounts (they were of the old name's).
 func (s *Store) Rename(from, to string) (Record, error) {
 	rec, err := s.Load(from)
 	if err != nil {
@@ -32,6 +33,6 @@ func (s *Store) Rename(from, to string) (Record, error) {
 	if err := syncDir(s.volumesDir()); err != nil {
 		return Record{}, fmt.Errorf("rename volume %q to %q: %w", from, to, err)
 	}
-	rec.Name, rec.Root, rec.Pending, rec.MovedTo, rec.MovedAt = to, "", false, "", 0
+	rec.Name, rec.Root, rec.Pending, rec.MovedTo, rec.MovedAt, rec.Mounts = to, "", false, "", 0, nil
 	return rec, s.Save(rec)
 }

@@ -209,7 +209,10 @@ func (m *Manager) adopt(rec localstore.Record, v cluster.Volume) (localstore.Rec
 // diverged handles this node's copy rec of a volume that record v says is held elsewhere
 // at a later epoch, if a failover moved it there: with containers here still mounting
 // the copy, it is reported and kept as it is; once none does, a copy that differs from
-// the replica promoted in its place is kept as a new volume (DivergedName). It reports
+// the replica promoted in its place is kept as a new volume (DivergedName). Mounts this
+// run only restored from an earlier one (the node crashed, its engine with it: no
+// Unmount will come for the containers that died) do not hold it back: a container that
+// did survive writes on into the kept copy, whose tree it still has mounted. It reports
 // whether it dealt with the copy; false leaves it to the rules of a move (an identical
 // copy becomes a replica, or goes). The caller holds the volume's lock.
 func (m *Manager) diverged(ctx context.Context, rec localstore.Record, v cluster.Volume) bool {
@@ -223,7 +226,7 @@ func (m *Manager) diverged(ctx context.Context, rec localstore.Record, v cluster
 		return false // a move, confirmed by its target
 	}
 	keep := DivergedName(name, rec.Epoch, m.cfg.Node)
-	if rec.MountCount() > 0 {
+	if rec.MountCount() > 0 && !m.restoredMounts(name) {
 		m.report(name, "", fmt.Sprintf("volume %q was promoted on node %q at epoch %d while node %q was cut off; containers here still write to node %q's old copy, which is no longer the volume: stop them. What they wrote is then kept as volume %q",
 			name, p.To, p.Epoch+1, m.cfg.Node, m.cfg.Node, keep), "node", m.cfg.Node, "epoch", rec.Epoch, "owner", v.Owner)
 		return true
@@ -240,6 +243,10 @@ func (m *Manager) diverged(ctx context.Context, rec localstore.Record, v cluster
 		m.log.Info("this node's copy of a volume promoted elsewhere holds nothing the promoted replica lacked", "volume", name, "node", m.cfg.Node,
 			"promoted_on", p.To, "epoch", p.Epoch+1)
 		return false
+	}
+	if rec.MountCount() > 0 {
+		m.log.Warn("the mounts of a volume promoted elsewhere are from before this node restarted; keeping its copy as a diverged volume all the same",
+			"volume", name, "node", m.cfg.Node, "mounts", rec.MountCount(), "diverged", keep)
 	}
 	nrec, err := m.disk.Rename(name, keep)
 	if err != nil && !errors.Is(err, localstore.ErrExist) {

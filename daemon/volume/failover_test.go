@@ -101,10 +101,12 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	assert.Contains(t, err.Error(), `volume "db" was promoted on node "node-b" at epoch 2 while node "node-a" was cut off`)
 	assert.Contains(t, err.Error(), `kept as volume "db-diverged-1-node-a"`)
 
-	// Its container gone, its copy holds "late", which the volume lacks. It is kept as a
-	// volume of its own, and node-a's copy of db goes with it.
-	require.NoError(t, a.disk.Save(withoutMounts(t, a, "db")))
-	a.SetLease(ctx, clustertest.Lease(t))
+	// node-a restarts, as after a crash that took its engine's containers with it: the
+	// mount it restores is of a container that died, and holds nothing back. Its copy
+	// holds "late", which the volume lacks: it is kept as a volume of its own, and
+	// node-a's copy of db goes with it.
+	a.Close()
+	a = restart(t, fs[0], p)
 	keep := DivergedName("db", 1, "node-a")
 	assert.Equal(t, "db-diverged-1-node-a", keep)
 	kept, err := os.ReadFile(filepath.Join(fs[0].root, "volumes", keep, "data", "late"))
@@ -123,14 +125,15 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	replicasAt(t, fs[0].reg, "db", 2, "node-a", "node-c")
 }
 
-// withoutMounts is node's record of volume name with its mounts gone, as a node's
-// restart after its containers died leaves it.
-func withoutMounts(t *testing.T, m *Manager, name string) localstore.Record {
+// restart starts a new manager over fixture f's state, as a daemon restart does.
+func restart(t *testing.T, f *fixture, p *fakePuller) *Manager {
 	t.Helper()
-	rec, err := m.disk.Load(name)
-	require.NoError(t, err)
-	rec.Mounts = nil
-	return rec
+	m := f.manager(t)
+	m.cfg.TreeRoot = func(_ context.Context, dir string) (string, error) { return treeDigest(dir), nil }
+	p.add(f.node, m)
+	m.SetPuller(p)
+	require.NoError(t, m.Init(context.Background(), f.reg, clustertest.Lease(t)))
+	return m
 }
 
 // A replica further behind than max-lag is not promoted by a Mount: the error says how

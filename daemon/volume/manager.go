@@ -95,6 +95,10 @@ type Manager struct {
 	vols    map[string]*local // what this node keeps in memory about each volume
 	// reported holds when each finding about a record was last logged.
 	reported map[string]time.Time
+	// restored names the volumes whose mounts this run restored from an earlier one and
+	// that no Mount or Unmount touched since: after a crash of the engine too, nothing
+	// may use them any more (restoredMounts).
+	restored map[string]bool
 	// repl is the schedule of the syncs of the replicas of volumes owned here, with its
 	// own lock (replicate.go).
 	repl *replication
@@ -121,7 +125,7 @@ func NewManager(cfg Config) *Manager {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: log, ready: make(chan struct{}), life: life, stop: stop,
-		vols: map[string]*local{}, reported: map[string]time.Time{}, repl: newReplication()}
+		vols: map[string]*local{}, reported: map[string]time.Time{}, restored: map[string]bool{}, repl: newReplication()}
 }
 
 // Close stops the pulls running in the background and waits for them, and for every
@@ -196,6 +200,9 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 			continue
 		}
 		m.log.Info("restored mount", "volume", rec.Name, "mounts", rec.MountCount())
+		m.mu.Lock()
+		m.restored[rec.Name] = true
+		m.mu.Unlock()
 	}
 	m.sweepMountDir(inUse)
 	m.attend(ctx, lease)
@@ -218,6 +225,21 @@ func (m *Manager) SetLease(ctx context.Context, lease cluster.Lease) {
 	m.mu.Unlock()
 	m.attend(ctx, lease)
 	m.Reconcile(ctx)
+}
+
+// restoredMounts reports whether volume name's mounts were restored from an earlier run
+// of the daemon and untouched since.
+func (m *Manager) restoredMounts(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.restored[name]
+}
+
+// mountsSeen notes a Mount or Unmount of volume name in this run.
+func (m *Manager) mountsSeen(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.restored, name)
 }
 
 // attend puts this node's alive key on its lease: while it stands, no replica of a

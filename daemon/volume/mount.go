@@ -65,6 +65,7 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 }
 
 func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
+	m.mountsSeen(name)
 	for pulled := false; ; pulled = true {
 		unlock, err := m.begin(ctx, name)
 		if err != nil {
@@ -189,6 +190,7 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 // unmount is Unmount under the volume's lock. For the last reference of a replicated
 // volume it returns a channel that hears the outcome of the replica sync it asked for.
 func (m *Manager) unmount(ctx context.Context, name, id string) (<-chan error, error) {
+	m.mountsSeen(name)
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return nil, err
