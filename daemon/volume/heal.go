@@ -10,11 +10,12 @@ import (
 	"github.com/drayage/drayage/daemon/localstore"
 )
 
-// healReplicas schedules a sync of each replicated volume owned here that keeps fewer
-// replicas than it should while a live node could hold one more: after a failover, or
-// once a replica's node was down for DRAYAGE_REPLICA_REPLACE_AFTER. The sync places the
-// missing replicas (placeReplicas) and fills them, resumably, in the background. An idle
-// volume otherwise syncs only when something asks. One read of the store per call.
+// healReplicas schedules a sync of each replicated volume of recs (volumes this node
+// owns) that keeps fewer replicas than it should while a live node could hold one more:
+// after a failover, or once a replica's node was down for DRAYAGE_REPLICA_REPLACE_AFTER.
+// The sync places the missing replicas (placeReplicas) and fills them, resumably, in the
+// background. An idle volume otherwise syncs only when something asks. One read of the
+// store per call.
 func (m *Manager) healReplicas(ctx context.Context, recs []localstore.Record) {
 	p := m.currentPuller()
 	if p == nil {

@@ -25,13 +25,16 @@ func (m *Manager) Reconcile(ctx context.Context) {
 		m.log.Warn("reconcile: cannot list volumes", "err", err)
 		return
 	}
+	var owned []localstore.Record
 	for _, rec := range recs {
 		if ctx.Err() != nil {
 			return
 		}
-		m.reconcileOne(ctx, rec.Name)
+		if m.reconcileOne(ctx, rec.Name) {
+			owned = append(owned, rec)
+		}
 	}
-	m.healReplicas(ctx, recs)
+	m.healReplicas(ctx, owned)
 	m.sweepStaging()
 	if err := m.disk.EmptyTrash(); err != nil {
 		m.log.Warn("cannot delete the old trees of volumes that moved or were replaced; check the state dir's trash/", "err", err)
@@ -61,12 +64,14 @@ func (m *Manager) sweepStaging() {
 	}
 }
 
-func (m *Manager) reconcileOne(ctx context.Context, name string) {
+// reconcileOne settles this node's copy of a volume against its record, and reports
+// whether the record says this node holds the volume, at its copy's epoch.
+func (m *Manager) reconcileOne(ctx context.Context, name string) (owned bool) {
 	unlock := m.locks.Lock(name)
 	defer unlock()
 	rec, err := m.disk.Load(name)
 	if err != nil {
-		return
+		return false
 	}
 	e, err := m.reg.Get(ctx, name)
 	switch {
@@ -76,7 +81,9 @@ func (m *Manager) reconcileOne(ctx context.Context, name string) {
 		m.log.Warn("reconcile: cannot read volume from the cluster store", "volume", name, "err", err)
 	default:
 		m.settle(ctx, rec, &e)
+		return e.Volume.Owner == m.cfg.Node && !e.Volume.Removing
 	}
+	return false
 }
 
 // settle acts on what judge decides for this node's copy rec of a volume, given its
