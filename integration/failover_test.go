@@ -43,7 +43,7 @@ func TestAFailoverPromotesAReplicaAndKeepsWhatTheOldOwnerWroteSince(t *testing.T
 	cut := time.Now()
 	a.docker("exec", id, "sh", "-c", "echo late >> /data/log")
 	var out string
-	eventually(t, timeout, "a container on node-b to start with the volume", func() bool {
+	eventually(t, 3*timeout, "a container on node-b to start with the volume", func() bool {
 		var err error
 		out, err = tryRun("docker", "-H", b.engine.host, "run", "--rm", "--network", "none", vol, testImage, "cat", "/data/log")
 		return err == nil

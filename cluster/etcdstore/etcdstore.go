@@ -37,6 +37,13 @@ type Options struct {
 	CheckKey string
 }
 
+// How often the client pings each member it is connected to, and how long it waits for
+// the answer before it stops using the connection.
+const (
+	keepAliveTime    = 5 * time.Second
+	keepAliveTimeout = 2 * time.Second
+)
+
 // Store is a cluster.Store on etcd.
 type Store struct {
 	cli *clientv3.Client
@@ -53,14 +60,22 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.DialTimeout = 5 * time.Second
 	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:        opts.Endpoints,
-		TLS:              opts.TLS,
-		Username:         opts.Username,
-		Password:         opts.Password,
-		DialTimeout:      opts.DialTimeout,
-		AutoSyncInterval: opts.AutoSync,
-		Context:          context.WithoutCancel(ctx),
-		Logger:           zap.NewNop(),
+		Endpoints:   opts.Endpoints,
+		TLS:         opts.TLS,
+		Username:    opts.Username,
+		Password:    opts.Password,
+		DialTimeout: opts.DialTimeout,
+		// A member cut off without a reset (a partition, a paused machine) leaves its
+		// connection looking ready: requests sent to it would hang until their deadline.
+		// Keepalive pings find it within keepAliveTime+keepAliveTimeout, and the client's
+		// balancer sends to the other members from then on. etcd refuses pings more often
+		// than every 5 s by default (--grpc-keepalive-min-time).
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
+		PermitWithoutStream:  true,
+		AutoSyncInterval:     opts.AutoSync,
+		Context:              context.WithoutCancel(ctx),
+		Logger:               zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %v: %w", opts.Endpoints, err)
