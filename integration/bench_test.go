@@ -81,7 +81,7 @@ func BenchmarkIdleReplicatedVolumes(b *testing.B) {
 	}
 	cpu := func() time.Duration { return processCPU(b, a.pluginPID()) + processCPU(b, r.pluginPID()) }
 	const span = time.Minute
-	settled(b, a) // the first syncs of the filled volumes end before the baseline
+	settled(b, a)             // the first syncs of the filled volumes end before the baseline
 	for _, n := range nodes { // and the trees they replaced are deleted (every 30 s)
 		eventually(b, 2*timeout, "node "+n.name+"'s trash to be emptied", func() bool {
 			left, _ := os.ReadDir(filepath.Join(n.state, "trash"))

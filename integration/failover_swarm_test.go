@@ -232,4 +232,3 @@ func (h *ownerHistory) history() []string {
 	}
 	return out
 }
-
