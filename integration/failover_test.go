@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,32 +38,65 @@ func TestAFailoverPromotesAReplicaAndKeepsWhatTheOldOwnerWroteSince(t *testing.T
 		want := treeOf(t, data(a, "fo"))
 		return want["log"] != "" && equalTrees(t, want, data(b, "fo")) && equalTrees(t, want, data(c, "fo"))
 	})
+	// A volume that is never promoted automatically (max-lag 0), its replica on node-c.
+	a.docker("volume", "create", "--driver", nodePlugin, "-o", "replicas=2", "-o", "replica-nodes=node-c", "-o", "max-lag=0", "strict")
+	strictID := a.docker("run", "-d", "--network", "none", "-v=strict:/data", testImage, "sh", "-c", "echo synced > /data/log && sleep 3600")
+	eventually(t, 20*time.Second, "the write on node-c's replica of strict", func() bool {
+		want := treeOf(t, data(a, "strict"))
+		return want["log"] != "" && equalTrees(t, want, data(c, "strict"))
+	})
 
-	// node-a is cut off from the other nodes and the store; its container writes on.
+	// node-a is cut off from the other nodes and the store; its containers write on.
 	a.cut()
 	cut := time.Now()
 	a.docker("exec", id, "sh", "-c", "echo late >> /data/log")
+	a.docker("exec", strictID, "sh", "-c", "echo late >> /data/log")
+	// node-b and node-c both start a container with the volume, again and again until
+	// one runs: one promotion wins.
 	var out string
-	eventually(t, 3*timeout, "a container on node-b to start with the volume", func() bool {
-		var err error
-		out, err = tryRun("docker", "-H", b.engine.host, "run", "--rm", "--network", "none", vol, testImage, "cat", "/data/log")
-		return err == nil
+	var winner *node
+	eventually(t, 3*timeout, "a container on node-b or node-c to start with the volume", func() bool {
+		outs, errs := make([]string, 2), make([]error, 2)
+		var wg sync.WaitGroup
+		for i, n := range []*node{b, c} {
+			wg.Go(func() {
+				outs[i], errs[i] = tryRun("docker", "-H", n.engine.host, "run", "--rm", "--network", "none", vol, testImage, "cat", "/data/log")
+			})
+		}
+		wg.Wait()
+		for i, n := range []*node{b, c} {
+			if errs[i] == nil && winner == nil {
+				out, winner = outs[i], n
+			}
+		}
+		return winner != nil
 	})
 	took := time.Since(cut)
 	assert.Equal(t, "synced", out, "the promoted replica holds what the last sync carried")
-	t.Logf("node-a cut off: a container on node-b ran with the volume %s later (lease TTL 5s)", took.Round(100*time.Millisecond))
+	t.Logf("node-a cut off: a container on node %s ran with the volume %s later (lease TTL 5s)", winner.name, took.Round(100*time.Millisecond))
 	info := inspect(t, c.state, "fo")
-	assert.Equal(t, "node-b", info.Node)
-	assert.Equal(t, uint64(2), info.Epoch)
-	assert.Contains(t, b.log(), "promoted a replica: the volume's owner is down")
-	assert.Equal(t, 1.0, scrape(t, b)[`drayage_promotions_total{how="auto"}`])
+	owner := map[string]*node{"node-b": b, "node-c": c}[info.Node] // the other's start may have moved it on since
+	require.NotNil(t, owner, "held by node-b or node-c: %s", info.Node)
+	promotions := scrape(t, b)[`drayage_promotions_total{how="auto"}`] + scrape(t, c)[`drayage_promotions_total{how="auto"}`]
+	assert.Equal(t, 1.0, promotions, "exactly one node promoted a replica")
+	assert.Contains(t, b.log()+c.log(), "promoted a replica: the volume's owner is down")
+
+	// strict's replica is not promoted by a start: the error gives the lag and the
+	// command; the command promotes it, and the start then pulls it from node-c.
+	eventually(t, 3*timeout, "the start of strict refused for its max-lag", func() bool {
+		out, err := tryRun("docker", "-H", b.engine.host, "run", "--rm", "--network", "none", "-v=strict:/data", testImage, "true")
+		return err != nil && strings.Contains(out, "drayage volume promote strict --to node-c --accept-loss")
+	})
+	assert.Contains(t, b.drayage("volume", "promote", "strict", "--to", "node-c", "--accept-loss"), "promoted node node-c's replica of volume strict")
+	assert.Equal(t, "synced", b.run("-v=strict:/data", testImage, "cat", "/data/log"))
+	assert.Equal(t, 1.0, scrape(t, b)[`drayage_promotions_total{how="accept_loss"}`])
 
 	// node-a comes back with its container still running: fenced, it says so.
 	a.heal()
 	eventually(t, timeout, "node-a to report its fenced copy", func() bool {
 		return strings.Contains(a.log(), "which is no longer the volume: stop them")
 	})
-	a.docker("rm", "-f", id)
+	a.docker("rm", "-f", id, strictID)
 	keep := "fo-diverged-1-node-a"
 	eventually(t, timeout, "the diverged copy listed on node-c", func() bool {
 		return strings.Contains(c.docker("volume", "ls", "--format", "{{.Name}}"), keep)
@@ -72,13 +106,17 @@ func TestAFailoverPromotesAReplicaAndKeepsWhatTheOldOwnerWroteSince(t *testing.T
 	assert.Equal(t, "synced\nlate\n", string(kept), "what node-a wrote while cut off is kept")
 	assert.Equal(t, 1.0, scrape(t, a)[`drayage_diverged_copies_total`])
 	assert.Regexp(t, "Warning: +volume "+keep+" on node node-a holds writes a failover of volume fo left behind", c.drayage("status"))
-	assert.Equal(t, "synced", b.run(vol, testImage, "cat", "/data/log"), "and not merged into the volume")
+	assert.Equal(t, "synced", owner.run(vol, testImage, "cat", "/data/log"), "and not merged into the volume")
+	eventually(t, timeout, "strict's skipped write kept as a diverged copy", func() bool {
+		b, err := os.ReadFile(filepath.Join(data(a, "strict-diverged-1-node-a"), "log"))
+		return err == nil && string(b) == "synced\nlate\n"
+	})
 
 	// The replica count heals: node-a, whose copy became the diverged volume, holds a
 	// replica again.
-	eventually(t, 2*timeout, "two ready replicas of the promoted volume", func() bool { return len(readyReplicas(t, b, "fo")) == 2 })
+	eventually(t, 2*timeout, "two ready replicas of the promoted volume", func() bool { return len(readyReplicas(t, owner, "fo")) == 2 })
 	eventually(t, timeout, "node-a's replica to hold the volume", func() bool {
-		return equalTrees(t, treeOf(t, data(b, "fo")), data(a, "fo"))
+		return equalTrees(t, treeOf(t, data(owner, "fo")), data(a, "fo"))
 	})
 }
 
