@@ -217,18 +217,28 @@ func (f *fakePuller) pulls(name string) int {
 	return n
 }
 
-func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
-	ctx := context.Background()
-	fa := newFixture(t)
+// trackedPair starts node-a, whose change tracker is the fake it returns (checkEvery set
+// before its start: 0 leaves the default), and node-b.
+func trackedPair(t *testing.T, checkEvery int) (a *Manager, fa *fixture, p *fakePuller, ch *fakeChanges) {
+	fa = newFixture(t)
 	fb := newNode(t, "node-b", fa.reg)
-	p := connect(fa, fb)
-	ch := &fakeChanges{changed: map[string]bool{}, drifted: map[string]bool{}}
-	a := fa.manager(t)
+	p = connect(fa, fb)
+	ch = &fakeChanges{changed: map[string]bool{}, drifted: map[string]bool{}}
+	a = fa.manager(t)
 	a.SetChanges(ch)
+	if checkEvery > 0 {
+		a.repl.checkEvery = checkEvery
+	}
 	p.add("node-a", a)
 	a.SetPuller(p)
-	require.NoError(t, a.Init(ctx, fa.reg, clustertest.Lease(t)))
+	require.NoError(t, a.Init(context.Background(), fa.reg, clustertest.Lease(t)))
 	fb.start(t)
+	return a, fa, p, ch
+}
+
+func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
+	ctx := context.Background()
+	a, fa, p, ch := trackedPair(t, 0)
 	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "sync-interval": "1s"}))
 	replicasAt(t, fa.reg, "db", 1, "node-b")
 	_, err := a.Mount(ctx, "db", "c1")
@@ -257,17 +267,7 @@ func TestAMountedVolumeThatDoesNotChangeCostsNoSync(t *testing.T) {
 // synced; if it finds a change, the replicas sync.
 func TestACheckOfAnUnchangedVolumeConfirmsItsReplicasWithoutASync(t *testing.T) {
 	ctx := context.Background()
-	fa := newFixture(t)
-	fb := newNode(t, "node-b", fa.reg)
-	p := connect(fa, fb)
-	ch := &fakeChanges{changed: map[string]bool{}, drifted: map[string]bool{}}
-	a := fa.manager(t)
-	a.SetChanges(ch)
-	a.repl.checkEvery = 2
-	p.add("node-a", a)
-	a.SetPuller(p)
-	require.NoError(t, a.Init(ctx, fa.reg, clustertest.Lease(t)))
-	fb.start(t)
+	a, fa, p, ch := trackedPair(t, 2)
 	require.NoError(t, a.Create(ctx, "db", map[string]string{"replicas": "2", "sync-interval": "1s"}))
 	replicasAt(t, fa.reg, "db", 1, "node-b")
 	_, err := a.Mount(ctx, "db", "c1")
