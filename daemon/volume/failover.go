@@ -86,6 +86,9 @@ func (m *Manager) failover(ctx context.Context, e cluster.Entry, to string, acce
 	if err := m.ownerLapsed(ctx, v); err != nil {
 		return e, err
 	}
+	if err := m.ownerSilent(ctx, v); err != nil {
+		return e, err
+	}
 	if e.Claim != nil {
 		return e, held(name, e.Claim, "retry in a moment")
 	}
@@ -159,6 +162,26 @@ func (m *Manager) ownerLapsed(ctx context.Context, v cluster.Volume) error {
 	}
 	return tell(ErrOwnerDown, "volume %q is held by node %q, which gossip says is down, but which still holds its lease in the cluster store: it may be cut off from node %q only, and still writing the volume. A replica is promoted only once that lease lapses (within %s, DRAYAGE_LEASE_TTL); retry then",
 		v.Name, v.Owner, m.cfg.Node, ttl)
+}
+
+// ownerAnswerWait bounds the direct call a promotion makes to the owner first.
+const ownerAnswerWait = 2 * time.Second
+
+// ownerSilent checks that the owner of v does not answer a call from this node: gossip
+// can call a busy node dead, and a node whose store stalled loses its lease while it
+// runs on. A node that answers is not replaced.
+func (m *Manager) ownerSilent(ctx context.Context, v cluster.Volume) error {
+	p := m.currentPuller()
+	if p == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, ownerAnswerWait)
+	defer cancel()
+	if _, err := p.Holds(ctx, v.Owner, v.Name); err != nil {
+		return nil
+	}
+	return tell(ErrOwnerDown, "volume %q is held by node %q, which gossip says is down and whose lease lapsed, but which answers node %q: it is alive, and a replica is not promoted in its place. Retry in a moment; if it goes on, see node %q's log (its cluster store may be stalling)",
+		v.Name, v.Owner, m.cfg.Node, v.Owner)
 }
 
 // freshest picks the replica of v to promote: the one named to, or else the least behind

@@ -74,7 +74,19 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	require.ErrorIs(t, err, ErrOwnerDown)
 	assert.Contains(t, err.Error(), "still holds its lease in the cluster store")
 
+	// Gossip calls node-a down and its lease lapsed, but it answers node-b: it is not
+	// replaced.
 	kill(t, p, "node-a", la)
+	p.mu.Lock()
+	p.answers = map[string]bool{"node-a": true}
+	p.mu.Unlock()
+	_, err = b.Mount(ctx, "db", "c2")
+	require.ErrorIs(t, err, ErrOwnerDown)
+	assert.Contains(t, err.Error(), `but which answers node "node-b": it is alive`)
+	p.mu.Lock()
+	p.answers = nil
+	p.mu.Unlock()
+
 	_, err = b.Mount(ctx, "db", "c2")
 	require.NoError(t, err)
 	e, err := fs[0].reg.Get(ctx, "db")

@@ -30,6 +30,8 @@ type fakePuller struct {
 	requests []PullRequest // every pull asked for, in order
 	// holdsFails makes every Holds fail, as with a node that can't be asked.
 	holdsFails bool
+	// answers names nodes that answer Holds even while gossip calls them down.
+	answers map[string]bool
 	// syncing names, by volume, the node a replica sync runs to.
 	syncing map[string]string
 }
@@ -150,8 +152,9 @@ func (f *fakePuller) Holds(ctx context.Context, node, volume string) (Holding, e
 	owner, known := f.managers[node]
 	_, isDown := f.down[node]
 	fails := f.holdsFails
+	answers := f.answers[node]
 	f.mu.Unlock()
-	if !known || isDown || fails {
+	if !known || isDown && !answers || fails {
 		return Holding{}, fmt.Errorf("node %q does not answer", node)
 	}
 	return owner.Holding(ctx, volume)
