@@ -33,6 +33,14 @@ type removalReply struct {
 	Asked bool `json:"asked"`
 }
 
+// pingRequest asks a node to answer; pingReply is its answer.
+type (
+	pingRequest struct{}
+	pingReply   struct {
+		Node string `json:"node"`
+	}
+)
+
 // copyRequest asks a node to copy a volume into a new volume of its own.
 type copyRequest struct {
 	Volume string `json:"volume"`
@@ -43,6 +51,7 @@ type copyRequest struct {
 // MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
 // volume it holds, Holds what it holds of a volume (before the asker drops its copy),
 // RemovalAsked whether it asked for a volume's removal (before the owner deletes it),
+// Ping only that it answers (before a failover replaces it),
 // SyncReplica and DropReplica what the owner of a replicated volume asks of the nodes
 // keeping its replicas (replicas.go).
 // Messages are JSON (peers.Codec).
@@ -64,6 +73,7 @@ func (d *Daemon) controlService() *grpc.ServiceDesc {
 			res, err := d.vols.Copy(ctx, r.Volume, r.Copy)
 			return &res, err
 		}),
+		peers.Unary("Ping", func(context.Context, *pingRequest) (*pingReply, error) { return &pingReply{Node: d.cfg.Name}, nil }),
 		peers.Unary("SyncReplica", d.syncReplicaHere),
 		peers.Unary("DropReplica", d.dropReplicaHere),
 	)

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/drayage/drayage/cluster/gossip"
 	"github.com/drayage/drayage/daemon/metrics"
 	"github.com/drayage/drayage/daemon/peers"
@@ -53,6 +56,18 @@ func (p netPuller) Holds(ctx context.Context, node, name string) (volume.Holding
 func (p netPuller) RemovalAsked(ctx context.Context, node, name string, epoch uint64) (bool, error) {
 	var r removalReply
 	return r.Asked, p.ask(ctx, node, "RemovalAsked", &removalRequest{Volume: name, Epoch: epoch}, &r)
+}
+
+// Answers calls node's control service directly, whatever gossip says of its state, and
+// reports whether it answered within ctx (a node too old to know the call answers too).
+func (p netPuller) Answers(ctx context.Context, node string) bool {
+	m, ok := p.n.gossip.Member(node)
+	if !ok || m.Meta.Control == "" {
+		return false
+	}
+	var r pingReply
+	err := peers.Call(ctx, p.n.id, node, m.Meta.Control, controlServiceName+"/Ping", &pingRequest{}, &r)
+	return err == nil || status.Code(err) == codes.Unimplemented
 }
 
 // ask calls method of node's control service, if gossip sees the node alive.

@@ -114,8 +114,8 @@ func (m *Manager) failover(ctx context.Context, e cluster.Entry, to string, acce
 		if limit < 0 {
 			allowed = "and its max-lag is 0: never promoted without --accept-loss"
 		}
-		return e, tell(ErrReplicaBehind, "volume %q is held by node %q, which is down; its freshest replica, on node %q, may lack the last %s of writes (last synced %s), %s. Start drayage on node %q again, or accept losing those writes: drayage volume promote %s --to %s --accept-loss",
-			name, v.Owner, best.Node, units.HumanDuration(lag), best.Synced.Format(time.RFC3339), allowed, v.Owner, name, best.Node)
+		return e, tell(ErrReplicaBehind, "volume %q is held by node %q, which is down; its freshest replica, on node %q, may lack the last %s of writes (last known current at %s), %s. Start drayage on node %q again, or accept losing those writes: drayage volume promote %s --to %s --accept-loss",
+			name, v.Owner, best.Node, units.HumanDuration(lag), time.Now().Add(-lag).UTC().Format(time.RFC3339), allowed, v.Owner, name, best.Node)
 	}
 	nv, err := m.reg.Promote(ctx, v, best, lag, acceptLoss)
 	switch {
@@ -177,11 +177,27 @@ func (m *Manager) ownerSilent(ctx context.Context, v cluster.Volume) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, ownerAnswerWait)
 	defer cancel()
-	if _, err := p.Holds(ctx, v.Owner, v.Name); err != nil {
+	if !p.Answers(ctx, v.Owner) {
 		return nil
 	}
 	return tell(ErrOwnerDown, "volume %q is held by node %q, which gossip says is down and whose lease lapsed, but which answers node %q: it is alive, and a replica is not promoted in its place. Retry in a moment; if it goes on, see node %q's log (its cluster store may be stalling)",
 		v.Name, v.Owner, m.cfg.Node, v.Owner)
+}
+
+// divergedNameTaken reports whether a diverged copy can't take the name keep: too long
+// for a volume name, or a volume of that name exists in the store.
+func (m *Manager) divergedNameTaken(ctx context.Context, keep string) (bool, string) {
+	if err := ValidateName(keep); err != nil {
+		return true, "the name is too long for a volume"
+	}
+	_, err := m.reg.Get(ctx, keep)
+	switch {
+	case errors.Is(err, cluster.ErrVolumeNotFound):
+		return false, ""
+	case err != nil:
+		return true, "the cluster store can't say whether the name is free (" + err.Error() + "); will retry"
+	}
+	return true, "a volume of that name exists"
 }
 
 // freshest picks the replica of v to promote: the one named to, or else the least behind
@@ -255,7 +271,8 @@ func (m *Manager) diverged(ctx context.Context, rec localstore.Record, v cluster
 		return true
 	}
 	if m.cfg.TreeRoot == nil {
-		return false
+		m.report(name, "", fmt.Sprintf("node %q can't hash its copy of volume %q, promoted on node %q: the copy is kept as it is, unused; compare it with the volume by hand", m.cfg.Node, name, p.To))
+		return true // fail closed: the copy may hold writes
 	}
 	root, err := m.cfg.TreeRoot(ctx, m.disk.DataDir(name))
 	if err != nil {
@@ -267,7 +284,18 @@ func (m *Manager) diverged(ctx context.Context, rec localstore.Record, v cluster
 			"promoted_on", p.To, "epoch", p.Epoch+1)
 		return false
 	}
+	if taken, why := m.divergedNameTaken(ctx, keep); taken {
+		m.report(name, metrics.RecordContradicts, fmt.Sprintf("node %q's copy of volume %q holds writes the replica promoted on node %q lacked, and it can't be kept as volume %q: %s. The copy stays as it is, unused, in %s: copy out what you need, then remove it",
+			m.cfg.Node, name, p.To, keep, why, m.disk.DataDir(name)))
+		return true
+	}
 	if rec.MountCount() > 0 {
+		// Restored from before a crash: the mountpoint goes, so that the next Mount of
+		// the volume here binds the volume, not the kept copy.
+		if err := m.unbind(name); err != nil {
+			m.log.Warn("cannot remove the old mountpoint of a volume promoted elsewhere; its copy is kept as it is until it can", "volume", name, "node", m.cfg.Node, "err", err)
+			return true
+		}
 		m.log.Warn("the mounts of a volume promoted elsewhere are from before this node restarted; keeping its copy as a diverged volume all the same",
 			"volume", name, "node", m.cfg.Node, "mounts", rec.MountCount(), "diverged", keep)
 	}
@@ -282,6 +310,7 @@ func (m *Manager) diverged(ctx context.Context, rec localstore.Record, v cluster
 			m.cfg.Node, name, p.To, keep))
 		return true
 	}
+	m.forget() // a tree moved: events under it belong to the new name
 	m.cfg.Metrics.DivergedKept()
 	m.log.Error("kept writes that did not reach the promoted replica as a new, unmounted volume: compare it with the volume, keep what you need, then remove it",
 		"volume", name, "diverged", keep, "node", m.cfg.Node, "promoted_on", p.To, "epoch", p.Epoch+1, "lag_seconds", p.Lag)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -243,4 +244,20 @@ func TestADivergedCopysNameSaysWhichVolumeItCameFrom(t *testing.T) {
 	_, ok = DivergedFrom("pg-data")
 	assert.False(t, ok)
 	require.NoError(t, ValidateName(name), "a valid volume name")
+}
+
+// A diverged copy never takes a name the store knows, nor one too long for a volume: it
+// stays where it is instead, unused.
+func TestADivergedCopyTakesOnlyAFreeValidName(t *testing.T) {
+	ctx := context.Background()
+	ms, _, _, _ := failoverNodes(t)
+	b := ms[1]
+	require.NoError(t, b.Create(ctx, "db-diverged-1-node-a", nil))
+	taken, why := ms[0].divergedNameTaken(ctx, "db-diverged-1-node-a")
+	assert.True(t, taken)
+	assert.Equal(t, "a volume of that name exists", why)
+	taken, _ = ms[0].divergedNameTaken(ctx, DivergedName(strings.Repeat("x", 120), 1, "node-a"))
+	assert.True(t, taken, "too long")
+	taken, _ = ms[0].divergedNameTaken(ctx, "db-diverged-2-node-a")
+	assert.False(t, taken)
 }

@@ -65,7 +65,6 @@ func (m *Manager) Mount(ctx context.Context, name, id string) (string, error) {
 }
 
 func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
-	m.mountsSeen(name)
 	for pulled := false; ; pulled = true {
 		unlock, err := m.begin(ctx, name)
 		if err != nil {
@@ -87,6 +86,9 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 		}
 		if e.Volume.Owner == m.cfg.Node {
 			mp, err := m.mountHere(ctx, e, id)
+			if err == nil {
+				m.mountsSeen(name)
+			}
 			if err != nil && pulled {
 				m.releaseIdle(ctx, name) // what the pull left for this Mount
 			}
@@ -190,7 +192,6 @@ func (m *Manager) Unmount(ctx context.Context, name, id string) error {
 // unmount is Unmount under the volume's lock. For the last reference of a replicated
 // volume it returns a channel that hears the outcome of the replica sync it asked for.
 func (m *Manager) unmount(ctx context.Context, name, id string) (<-chan error, error) {
-	m.mountsSeen(name)
 	unlock, err := m.begin(ctx, name)
 	if err != nil {
 		return nil, err
@@ -222,6 +223,7 @@ func (m *Manager) unmount(ctx context.Context, name, id string) (<-chan error, e
 	if err := m.disk.Save(next); err != nil {
 		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
+	m.mountsSeen(name)
 	switch c := m.claim(name); {
 	case count == 0 && c != nil:
 		if err := m.reg.Release(ctx, c); err != nil {

@@ -147,6 +147,15 @@ func (f *fakePuller) RemovalAsked(ctx context.Context, node, volume string, epoc
 }
 
 // Holds asks node's manager, unless it is down.
+// Answers says whether node would answer a call: it is up, or named in answers.
+func (f *fakePuller) Answers(_ context.Context, node string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, known := f.managers[node]
+	_, isDown := f.down[node]
+	return known && (!isDown || f.answers[node])
+}
+
 func (f *fakePuller) Holds(ctx context.Context, node, volume string) (Holding, error) {
 	f.mu.Lock()
 	owner, known := f.managers[node]

@@ -29,6 +29,9 @@ type Puller interface {
 	DropReplica(ctx context.Context, node, volume string, epoch uint64) error
 	// Peers lists the other nodes gossip knows, with their free space.
 	Peers() []Peer
+	// Answers reports whether node answers a call on its control port within ctx,
+	// whatever gossip says of it: what a failover asks before it replaces a node.
+	Answers(ctx context.Context, node string) bool
 }
 
 // Peer is another node as gossip knows it.
