@@ -64,16 +64,28 @@ func (r *Registry) ClaimMount(ctx context.Context, name, node string, lease Leas
 		}
 		c = &Claim{Volume: name, Node: node, Kind: ClaimMount, Epoch: v.Epoch, Mounts: mounts, Since: time.Now().UTC()}
 		conds := []Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev})}
+		ops := []Op{PutLeased(r.claimKey(name), encode(c), lease), r.markOp(c)}
 		switch {
 		case e.Claim == nil:
 			conds = append(conds, Absent(r.claimKey(name)))
+			// Mounted again: a replica synced clean is current only until a container
+			// writes, and the mark that says one may have goes when it unmounts, before
+			// the sync that follows.
+			dirty, err := r.uncleanReplicas(ctx, name)
+			if err != nil {
+				return txn{}, err
+			}
+			for _, kv := range dirty {
+				conds = append(conds, Unchanged(kv))
+				ops = append(ops, Put(kv.Key, kv.Value))
+			}
 		case e.Claim.Kind == ClaimMount && e.Claim.Node == node:
 			c.Since = e.Claim.Since
 			conds = append(conds, Cond{Key: r.claimKey(name), Rev: e.Claim.Rev})
 		default:
 			return txn{}, claimed(e.Claim)
 		}
-		return txn{conds: conds, ops: []Op{PutLeased(r.claimKey(name), encode(c), lease), r.markOp(c)}}, nil
+		return txn{conds: conds, ops: ops}, nil
 	}, nil)
 	if err != nil {
 		return nil, err

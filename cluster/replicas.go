@@ -118,6 +118,29 @@ func (r *Registry) ConfirmReplicas(ctx context.Context, volume, owner string, ep
 	return nodes, nil
 }
 
+// uncleanReplicas reads the records of the volume's replicas that say they are clean
+// (synced while nothing mounted the volume) and returns them as they must be once it is
+// mounted: not clean, each with the revision it was read at, for the caller's
+// transaction to condition on.
+func (r *Registry) uncleanReplicas(ctx context.Context, volume string) ([]KV, error) {
+	kvs, err := r.store.List(ctx, r.replicasPrefix(volume))
+	if err != nil {
+		return nil, err
+	}
+	var out []KV
+	for _, kv := range kvs {
+		rp, err := decode[Replica](kv, "replica record")
+		if err != nil {
+			return nil, err
+		}
+		if rp.Clean {
+			rp.Clean = false
+			out = append(out, KV{Key: kv.Key, Value: encode(rp), Rev: kv.Rev})
+		}
+	}
+	return out, nil
+}
+
 // Replicas reads the replica records of a volume, sorted by node.
 func (r *Registry) Replicas(ctx context.Context, volume string) ([]Replica, error) {
 	kvs, err := r.store.List(ctx, r.replicasPrefix(volume))

@@ -97,3 +97,26 @@ func TestTheOwnerConfirmsOnlyReplicasOfTheRootItStillHas(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, nodes, "a confirmation no newer than the last writes nothing")
 }
+
+// A replica synced clean is current until the volume is mounted again: the mount claim
+// says it may lack what is written from then on, before any unmount.
+func TestAMountMakesACleanReplicaBehindAgain(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	now := time.Now().UTC()
+	require.NoError(t, r.PutReplica(ctx, cluster.Replica{Volume: "db", Node: "node-b", Epoch: 1, Started: now.Add(-time.Minute), Synced: now, Clean: true, Root: "ab"}))
+	e, err := r.Get(ctx, "db")
+	require.NoError(t, err)
+	rps, err := r.Replicas(ctx, "db")
+	require.NoError(t, err)
+	assert.Zero(t, rps[0].Lag(e.Volume, false, now), "clean, and nothing mounts it")
+
+	c, err := r.ClaimMount(ctx, "db", "node-a", lease(t, s), 1)
+	require.NoError(t, err)
+	require.NoError(t, r.Release(ctx, c)) // unmounted: the mark goes, before any sync
+	rps, err = r.Replicas(ctx, "db")
+	require.NoError(t, err)
+	assert.False(t, rps[0].Clean)
+	assert.Equal(t, time.Minute, rps[0].Lag(e.Volume, false, now), "it may lack what the mount wrote")
+}
