@@ -24,23 +24,24 @@ func failoverNodes(t *testing.T) (ms [3]*Manager, fs [3]*fixture, p *fakePuller,
 	fs[1] = newNode(t, "node-b", fs[0].reg)
 	fs[2] = newNode(t, "node-c", fs[0].reg)
 	p = connect(fs[0], fs[1], fs[2])
-	ms[0] = fs[0].manager(t)
-	p.add("node-a", ms[0])
-	ms[0].SetPuller(p)
 	la = clustertest.Lease(t)
-	for i := range ms {
-		if i > 0 {
-			ms[i] = fs[i].manager(t)
-			p.add(fs[i].node, ms[i])
-			ms[i].SetPuller(p)
-		}
-		ms[i].cfg.TreeRoot = func(_ context.Context, dir string) (string, error) { return treeDigest(dir), nil }
-	}
-	require.NoError(t, ms[0].Init(context.Background(), fs[0].reg, la))
+	ms[0] = startOn(t, fs[0], p, la)
 	for i := 1; i < 3; i++ {
-		require.NoError(t, ms[i].Init(context.Background(), fs[i].reg, clustertest.Lease(t)))
+		ms[i] = startOn(t, fs[i], p, clustertest.Lease(t))
 	}
 	return ms, fs, p, la
+}
+
+// startOn starts a manager over fixture f's state on lease, reachable through p, that
+// hashes trees as the fake puller does: a node's start, or its restart.
+func startOn(t *testing.T, f *fixture, p *fakePuller, lease cluster.Lease) *Manager {
+	t.Helper()
+	m := f.manager(t)
+	m.cfg.TreeRoot = func(_ context.Context, dir string) (string, error) { return treeDigest(dir), nil }
+	p.add(f.node, m)
+	m.SetPuller(p)
+	require.NoError(t, m.Init(context.Background(), f.reg, lease))
+	return m
 }
 
 // kill makes node n's manager look dead: gossip says so, and its lease lapsed.
@@ -119,7 +120,7 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	// holds "late", which the volume lacks: it is kept as a volume of its own, and
 	// node-a's copy of db goes with it.
 	a.Close()
-	a = restart(t, fs[0], p)
+	a = startOn(t, fs[0], p, clustertest.Lease(t))
 	keep := DivergedName("db", 1, "node-a")
 	assert.Equal(t, "db-diverged-1-node-a", keep)
 	kept, err := os.ReadFile(filepath.Join(fs[0].root, "volumes", keep, "data", "late"))
@@ -136,17 +137,6 @@ func TestAMountWhereTheOwnerDiedPromotesAReplicaAndTheOldOwnerKeepsWhatDiverged(
 	// hold one again.
 	b.Reconcile(ctx)
 	replicasAt(t, fs[0].reg, "db", 2, "node-a", "node-c")
-}
-
-// restart starts a new manager over fixture f's state, as a daemon restart does.
-func restart(t *testing.T, f *fixture, p *fakePuller) *Manager {
-	t.Helper()
-	m := f.manager(t)
-	m.cfg.TreeRoot = func(_ context.Context, dir string) (string, error) { return treeDigest(dir), nil }
-	p.add(f.node, m)
-	m.SetPuller(p)
-	require.NoError(t, m.Init(context.Background(), f.reg, clustertest.Lease(t)))
-	return m
 }
 
 // A replica further behind than max-lag is not promoted by a Mount: the error says how

@@ -63,9 +63,12 @@ func (m *Manager) missingReplicas(rec localstore.Record, rps []cluster.Replica, 
 	if len(current)-1 >= m.replicaCount(rec.Options)-1 {
 		return false
 	}
-	pinned := rec.Options[optReplicaNodes]
+	var pinned []string
+	if v := rec.Options[optReplicaNodes]; v != "" {
+		pinned = strings.Split(v, ",")
+	}
 	for _, p := range peers {
-		if p.Alive && !current[p.Name] && (pinned == "" || slices.Contains(strings.Split(pinned, ","), p.Name)) {
+		if p.Alive && !current[p.Name] && (pinned == nil || slices.Contains(pinned, p.Name)) {
 			return true
 		}
 	}
