@@ -8,7 +8,7 @@ PLUGIN ?= drayage
 TAG ?= dev
 export PLUGIN TAG
 
-.PHONY: all build plugin test unit integration lint bench demo clean
+.PHONY: all build plugin test unit integration lint bench chaos demo clean
 
 all: build
 
@@ -35,6 +35,10 @@ integration:
 ## lint: gofmt, go vet and golangci-lint
 lint:
 	scripts/lint.sh
+
+## chaos: the fault campaign on three nodes (short; CHAOS_ROUNDS=N CHAOS_SEED=S[,S] CHAOS_STORE=etcd for soaks and replays)
+chaos:
+	scripts/test.sh chaos
 
 ## bench: transfer engine against rsync over stunnel and tar, and replicated volumes on real engines (see scripts/bench.sh)
 bench:

@@ -53,25 +53,40 @@ const (
 // the test ends.
 func startNodes(t testing.TB, kind storeKind, names []string, env ...string) []*node {
 	t.Helper()
+	nodes, _ := startNodesWith(t, kind, names, nil, env...)
+	return nodes
+}
+
+// startNodesWith is startNodes with prepare, if set, called on each node before its
+// engine starts (to mount a filesystem on its state dir, say; n.engine is not set yet). It returns the store
+// server too (nil for the embedded store).
+func startNodesWith(t testing.TB, kind storeKind, names []string, prepare func(n *node), env ...string) ([]*node, *storetest.Server) {
+	t.Helper()
 	base, err := os.MkdirTemp("", "drn-")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(base) })
 	nodes := make([]*node, len(names))
 	ips := make([]string, len(names))
 	for i, name := range names {
-		e, addr := startNetEngine(t)
-		n := &node{t: t, name: name, addr: addr, engine: e,
-			state: filepath.Join(base, name, "state"), tls: filepath.Join(base, "pki", name)}
+		n := &node{t: t, name: name, state: filepath.Join(base, name, "state"), tls: filepath.Join(base, "pki", name)}
 		require.NoError(t, os.MkdirAll(n.state, 0o700))
-		nodes[i], ips[i] = n, name+"="+addr
+		if prepare != nil {
+			prepare(n) // before the engine starts: its mount namespace is a copy of the host's
+		}
+		n.engine, n.addr = startNetEngine(t)
+		nodes[i], ips[i] = n, name+"="+n.addr
 	}
 	// The bridge exists now: the store can listen on it.
 	storeURL := "embedded"
+	var server *storetest.Server
 	switch kind {
 	case consulStore:
-		storeURL = storetest.StartConsul(t, storetest.ServerOptions{Host: bridgeHost}).URL
+		server = storetest.StartConsul(t, storetest.ServerOptions{Host: bridgeHost})
 	case etcdStore:
-		storeURL = storetest.StartEtcd(t, storetest.ServerOptions{Host: bridgeHost}).URL
+		server = storetest.StartEtcd(t, storetest.ServerOptions{Host: bridgeHost})
+	}
+	if server != nil {
+		storeURL = server.URL
 	}
 	// Cleanups run last-in first-out: stop the nodes while the store still answers, or
 	// each daemon waits on it as it shuts down.
@@ -99,7 +114,7 @@ func startNodes(t testing.TB, kind storeKind, names []string, env ...string) []*
 		}
 		return true
 	})
-	return nodes
+	return nodes, server
 }
 
 // startNetEngine starts an engine on the next free address of the test bridge.

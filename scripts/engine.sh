@@ -12,6 +12,13 @@
 #                                         (--addr engines): dockerd, containerd, plugins
 #   scripts/engine.sh cut DIR | heal DIR  drop all traffic to and from the engine's address,
 #                                         and let it through again (--addr engines)
+#   scripts/engine.sh drop DIR CHAIN MATCH...
+#                                         drop the engine's packets that match (iptables
+#                                         CHAIN and match, in its namespace) until undrop
+#   scripts/engine.sh undrop DIR          remove every rule drop made
+#   scripts/engine.sh shape DIR [QDISC...]
+#                                         shape the engine's link with a tc qdisc (tbf: a
+#                                         slow link); without QDISC, remove the shaping
 #   scripts/engine.sh stop DIR            stop it, remove DIR and its network
 #
 # The engine's API is unix://DIR/docker.sock. DIR must be a short path (containerd's
@@ -30,7 +37,7 @@ subnet=10.213.0
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start|exec|restart|crash|cut|heal|stop DIR ..."
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: $0 start|exec|restart|crash|cut|heal|drop|undrop|shape|stop DIR ..."
 shift 2
 
 pid_of() { cat "$dir/dockerd.pid" 2>/dev/null; }
@@ -124,6 +131,13 @@ traffic() {
 	done
 }
 
+# in_ns runs a command in the engine's network namespace (--addr engines).
+in_ns() {
+	local ns
+	ns=$(netns_of) && [ -e "/run/netns/$ns" ] || die "engine in $dir has no network of its own (start it with --addr)"
+	nsenter "--net=/run/netns/$ns" "$@"
+}
+
 case "$cmd" in
 start)
 	ensure_docker
@@ -164,6 +178,23 @@ cut)
 heal)
 	traffic -D
 	;;
+drop)
+	[ $# -ge 1 ] || die "usage: $0 drop DIR CHAIN [MATCH...]"
+	in_ns iptables -I "$@" -m comment --comment drayage-drop -j DROP
+	;;
+undrop)
+	in_ns iptables -S | grep -- '--comment drayage-drop' | sed 's/^-A /-D /' | while read -r rule; do
+		# shellcheck disable=SC2086
+		in_ns iptables $rule
+	done
+	;;
+shape)
+	if [ $# -gt 0 ]; then
+		in_ns tc qdisc replace dev eth0 root "$@"
+	else
+		in_ns tc qdisc del dev eth0 root 2>/dev/null || true
+	fi
+	;;
 stop)
 	api ps -aq 2>/dev/null | xargs -r docker -H "unix://$dir/docker.sock" rm -f >/dev/null 2>&1 || true
 	api swarm leave --force >/dev/null 2>&1 || true
@@ -172,6 +203,6 @@ stop)
 	rm -rf "$dir"
 	;;
 *)
-	die "unknown command $cmd: use start, exec, restart, crash, cut, heal or stop"
+	die "unknown command $cmd: use start, exec, restart, crash, cut, heal, drop, undrop, shape or stop"
 	;;
 esac

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make test: lint, unit tests, then integration tests against real servers. Installs what
-# it needs. Usage: scripts/test.sh [all|unit|integration]   (default all)
+# it needs. Usage: scripts/test.sh [all|unit|integration|chaos]   (default all)
+# chaos runs only the fault campaign (integration/chaos_test.go), for as long as
+# CHAOS_ROUNDS asks: a soak has no time limit.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/go-env.sh"
 cd "$(dirname "$0")/.."
@@ -33,10 +35,16 @@ fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
 	log "integration tests (real Docker engine)"
 	ensure_docker
-	apt_install busybox-static iproute2 util-linux iptables
+	apt_install busybox-static iproute2 util-linux iptables e2fsprogs
 	# A Nomad agent for the Nomad job test, built from its Go module (minutes, the first
 	# time; cached in .tools/).
 	scripts/build-tools.sh nomad
 	export DRAYAGE_NOMAD="$PWD/.tools/bin/nomad"
-	go test -count=1 -timeout 30m -v ./integration/
+	go test -count=1 -timeout 40m -v ./integration/
+fi
+if [ "$what" = chaos ]; then
+	log "fault campaign (CHAOS_SEED=${CHAOS_SEED:-1,2,random} CHAOS_ROUNDS=${CHAOS_ROUNDS:-4} CHAOS_STORE=${CHAOS_STORE:-embedded})"
+	ensure_docker
+	apt_install busybox-static iproute2 util-linux iptables e2fsprogs
+	go test -count=1 -timeout 0 -v -run '^TestChaos$' ./integration/
 fi

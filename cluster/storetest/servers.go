@@ -223,6 +223,17 @@ func etcdctl(t testing.TB) string {
 	return findBinary(t, "etcdctl", "DRAYAGE_ETCDCTL", "install Debian's etcd-client (make test does)")
 }
 
+// Crash kills the server (SIGKILL) and starts it again over the same data.
+func (s *Server) Crash(t testing.TB) {
+	t.Helper()
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+	s.start(t)
+}
+
 // Restart stops the server and starts it again over the same data.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()

@@ -43,6 +43,7 @@ func twoWrites() *History {
 	h := &History{}
 	h.Add(write("o1", "v", 0, 1, 3))
 	h.Add(write("o2", "v", 2, 3, 2))
+	h.Ops[1].Node = 1
 	return h
 }
 
@@ -120,6 +121,17 @@ func TestCheckJudgesTheStoreRecords(t *testing.T) {
 func TestCheckCopyJudgesAVolumeCopy(t *testing.T) {
 	assert.Empty(t, CheckCopy(twoWrites(), "v", &Copy{Name: "w", Lines: records("o1", 1, 2)}).Violations)
 	assert.Equal(t, []string{InvOneWriter}, violated(CheckCopy(twoWrites(), "v", &Copy{Name: "w", Lines: []string{"o1.1", "o2.1", "o1.2"}})))
+}
+
+// Two containers on one node may write a volume at once; their records interleave.
+func TestCheckLetsContainersOnOneNodeShareAVolume(t *testing.T) {
+	h := &History{}
+	h.Add(write("o1", "v", 0, 3, 3))
+	h.Add(write("o2", "v", 1, 2, 2))
+	live := &Copy{Name: "v", Lines: []string{"o1.1", "o2.1", "o1.2", "o2.2", "o1.3"}}
+	assert.Empty(t, Check(h, Final{Live: map[string]*Copy{"v": live}}, true).Violations)
+	h.Ops[1].Node = 1
+	assert.Equal(t, []string{InvOneWriter}, violated(Check(h, Final{Live: map[string]*Copy{"v": live}}, true)))
 }
 
 func TestPlanRoundIsDrawnFromTheSeed(t *testing.T) {

@@ -30,7 +30,7 @@ const (
 	FaultPause      = "pause"       // SIGSTOP of the daemon for 0.5-10 lease TTLs
 	FaultLeaderKill = "leader-kill" // kill -9 of the store's leader (embedded: its node's daemon)
 	FaultDiskFull   = "disk-full"   // the node's state filesystem filled to the last block
-	FaultSlowNet    = "slow-net"    // tc netem: delay, jitter and loss on the node's link
+	FaultSlowNet    = "slow-net"    // a slow link (tc tbf) that loses packets (iptables statistic)
 	FaultRestore    = "restore"     // the store rolled back to a snapshot from the round's start (etcd)
 )
 
