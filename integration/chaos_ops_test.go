@@ -98,10 +98,12 @@ func (c *chaosCluster) do(round int, p chaos.OpPlan) {
 }
 
 // write runs the writer in a container on node n and records its acknowledgements as
-// they arrive.
+// they arrive. The container names the volume's driver, as Swarm and Nomad do: with -v
+// NAME alone, a container started while the plugin is disabled (a restart) gets a volume
+// the engine makes itself (TestAContainerStartedWhileThePluginIsDisabledIsRefused).
 func (c *chaosCluster) write(ctx context.Context, n *node, op *chaos.Op) (string, error) {
 	cmd := exec.CommandContext(ctx, "docker", "-H", n.engine.host, "run", "--rm", "--name", "chaos-"+op.ID,
-		"--network", "none", "-e", "OP="+op.ID, "-e", "COUNT="+strconv.Itoa(op.Count), "-v", op.Volume+":/data", testImage, "sh", "-c", writer)
+		"--network", "none", "-e", "OP="+op.ID, "-e", "COUNT="+strconv.Itoa(op.Count), "--mount", "type=volume,source="+op.Volume+",target=/data,volume-driver="+nodePlugin, testImage, "sh", "-c", writer)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
