@@ -180,7 +180,7 @@ func (c *chaosCluster) finalCheck(base map[string][2]float64) chaos.Report {
 	// it the time to judge.
 	var last chaos.Report
 	for {
-		last = chaos.Check(c.history, c.copies(), true)
+		last = chaos.Check(c.history, c.cfg.Volumes, c.copies(), true)
 		if len(last.Violations) == 0 || time.Now().After(deadline) {
 			break
 		}

@@ -149,7 +149,7 @@ func (c *chaosCluster) campaign(index int, seed uint64) (chaos.Report, int) {
 		c.round(plan)
 		rounds++
 		r := c.settle()
-		r.Merge(chaos.Check(c.history, c.copies(), false))
+		r.Merge(chaos.Check(c.history, c.cfg.Volumes, c.copies(), false))
 		report.Merge(r)
 		if len(r.Violations) > 0 {
 			return report, rounds

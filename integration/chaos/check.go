@@ -87,11 +87,11 @@ func (r *Report) Pass(inv string) { r.check(inv, true, "", "") }
 
 var recordLine = regexp.MustCompile(`^(o[0-9]+)\.([0-9]+)$`)
 
-// Check judges the history against what the nodes hold. final says whether every
-// fault has healed and every former owner has had time to keep its diverged writes:
-// then an acknowledged record must be in the volume or a -diverged- copy; before, in
-// any copy.
-func Check(h *History, f Final, final bool) Report {
+// Check judges the history of volumes against what the nodes hold. final says whether
+// every fault has healed and every former owner has had time to keep its diverged
+// writes: then an acknowledged record must be in the volume or a -diverged- copy;
+// before, in any copy.
+func Check(h *History, volumes []string, f Final, final bool) Report {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var r Report
@@ -101,11 +101,7 @@ func Check(h *History, f Final, final bool) Report {
 			writes[op.ID] = op
 		}
 	}
-	volumes := map[string]bool{}
-	for _, op := range writes {
-		volumes[op.Volume] = true
-	}
-	for _, v := range sortedKeys(volumes) {
+	for _, v := range volumes {
 		copies := append([]*Copy{}, f.Diverged[v]...)
 		if c := f.Live[v]; c != nil {
 			copies = append(copies, c)

@@ -57,7 +57,7 @@ func violated(r Report) []string {
 
 func TestCheckPassesAVolumeThatHoldsEveryRecordInOrder(t *testing.T) {
 	live := &Copy{Name: "v", Node: "node-b", Lines: cat(records("o1", 1, 3), records("o2", 1, 2), []string{"o2.3"})}
-	r := Check(twoWrites(), Final{Live: map[string]*Copy{"v": live}}, true)
+	r := Check(twoWrites(), []string{"v"}, Final{Live: map[string]*Copy{"v": live}}, true)
 	assert.Empty(t, r.Violations)
 	assert.Equal(t, 5, r.Acked)
 	assert.Equal(t, 5, r.InLive)
@@ -85,7 +85,7 @@ func TestCheckFindsEachBrokenInvariant(t *testing.T) {
 			if c.diverged != nil {
 				f.Diverged = map[string][]*Copy{"v": {{Name: "v-diverged-1-node-a", Node: "node-a", Lines: c.diverged}}}
 			}
-			r := Check(twoWrites(), f, true)
+			r := Check(twoWrites(), []string{"v"}, f, true)
 			assert.Equal(t, []string{c.want}, violated(r), "%v", r.Violations)
 		})
 	}
@@ -97,25 +97,25 @@ func TestCheckFindsEachBrokenInvariant(t *testing.T) {
 func TestCheckFindsARecordOnlyInADivergedCopy(t *testing.T) {
 	live := &Copy{Name: "v", Node: "node-b", Lines: cat(records("o1", 1, 2), records("o2", 1, 2))}
 	old := &Copy{Name: "v-diverged-1-node-a", Node: "node-a", Lines: records("o1", 1, 3)}
-	r := Check(twoWrites(), Final{Live: map[string]*Copy{"v": live}, Diverged: map[string][]*Copy{"v": {old}}}, true)
+	r := Check(twoWrites(), []string{"v"}, Final{Live: map[string]*Copy{"v": live}, Diverged: map[string][]*Copy{"v": {old}}}, true)
 	assert.Empty(t, r.Violations)
 	assert.Equal(t, 1, r.Diverged)
 
 	unjudged := &Copy{Name: "v", Node: "node-a", Lines: records("o1", 1, 3)}
 	f := Final{Live: map[string]*Copy{"v": live}, Others: map[string][]*Copy{"v": {unjudged}}}
-	assert.Empty(t, Check(twoWrites(), f, false).Violations, "between rounds, any copy")
-	assert.Equal(t, []string{InvAckedKept}, violated(Check(twoWrites(), f, true)), "at the end, only the volume or a diverged copy")
+	assert.Empty(t, Check(twoWrites(), []string{"v"}, f, false).Violations, "between rounds, any copy")
+	assert.Equal(t, []string{InvAckedKept}, violated(Check(twoWrites(), []string{"v"}, f, true)), "at the end, only the volume or a diverged copy")
 }
 
 func TestCheckJudgesTheStoreRecords(t *testing.T) {
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	h := &History{Owners: []Owner{{"v", "node-a", 1, at(0)}, {"v", "node-b", 2, at(1)}, {"v", "node-c", 2, at(2)}, {"v", "node-a", 1, at(3)}}}
-	r := Check(h, Final{}, true)
+	r := Check(h, []string{"v"}, Final{}, true)
 	assert.Equal(t, []string{InvOneOwner, InvEpochsRise}, violated(r))
 
 	// Across a restore of the store, an epoch may come back.
 	h = &History{Owners: []Owner{{"v", "node-a", 1, at(0)}, {"v", "node-b", 2, at(1)}, {"v", "node-a", 1, at(3)}}, Rollbacks: []time.Time{at(2)}}
-	assert.Empty(t, Check(h, Final{}, true).Violations)
+	assert.Empty(t, Check(h, []string{"v"}, Final{}, true).Violations)
 }
 
 func TestCheckCopyJudgesAVolumeCopy(t *testing.T) {
@@ -129,9 +129,9 @@ func TestCheckLetsContainersOnOneNodeShareAVolume(t *testing.T) {
 	h.Add(write("o1", "v", 0, 3, 3))
 	h.Add(write("o2", "v", 1, 2, 2))
 	live := &Copy{Name: "v", Lines: []string{"o1.1", "o2.1", "o1.2", "o2.2", "o1.3"}}
-	assert.Empty(t, Check(h, Final{Live: map[string]*Copy{"v": live}}, true).Violations)
+	assert.Empty(t, Check(h, []string{"v"}, Final{Live: map[string]*Copy{"v": live}}, true).Violations)
 	h.Ops[1].Node = 1
-	assert.Equal(t, []string{InvOneWriter}, violated(Check(h, Final{Live: map[string]*Copy{"v": live}}, true)))
+	assert.Equal(t, []string{InvOneWriter}, violated(Check(h, []string{"v"}, Final{Live: map[string]*Copy{"v": live}}, true)))
 }
 
 func TestPlanRoundIsDrawnFromTheSeed(t *testing.T) {
