@@ -19,16 +19,21 @@ import (
 
 // TestChaos is drayage's fault campaign (make chaos; see package chaos): on three nodes
 // with the managed plugin, rounds of concurrent operations while a random fault hits a
-// node, a check after every round and a stricter one after each seed's last.
+// node, a check after every round and a stricter one after each seed's last. It runs
+// on the embedded store, then on an etcd server (where the faults include a restore of
+// the store from a snapshot).
 //
-// In make test it is short: seeds 1 and 2 and one drawn at random, a few rounds each.
-// CHAOS_SEED=S[,S...] replays seeds, CHAOS_ROUNDS=N sets the rounds per seed (a soak),
-// CHAOS_STORE=etcd runs on an etcd server instead of the embedded store (and adds the
-// store restore from a snapshot to the faults).
+// In make test it is short: a few rounds of fixed seeds and one drawn at random on each
+// store. CHAOS_SEED=S[,S...] replays seeds, CHAOS_ROUNDS=N sets the rounds per seed (a
+// soak), CHAOS_STORE=embedded|etcd runs on one store only.
 func TestChaos(t *testing.T) {
-	s := chaosSettingsFromEnv(t)
-	t.Logf("chaos: seeds %v, %d rounds each, store %s (replay with CHAOS_SEED=%d CHAOS_ROUNDS=%d CHAOS_STORE=%s)",
-		s.seeds, s.rounds, s.store, s.seeds[len(s.seeds)-1], s.rounds, s.store)
+	for _, s := range chaosSettingsFromEnv(t) {
+		t.Run(string(s.store), func(t *testing.T) { runChaos(t, s) })
+	}
+}
+
+func runChaos(t *testing.T, s chaosSettings) {
+	t.Logf("chaos: seeds %v, %d rounds each, store %s", s.seeds, s.rounds, s.store)
 	c := startChaos(t, s)
 	began := time.Now()
 	var report chaos.Report
@@ -58,30 +63,40 @@ type chaosSettings struct {
 	maxPause time.Duration // 0: pauses run to 10 lease TTLs
 }
 
-func chaosSettingsFromEnv(t *testing.T) chaosSettings {
-	s := chaosSettings{rounds: 4, store: embeddedStore, maxPause: 15 * time.Second}
+// chaosSettingsFromEnv reads the CHAOS_ settings: a campaign per store.
+func chaosSettingsFromEnv(t *testing.T) []chaosSettings {
+	rounds, maxPause := 4, 15*time.Second
 	if v := os.Getenv("CHAOS_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		require.NoError(t, err, "CHAOS_ROUNDS=%q: give a number of rounds per seed", v)
-		s.rounds, s.maxPause = n, 0
+		rounds, maxPause = n, 0
 	}
+	var seeds []uint64
 	if v := os.Getenv("CHAOS_SEED"); v != "" {
 		for _, f := range strings.Split(v, ",") {
 			seed, err := strconv.ParseUint(strings.TrimSpace(f), 10, 64)
 			require.NoError(t, err, "CHAOS_SEED=%q: give seeds as numbers, comma-separated", v)
-			s.seeds = append(s.seeds, seed)
+			seeds = append(seeds, seed)
 		}
-	} else {
-		s.seeds = []uint64{1, 2, rand.Uint64N(1_000_000)}
+	}
+	campaign := func(store storeKind, fixed ...uint64) chaosSettings {
+		s := chaosSettings{seeds: seeds, rounds: rounds, store: store, maxPause: maxPause}
+		if s.seeds == nil {
+			s.seeds = append(fixed, rand.Uint64N(1_000_000))
+		}
+		return s
 	}
 	switch v := os.Getenv("CHAOS_STORE"); v {
-	case "", "embedded":
+	case "":
+		return []chaosSettings{campaign(embeddedStore, 1, 2), campaign(etcdStore, 3)}
+	case "embedded":
+		return []chaosSettings{campaign(embeddedStore, 1, 2)}
 	case "etcd":
-		s.store = etcdStore
+		return []chaosSettings{campaign(etcdStore, 3)}
 	default:
 		t.Fatalf("CHAOS_STORE=%q: use embedded or etcd", v)
+		return nil
 	}
-	return s
 }
 
 // chaosCluster is the cluster a campaign runs on, and what it recorded.
@@ -92,6 +107,7 @@ type chaosCluster struct {
 	cfg     chaos.Config
 	history *chaos.History
 	seed    uint64 // the seed running now
+	rounds  int    // per seed
 	watch   *recordWatch
 
 	mu    sync.Mutex
@@ -112,7 +128,7 @@ func startChaos(t *testing.T, s chaosSettings) *chaosCluster {
 	}
 	nodes, server := startNodesWith(t, s.store, []string{"node-a", "node-b", "node-c"}, smallDisk,
 		"DRAYAGE_SYNC_INTERVAL=1s", "DRAYAGE_METRICS_ADDR=:7796", "DRAYAGE_LEASE_TTL="+chaosTTL.String())
-	c := &chaosCluster{t: t, nodes: nodes, store: server, history: &chaos.History{}}
+	c := &chaosCluster{t: t, nodes: nodes, store: server, history: &chaos.History{}, rounds: s.rounds}
 	c.cfg = chaos.Config{Nodes: len(nodes), TTL: chaosTTL, MaxPause: s.maxPause}
 	for _, f := range chaos.Faults {
 		if f == chaos.FaultRestore && s.store != etcdStore {
@@ -142,7 +158,7 @@ func (c *chaosCluster) campaign(index int, seed uint64) (chaos.Report, int) {
 	report.Merge(c.settle())
 	base := c.leakBaseline()
 	rounds := 0
-	for round := range c.rounds() {
+	for round := range c.rounds {
 		plan := chaos.PlanRound(c.cfg, seed, round)
 		t.Logf("seed %d round %d: %s on %s at %s for %s; %s", seed, round, plan.Fault.Kind, c.faultNode(plan.Fault),
 			plan.Fault.At, plan.Fault.For.Round(100*time.Millisecond), describeOps(plan.Ops))
@@ -160,11 +176,6 @@ func (c *chaosCluster) campaign(index int, seed uint64) (chaos.Report, int) {
 		c.removeWithCopies(v)
 	}
 	return report, rounds
-}
-
-// rounds is how many rounds each seed runs.
-func (c *chaosCluster) rounds() int {
-	return chaosSettingsFromEnv(c.t).rounds
 }
 
 // round runs a plan: its operations at their times, each in its own goroutine, and its

@@ -40,10 +40,10 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
 	# time; cached in .tools/).
 	scripts/build-tools.sh nomad
 	export DRAYAGE_NOMAD="$PWD/.tools/bin/nomad"
-	go test -count=1 -timeout 40m -v ./integration/
+	go test -count=1 -timeout 50m -v ./integration/
 fi
 if [ "$what" = chaos ]; then
-	log "fault campaign (CHAOS_SEED=${CHAOS_SEED:-1,2,random} CHAOS_ROUNDS=${CHAOS_ROUNDS:-4} CHAOS_STORE=${CHAOS_STORE:-embedded})"
+	log "fault campaign (CHAOS_SEED=${CHAOS_SEED:-fixed and random} CHAOS_ROUNDS=${CHAOS_ROUNDS:-4} CHAOS_STORE=${CHAOS_STORE:-embedded, then etcd})"
 	ensure_docker
 	apt_install busybox-static iproute2 util-linux iptables e2fsprogs
 	go test -count=1 -timeout 0 -v -run '^TestChaos$' ./integration/
