@@ -113,6 +113,8 @@ type chaosCluster struct {
 	mu    sync.Mutex
 	ops   int      // operations so far: their IDs
 	trash []string // volumes to remove when the round ends (copies, created volumes)
+	// restarting serializes the plugin restarts of each node.
+	restarting [3]sync.Mutex
 }
 
 const chaosTTL = 5 * time.Second
