@@ -45,42 +45,43 @@ func (c *chaosCluster) settle() chaos.Report {
 	}
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		problem := c.unsettled()
+		volume, problem := c.unsettled()
 		if problem == "" {
 			r.Pass(invSettles)
 			return r
 		}
 		if time.Now().After(deadline) {
-			r.Fail(invSettles, "", "not settled %s after the round: %s", settleTimeout, problem)
+			r.Fail(invSettles, volume, "not settled %s after the round: %s", settleTimeout, problem)
 			return r
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
 
-// unsettled says what keeps the cluster from being settled ("" if nothing).
-func (c *chaosCluster) unsettled() string {
+// unsettled says what keeps the cluster from being settled, and the volume concerned if
+// it is one ("" if nothing).
+func (c *chaosCluster) unsettled() (string, string) {
 	for _, n := range c.nodes {
 		seen, err := tryNodeList(n)
 		if err != nil {
-			return fmt.Sprintf("node %s's daemon does not answer: %v", n.name, err)
+			return "", fmt.Sprintf("node %s's daemon does not answer: %v", n.name, err)
 		}
 		for _, m := range c.nodes {
 			if m != n && seen[m.name] != "ok" {
-				return fmt.Sprintf("node %s sees node %s as %q", n.name, m.name, seen[m.name])
+				return "", fmt.Sprintf("node %s sees node %s as %q", n.name, m.name, seen[m.name])
 			}
 		}
 	}
 	for _, v := range c.cfg.Volumes {
 		info, err := c.inspect(v)
 		if err != nil {
-			return err.Error()
+			return v, err.Error()
 		}
 		if info.State != volume.StateIdle || info.Claim != nil {
-			return fmt.Sprintf("volume %s is %s on node %s (%s)", v, info.State, info.Node, info.Problem)
+			return v, fmt.Sprintf("volume %s is %s on node %s, %d mounts there (%s)", v, info.State, info.Node, info.Mounts, info.Problem)
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // tryNodeList is what node n's daemon says of each node's reachability.

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,7 +83,7 @@ func chaosSettingsFromEnv(t *testing.T) []chaosSettings {
 	campaign := func(store storeKind, fixed ...uint64) chaosSettings {
 		s := chaosSettings{seeds: seeds, rounds: rounds, store: store, maxPause: maxPause}
 		if s.seeds == nil {
-			s.seeds = append(fixed, rand.Uint64N(1_000_000))
+			s.seeds = append(slices.Clone(fixed), rand.Uint64N(1_000_000))
 		}
 		return s
 	}
