@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -82,15 +83,10 @@ func (c *chaosCluster) fault(round int, f chaos.FaultPlan, snapshot string) {
 		time.Sleep(f.For)
 		require.NoError(c.t, syscall.Kill(pid, syscall.SIGCONT))
 	case chaos.FaultDiskFull:
-		filler := filepath.Join(n.state, "filler")
-		var st unix.Statfs_t
-		require.NoError(c.t, unix.Statfs(n.state, &st))
-		free := int64(st.Bavail) * st.Bsize
-		out, err := tryRun("fallocate", "-l", strconv.FormatInt(free, 10), filler)
-		rec.Detail = fmt.Sprintf("%d MiB filled %s", free>>20, out)
-		_ = err // a disk that filled between statfs and fallocate is full too
+		free := fillDisk(c.t, n)
+		rec.Detail = fmt.Sprintf("%d MiB filled", free>>20)
 		time.Sleep(f.For)
-		require.NoError(c.t, os.Remove(filler))
+		freeDisk(c.t, n)
 	case chaos.FaultSlowNet:
 		// A slow, lossy link: 4 Mbit/s with up to 200 ms of queue, and 3% of the packets
 		// coming in lost. (This kernel has no netem; tbf and iptables' statistic match
@@ -149,4 +145,30 @@ func (c *chaosCluster) nodeOf(f chaos.FaultPlan) *node {
 		}
 	}
 	return nil
+}
+
+// smallDisk makes node n's state dir an ext4 filesystem of its own (1 GiB, loop-mounted),
+// small enough to fill; for startNodesWith.
+func smallDisk(n *node) {
+	t := n.t
+	img := n.state + ".img"
+	run(t, "truncate", "-s", "1G", img)
+	run(t, "mkfs.ext4", "-q", "-m", "0", img)
+	run(t, "mount", "-o", "loop", img, n.state)
+	t.Cleanup(func() { _, _ = tryRun("umount", n.state); _ = os.Remove(img) })
+}
+
+// fillDisk fills node n's state filesystem (smallDisk) to the last block and returns
+// how many bytes that took; freeDisk frees them.
+func fillDisk(t testing.TB, n *node) int64 {
+	var st unix.Statfs_t
+	require.NoError(t, unix.Statfs(n.state, &st))
+	free := int64(st.Bavail) * st.Bsize
+	// A disk that filled between statfs and fallocate is full too.
+	_, _ = tryRun("fallocate", "-l", strconv.FormatInt(free, 10), filepath.Join(n.state, "filler"))
+	return free
+}
+
+func freeDisk(t testing.TB, n *node) {
+	require.NoError(t, os.Remove(filepath.Join(n.state, "filler")))
 }

@@ -122,13 +122,6 @@ const chaosTTL = 5 * time.Second
 
 func startChaos(t *testing.T, s chaosSettings) *chaosCluster {
 	// Each node's state is a filesystem of its own, small enough to fill.
-	smallDisk := func(n *node) {
-		img := n.state + ".img"
-		run(t, "truncate", "-s", "1G", img)
-		run(t, "mkfs.ext4", "-q", "-m", "0", img)
-		run(t, "mount", "-o", "loop", img, n.state)
-		t.Cleanup(func() { _, _ = tryRun("umount", n.state); _ = os.Remove(img) })
-	}
 	nodes, server := startNodesWith(t, s.store, []string{"node-a", "node-b", "node-c"}, smallDisk,
 		"DRAYAGE_SYNC_INTERVAL=1s", "DRAYAGE_METRICS_ADDR=:7796", "DRAYAGE_LEASE_TTL="+chaosTTL.String())
 	c := &chaosCluster{t: t, nodes: nodes, store: server, history: &chaos.History{}, rounds: s.rounds}

@@ -221,7 +221,10 @@ func (m *Manager) unmount(ctx context.Context, name, id string) (<-chan error, e
 		}
 	}
 	if err := m.disk.Save(next); err != nil {
-		return nil, fmt.Errorf("node %q: %w", m.cfg.Node, err)
+		// The engine does not ask again: a mount left in the record would hold the
+		// volume here for ever (a full disk; found by the fault campaign).
+		m.retryUnmount(name, id)
+		return nil, fmt.Errorf("volume %q on node %q: record the unmount: %w; retried every %s until it is recorded (free space in the state dir)", name, m.cfg.Node, err, unmountRetry)
 	}
 	m.mountsSeen(name)
 	switch c := m.claim(name); {
@@ -316,4 +319,27 @@ func (m *Manager) unbind(name string) error {
 		return fmt.Errorf("remove mountpoint: %w", err)
 	}
 	return nil
+}
+
+// unmountRetry is how often an unmount that could not be recorded is tried again.
+const unmountRetry = 2 * time.Second
+
+// retryUnmount records an unmount the engine will not ask for again, once the state dir
+// lets it: in the background, unmountRetry from now, unless the mount ID is gone by then
+// (an unmount recorded meanwhile, a removal) or the manager closes. An attempt that fails
+// to record it again schedules the next.
+func (m *Manager) retryUnmount(name, id string) {
+	m.goBackground(func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(unmountRetry):
+		}
+		if rec, err := m.disk.Load(name); err != nil || rec.Mounts[id] == 0 {
+			return
+		}
+		if _, err := m.unmount(ctx, name, id); err == nil {
+			m.log.Info("recorded an unmount that failed before", "volume", name, "id", id)
+		}
+	})
 }
