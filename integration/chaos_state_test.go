@@ -62,13 +62,13 @@ func (c *chaosCluster) settle() chaos.Report {
 // it is one ("" if nothing).
 func (c *chaosCluster) unsettled() (string, string) {
 	for _, n := range c.nodes {
-		seen, err := tryNodeList(n)
+		seen, err := tryNodeList(n.state)
 		if err != nil {
 			return "", fmt.Sprintf("node %s's daemon does not answer: %v", n.name, err)
 		}
 		for _, m := range c.nodes {
-			if m != n && seen[m.name] != "ok" {
-				return "", fmt.Sprintf("node %s sees node %s as %q", n.name, m.name, seen[m.name])
+			if m != n && seen[m.name].Reach != "ok" {
+				return "", fmt.Sprintf("node %s sees node %s as %q", n.name, m.name, seen[m.name].Reach)
 			}
 		}
 	}
@@ -84,37 +84,9 @@ func (c *chaosCluster) unsettled() (string, string) {
 	return "", ""
 }
 
-// tryNodeList is what node n's daemon says of each node's reachability.
-func tryNodeList(n *node) (map[string]string, error) {
-	out, err := tryRun(binary, "--root", n.state, "node", "ls", "--json")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, out)
-	}
-	var nodes []struct {
-		Name  string `json:"name"`
-		Reach string `json:"reach"`
-	}
-	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
-		return nil, fmt.Errorf("%w: %s", err, out)
-	}
-	seen := map[string]string{}
-	for _, m := range nodes {
-		seen[m.Name] = m.Reach
-	}
-	return seen, nil
-}
-
 // inspect asks node-a's daemon about a volume.
 func (c *chaosCluster) inspect(name string) (volume.Info, error) {
-	out, err := tryRun(binary, "--root", c.nodes[0].state, "volume", "inspect", "--json", name)
-	if err != nil {
-		return volume.Info{}, fmt.Errorf("volume %s: inspect: %w: %s", name, err, out)
-	}
-	var infos []volume.Info
-	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 {
-		return volume.Info{}, fmt.Errorf("volume %s: inspect printed %s", name, out)
-	}
-	return infos[0], nil
+	return tryInspect(c.nodes[0].state, name)
 }
 
 func (c *chaosCluster) node(name string) *node {
@@ -282,15 +254,17 @@ func (c *chaosCluster) leakBaseline() map[string][2]float64 {
 func (c *chaosCluster) checkLeaks(r *chaos.Report, base map[string][2]float64) {
 	for _, n := range c.nodes {
 		var now [2]float64
+		// Within 1.5 times the level before, and 30 more.
+		near := func() bool { return now[0] <= 1.5*base[n.name][0]+30 && now[1] <= 1.5*base[n.name][1]+30 }
 		for range 30 { // settle: a sync or a pull may still be ending
 			m := scrape(c.t, n)
 			now = [2]float64{m["go_goroutines"], m["process_open_fds"]}
-			if now[0] <= 1.5*base[n.name][0]+30 && now[1] <= 1.5*base[n.name][1]+30 {
+			if near() {
 				break
 			}
 			time.Sleep(time.Second)
 		}
-		if now[0] > 1.5*base[n.name][0]+30 || now[1] > 1.5*base[n.name][1]+30 {
+		if !near() {
 			r.Fail(invLeaks, "", "node %s: %v goroutines and %v open files, %v and %v before the rounds", n.name, now[0], now[1], base[n.name][0], base[n.name][1])
 		} else {
 			r.Pass(invLeaks)

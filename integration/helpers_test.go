@@ -68,11 +68,22 @@ func container(t testing.TB, args ...string) string {
 // inspect asks the drayage CLI on the host about a volume.
 func inspect(t testing.TB, root, name string) volume.Info {
 	t.Helper()
-	out := run(t, binary, "--root", root, "volume", "inspect", "--json", name)
+	info, err := tryInspect(root, name)
+	require.NoError(t, err)
+	return info
+}
+
+// tryInspect is inspect that returns what went wrong.
+func tryInspect(root, name string) (volume.Info, error) {
+	out, err := tryRun(binary, "--root", root, "volume", "inspect", "--json", name)
+	if err != nil {
+		return volume.Info{}, fmt.Errorf("volume %s: inspect: %w: %s", name, err, out)
+	}
 	var infos []volume.Info
-	require.NoError(t, json.Unmarshal([]byte(out), &infos), out)
-	require.Len(t, infos, 1)
-	return infos[0]
+	if err := json.Unmarshal([]byte(out), &infos); err != nil || len(infos) != 1 {
+		return volume.Info{}, fmt.Errorf("volume %s: inspect printed %s", name, out)
+	}
+	return infos[0], nil
 }
 
 // uniqueName makes a volume name that no earlier run left behind.

@@ -28,14 +28,26 @@ type netNode struct {
 
 func nodeList(t testing.TB, root string) map[string]control.NodeInfo {
 	t.Helper()
+	m, err := tryNodeList(root)
+	require.NoError(t, err)
+	return m
+}
+
+// tryNodeList is nodeList that returns what went wrong.
+func tryNodeList(root string) (map[string]control.NodeInfo, error) {
+	out, err := tryRun(binary, "--root", root, "node", "ls", "--json")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
 	var nodes []control.NodeInfo
-	out := run(t, binary, "--root", root, "node", "ls", "--json")
-	require.NoError(t, json.Unmarshal([]byte(out), &nodes), out)
+	if err := json.Unmarshal([]byte(out), &nodes); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
 	m := map[string]control.NodeInfo{}
 	for _, n := range nodes {
 		m[n.Name] = n
 	}
-	return m
+	return m, nil
 }
 
 // startNetNode starts a cluster node's daemon on the host, serving no engine (its plugin

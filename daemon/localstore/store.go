@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -31,6 +32,9 @@ const recordFile = "volume.json"
 // Store is the set of volumes held under one state dir.
 type Store struct {
 	root string
+	// reserveUsed: a record write freed the reserve (reserve.go); it is made again once
+	// there is room.
+	reserveUsed atomic.Bool
 }
 
 // Open prepares the layout under root and sweeps what an interrupted create or remove
@@ -42,6 +46,7 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("prepare state dir %s: %w", root, err)
 		}
 	}
+	s.keepReserve()
 	if err := s.pruneRemovals(); err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", s.removalsDir(), err)
 	}
@@ -97,7 +102,7 @@ func (s *Store) Install(rec Record, staging string) error {
 		if err := transfer.MoveIndex(staging, s.DataDir(rec.Name)); err != nil {
 			return fmt.Errorf("install volume %q: %w", rec.Name, err)
 		}
-		return writeRecord(s.volumeDir(rec.Name), rec)
+		return s.writeRecord(s.volumeDir(rec.Name), rec)
 	}
 	tmp, err := os.MkdirTemp(s.tmpDir(), rec.Name+".")
 	if err != nil {
@@ -107,7 +112,7 @@ func (s *Store) Install(rec Record, staging string) error {
 		_ = os.RemoveAll(tmp)
 		return fmt.Errorf("install volume %q: %w", rec.Name, err)
 	}
-	if err := writeRecord(tmp, rec); err != nil {
+	if err := s.writeRecord(tmp, rec); err != nil {
 		_ = os.Rename(filepath.Join(tmp, "data"), staging)
 		_ = os.RemoveAll(tmp)
 		return err
@@ -181,7 +186,7 @@ func (s *Store) InstallReplica(rec Record, staging string) error {
 	if err := swapBeside(staging, data, transfer.TreePath, transfer.MoveTree); err != nil {
 		return fmt.Errorf("install the replica of volume %q: %w", rec.Name, err)
 	}
-	return writeRecord(s.volumeDir(rec.Name), rec)
+	return s.writeRecord(s.volumeDir(rec.Name), rec)
 }
 
 // swapBeside exchanges what is kept beside two trees that were just exchanged (at
@@ -264,7 +269,7 @@ func (s *Store) Create(rec Record, uid, gid int, mode os.FileMode) (err error) {
 	if err := os.Lchown(data, uid, gid); err != nil {
 		return fmt.Errorf("create volume %q: set owner %d:%d: %w", rec.Name, uid, gid, err)
 	}
-	if err := writeRecord(tmp, rec); err != nil {
+	if err := s.writeRecord(tmp, rec); err != nil {
 		return err
 	}
 	if err := syncDir(tmp); err != nil {
@@ -285,7 +290,7 @@ func (s *Store) Save(rec Record) error {
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return ErrNotExist
 	}
-	return writeRecord(dir, rec)
+	return s.writeRecord(dir, rec)
 }
 
 // Delete removes a volume and its data. The volume leaves volumes/ in one rename, so a
@@ -416,8 +421,20 @@ func (s *Store) Size(name string) (int64, error) {
 	return total, nil
 }
 
-// writeRecord writes dir/volume.json through a synced temporary file and a rename.
-func writeRecord(dir string, rec Record) error {
+// writeRecord writes dir/volume.json through a synced temporary file and a rename. A
+// full disk does not stop it while the reserve lasts (reserve.go).
+func (s *Store) writeRecord(dir string, rec Record) error {
+	err := writeRecordFile(dir, rec)
+	if errors.Is(err, syscall.ENOSPC) && s.useReserve() {
+		err = writeRecordFile(dir, rec)
+	}
+	if err == nil && s.reserveUsed.Load() {
+		s.keepReserve()
+	}
+	return err
+}
+
+func writeRecordFile(dir string, rec Record) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode record of volume %q: %w", rec.Name, err)
