@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,17 @@ const (
 	dataPort          = "7792"
 	embeddedStorePort = "7793:7794"
 )
+
+// signal sends sig to pid and says whether the process was still there: a daemon may
+// exit meanwhile (a restart of the workload, a crash), which is no failure of the test.
+func signal(t *testing.T, pid int, sig syscall.Signal) bool {
+	err := syscall.Kill(pid, sig)
+	if errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	require.NoError(t, err, "signal %s to pid %d", sig, pid)
+	return true
+}
 
 // fault injects f, waits its time, heals it and records it.
 func (c *chaosCluster) fault(round int, f chaos.FaultPlan, snapshot string) {
@@ -50,7 +62,7 @@ func (c *chaosCluster) fault(round int, f chaos.FaultPlan, snapshot string) {
 		fallthrough
 	case chaos.FaultKillPlugin:
 		if pid := n.pluginPID(); pid != 0 {
-			require.NoError(c.t, syscall.Kill(pid, syscall.SIGKILL))
+			signal(c.t, pid, syscall.SIGKILL)
 			rec.Detail = fmt.Sprintf("pid %d", pid)
 		}
 		time.Sleep(f.For)
@@ -79,9 +91,13 @@ func (c *chaosCluster) fault(round int, f chaos.FaultPlan, snapshot string) {
 	case chaos.FaultPause:
 		pid := n.pluginPID()
 		require.NotZero(c.t, pid, "node %s's daemon runs", n.name)
-		require.NoError(c.t, syscall.Kill(pid, syscall.SIGSTOP))
+		signal(c.t, pid, syscall.SIGSTOP)
 		time.Sleep(f.For)
-		require.NoError(c.t, syscall.Kill(pid, syscall.SIGCONT))
+		// A plugin restart of the workload (disable -f) may have killed the paused
+		// daemon meanwhile, as it may in production: then there is nothing to resume.
+		if !signal(c.t, pid, syscall.SIGCONT) {
+			rec.Detail = "the daemon was killed while paused (a plugin restart)"
+		}
 	case chaos.FaultDiskFull:
 		free := fillDisk(c.t, n)
 		rec.Detail = fmt.Sprintf("%d MiB filled", free>>20)
