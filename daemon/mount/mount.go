@@ -21,6 +21,9 @@ type Mounter interface {
 	Unbind(target string) error
 	// Mounted reports whether something is mounted at target.
 	Mounted(target string) (bool, error)
+	// InUse reports whether a container has the tree bound at target mounted, or
+	// ErrUseUnknown if that can't be told (users.go).
+	InUse(target string) (bool, error)
 }
 
 // Options say how a volume is mounted.

@@ -13,6 +13,7 @@
 //	state.go     what the manager keeps in memory about each volume
 //	create.go    Create
 //	mount.go     Mount, Unmount, Path, the bind mounts
+//	deadmounts.go releasing restored mounts whose containers died with the engine
 //	pull.go      how a volume held elsewhere comes here: claim, job, pull, commit
 //	puller.go    the Puller interface (implemented by the daemon over the network)
 //	move.go      Move ('drayage volume move')

@@ -205,6 +205,9 @@ func (m *Manager) Init(ctx context.Context, reg *cluster.Registry, lease cluster
 		m.mu.Unlock()
 	}
 	m.sweepMountDir(inUse)
+	if ids := restoredIDs(recs, m.restored); len(ids) > 0 {
+		m.goBackground(func(ctx context.Context) { m.watchRestoredMounts(ctx, ids) })
+	}
 	m.attend(ctx, lease)
 	close(m.ready)
 	m.Reconcile(ctx)

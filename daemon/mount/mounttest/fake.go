@@ -13,6 +13,13 @@ type Fake struct {
 	mounts  map[string]string // target -> source
 	options map[string]mount.Options
 	fail    error
+	use     map[string]use // what InUse reports of each target
+}
+
+// use is what InUse reports of a target: unknown until Use says.
+type use struct {
+	told, used bool
+	err        error
 }
 
 var _ mount.Mounter = (*Fake)(nil)
@@ -60,6 +67,29 @@ func (f *Fake) Mounted(target string) (bool, error) {
 	defer f.mu.Unlock()
 	_, ok := f.mounts[target]
 	return ok, nil
+}
+
+// Use says whether a container uses the mount at target: InUse reports it, or fails
+// with err if err is not nil. Until Use is called for a target, InUse fails with
+// mount.ErrUseUnknown, as it does where the daemon can't see the host's processes.
+func (f *Fake) Use(target string, used bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.use == nil {
+		f.use = map[string]use{}
+	}
+	f.use[target] = use{told: true, used: used, err: err}
+}
+
+// InUse reports what Use said of target.
+func (f *Fake) InUse(target string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.use[target]
+	if !u.told {
+		return false, mount.ErrUseUnknown
+	}
+	return u.used, u.err
 }
 
 // Source returns what target shows, or "" if nothing is bound there.
