@@ -25,6 +25,9 @@ type Config struct {
 	// MountDir is where volumes are bind-mounted for the engine (default Root/mounts). A
 	// managed plugin sets it to its propagatedMount.
 	MountDir string
+	// MountPropagated says MountDir is a managed plugin's propagatedMount: a Mount whose
+	// bind the engine does not see is refused.
+	MountPropagated bool
 	// MountTimeout is Mount's budget, kept below the engine's own deadlines.
 	MountTimeout time.Duration
 	// Version is reported in the node record.

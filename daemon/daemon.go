@@ -56,8 +56,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		Root:     cfg.Root,
 		MountDir: cfg.MountDir,
 		Mounter:  mount.Bind{},
-		Logger:   log,
-		Metrics:  m,
+		// A managed plugin's mount dir is its propagated mount.
+		MountPropagated: cfg.MountPropagated,
+		Logger:          log,
+		Metrics:         m,
 
 		DynamicLimit:        cfg.DynamicLimit,
 		KeepReplica:         cfg.KeepReplica,

@@ -218,11 +218,15 @@ func (n *node) killPlugin() {
 
 // pluginPID finds the node's 'drayage daemon' process by the DRAYAGE_NAME it was given
 // (0: none runs).
-func (n *node) pluginPID() int {
+func (n *node) pluginPID() int { return daemonPID(n.name) }
+
+// daemonPID returns the PID of the drayage daemon of the named node (its DRAYAGE_NAME),
+// or 0 if none runs.
+func daemonPID(name string) int {
 	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
 	for _, p := range procs {
 		env, err := os.ReadFile(p)
-		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "DRAYAGE_NAME="+n.name) {
+		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), "DRAYAGE_NAME="+name) {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))

@@ -59,6 +59,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.StringVar(&cfg.Name, "name", "", "this node's name (default: the host name)")
 	f.StringVar(&socket, "socket", defaultSocket, "Docker volume plugin socket; the driver name is the file name without .sock")
 	f.StringVar(&cfg.MountDir, "mount-dir", "", "where volumes are mounted for the engine (default: ROOT/mounts)")
+	f.BoolVar(&cfg.MountPropagated, "mount-propagated", false, "the mount dir is a managed plugin's propagated mount: refuse a Mount whose bind the engine does not see")
 	f.DurationVar(&cfg.MountTimeout, "mount-timeout", 25*time.Second, "budget for one Mount call, below the engine's own deadline")
 	f.StringVar(&cfg.Store, "store", "embedded", "cluster store: embedded, etcd://HOST:PORT[,HOST:PORT...] or consul://HOST:PORT")
 	f.StringVar(&cfg.StorePrefix, "store-prefix", "drayage/", "key prefix in the cluster store")
@@ -93,7 +94,7 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", 30*time.Second, "how soon a change to a mounted replicated volume reaches its replicas, unless the volume's -o sync-interval says otherwise")
 	f.DurationVar(&cfg.ReplicaReplaceAfter, "replica-replace-after", 10*time.Minute, "how long a replica's node may be down before another node takes its place")
 	f.DurationVar(&cfg.MaxLag, "max-lag", 5*time.Minute, "how far behind a replica may be for a Mount to promote it when its volume's owner is down, unless the volume's -o max-lag says otherwise; 0: never without 'drayage volume promote --accept-loss'")
-	withEnv(f, "name", "socket", "mount-dir", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
+	withEnv(f, "name", "socket", "mount-dir", "mount-propagated", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "store-voters", "store-replace-after", "lease-ttl", "tls-dir", "join",
 		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
 		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace", "replicas", "sync-interval", "replica-replace-after", "max-lag")

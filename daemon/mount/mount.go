@@ -24,6 +24,9 @@ type Mounter interface {
 	// InUse reports whether a container has the tree bound at target mounted, or
 	// ErrUseUnknown if that can't be told (users.go).
 	InUse(target string) (bool, error)
+	// Propagated fails with ErrNotPropagated unless the engine's namespace shows the
+	// bind at target (propagated.go); only asked of a managed plugin's mounts.
+	Propagated(target string) error
 }
 
 // Options say how a volume is mounted.

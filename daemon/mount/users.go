@@ -79,46 +79,61 @@ func peerGroup(optional string) string {
 // scanUsers reads the mount table of every process under proc and reports whether one
 // of them holds a mount of self's tree that is no view of drayage's.
 func scanUsers(proc string, self view) (bool, error) {
+	_, found, err := scan(proc, self, func(m *mountinfo.Info) bool { return uses(m, self) })
+	return found, err
+}
+
+// scan reads the mount table of every process under proc (first the one numbered first,
+// if it is not 0) until one holds a mount of self's tree that match accepts; it returns
+// that process's number.
+func scan(proc string, self view, match func(*mountinfo.Info) bool, first ...int) (int, bool, error) {
 	entries, err := os.ReadDir(proc)
 	if err != nil {
-		return false, fmt.Errorf("%w: %w", ErrUseUnknown, err)
+		return 0, false, fmt.Errorf("%w: %w", ErrUseUnknown, err)
+	}
+	pids := make([]int, 0, len(entries)+len(first))
+	for _, pid := range first {
+		if pid != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
 	}
 	dev := []byte(fmt.Sprintf(" %d:%d ", self.major, self.minor))
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		table, err := os.ReadFile(filepath.Join(proc, e.Name(), "mountinfo"))
+	for _, pid := range pids {
+		table, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "mountinfo"))
 		if gone(err) {
 			continue
 		}
 		if err != nil {
-			return false, fmt.Errorf("%w: mounts of process %s: %w", ErrUseUnknown, e.Name(), err)
+			return 0, false, fmt.Errorf("%w: mounts of process %d: %w", ErrUseUnknown, pid, err)
 		}
 		if !bytes.Contains(table, dev) {
 			continue // most tables: nothing on the volume's disk
 		}
 		ms, err := mountinfo.GetMountsFromReader(bytes.NewReader(table), nil)
 		if err != nil {
-			return false, fmt.Errorf("%w: mounts of process %s: %w", ErrUseUnknown, e.Name(), err)
+			return 0, false, fmt.Errorf("%w: mounts of process %d: %w", ErrUseUnknown, pid, err)
 		}
 		for _, m := range ms {
-			if uses(m, self) {
-				return true, nil
+			if m.ID != self.id && m.Major == self.major && m.Minor == self.minor && within(m.Root, self.root) && match(m) {
+				return pid, true, nil
 			}
 		}
 	}
-	return false, nil
+	return 0, false, nil
 }
 
-// uses tells whether m is a container's mount of self's tree.
+// within tells whether path is root or inside it.
+func within(path, root string) bool {
+	return path == root || strings.HasPrefix(path, strings.TrimSuffix(root, "/")+"/")
+}
+
+// uses tells whether m, a mount of self's tree other than self, is a container's.
 func uses(m *mountinfo.Info, self view) bool {
-	if m.ID == self.id || m.Major != self.major || m.Minor != self.minor {
-		return false
-	}
-	if m.Root != self.root && !strings.HasPrefix(m.Root, strings.TrimSuffix(self.root, "/")+"/") {
-		return false
-	}
 	return self.peers == "" || peerGroup(m.Optional) != self.peers
 }
 

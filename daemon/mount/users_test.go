@@ -108,9 +108,22 @@ func TestWithoutAPeerGroupOnlyTheBindItselfIsDrayages(t *testing.T) {
 	assert.True(t, used)
 }
 
-// The real scan, on this kernel: a namespace that shares the bind's peer group is one
-// of drayage's views (the engine's); one with a private copy is a container's.
-func TestInUseSeesAnotherNamespacesPrivateMount(t *testing.T) {
+// holdNamespace keeps a new mount namespace, a copy of this one made with the given
+// propagation, until the returned func is called.
+func holdNamespace(t *testing.T, propagation string) func() {
+	cmd := exec.Command("unshare", "--mount", "--propagation", propagation, "sleep", "60")
+	require.NoError(t, cmd.Start())
+	// unshare makes the namespace before it runs sleep.
+	require.Eventually(t, func() bool {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
+		return strings.HasSuffix(exe, "/sleep")
+	}, 10*time.Second, 10*time.Millisecond)
+	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+}
+
+// sharedBind binds a new directory at a new target, shared, as a bind under a managed
+// plugin's propagated mount is.
+func sharedBind(t *testing.T) string {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test makes real bind mounts and namespaces: run it as root (make test)")
 	}
@@ -122,21 +135,37 @@ func TestInUseSeesAnotherNamespacesPrivateMount(t *testing.T) {
 	require.NoError(t, m.Bind(src, target, Options{}))
 	t.Cleanup(func() { _ = m.Unbind(target) })
 	require.NoError(t, unix.Mount("", target, "", unix.MS_SHARED, ""))
+	return target
+}
 
+// A bind is propagated when another namespace holds a copy in its peer group (the
+// engine's, through the propagated mount); a private copy (a container's) is not that.
+func TestPropagatedNeedsAPeerInAnotherNamespace(t *testing.T) {
+	target := sharedBind(t)
+	var m Bind
+	require.ErrorIs(t, m.Propagated(target), ErrNotPropagated, "no other namespace")
+	stop := holdNamespace(t, "private")
+	require.ErrorIs(t, m.Propagated(target), ErrNotPropagated, "a private copy only")
+	stop()
+	stop = holdNamespace(t, "unchanged")
+	defer stop()
+	require.NoError(t, m.Propagated(target))
+	require.NoError(t, m.Propagated(target), "again, from the hint")
+
+	require.NoError(t, unix.Mount("", target, "", unix.MS_PRIVATE, ""))
+	require.ErrorIs(t, m.Propagated(target), ErrNotPropagated, "a bind that propagates nowhere")
+}
+
+// The real scan, on this kernel: a namespace that shares the bind's peer group is one
+// of drayage's views (the engine's); one with a private copy is a container's.
+func TestInUseSeesAnotherNamespacesPrivateMount(t *testing.T) {
+	target := sharedBind(t)
+	var m Bind
 	used, err := m.InUse(target)
 	require.NoError(t, err)
 	assert.False(t, used, "only this namespace holds it")
 
-	hold := func(propagation string) func() {
-		cmd := exec.Command("unshare", "--mount", "--propagation", propagation, "sleep", "60")
-		require.NoError(t, cmd.Start())
-		// unshare makes the namespace before it runs sleep.
-		require.Eventually(t, func() bool {
-			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid))
-			return strings.HasSuffix(exe, "/sleep")
-		}, 10*time.Second, 10*time.Millisecond)
-		return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-	}
+	hold := func(propagation string) func() { return holdNamespace(t, propagation) }
 	stop := hold("unchanged")
 	used, err = m.InUse(target)
 	stop()
@@ -153,6 +182,6 @@ func TestInUseSeesAnotherNamespacesPrivateMount(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, used, "the container is gone")
 
-	_, err = m.InUse(filepath.Join(dir, "src"))
+	_, err = m.InUse(filepath.Join(filepath.Dir(target), "src"))
 	assert.ErrorIs(t, err, ErrUseUnknown, "nothing is bound there")
 }

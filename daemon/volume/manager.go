@@ -26,6 +26,9 @@ type Config struct {
 	MountDir string
 	// Mounter makes the bind mounts; mount.Bind{} in production.
 	Mounter mount.Mounter
+	// MountPropagated says MountDir is a managed plugin's propagated mount: a Mount
+	// whose bind the engine's namespace does not show is refused (checkPropagated).
+	MountPropagated bool
 	// Logger receives the manager's logs, already labelled with the node; slog.Default()
 	// if nil.
 	Logger *slog.Logger

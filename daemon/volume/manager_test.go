@@ -27,6 +27,7 @@ type fixture struct {
 	mounter        *mounttest.Fake
 	reg            *cluster.Registry
 	metrics        *metrics.Metrics // nil: none
+	propagated     bool             // the mount dir is a managed plugin's propagated mount
 	// peers, if set, connects the managers this fixture starts to the other nodes'.
 	peers *fakePuller
 }
@@ -43,7 +44,7 @@ func newNode(t *testing.T, node string, reg *cluster.Registry) *fixture {
 
 func (f *fixture) manager(t *testing.T) *Manager {
 	m := NewManager(Config{Node: f.node, Root: f.root, MountDir: f.mountDir, Mounter: f.mounter, Logger: slog.New(slog.DiscardHandler),
-		Metrics: f.metrics})
+		Metrics: f.metrics, MountPropagated: f.propagated})
 	t.Cleanup(m.Close)
 	return m
 }

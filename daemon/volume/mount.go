@@ -149,6 +149,13 @@ func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (st
 			m.recheck(name, time.Now().Add(m.syncInterval(e.Volume.Options)))
 		}
 	}
+	if err := m.checkPropagated(name); err != nil {
+		if count == 1 {
+			_ = m.unbind(name)
+		}
+		undoClaim()
+		return "", err
+	}
 	next := rec.Clone()
 	if next.Mounts == nil {
 		next.Mounts = make(map[string]int)
@@ -299,6 +306,24 @@ func (m *Manager) bind(rec localstore.Record) error {
 	if err := m.cfg.Mounter.Bind(m.disk.DataDir(name), mp, mount.Options{Privileged: AllowsPrivileged(rec.Options)}); err != nil {
 		_ = os.Remove(mp)
 		return err
+	}
+	return nil
+}
+
+// checkPropagated refuses a Mount whose bind the engine would not see (a managed plugin
+// whose propagated mount was torn down under it): the container would get the empty
+// directory under the bind, and write there instead of into the volume.
+func (m *Manager) checkPropagated(name string) error {
+	if !m.cfg.MountPropagated {
+		return nil
+	}
+	err := m.cfg.Mounter.Propagated(m.mountpoint(name))
+	if errors.Is(err, mount.ErrNotPropagated) {
+		m.log.Error("the engine does not see this plugin's mounts: no volume can be mounted here until the plugin restarts", "volume", name, "node", m.cfg.Node, "err", err)
+		return fmt.Errorf("volume %q on node %q: %w: restart the plugin on this node ('docker plugin disable -f NAME && docker plugin enable NAME', NAME as 'docker plugin ls' shows it; one restart at a time), then start the container again", name, m.cfg.Node, err)
+	}
+	if err != nil {
+		m.log.Debug("cannot tell whether the engine sees the bind; mounted all the same", "volume", name, "err", err)
 	}
 	return nil
 }

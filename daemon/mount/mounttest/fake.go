@@ -14,6 +14,8 @@ type Fake struct {
 	options map[string]mount.Options
 	fail    error
 	use     map[string]use // what InUse reports of each target
+	// unpropagated is what Propagated fails with (nil: it succeeds).
+	unpropagated error
 }
 
 // use is what InUse reports of a target: unknown until Use says.
@@ -90,6 +92,23 @@ func (f *Fake) InUse(target string) (bool, error) {
 		return false, mount.ErrUseUnknown
 	}
 	return u.used, u.err
+}
+
+// Unpropagate makes Propagated fail with err from now on (nil: succeed again).
+func (f *Fake) Unpropagate(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unpropagated = err
+}
+
+// Propagated fails as Unpropagate said, if target is bound.
+func (f *Fake) Propagated(target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.mounts[target]; !ok {
+		return mount.ErrUseUnknown
+	}
+	return f.unpropagated
 }
 
 // Source returns what target shows, or "" if nothing is bound there.
