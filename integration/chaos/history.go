@@ -138,3 +138,25 @@ func (h *History) Of(volume string) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
 }
+
+// ForgottenByRollback tells whether volume name was made (created, or a copy made) in a
+// round whose store was then restored from the snapshot taken at the round's start:
+// the store forgot it, while the node that holds it did not, and writes its record again
+// (a copy is newer than the record). A removal in between finds no such volume and
+// succeeds without reaching it, so it can come back after its round.
+func (h *History) ForgottenByRollback(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, op := range h.Ops {
+		made := (op.Kind == OpCreate && op.Volume == name) || (op.Kind == OpCopy && op.Volume+"-copy-"+op.ID == name)
+		if !made {
+			continue
+		}
+		for _, f := range h.Faults {
+			if f.Kind == FaultRestore && f.Round == op.Round && op.Start.Before(f.Healed) {
+				return true
+			}
+		}
+	}
+	return false
+}
