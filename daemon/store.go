@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/backends"
 	"github.com/drayage/drayage/cluster/embedded"
@@ -120,8 +122,20 @@ func (d *Daemon) openStore(ctx context.Context, id *identity.Identity, n *networ
 		Username: d.cfg.StoreUser, Password: d.cfg.StorePassword, Token: d.cfg.StoreToken,
 		Embedded: d.embeddedOptions(id, n),
 	}
+	spec, _ := backends.Parse(d.cfg.Store) // validated with the config
 	backoff := time.Second
 	for {
+		if spec.Kind == backends.KindEmbedded {
+			if err := d.roomForStore(); err != nil {
+				d.log.Error("the embedded store member waits for room under the state dir; the node answers once it has some", "err", err, "retry_in", diskFullRetry)
+				select {
+				case <-ctx.Done():
+					return nil, fmt.Errorf("node %q: %w", d.cfg.Name, err)
+				case <-time.After(diskFullRetry):
+				}
+				continue
+			}
+		}
 		store, err := backends.Open(ctx, cfg)
 		if err == nil {
 			d.announceStore(store)
@@ -147,6 +161,29 @@ func (d *Daemon) openStore(ctx context.Context, id *identity.Identity, n *networ
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// embeddedMinFree is the room the embedded store member needs under the state dir to
+// start. etcd ends the process when a write of its WAL or database finds the disk full;
+// a daemon that died again at every start would be given up by the engine (a managed
+// plugin whose socket does not answer within seconds of its start is disabled, and
+// stays so). So a daemon started on a full disk waits for room instead, answering
+// "starting" meanwhile; diskFullRetry is how often it looks.
+const (
+	embeddedMinFree = 64 << 20
+	diskFullRetry   = 2 * time.Second
+)
+
+// roomForStore fails if the state dir's file system has less than embeddedMinFree free.
+func (d *Daemon) roomForStore() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(d.cfg.Root, &st); err != nil {
+		return nil // the store's own start says what is wrong
+	}
+	if free := st.Bavail * uint64(st.Bsize); free < embeddedMinFree {
+		return fmt.Errorf("the state dir %s has %d MiB free, the embedded store member needs %d MiB: free space there", d.cfg.Root, free>>20, embeddedMinFree>>20)
+	}
+	return nil
 }
 
 // addrInUse reports whether err is a listener's "address already in use" (the embedded

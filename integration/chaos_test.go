@@ -26,7 +26,8 @@ import (
 //
 // In make test it is short: a few rounds of fixed seeds and one drawn at random on each
 // store. CHAOS_SEED=S[,S...] replays seeds, CHAOS_ROUNDS=N sets the rounds per seed (a
-// soak), CHAOS_STORE=embedded|etcd runs on one store only.
+// soak), CHAOS_STORE=embedded|etcd runs on one store only, CHAOS_FAULTS=KIND[,KIND...]
+// draws only those faults (a soak of one fault).
 func TestChaos(t *testing.T) {
 	for _, s := range chaosSettingsFromEnv(t) {
 		t.Run(string(s.store), func(t *testing.T) { runChaos(t, s) })
@@ -62,6 +63,7 @@ type chaosSettings struct {
 	rounds   int
 	store    storeKind
 	maxPause time.Duration // 0: pauses run to 10 lease TTLs
+	faults   []string      // the kinds to draw from; nil: all that the store allows
 }
 
 // chaosSettingsFromEnv reads the CHAOS_ settings: a campaign per store.
@@ -80,8 +82,15 @@ func chaosSettingsFromEnv(t *testing.T) []chaosSettings {
 			seeds = append(seeds, seed)
 		}
 	}
+	var faults []string
+	if v := os.Getenv("CHAOS_FAULTS"); v != "" {
+		for _, f := range strings.Split(v, ",") {
+			require.Contains(t, chaos.Faults, f, "CHAOS_FAULTS=%q: give fault kinds from %v, comma-separated", v, chaos.Faults)
+			faults = append(faults, f)
+		}
+	}
 	campaign := func(store storeKind, fixed ...uint64) chaosSettings {
-		s := chaosSettings{seeds: seeds, rounds: rounds, store: store, maxPause: maxPause}
+		s := chaosSettings{seeds: seeds, rounds: rounds, store: store, maxPause: maxPause, faults: faults}
 		if s.seeds == nil {
 			s.seeds = append(slices.Clone(fixed), rand.Uint64N(1_000_000))
 		}
@@ -127,6 +136,9 @@ func startChaos(t *testing.T, s chaosSettings) *chaosCluster {
 	c := &chaosCluster{t: t, nodes: nodes, store: server, history: &chaos.History{}, rounds: s.rounds}
 	c.cfg = chaos.Config{Nodes: len(nodes), TTL: chaosTTL, MaxPause: s.maxPause}
 	for _, f := range chaos.Faults {
+		if s.faults != nil && !slices.Contains(s.faults, f) {
+			continue
+		}
 		if f == chaos.FaultRestore && s.store != etcdStore {
 			continue // the embedded store is restored by an operator only into a new cluster
 		}
@@ -222,14 +234,18 @@ func (c *chaosCluster) logsOf(volume string) string {
 	for _, n := range c.nodes {
 		var lines []string
 		for _, l := range strings.Split(n.log(), "\n") {
-			if volume != "" && strings.Contains(l, "volume="+volume+" ") {
+			if volume == "" || strings.Contains(l, "volume="+volume+" ") {
 				if i := strings.Index(l, "msg=\"time="); i >= 0 {
 					l = l[i+5:]
 				}
 				lines = append(lines, l)
 			}
 		}
-		fmt.Fprintf(&b, "node %s's log about volume %s (last 40 lines):\n%s\n", n.name, volume, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		what := "about volume " + volume
+		if volume == "" {
+			what = "(a problem of no one volume)"
+		}
+		fmt.Fprintf(&b, "node %s's log %s (last 40 lines):\n%s\n", n.name, what, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 	}
 	return b.String()
 }

@@ -3,7 +3,10 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,4 +51,30 @@ func TestAnUnmountOnAFullDiskIsRecorded(t *testing.T) {
 		return info.Mounts == 0 && info.State == "idle" && info.Claim == nil
 	})
 	assert.Equal(t, "kept", b.run("--mount", mount, testImage, "cat", "/data/f"), "and the volume moves")
+}
+
+// A node's plugin restarts while its state dir is full (the embedded store member ends
+// the daemon when a write finds the disk full; the engine starts it again). A daemon
+// that died again at start, before its socket answered, was disabled by the engine for
+// good: the node stayed out of the cluster after the disk had room (found by the fault
+// campaign: seed 14, a disk-full round). It waits for room now, answering "starting",
+// and joins once the disk is freed.
+func TestADaemonStartedOnAFullDiskWaitsForRoom(t *testing.T) {
+	nodes, _ := startNodesWith(t, embeddedStore, []string{"node-a", "node-b", "node-c"}, smallDisk)
+	a, c := nodes[0], nodes[2]
+	fillDisk(t, c)
+	pid := c.pluginPID()
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	// The engine gives a restarted plugin about 12 s to answer on its socket.
+	time.Sleep(20 * time.Second)
+	assert.Equal(t, "true", c.docker("plugin", "inspect", "-f", "{{.Enabled}}", nodePlugin), "the plugin stays enabled")
+	assert.NotZero(t, c.pluginPID(), "its daemon runs")
+	assert.True(t, strings.Contains(c.log(), "waits for room under the state dir"), "the daemon says why it waits")
+
+	freeDisk(t, c)
+	eventually(t, timeout, "node-c back in the cluster once its disk has room", func() bool {
+		seen, err := tryNodeList(a.state)
+		return err == nil && seen["node-c"].Reach == "ok"
+	})
 }

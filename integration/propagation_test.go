@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,7 +33,12 @@ func TestAMountTheEngineCannotSeeIsRefused(t *testing.T) {
 	// binds no longer reach the engine's namespace.
 	pid := daemonPID("restart-node")
 	require.NotZero(t, pid, "the plugin's daemon runs")
-	run(t, "nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), "mount", "--make-private", "/mnt/drayage")
+	rootfs, _ := filepath.Glob(filepath.Join(e.dir, "data", "plugins", "*", "rootfs"))
+	require.Len(t, rootfs, 1, "the engine's one plugin")
+	busybox, err := exec.LookPath("busybox")
+	require.NoError(t, err, "busybox-static (make test installs it)")
+	run(t, "cp", busybox, filepath.Join(rootfs[0], "busybox"))
+	run(t, "nsenter", fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), "/busybox", "mount", "--make-private", "/mnt/drayage")
 
 	out := mustFail(t, "docker", write("lost")...)
 	assert.Contains(t, out, `volume "pv" on node "restart-node"`)

@@ -9,7 +9,6 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 )
 
 // urls are a member's client and peer URLs.
@@ -41,9 +40,8 @@ func startServer(ctx context.Context, opts Options, state, initial string) (*emb
 	}
 	// Learners wait for a third node before they are promoted together (steward.go).
 	cfg.MaxLearners = opts.Voters
-	// etcd logs spurious errors on every clean shutdown; what matters reaches us as
-	// errors from Start or from the client.
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// Only etcd's last words (fatallog.go).
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lastWordsLogger(opts.Logger))
 	cfg.ListenMetricsUrls = nil
 	if opts.Identity != nil {
 		// Both ports admit only certificates of the cluster CA. A member dialling another
