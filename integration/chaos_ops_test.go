@@ -53,12 +53,12 @@ func (c *chaosCluster) do(round int, p chaos.OpPlan) {
 		c.trash = append(c.trash, name)
 		c.mu.Unlock()
 		if err == nil {
-			// A copy is a state the volume was in.
+			// A copy is a state the volume was in: read now, checked once the round's
+			// writes, some of them still running, are in the history.
 			lines, _ := logLines(filepath.Join(dataDir(target, name), "log"))
-			r := chaos.CheckCopy(c.history, p.Volume, &chaos.Copy{Name: name, Node: target.name, Lines: lines})
-			for _, v := range r.Violations {
-				c.t.Errorf("%s\nhistory of volume %s:\n%s", v, p.Volume, c.history.Of(p.Volume))
-			}
+			c.mu.Lock()
+			c.made = append(c.made, madeCopy{volume: p.Volume, copy: &chaos.Copy{Name: name, Node: target.name, Lines: lines}})
+			c.mu.Unlock()
 		}
 	case chaos.OpPromote:
 		args := []string{"--root", n.state, "volume", "promote", p.Volume, "--to", target.name}

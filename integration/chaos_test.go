@@ -123,6 +123,8 @@ type chaosCluster struct {
 	mu    sync.Mutex
 	ops   int      // operations so far: their IDs
 	trash []string // volumes to remove when the round ends (copies, created volumes)
+	// made are the copies the round made, checked when it ends.
+	made []madeCopy
 	// restarting serializes the plugin restarts of each node.
 	restarting [3]sync.Mutex
 }
@@ -205,12 +207,23 @@ func (c *chaosCluster) round(p chaos.Plan) {
 	c.fault(p.Round, p.Fault, snapshot)
 	wg.Wait()
 	c.mu.Lock()
-	trash := c.trash
-	c.trash = nil
+	trash, made := c.trash, c.made
+	c.trash, c.made = nil, nil
 	c.mu.Unlock()
+	for _, m := range made {
+		for _, v := range chaos.CheckCopy(c.history, m.volume, m.copy).Violations {
+			c.t.Errorf("%s\nhistory of volume %s:\n%s", v, m.volume, c.history.Of(m.volume))
+		}
+	}
 	for _, v := range trash {
 		c.removeWithCopies(v)
 	}
+}
+
+// madeCopy is a copy a round made of a volume, as it was when made.
+type madeCopy struct {
+	volume string
+	copy   *chaos.Copy
 }
 
 func describeOps(ops []chaos.OpPlan) string {

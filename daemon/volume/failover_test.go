@@ -206,7 +206,10 @@ func TestAVolumeShortOfReplicasIsHealedOnlyWhenANodeCanHoldOne(t *testing.T) {
 	rec := localstore.Record{Name: "db", Epoch: 2, Options: map[string]string{"replicas": "3"}}
 	alive := func(n string) Peer { return Peer{Name: n, Alive: true, LastSeen: time.Now()} }
 	downFor := func(n string, d time.Duration) Peer { return Peer{Name: n, LastSeen: time.Now().Add(-d)} }
-	at := func(n string, epoch uint64) cluster.Replica { return cluster.Replica{Node: n, Epoch: epoch} }
+	at := func(n string, epoch uint64) cluster.Replica { return cluster.Replica{Node: n, Epoch: epoch, Synced: time.Now()} }
+	// A former owner that kept its copy as a replica after a failover records it at the
+	// new epoch, never synced.
+	kept := func(n string, epoch uint64) cluster.Replica { return cluster.Replica{Node: n, Epoch: epoch} }
 	for name, tc := range map[string]struct {
 		rps   []cluster.Replica
 		peers []Peer
@@ -218,6 +221,7 @@ func TestAVolumeShortOfReplicasIsHealedOnlyWhenANodeCanHoldOne(t *testing.T) {
 		"one of an older epoch, to bring up":   {[]cluster.Replica{at("b", 2), at("c", 1)}, []Peer{alive("b"), alive("c")}, true},
 		"a node down a moment keeps its place": {[]cluster.Replica{at("b", 2), at("c", 2)}, []Peer{alive("b"), downFor("c", time.Second), alive("d")}, false},
 		"a node down long is replaced":         {[]cluster.Replica{at("b", 2), at("c", 2)}, []Peer{alive("b"), downFor("c", time.Hour), alive("d")}, true},
+		"one kept, never synced, to bring up":  {[]cluster.Replica{at("b", 2), kept("c", 2)}, []Peer{alive("b"), alive("c")}, true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			assert.Equal(t, tc.want, m.missingReplicas(rec, tc.rps, tc.peers))

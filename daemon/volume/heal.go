@@ -47,8 +47,10 @@ func (m *Manager) healReplicas(ctx context.Context, recs []localstore.Record) {
 
 // missingReplicas reports whether the volume of rec, with these replica records, lacks
 // a current replica that one of peers could hold or bring up to date: a record counts if
-// it is of rec's epoch and its node is alive, or was seen within
-// DRAYAGE_REPLICA_REPLACE_AFTER.
+// it is of rec's epoch and was synced at it (a former owner keeps its copy as a replica
+// after a failover, recorded at the new epoch but never synced: found by the fault
+// campaign, such a replica stayed stale while the volume was idle), and its node is
+// alive, or was seen within DRAYAGE_REPLICA_REPLACE_AFTER.
 func (m *Manager) missingReplicas(rec localstore.Record, rps []cluster.Replica, peers []Peer) bool {
 	byName := map[string]Peer{}
 	for _, p := range peers {
@@ -56,7 +58,7 @@ func (m *Manager) missingReplicas(rec localstore.Record, rps []cluster.Replica, 
 	}
 	current := map[string]bool{m.cfg.Node: true}
 	for _, rp := range rps {
-		if p, ok := byName[rp.Node]; ok && rp.Epoch == rec.Epoch && (p.Alive || time.Since(p.LastSeen) < m.replicaReplaceAfter()) {
+		if p, ok := byName[rp.Node]; ok && rp.Epoch == rec.Epoch && !rp.Synced.IsZero() && (p.Alive || time.Since(p.LastSeen) < m.replicaReplaceAfter()) {
 			current[rp.Node] = true
 		}
 	}
