@@ -206,7 +206,9 @@ func TestAVolumeShortOfReplicasIsHealedOnlyWhenANodeCanHoldOne(t *testing.T) {
 	rec := localstore.Record{Name: "db", Epoch: 2, Options: map[string]string{"replicas": "3"}}
 	alive := func(n string) Peer { return Peer{Name: n, Alive: true, LastSeen: time.Now()} }
 	downFor := func(n string, d time.Duration) Peer { return Peer{Name: n, LastSeen: time.Now().Add(-d)} }
-	at := func(n string, epoch uint64) cluster.Replica { return cluster.Replica{Node: n, Epoch: epoch, Synced: time.Now()} }
+	at := func(n string, epoch uint64) cluster.Replica {
+		return cluster.Replica{Node: n, Epoch: epoch, Synced: time.Now()}
+	}
 	// A former owner that kept its copy as a replica after a failover records it at the
 	// new epoch, never synced.
 	kept := func(n string, epoch uint64) cluster.Replica { return cluster.Replica{Node: n, Epoch: epoch} }
