@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/drayage/drayage/daemon/localstore"
@@ -118,10 +119,7 @@ func restoredIDs(recs []localstore.Record, restored map[string]bool) map[string]
 		if !restored[rec.Name] {
 			continue
 		}
-		ids[rec.Name] = map[string]int{}
-		for id, n := range rec.Mounts {
-			ids[rec.Name][id] = n
-		}
+		ids[rec.Name] = maps.Clone(rec.Mounts)
 	}
 	return ids
 }
