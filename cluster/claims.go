@@ -14,6 +14,10 @@ const (
 	// ClaimCopy holds a volume while a node copies it into a new volume: the volume is
 	// neither mounted nor moved meanwhile, and its owner sends it only to that node.
 	ClaimCopy = "copy"
+	// ClaimSeed holds a volume while its owner fills it from its source (a volume created
+	// with -o from=URL): it is neither mounted elsewhere, moved nor copied until the fill
+	// is done (cluster/seed.go).
+	ClaimSeed = "seed"
 )
 
 // Claim says who holds a volume right now. It lives on its holder's lease.
@@ -45,6 +49,8 @@ func claimed(c *Claim) error {
 		return fmt.Errorf("volume %q is moving to node %q: %w", c.Volume, c.Node, ErrMigrating)
 	case ClaimCopy:
 		return fmt.Errorf("volume %q is being copied to node %q: %w", c.Volume, c.Node, ErrInUse)
+	case ClaimSeed:
+		return fmt.Errorf("volume %q is being filled from its source on node %q: %w", c.Volume, c.Node, ErrInUse)
 	}
 	return fmt.Errorf("volume %q is mounted on node %q by %d container(s): %w", c.Volume, c.Node, c.Mounts, ErrInUse)
 }

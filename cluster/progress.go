@@ -29,8 +29,11 @@ type progressRecord struct {
 
 func recordOf(p progress.Transfer) progressRecord {
 	kind := ClaimMigrate
-	if p.Kind == progress.KindCopy {
+	switch p.Kind {
+	case progress.KindCopy:
 		kind = ClaimCopy
+	case progress.KindSeed:
+		kind = ClaimSeed
 	}
 	return progressRecord{Volume: p.Volume, Kind: kind, Copy: p.Copy, Node: p.To, From: p.From,
 		Bytes: p.Bytes, Total: p.Total, Files: p.Files, TotalFiles: p.TotalFiles, Rate: p.Rate(),
@@ -39,8 +42,11 @@ func recordOf(p progress.Transfer) progressRecord {
 
 func (r progressRecord) transfer() progress.Transfer {
 	kind := progress.KindMove
-	if r.Kind == ClaimCopy {
+	switch r.Kind {
+	case ClaimCopy:
 		kind = progress.KindCopy
+	case ClaimSeed:
+		kind = progress.KindSeed
 	}
 	return progress.Transfer{Volume: r.Volume, Kind: kind, Copy: r.Copy, From: r.From, To: r.Node,
 		Counts:  progress.Counts{Bytes: r.Bytes, Total: r.Total, Files: r.Files, TotalFiles: r.TotalFiles},

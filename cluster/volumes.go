@@ -14,6 +14,7 @@ const (
 	StateMounted   = "mounted"
 	StateMigrating = "migrating"
 	StateCopying   = "copying"
+	StateFilling   = "filling"
 	StateRemoving  = "removing"
 )
 
@@ -62,6 +63,8 @@ func (e Entry) State() string {
 		return StateMigrating
 	case e.Claim.Kind == ClaimCopy:
 		return StateCopying
+	case e.Claim.Kind == ClaimSeed:
+		return StateFilling
 	default:
 		return StateMounted
 	}

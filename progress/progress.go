@@ -2,8 +2,9 @@
 // the transfer engine that counts what arrives, the cluster store that publishes it to
 // every node, the volume manager and daemon that show it, and the CLI that draws it.
 //
-// A transfer is a move (a Mount on another node, 'drayage volume move') or a copy
-// ('drayage volume copy'); the cluster's claim kind "migrate" is a move here.
+// A transfer is a move (a Mount on another node, 'drayage volume move'), a copy
+// ('drayage volume copy') or a seed (a volume created with -o from=URL, filled from
+// there); the cluster's claim kind "migrate" is a move here.
 package progress
 
 import (
@@ -16,6 +17,9 @@ import (
 const (
 	KindMove = "move"
 	KindCopy = "copy"
+	// KindSeed fills a new volume from its source (-o from=URL): From is the source's
+	// URL, To the volume's node.
+	KindSeed = "seed"
 )
 
 // Counts are what has arrived of what is to arrive. The totals count what the sender
