@@ -113,7 +113,9 @@ func TestUnpackMakesTheDirectoriesAnArchiveImplies(t *testing.T) {
 }
 
 func TestHostileArchivesAreRefusedNamingTheEntry(t *testing.T) {
-	file := func(name string) tar.Header { return tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3} }
+	file := func(name string) tar.Header {
+		return tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}
+	}
 	for name, tc := range map[string]struct {
 		headers []tar.Header
 		raw     []byte
