@@ -1,0 +1,190 @@
+package seed_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/daemon/seed"
+	"github.com/drayage/drayage/daemon/seed/seedtest"
+)
+
+func TestParseSaysWhatIsWrongWithASource(t *testing.T) {
+	sum := hex.EncodeToString(make([]byte, 32))
+	for _, tc := range []struct{ from, sha, why string }{
+		{"ftp://host/a.tar", "", `scheme "ftp"`},
+		{"http://host/a.tar", "", "plain http"},
+		{"https://user:secret@host/a.tar", "", "carries credentials"},
+		{"s3://bucket", "", "names no object"},
+		{"s3://bucket/backups/", "", "names a prefix"},
+		{"https://host/a.tar", "abc", "not a SHA-256"},
+		{"https:///a.tar", "", "names no host"},
+		{"", "", "is not a URL"},
+	} {
+		_, err := seed.Parse(tc.from, tc.sha)
+		require.ErrorIs(t, err, seed.ErrBadSource, tc.from)
+		assert.Contains(t, err.Error(), tc.why, tc.from)
+		assert.NotContains(t, err.Error(), "secret", "a credential is never repeated")
+	}
+	for _, ok := range []struct{ from, sha string }{{"https://host/a.tar", ""}, {"http://host:8080/a.tar.gz", sum}, {"s3://bucket/dir/a.tar.zst", ""}} {
+		src, err := seed.Parse(ok.from, ok.sha)
+		require.NoError(t, err, ok.from)
+		assert.Equal(t, ok.from, src.String())
+	}
+	src, err := seed.Parse("https://host/a.tar?X-Amz-Signature=abc", "")
+	require.NoError(t, err)
+	assert.Equal(t, "https://host/a.tar", src.String(), "logs and progress never show a query, which may hold a signature")
+}
+
+// archive is 8 MiB of random bytes: what a fetch moves, whatever it is.
+func archive(t *testing.T) ([]byte, string) {
+	b := make([]byte, 8<<20)
+	_, _ = rand.Read(b)
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:])
+}
+
+func serve(t *testing.T) *seedtest.Server {
+	s, err := seedtest.Start("127.0.0.1:0", true)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// A download cut at 30% resumes where it was cut, with If-Range: only the rest crosses
+// the network again.
+func TestACutDownloadResumesWhereItWasCut(t *testing.T) {
+	s := serve(t)
+	b, sum := archive(t)
+	s.Put("/a.tar", b)
+	cut := int64(len(b)) * 3 / 10
+	s.CutAfter("/a.tar", cut)
+	src, err := seed.Parse(s.URL+"/a.tar", sum)
+	require.NoError(t, err)
+	f := &seed.Fetcher{HTTP: s.Client()}
+	file := filepath.Join(t.TempDir(), "download")
+
+	_, err = f.Fetch(context.Background(), src, file, nil)
+	require.Error(t, err, "the first attempt is cut")
+	assert.False(t, seed.Permanent(err), "a cut is worth another try: %v", err)
+	var last int64
+	res, err := f.Fetch(context.Background(), src, file, func(got, total int64) { last = got; assert.Equal(t, int64(len(b)), total) })
+	require.NoError(t, err)
+	assert.Equal(t, cut, res.From, "the second attempt starts where the first was cut")
+	assert.Equal(t, int64(len(b))-cut, res.Got)
+	assert.Equal(t, int64(len(b)), last)
+	assert.Equal(t, int64(len(b)), s.Sent("/a.tar"), "not a byte was sent twice")
+	assert.Equal(t, []string{"", "bytes=2516582-"}, s.Ranges("/a.tar"))
+	got, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(b, got))
+
+	again, err := f.Fetch(context.Background(), src, file, nil)
+	require.NoError(t, err)
+	assert.Zero(t, again.Got, "a finished download is not fetched again")
+}
+
+// A server that ignores Range, or whose archive changed, sends the archive whole: the
+// download starts over rather than splicing two archives.
+func TestADownloadStartsOverWhenTheServerWillNotResume(t *testing.T) {
+	for name, change := range map[string]func(s *seedtest.Server, b []byte){
+		"range ignored":   func(s *seedtest.Server, _ []byte) { s.IgnoreRange.Store(true) },
+		"archive changed": func(s *seedtest.Server, b []byte) { s.Put("/a.tar", b) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := serve(t)
+			b, sum := archive(t)
+			s.Put("/a.tar", b)
+			s.CutAfter("/a.tar", 1<<20)
+			src, err := seed.Parse(s.URL+"/a.tar", sum)
+			require.NoError(t, err)
+			f := &seed.Fetcher{HTTP: s.Client()}
+			file := filepath.Join(t.TempDir(), "download")
+			_, err = f.Fetch(context.Background(), src, file, nil)
+			require.Error(t, err)
+			change(s, b)
+			res, err := f.Fetch(context.Background(), src, file, nil)
+			require.NoError(t, err)
+			assert.True(t, res.Restarted)
+			assert.Equal(t, int64(len(b)), res.Got)
+		})
+	}
+}
+
+// The wrong sha256 fails for good, and the download goes; so does a missing archive.
+func TestAWrongSHA256OrAMissingArchiveIsPermanent(t *testing.T) {
+	s := serve(t)
+	b, _ := archive(t)
+	s.Put("/a.tar", b)
+	src, err := seed.Parse(s.URL+"/a.tar", hex.EncodeToString(make([]byte, 32)))
+	require.NoError(t, err)
+	f := &seed.Fetcher{HTTP: s.Client()}
+	file := filepath.Join(t.TempDir(), "download")
+	_, err = f.Fetch(context.Background(), src, file, nil)
+	require.ErrorIs(t, err, seed.ErrMismatch)
+	assert.True(t, seed.Permanent(err))
+	assert.Contains(t, err.Error(), "not the 0000000000000000000000000000000000000000000000000000000000000000 the volume was created with")
+	_, serr := os.Stat(file)
+	assert.ErrorIs(t, serr, os.ErrNotExist, "a download that is not the archive is not kept")
+
+	missing, err := seed.Parse(s.URL+"/missing.tar", "")
+	require.NoError(t, err)
+	_, err = f.Fetch(context.Background(), missing, file, nil)
+	require.ErrorIs(t, err, seed.ErrRefused)
+	assert.Contains(t, err.Error(), "404 Not Found")
+}
+
+func TestFormatIsToldByTheFirstBytes(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		head []byte
+		want string
+	}{
+		"gzip": {[]byte{0x1f, 0x8b, 8, 0}, "gzip"},
+		"zstd": {[]byte{0x28, 0xb5, 0x2f, 0xfd, 0}, "zstd"},
+		"tar":  {append(make([]byte, 257), "ustar\x0000"...), "tar"},
+		"xz":   {[]byte{0xfd, '7', 'z', 'X', 'Z', 0}, "xz"},
+		"text": {[]byte("hello"), "neither gzip, zstd nor tar"},
+	} {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, tc.head, 0o600))
+		got, err := seed.Format(p)
+		if err != nil {
+			require.ErrorIs(t, err, seed.ErrFormat)
+			assert.Contains(t, err.Error(), tc.want)
+			continue
+		}
+		assert.Equal(t, tc.want, got)
+	}
+}
+
+// Open reads a zstd archive, told by its first bytes.
+func TestOpenDecompresses(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.tar.zst")
+	require.NoError(t, os.WriteFile(p, zstdOf(t, []byte("tar bytes")), 0o600))
+	open, err := seed.Open(p)
+	require.NoError(t, err)
+	r, err := open()
+	require.NoError(t, err)
+	b, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.NoError(t, r.Close())
+	assert.Equal(t, "tar bytes", string(b))
+}
+
+func zstdOf(t *testing.T, b []byte) []byte {
+	e, err := zstd.NewWriter(nil)
+	require.NoError(t, err)
+	return e.EncodeAll(b, nil)
+}

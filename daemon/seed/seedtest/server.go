@@ -1,0 +1,198 @@
+// Package seedtest serves archives over real HTTPS for the tests of seeding: a server
+// that honours or ignores Range, and can cut a download midway.
+package seedtest
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves archives by path over HTTPS (or HTTP), with a test CA.
+type Server struct {
+	*httptest.Server
+	// CA is the PEM of the CA that signed the server's certificate (HTTPS only).
+	CA     []byte
+	client *http.Client
+	// IgnoreRange has the server answer every request whole, as some servers do.
+	IgnoreRange atomic.Bool
+
+	mu    sync.Mutex
+	files map[string][]byte
+	etags map[string]string
+	cut   map[string]int64 // path -> the byte after which the next answer breaks off
+	// Requests counts the requests, and Sent the content bytes sent, by path.
+	requests map[string]int
+	sent     map[string]int64
+	ranges   map[string][]string
+}
+
+// Start serves on addr ("127.0.0.1:0", or an address a network namespace reaches), over
+// HTTPS with a CA of its own if secure (CA is its PEM, for DRAYAGE_SEED_CA; Client
+// trusts it), else over plain HTTP. Close stops it.
+func Start(addr string, secure bool) (*Server, error) {
+	s := newServer()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.Listener = l
+	if !secure {
+		s.Server.Start()
+		s.client = &http.Client{}
+		return s, nil
+	}
+	host, _, _ := net.SplitHostPort(l.Addr().String())
+	cert, caPEM, pool, err := newCert(net.ParseIP(host))
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	s.Server.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.Server.StartTLS()
+	s.CA = caPEM
+	s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return s, nil
+}
+
+// Client is an HTTP client that trusts the server.
+func (s *Server) Client() *http.Client { return s.client }
+
+// newCert makes a CA and a server certificate it signs for ip.
+func newCert(ip net.IP) (tls.Certificate, []byte, *x509.CertPool, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "seedtest CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, err
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip.String()}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{ip}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pool, nil
+}
+
+func newServer() *Server {
+	return &Server{files: map[string][]byte{}, etags: map[string]string{}, cut: map[string]int64{},
+		requests: map[string]int{}, sent: map[string]int64{}, ranges: map[string][]string{}}
+}
+
+// Put serves b at path (starting with "/") under a new ETag.
+func (s *Server) Put(path string, b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.files[path] = b
+	s.etags[path] = `"` + time.Now().Format("150405.000000000") + `"`
+}
+
+// CutAfter has the next answer for path break off after n content bytes.
+func (s *Server) CutAfter(path string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cut[path] = n
+}
+
+// Requests is how many requests path had; Sent how many of its content bytes went out;
+// Ranges the Range headers it was asked with.
+func (s *Server) Requests(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[path]
+}
+
+// Sent is how many content bytes of path the server sent.
+func (s *Server) Sent(path string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent[path]
+}
+
+// Ranges are the Range headers path was asked with ("" for none).
+func (s *Server) Ranges(path string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.ranges[path]...)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	s.mu.Lock()
+	b, ok := s.files[p]
+	etag := s.etags[p]
+	cut, cutting := s.cut[p]
+	delete(s.cut, p)
+	s.requests[p]++
+	s.ranges[p] = append(s.ranges[p], r.Header.Get("Range"))
+	s.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if s.IgnoreRange.Load() {
+		r.Header.Del("Range")
+	}
+	w.Header().Set("ETag", etag)
+	cw := &countingWriter{ResponseWriter: w, limit: -1}
+	if cutting {
+		cw.limit = cut
+	}
+	http.ServeContent(cw, r, "", time.Time{}, bytes.NewReader(b))
+	s.mu.Lock()
+	s.sent[p] += cw.n
+	s.mu.Unlock()
+	if cw.broken {
+		panic(http.ErrAbortHandler) // the connection is dropped mid-body
+	}
+}
+
+// countingWriter counts content bytes, and breaks off after limit of them (-1: never).
+type countingWriter struct {
+	http.ResponseWriter
+	n, limit int64
+	broken   bool
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.limit >= 0 && c.n+int64(len(p)) > c.limit {
+		p = p[:c.limit-c.n]
+		c.broken = true
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	if c.broken {
+		if f, ok := c.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		return n, http.ErrAbortHandler
+	}
+	return n, err
+}
