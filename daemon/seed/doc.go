@@ -2,7 +2,7 @@
 // (.tar, .tar.gz or .tar.zst, told apart by its first bytes) at an https or http URL or
 // an S3 object.
 //
-// Parse checks a source as a volume option gives it. A Fetcher downloads the archive to
+// source.Parse checks a source as a volume option gives it. A Fetcher downloads the archive to
 // a file beside the volume's staging tree, resuming a download that was cut or whose
 // daemon restarted (HTTP Range with If-Range, S3 ranged GETs matching the object's
 // ETag), and checks the whole file against the sha256 the volume was created with. Open
@@ -11,7 +11,7 @@
 //
 // Files:
 //
-//	source.go    Source and Parse: what a volume's from and sha256 options may say
+//	source/      what a volume's from and sha256 options may say (no network: the volume manager checks options with it)
 //	fetch.go     Fetcher: a download to a file, resumed, verified
 //	http.go      the download over HTTP(S), by ranges
 //	s3.go        the download from S3, by ranges (minio-go)

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/drayage/drayage/daemon/seed/source"
 )
 
 // ErrRefused means the source answered that it will not give the archive (no such
@@ -25,7 +27,7 @@ var ErrMismatch = errors.New("sha256 mismatch")
 
 // Permanent reports whether err is one that trying again does not cure.
 func Permanent(err error) bool {
-	return errors.Is(err, ErrRefused) || errors.Is(err, ErrMismatch) || errors.Is(err, ErrBadSource) || errors.Is(err, ErrFormat)
+	return errors.Is(err, ErrRefused) || errors.Is(err, ErrMismatch) || errors.Is(err, source.ErrBad) || errors.Is(err, ErrFormat)
 }
 
 // S3Config is how the daemon reaches S3 (DRAYAGE_S3_*).
@@ -104,7 +106,7 @@ const syncEvery = 16 << 20
 // the same archive), and reports the bytes on disk and the archive's size (-1: not yet
 // known) to progress as they grow. One call is one attempt; a caller tries again after
 // an error that is not Permanent.
-func (f *Fetcher) Fetch(ctx context.Context, src Source, file string, progress func(got, total int64)) (Fetched, error) {
+func (f *Fetcher) Fetch(ctx context.Context, src source.Source, file string, progress func(got, total int64)) (Fetched, error) {
 	d := loadState(file, src.String())
 	res := Fetched{Size: d.Size, From: d.Size}
 	if !d.Complete {
@@ -123,7 +125,7 @@ func (f *Fetcher) Fetch(ctx context.Context, src Source, file string, progress f
 }
 
 // fetch downloads what file lacks of the archive and marks d complete.
-func (f *Fetcher) fetch(ctx context.Context, src Source, file string, d *download, progress func(got, total int64)) (Fetched, error) {
+func (f *Fetcher) fetch(ctx context.Context, src source.Source, file string, d *download, progress func(got, total int64)) (Fetched, error) {
 	out, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return Fetched{}, err
@@ -200,7 +202,7 @@ func syncState(out *os.File, file string, d *download, synced int64) error {
 }
 
 // verify checks a whole archive against src's SHA-256, if it has one.
-func verify(src Source, file string, size int64) error {
+func verify(src source.Source, file string, size int64) error {
 	if src.SHA256 == "" {
 		return nil
 	}
@@ -229,7 +231,7 @@ type body struct {
 
 // open asks the source for the archive from byte from on, if it still is the one
 // validator names (from 0: all of it). The body may start at 0 anyway.
-func (f *Fetcher) open(ctx context.Context, src Source, from int64, validator string) (*body, error) {
+func (f *Fetcher) open(ctx context.Context, src source.Source, from int64, validator string) (*body, error) {
 	if src.URL.Scheme == "s3" {
 		return f.openS3(ctx, src, from, validator)
 	}

@@ -6,14 +6,16 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/drayage/drayage/daemon/seed/source"
 )
 
 // openHTTP asks an http(s) server for the archive from byte from on, with If-Range so
 // that a server whose archive changed sends all of it instead.
-func (f *Fetcher) openHTTP(ctx context.Context, src Source, from int64, validator string) (*body, error) {
+func (f *Fetcher) openHTTP(ctx context.Context, src source.Source, from int64, validator string) (*body, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, src.URL.String(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrBadSource, src, err)
+		return nil, fmt.Errorf("%w: %s: %w", source.ErrBad, src, err)
 	}
 	if from > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", from))

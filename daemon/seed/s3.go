@@ -10,6 +10,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/drayage/drayage/daemon/seed/source"
 )
 
 // minio-go speaks S3 to AWS and to the S3-compatible servers (MinIO, Ceph, versitygw,
@@ -24,7 +26,7 @@ func (f *Fetcher) client() (*minio.Client, error) {
 		if f.S3.Endpoint != "" {
 			u, err := url.Parse(f.S3.Endpoint)
 			if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-				f.s3Err = fmt.Errorf("%w: DRAYAGE_S3_ENDPOINT=%q is not a URL like https://HOST[:PORT]", ErrBadSource, f.S3.Endpoint)
+				f.s3Err = fmt.Errorf("%w: DRAYAGE_S3_ENDPOINT=%q is not a URL like https://HOST[:PORT]", source.ErrBad, f.S3.Endpoint)
 				return
 			}
 			host, secure, lookup = u.Host, u.Scheme == "https", minio.BucketLookupPath
@@ -44,7 +46,7 @@ func (f *Fetcher) client() (*minio.Client, error) {
 }
 
 // openS3 asks S3 for the object from byte from on, if its ETag is still validator.
-func (f *Fetcher) openS3(ctx context.Context, src Source, from int64, validator string) (*body, error) {
+func (f *Fetcher) openS3(ctx context.Context, src source.Source, from int64, validator string) (*body, error) {
 	c, err := f.client()
 	if err != nil {
 		return nil, err
@@ -74,7 +76,7 @@ func (f *Fetcher) openS3(ctx context.Context, src Source, from int64, validator 
 // s3Reader reads an object, its errors said as s3Error says them.
 type s3Reader struct {
 	*minio.Object
-	src Source
+	src source.Source
 	c   *minio.Client
 }
 
@@ -88,7 +90,7 @@ func (r s3Reader) Read(p []byte) (int, error) {
 
 // s3Error says what S3 answered; an answer that trying again won't change wraps
 // ErrRefused.
-func s3Error(src Source, c *minio.Client, err error) error {
+func s3Error(src source.Source, c *minio.Client, err error) error {
 	r := minio.ToErrorResponse(err)
 	switch r.Code {
 	case "NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidBucketName", "AllAccessDisabled":

@@ -17,34 +17,8 @@ import (
 
 	"github.com/drayage/drayage/daemon/seed"
 	"github.com/drayage/drayage/daemon/seed/seedtest"
+	"github.com/drayage/drayage/daemon/seed/source"
 )
-
-func TestParseSaysWhatIsWrongWithASource(t *testing.T) {
-	sum := hex.EncodeToString(make([]byte, 32))
-	for _, tc := range []struct{ from, sha, why string }{
-		{"ftp://host/a.tar", "", `scheme "ftp"`},
-		{"http://host/a.tar", "", "plain http"},
-		{"https://user:secret@host/a.tar", "", "carries credentials"},
-		{"s3://bucket", "", "names no object"},
-		{"s3://bucket/backups/", "", "names a prefix"},
-		{"https://host/a.tar", "abc", "not a SHA-256"},
-		{"https:///a.tar", "", "names no host"},
-		{"", "", "is not a URL"},
-	} {
-		_, err := seed.Parse(tc.from, tc.sha)
-		require.ErrorIs(t, err, seed.ErrBadSource, tc.from)
-		assert.Contains(t, err.Error(), tc.why, tc.from)
-		assert.NotContains(t, err.Error(), "secret", "a credential is never repeated")
-	}
-	for _, ok := range []struct{ from, sha string }{{"https://host/a.tar", ""}, {"http://host:8080/a.tar.gz", sum}, {"s3://bucket/dir/a.tar.zst", ""}} {
-		src, err := seed.Parse(ok.from, ok.sha)
-		require.NoError(t, err, ok.from)
-		assert.Equal(t, ok.from, src.String())
-	}
-	src, err := seed.Parse("https://host/a.tar?X-Amz-Signature=abc", "")
-	require.NoError(t, err)
-	assert.Equal(t, "https://host/a.tar", src.String(), "logs and progress never show a query, which may hold a signature")
-}
 
 // archive is 8 MiB of random bytes: what a fetch moves, whatever it is.
 func archive(t *testing.T) ([]byte, string) {
@@ -69,7 +43,7 @@ func TestACutDownloadResumesWhereItWasCut(t *testing.T) {
 	s.Put("/a.tar", b)
 	cut := int64(len(b)) * 3 / 10
 	s.CutAfter("/a.tar", cut)
-	src, err := seed.Parse(s.URL+"/a.tar", sum)
+	src, err := source.Parse(s.URL+"/a.tar", sum)
 	require.NoError(t, err)
 	f := &seed.Fetcher{HTTP: s.Client()}
 	file := filepath.Join(t.TempDir(), "download")
@@ -106,7 +80,7 @@ func TestADownloadStartsOverWhenTheServerWillNotResume(t *testing.T) {
 			b, sum := archive(t)
 			s.Put("/a.tar", b)
 			s.CutAfter("/a.tar", 1<<20)
-			src, err := seed.Parse(s.URL+"/a.tar", sum)
+			src, err := source.Parse(s.URL+"/a.tar", sum)
 			require.NoError(t, err)
 			f := &seed.Fetcher{HTTP: s.Client()}
 			file := filepath.Join(t.TempDir(), "download")
@@ -126,7 +100,7 @@ func TestAWrongSHA256OrAMissingArchiveIsPermanent(t *testing.T) {
 	s := serve(t)
 	b, _ := archive(t)
 	s.Put("/a.tar", b)
-	src, err := seed.Parse(s.URL+"/a.tar", hex.EncodeToString(make([]byte, 32)))
+	src, err := source.Parse(s.URL+"/a.tar", hex.EncodeToString(make([]byte, 32)))
 	require.NoError(t, err)
 	f := &seed.Fetcher{HTTP: s.Client()}
 	file := filepath.Join(t.TempDir(), "download")
@@ -137,7 +111,7 @@ func TestAWrongSHA256OrAMissingArchiveIsPermanent(t *testing.T) {
 	_, serr := os.Stat(file)
 	assert.ErrorIs(t, serr, os.ErrNotExist, "a download that is not the archive is not kept")
 
-	missing, err := seed.Parse(s.URL+"/missing.tar", "")
+	missing, err := source.Parse(s.URL+"/missing.tar", "")
 	require.NoError(t, err)
 	_, err = f.Fetch(context.Background(), missing, file, nil)
 	require.ErrorIs(t, err, seed.ErrRefused)

@@ -1,4 +1,6 @@
-package seed
+// Package source is what a volume's from and sha256 options may say: where its first
+// content comes from. It only parses; package seed fetches.
+package source
 
 import (
 	"encoding/hex"
@@ -8,9 +10,9 @@ import (
 	"strings"
 )
 
-// ErrBadSource means a volume's from or sha256 option is not something drayage can
+// ErrBad means a volume's from or sha256 option is not something drayage can
 // fill a volume from; the message says what was wrong and what to give instead.
-var ErrBadSource = errors.New("bad seed source")
+var ErrBad = errors.New("bad seed source")
 
 // Source is where a volume's first content comes from.
 type Source struct {
@@ -28,7 +30,7 @@ type Source struct {
 // who can list volumes, so credentials go in the daemon's settings.
 func Parse(from, sha string) (Source, error) {
 	bad := func(format string, args ...any) (Source, error) {
-		return Source{}, fmt.Errorf("%w: %s", ErrBadSource, fmt.Sprintf(format, args...))
+		return Source{}, fmt.Errorf("%w: %s", ErrBad, fmt.Sprintf(format, args...))
 	}
 	u, err := url.Parse(from)
 	if err != nil || from == "" {
