@@ -97,6 +97,12 @@ type Config struct {
 	// volume's owner is down, unless its max-lag option says otherwise (0: 5m; negative:
 	// never without --accept-loss).
 	MaxLag time.Duration
+	// SeedCA is a PEM file of the CAs an https source of a volume's first content must
+	// chain to, relative to TLSDir unless absolute (empty: the system's).
+	SeedCA string
+	// S3 is how the node reaches S3 for s3:// sources: S3SecretKeyFile names a file
+	// holding the secret key, relative to TLSDir unless absolute.
+	S3Endpoint, S3Region, S3AccessKey, S3SecretKeyFile string
 }
 
 // Validate checks the settings and fills in defaults.

@@ -51,6 +51,10 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}
 	log = log.With("node", cfg.Name)
 	m := metrics.New(metrics.Options{Node: cfg.Name, Version: cfg.Version})
+	seeds, err := newSeeder(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	vols := volume.NewManager(volume.Config{
 		Node:     cfg.Name,
 		Root:     cfg.Root,
@@ -69,6 +73,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		ReplicaReplaceAfter: cfg.ReplicaReplaceAfter,
 		MaxLag:              cfg.MaxLag,
 		TreeRoot:            transfer.TreeRoot,
+		Seeder:              seeds,
 	})
 	m.SetVolumeStates(vols.LocalStates)
 	m.SetReplicaLags(vols.ReplicaLags)

@@ -123,7 +123,7 @@ func TestBadRequestsComeBackAsClearErrors(t *testing.T) {
 	got := e.call("Create", map[string]any{"Name": "../etc"})
 	assert.Contains(t, got["Err"], `invalid volume name "../etc"`)
 	got = e.call("Create", map[string]any{"Name": "v1", "Opts": map[string]string{"color": "red"}})
-	assert.Contains(t, got["Err"], `invalid volume option "color": valid options are allow-privileged, gid, max-lag, mode, replica-nodes, replicas, sync-interval, uid`)
+	assert.Contains(t, got["Err"], `invalid volume option "color": valid options are allow-privileged, from, gid, max-lag, mode, replica-nodes, replicas, sha256, sync-interval, uid`)
 	got = e.call("Mount", map[string]any{"Name": "ghost", "ID": "c1"})
 	assert.Contains(t, got["Err"], `volume "ghost" on node "node-a": no such volume`)
 }

@@ -94,10 +94,16 @@ DRAYAGE_* variable named in its help; a flag wins over its variable.`,
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", 30*time.Second, "how soon a change to a mounted replicated volume reaches its replicas, unless the volume's -o sync-interval says otherwise")
 	f.DurationVar(&cfg.ReplicaReplaceAfter, "replica-replace-after", 10*time.Minute, "how long a replica's node may be down before another node takes its place")
 	f.DurationVar(&cfg.MaxLag, "max-lag", 5*time.Minute, "how far behind a replica may be for a Mount to promote it when its volume's owner is down, unless the volume's -o max-lag says otherwise; 0: never without 'drayage volume promote --accept-loss'")
+	f.StringVar(&cfg.SeedCA, "seed-ca", "", "CA certificates (PEM file, in the TLS dir unless the path is absolute) an https source of a volume's content (-o from=https://...) must chain to (default: the system's)")
+	f.StringVar(&cfg.S3Endpoint, "s3-endpoint", "", "S3 server for s3:// sources, https://HOST[:PORT] (default: AWS)")
+	f.StringVar(&cfg.S3Region, "s3-region", "", "S3 region (default: the server's)")
+	f.StringVar(&cfg.S3AccessKey, "s3-access-key", "", "S3 access key ID (default: anonymous)")
+	f.StringVar(&cfg.S3SecretKeyFile, "s3-secret-key-file", "", "file holding the S3 secret key, in the TLS dir unless the path is absolute")
 	withEnv(f, "name", "socket", "mount-dir", "mount-propagated", "mount-timeout", "store", "store-prefix", "store-ca", "store-cert",
 		"store-key", "store-user", "store-password", "store-token", "embedded-addr", "store-voters", "store-replace-after", "lease-ttl", "tls-dir", "join",
 		"advertise", "cluster", "gossip-port", "control-port", "data-port", "port-range", "probe-interval", "rate-limit", "dynamic-limit", "keep-replica", "metrics-addr",
-		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace", "replicas", "sync-interval", "replica-replace-after", "max-lag")
+		"stream-timeout", "max-transfers", "max-data-conns", "staging-grace", "replicas", "sync-interval", "replica-replace-after", "max-lag",
+		"seed-ca", "s3-endpoint", "s3-region", "s3-access-key", "s3-secret-key-file")
 	return cmd
 }
 

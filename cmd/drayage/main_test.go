@@ -111,7 +111,7 @@ func TestREADMESettingsTableMatchesTheFlags(t *testing.T) {
 	_, table, ok := strings.Cut(string(b), "\n## Settings\n")
 	require.True(t, ok, "README has a Settings section")
 	table, _, _ = strings.Cut(table, "\n## ")
-	flagRE, envRE := regexp.MustCompile("`--([a-z-]+)`"), regexp.MustCompile("`(DRAYAGE_[A-Z_]+)`")
+	flagRE, envRE := regexp.MustCompile("`--([a-z0-9-]+)`"), regexp.MustCompile("`(DRAYAGE_[A-Z0-9_]+)`")
 	documented := map[string]bool{}
 	for _, line := range strings.Split(table, "\n") {
 		cols := strings.Split(line, "|")

@@ -30,6 +30,9 @@ type Record struct {
 	// replica kept current by syncs (see volume's replica.go); zero for an old copy kept
 	// after a move.
 	Synced time.Time `json:"synced,omitzero"`
+	// Filling says the volume was created with -o from=URL and is not filled yet: its
+	// data dir is empty, and it is neither mounted nor sent until the fill is installed.
+	Filling bool `json:"filling,omitempty"`
 }
 
 // Replica reports whether the copy is an old one, kept after the volume moved on.

@@ -84,3 +84,9 @@ func (s *Store) DropStaging(name string) {
 	_ = os.RemoveAll(s.StagingDir(name))
 	_ = transfer.RemoveIndex(s.StagingDir(name))
 }
+
+// DropDownload deletes the archive a volume was filled from, with its download's state.
+func (s *Store) DropDownload(name string) {
+	_ = os.Remove(s.DownloadPath(name))
+	_ = os.Remove(s.DownloadPath(name) + ".json")
+}

@@ -41,7 +41,7 @@ type Store struct {
 // left behind.
 func Open(root string) (*Store, error) {
 	s := &Store{root: root}
-	for _, dir := range []string{s.volumesDir(), s.tmpDir(), s.trashDir(), s.stagingDir()} {
+	for _, dir := range []string{s.volumesDir(), s.tmpDir(), s.trashDir(), s.stagingDir(), s.downloadsDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("prepare state dir %s: %w", root, err)
 		}
@@ -78,6 +78,12 @@ func (s *Store) stagingDir() string { return filepath.Join(s.root, "staging") }
 
 // StagingDir is where a pull of the named volume assembles its tree.
 func (s *Store) StagingDir(name string) string { return filepath.Join(s.stagingDir(), name) }
+
+// DownloadPath is where the archive a volume is filled from downloads to (its download's
+// state beside it, with .json added). The directory exists.
+func (s *Store) DownloadPath(name string) string { return filepath.Join(s.downloadsDir(), name) }
+
+func (s *Store) downloadsDir() string { return filepath.Join(s.root, "downloads") }
 
 // Install puts a pulled tree (a finished staging dir) in place as the volume's data, in
 // one atomic step: the volume is its old data, or none, or the complete new tree. A

@@ -33,13 +33,18 @@ func (m *Manager) Create(ctx context.Context, name string, raw map[string]string
 		}
 		return m.checkSameOptions(v, opts, canon)
 	}
-	if err := m.disk.Create(localstore.Record{Name: name, Options: canon, Created: v.Created, Epoch: v.Epoch}, opts.UID, opts.GID, opts.Mode); err != nil {
+	filling := opts.From != ""
+	if err := m.disk.Create(localstore.Record{Name: name, Options: canon, Created: v.Created, Epoch: v.Epoch, Filling: filling}, opts.UID, opts.GID, opts.Mode); err != nil {
 		if rmErr := m.reg.FinishRemoval(ctx, v); rmErr != nil {
 			m.log.Error("cannot undo the cluster record of a volume whose creation failed", "volume", name, "err", rmErr)
 		}
 		return fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
 	m.log.Info("created volume", "volume", name, "options", formatOptions(canon))
+	if filling {
+		m.startSeed(ctx, e)
+		return nil
+	}
 	if m.replicated(canon) {
 		m.scheduleSync(name, time.Now(), false)
 	}

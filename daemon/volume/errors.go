@@ -111,6 +111,9 @@ func held(name string, c *cluster.Claim, mountedHint string) error {
 		return tell(ErrInUse, "volume %q is moving to node %q right now; retry when it is done", name, c.Node)
 	case cluster.ClaimCopy:
 		return tell(ErrInUse, "volume %q is being copied to node %q right now; retry when it is done", name, c.Node)
+	case cluster.ClaimSeed:
+		return tell(ErrInUse, "volume %q is being filled from %s on node %q right now; see how far with 'drayage volume inspect %s', retry when it is done, or remove it on node %q to give it up",
+			name, c.From, c.Node, name, c.Node)
 	}
 	return tell(ErrInUse, "volume %q is mounted on node %q by %s; %s", name, c.Node, containers(c.Mounts), mountedHint)
 }

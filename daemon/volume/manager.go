@@ -56,6 +56,9 @@ type Config struct {
 	// (transfer.TreeRoot): what a node compares with the root hash of a replica promoted
 	// in place of its copy. Without it, a former owner's copy is treated like any old one.
 	TreeRoot func(ctx context.Context, dir string) (string, error)
+	// Seeder fills volumes created with -o from=URL (seed.go); without it they can't be
+	// filled.
+	Seeder Seeder
 	// Metrics, if set, times every Mount.
 	Metrics *metrics.Metrics
 	// StagingGrace is how long the staging tree of a pull that failed is kept for the

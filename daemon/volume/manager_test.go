@@ -30,6 +30,8 @@ type fixture struct {
 	propagated     bool             // the mount dir is a managed plugin's propagated mount
 	// peers, if set, connects the managers this fixture starts to the other nodes'.
 	peers *fakePuller
+	// seeder, if set, fills the volumes created with -o from.
+	seeder Seeder
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -44,7 +46,7 @@ func newNode(t *testing.T, node string, reg *cluster.Registry) *fixture {
 
 func (f *fixture) manager(t *testing.T) *Manager {
 	m := NewManager(Config{Node: f.node, Root: f.root, MountDir: f.mountDir, Mounter: f.mounter, Logger: slog.New(slog.DiscardHandler),
-		Metrics: f.metrics, MountPropagated: f.propagated})
+		Metrics: f.metrics, MountPropagated: f.propagated, Seeder: f.seeder})
 	t.Cleanup(m.Close)
 	return m
 }

@@ -85,6 +85,17 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 			}
 		}
 		if e.Volume.Owner == m.cfg.Node {
+			if rec, err := m.disk.Load(name); err == nil && rec.Filling && !pulled {
+				j, err := m.joinSeed(ctx, e)
+				unlock()
+				if err != nil {
+					return "", err
+				}
+				if err := m.await(ctx, j, mountHint); err != nil {
+					return "", err
+				}
+				continue
+			}
 			mp, err := m.mountHere(ctx, e, id)
 			if err == nil {
 				m.mountsSeen(name)
@@ -121,6 +132,9 @@ func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (st
 			name, m.cfg.Node, m.cfg.Root, err)
 	}
 	if rec, err = m.current(rec, e); err != nil {
+		return "", err
+	}
+	if err := m.filled(rec); err != nil {
 		return "", err
 	}
 	count := rec.MountCount() + 1

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/drayage/drayage/daemon/seed/source"
 )
 
 // Options are the settings a volume is created with (docker volume create -o KEY=VALUE).
@@ -34,6 +36,10 @@ type Options struct {
 	// volume's owner is down; -1: never promote without --accept-loss (0: the node's
 	// DRAYAGE_MAX_LAG).
 	MaxLag time.Duration
+	// From is where the volume's first content comes from (an archive at an https, http
+	// or s3 URL), and SHA256 the archive's expected hash: the volume starts empty and its
+	// owner fills it in the background (seed.go).
+	From, SHA256 string
 }
 
 // The options of replicated volumes (replicate.go).
@@ -46,6 +52,12 @@ const (
 	MaxReplicas = 5
 	// MinSyncInterval bounds the sync-interval option from below.
 	MinSyncInterval = time.Second
+)
+
+// The options of a volume filled from an archive (seed.go).
+const (
+	optFrom   = "from"
+	optSHA256 = "sha256"
 )
 
 // optAllowPrivileged is the option that sets Options.AllowPrivileged.
@@ -94,6 +106,10 @@ var optionSpecs = map[string]optionSpec{
 			}
 			return nil
 		}},
+	optFrom: {"an archive (.tar, .tar.gz or .tar.zst) to fill the new volume from: https://HOST/PATH, http://HOST/PATH (with sha256) or s3://BUCKET/KEY",
+		func(o *Options, v string) error { o.From = v; return nil }},
+	optSHA256: {"the SHA-256 (hex, as sha256sum prints it) the archive in from must have",
+		func(o *Options, v string) error { o.SHA256 = v; return nil }},
 	optReplicas: {fmt.Sprintf("copies of the volume the cluster keeps, on different nodes: 1 to %d (default DRAYAGE_REPLICAS)", MaxReplicas),
 		func(o *Options, v string) error {
 			n, err := strconv.Atoi(v)
@@ -171,6 +187,16 @@ func ParseOptions(raw map[string]string) (Options, map[string]string, error) {
 			return Options{}, nil, fmt.Errorf("%w %s=%q: %s", ErrInvalidOption, k, raw[k], err.Error())
 		}
 	}
+	if opts.From != "" || opts.SHA256 != "" {
+		if opts.From == "" {
+			return Options{}, nil, fmt.Errorf("%w sha256: it checks the archive given in from=URL, and there is none", ErrInvalidOption)
+		}
+		src, err := source.Parse(opts.From, opts.SHA256)
+		if err != nil {
+			return Options{}, nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		opts.SHA256 = src.SHA256
+	}
 	for k := range raw {
 		switch k {
 		case "uid":
@@ -189,6 +215,10 @@ func ParseOptions(raw map[string]string) (Options, map[string]string, error) {
 			canon[k] = opts.SyncInterval.String()
 		case optMaxLag:
 			canon[k] = max(opts.MaxLag, 0).String()
+		case optFrom:
+			canon[k] = opts.From
+		case optSHA256:
+			canon[k] = opts.SHA256
 		}
 	}
 	return opts, canon, nil

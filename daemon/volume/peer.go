@@ -41,6 +41,9 @@ func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) 
 	if rec, err = m.current(rec, e); err != nil {
 		return "", err
 	}
+	if err := m.filled(rec); err != nil {
+		return "", err
+	}
 	if n := rec.MountCount(); n > 0 {
 		return "", fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop them there first", name, containers(n), m.cfg.Node, ErrInUse)
 	}

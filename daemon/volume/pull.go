@@ -155,11 +155,12 @@ type pullJob struct {
 	key string
 	// src is the volume pulled, as its record was when the job began; claim the claim
 	// the transfer runs under (its From is the sending node).
-	src   cluster.Volume
-	claim *cluster.Claim
-	pull  Puller
-	limit int64 // the largest volume the pull accepts (0: any)
-	track *tracker
+	src       cluster.Volume
+	claim     *cluster.Claim
+	pull      Puller
+	seedParts       // a fill from the volume's source, not a pull (seed.go)
+	limit     int64 // the largest volume the pull accepts (0: any)
+	track     *tracker
 	// waitSync, if set, is closed once the replica sync the job interrupted has ended.
 	waitSync <-chan struct{}
 	// commit installs what arrived and records it; it runs with the key's lock held.
@@ -241,6 +242,9 @@ func (m *Manager) runJob(ctx context.Context, j *pullJob) {
 		cancel()
 	}
 	if err != nil {
+		if j.failed != nil {
+			j.failed(ctx, err)
+		}
 		m.release(ctx, j.claim)
 		m.log.Warn("pull failed", "volume", j.src.Name, "into", j.key, "from", j.from(), "err", err)
 	} else {
@@ -273,6 +277,12 @@ func (m *Manager) receive(ctx context.Context, j *pullJob) (Pulled, error) {
 		}
 	}
 	defer m.useStaging(j.key)()
+	if j.fill != nil {
+		j.track.start()
+		got, err := j.fill(ctx)
+		m.unpublish(claim)
+		return got, err
+	}
 	m.primeFromReplica(ctx, j.key)
 	j.track.start()
 	got, err := j.pull.Pull(ctx, PullRequest{Volume: claim.Volume, From: claim.From, Epoch: claim.Epoch, Staging: m.disk.StagingDir(j.key),
@@ -395,6 +405,10 @@ func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
 	})
 	if ended {
 		return j.err
+	}
+	if j.fill != nil {
+		return tell(ErrPulling, "volume %q is still being filled from %s on node %q: %s; it continues in the background: %s",
+			j.src.Name, j.from(), m.cfg.Node, j.track.get().Amount(), hint)
 	}
 	return tell(ErrPulling, "volume %q is still being pulled from node %q to node %q: %s; it continues in the background: %s",
 		j.src.Name, j.from(), m.cfg.Node, j.track.get().Amount(), hint)

@@ -62,6 +62,9 @@ func (m *Manager) Delete(ctx context.Context, name string, o DeleteOptions) (Rem
 	case err != nil:
 		return res, m.storeErr("remove volume "+name, err)
 	}
+	if err := m.giveUpFill(ctx, e); err != nil {
+		return res, err
+	}
 	if err := m.disk.NoteRemoval(name, e.Volume.Epoch); err != nil {
 		return res, fmt.Errorf("node %q: %w; check the state dir, then retry", m.cfg.Node, err)
 	}

@@ -549,6 +549,9 @@ func (m *Manager) replicaSendDir(ctx context.Context, name, node string, epoch u
 	if _, err := m.current(rec, e); err != nil {
 		return "", err
 	}
+	if err := m.filled(rec); err != nil {
+		return "", err
+	}
 	return m.disk.DataDir(name), nil
 }
 
@@ -556,7 +559,7 @@ func (m *Manager) replicaSendDir(ctx context.Context, name, node string, epoch u
 // changed while the daemon was down is found by that sync's walk.
 func (m *Manager) scheduleOwned(recs []localstore.Record) {
 	for _, rec := range recs {
-		if !rec.Pending && !rec.Replica() && m.replicated(rec.Options) {
+		if !rec.Pending && !rec.Replica() && !rec.Filling && m.replicated(rec.Options) {
 			m.scheduleSync(rec.Name, time.Now(), false)
 		}
 	}

@@ -213,6 +213,9 @@ func (m *Manager) keepClaims(ctx context.Context, rec localstore.Record, e clust
 		}
 		return
 	}
+	if m.keepFilling(ctx, rec, e) {
+		return
+	}
 	mine := e.Claim != nil && e.Claim.Kind == cluster.ClaimMount && e.Claim.Node == m.cfg.Node
 	held := m.claim(name) // read once: SetLease may drop it meanwhile
 	switch {
