@@ -99,7 +99,7 @@ func (s *seeder) Seed(ctx context.Context, r volume.SeedRequest) (volume.Pulled,
 	start = time.Now()
 	res, err := transfer.Unpack(ctx, r.Staging, open, transfer.UnpackOptions{Sink: transfer.SinkOptions{AllowPrivileged: r.AllowPrivileged}, MaxEntries: seedMaxEntries})
 	if err != nil {
-		if errors.Is(err, transfer.ErrHostile) || errors.Is(err, transfer.ErrArchive) {
+		if errors.Is(err, transfer.ErrHostile) || errors.Is(err, transfer.ErrArchive) || errors.Is(err, transfer.ErrTooBig) {
 			return volume.Pulled{}, s.refused(r, err)
 		}
 		return volume.Pulled{}, fmt.Errorf("volume %q on node %q: unpack the archive from %s: %w", r.Volume, s.node, src, err)

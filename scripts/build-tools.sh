@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the external servers the integration tests run against into .tools/bin, from the
 # Go module proxy (there are no prebuilt downloads to use). Skips a binary that is already
-# there at the pinned version. Usage: scripts/build-tools.sh consul|nomad
+# there at the pinned version. Usage: scripts/build-tools.sh consul|nomad|versitygw
 #
 # Consul is pinned in its own module, scripts/tools (go.mod, go.sum, tools.go), so that the
 # main module never inherits Consul's ~580-module dependency tree. To move to another
@@ -15,6 +15,9 @@
 # GOFLAGS=-mod=mod GONOSUMDB=github.com/hashicorp/nomad go get github.com/hashicorp/nomad@VERSION github.com/hashicorp/nomad/api@COMMIT
 # there, COMMIT being the release tag's commit; not go mod tidy, which follows the tests of
 # Nomad's dependencies and upgrades modules Nomad's go.mod pins. Then redo its comment's checks.
+# versitygw (the S3 server of the seeding tests) is pinned the same way in
+# scripts/tools/versitygw; to move to another release, change its version there and run
+# GOFLAGS=-mod=mod go mod tidy in that directory.
 source "$(dirname "$0")/go-env.sh"
 cd "$(dirname "$0")/.."
 
@@ -56,8 +59,27 @@ build_nomad() {
 	log "built nomad $want"
 }
 
+build_versitygw() {
+	local want bin="$PWD/.tools/bin/versitygw"
+	want=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/versity/versitygw") {print $(i+1); exit}}' \
+		scripts/tools/versitygw/go.mod)
+	[ -n "$want" ] || die "scripts/tools/versitygw/go.mod does not require github.com/versity/versitygw"
+	if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$want" ]; then
+		log "versitygw $want is already built: $bin"
+		return 0
+	fi
+	log "building versitygw $want into $bin (takes a few minutes the first time)"
+	mkdir -p .tools/bin
+	(cd scripts/tools/versitygw && GOFLAGS=-mod=mod CGO_ENABLED=0 \
+		go build -trimpath -ldflags '-s -w' -o "$bin.tmp" github.com/versity/versitygw/cmd/versitygw)
+	mv "$bin.tmp" "$bin"
+	echo "$want" >"$bin.version"
+	log "built versitygw $want"
+}
+
 case "${1:-}" in
 consul) build_consul ;;
 nomad) build_nomad ;;
-*) die "usage: scripts/build-tools.sh consul|nomad" ;;
+versitygw) build_versitygw ;;
+*) die "usage: scripts/build-tools.sh consul|nomad|versitygw" ;;
 esac

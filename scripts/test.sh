@@ -40,6 +40,9 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
 	# time; cached in .tools/).
 	scripts/build-tools.sh nomad
 	export DRAYAGE_NOMAD="$PWD/.tools/bin/nomad"
+	# An S3 server for the seeding tests: versitygw, built from its Go module the same way.
+	scripts/build-tools.sh versitygw
+	export DRAYAGE_VERSITYGW="$PWD/.tools/bin/versitygw"
 	go test -count=1 -timeout 50m -v ./integration/
 fi
 if [ "$what" = chaos ]; then

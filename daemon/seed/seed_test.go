@@ -29,7 +29,9 @@ func archive(t *testing.T) ([]byte, string) {
 }
 
 func serve(t *testing.T) *seedtest.Server {
-	s, err := seedtest.Start("127.0.0.1:0", true)
+	cert, err := seedtest.NewCert("127.0.0.1")
+	require.NoError(t, err)
+	s, err := seedtest.Start("127.0.0.1:0", cert)
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	return s

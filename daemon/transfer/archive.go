@@ -26,6 +26,10 @@ import (
 // ErrArchive means the archive could not be read as tar: damaged, truncated, or not tar.
 var ErrArchive = errors.New("not a readable tar archive")
 
+// ErrTooBig means an archive declares more bytes than the disk has free for it: refused
+// from its headers, before its content is read (what a decompression bomb is).
+var ErrTooBig = errors.New("the archive is larger than the free space")
+
 // UnpackOptions say how an archive is unpacked.
 type UnpackOptions struct {
 	Sink SinkOptions
@@ -51,7 +55,7 @@ type UnpackResult struct {
 // Unpack reads it twice, once for the manifest, which it checks whole before it touches
 // staging (a hostile archive leaves nothing), once for the contents of the files staging
 // lacks (an unpack cut midway resumes from the files it finished). Errors wrap
-// ErrHostile (naming the entry) or ErrArchive.
+// ErrHostile (naming the entry), ErrTooBig or ErrArchive.
 func Unpack(ctx context.Context, staging string, open func() (io.ReadCloser, error), o UnpackOptions) (UnpackResult, error) {
 	var res UnpackResult
 	if o.Now.IsZero() {
@@ -144,8 +148,8 @@ func scanArchive(ctx context.Context, open func() (io.ReadCloser, error), o Unpa
 			return archived{}, fmt.Errorf("%w: archive entry %q: the archive declares %d bytes up to here, above the volume's limit of %d", ErrHostile, h.Name, declared, o.Sink.MaxBytes)
 		}
 		if declared > free {
-			return archived{}, fmt.Errorf("archive entry %q: the archive declares %d bytes up to here, but %s has %d free; free some space and retry",
-				h.Name, declared, dir, free)
+			return archived{}, fmt.Errorf("%w: archive entry %q: the archive declares %d bytes up to here, but %s has %d free; free some space, then try again",
+				ErrTooBig, h.Name, declared, dir, free)
 		}
 		if len(byPath) >= o.MaxEntries {
 			return archived{}, fmt.Errorf("%w: the archive holds more than %d entries", ErrHostile, o.MaxEntries)

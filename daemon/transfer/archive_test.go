@@ -162,8 +162,7 @@ func TestAnArchiveLargerThanTheDiskIsRefusedBeforeWriting(t *testing.T) {
 	staging, _ := hostileSetup(t)
 	// The archive ends inside the file's content: the unpack must not read that far.
 	_, err := Unpack(context.Background(), staging, openBytes(buf.Bytes()), UnpackOptions{})
-	require.Error(t, err)
-	assert.NotErrorIs(t, err, ErrArchive, "refused for its size, not for the missing bytes: %v", err)
+	require.ErrorIs(t, err, ErrTooBig, "refused for its size, not for the missing bytes")
 	_, serr := os.Stat(staging)
 	assert.ErrorIs(t, serr, os.ErrNotExist)
 }

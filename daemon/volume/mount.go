@@ -106,6 +106,13 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 			unlock()
 			return mp, err
 		}
+		if c := e.Claim; c != nil && c.Kind == cluster.ClaimSeed && !pulled {
+			unlock()
+			if err := m.awaitFill(ctx, e); err != nil {
+				return "", err
+			}
+			return m.mount(ctx, name, id) // filled: as if it had been all along
+		}
 		if pulled {
 			unlock()
 			return "", tell(ErrElsewhere, "volume %q moved on to node %q as soon as it arrived on node %q; run the container there, or retry",

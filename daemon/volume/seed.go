@@ -118,6 +118,36 @@ func (m *Manager) startSeed(ctx context.Context, e cluster.Entry) {
 	m.with(j.key, func(*local) { j.waiters-- })
 }
 
+// fillPoll is how often a node waiting for another node's fill reads the volume's claim.
+const fillPoll = 500 * time.Millisecond
+
+// awaitFill waits, as long as ctx allows less a margin to answer, for the fill of
+// volume e on another node to end (its seed claim gone). If it does not end in time it
+// returns ErrPulling with the fill's progress, as a pull that takes longer does.
+func (m *Manager) awaitFill(ctx context.Context, e cluster.Entry) error {
+	wait := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, dl.Add(-min(answerMargin, time.Until(dl)/4)))
+		defer cancel()
+	}
+	c := e.Claim
+	t := time.NewTicker(fillPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-wait.Done():
+			return tell(ErrPulling, "volume %q is still being filled from %s on node %q: %s; it continues in the background: %s",
+				c.Volume, c.From, c.Node, m.progress(ctx, c).Amount(), mountHint)
+		case <-t.C:
+		}
+		now, err := m.reg.Get(wait, c.Volume)
+		if err != nil || now.Claim == nil || now.Claim.Kind != cluster.ClaimSeed {
+			return nil // filled, gone, or held otherwise: the Mount reads it again
+		}
+	}
+}
+
 // keepFilling takes up the fill of a volume held here that is not filled yet and has
 // no fill running (a daemon restarted), and records a fill whose record could not be
 // written when it ended. It reports whether the volume is still filling. The caller

@@ -23,9 +23,9 @@ import (
 // Server serves archives by path over HTTPS (or HTTP), with a test CA.
 type Server struct {
 	*httptest.Server
-	// CA is the PEM of the CA that signed the server's certificate (HTTPS only).
-	CA     []byte
 	client *http.Client
+	// Rate, if set, bounds each answer's content to that many bytes a second.
+	Rate atomic.Int64
 	// IgnoreRange has the server answer every request whole, as some servers do.
 	IgnoreRange atomic.Bool
 
@@ -39,10 +39,17 @@ type Server struct {
 	ranges   map[string][]string
 }
 
-// Start serves on addr ("127.0.0.1:0", or an address a network namespace reaches), over
-// HTTPS with a CA of its own if secure (CA is its PEM, for DRAYAGE_SEED_CA; Client
-// trusts it), else over plain HTTP. Close stops it.
-func Start(addr string, secure bool) (*Server, error) {
+// Cert is a server certificate for one IP address and the CA that signed it.
+type Cert struct {
+	TLS tls.Certificate
+	// CA is the CA's PEM, for a daemon's DRAYAGE_SEED_CA.
+	CA   []byte
+	pool *x509.CertPool
+}
+
+// Start serves on addr (an IP and port; port 0 picks one) over HTTPS with cert, or over
+// plain HTTP if cert is nil. Close stops it.
+func Start(addr string, cert *Cert) (*Server, error) {
 	s := newServer()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -50,55 +57,51 @@ func Start(addr string, secure bool) (*Server, error) {
 	}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.Listener = l
-	if !secure {
-		s.Server.Start()
+	if cert == nil {
+		s.Start()
 		s.client = &http.Client{}
 		return s, nil
 	}
-	host, _, _ := net.SplitHostPort(l.Addr().String())
-	cert, caPEM, pool, err := newCert(net.ParseIP(host))
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	s.Server.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	s.Server.StartTLS()
-	s.CA = caPEM
-	s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}, MinVersion: tls.VersionTLS12}
+	s.StartTLS()
+	s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.pool, MinVersion: tls.VersionTLS12}}}
 	return s, nil
 }
 
 // Client is an HTTP client that trusts the server.
 func (s *Server) Client() *http.Client { return s.client }
 
-// newCert makes a CA and a server certificate it signs for ip.
-func newCert(ip net.IP) (tls.Certificate, []byte, *x509.CertPool, error) {
+// NewCert makes a CA and a server certificate it signs for ip.
+func NewCert(ip string) (*Cert, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, nil, nil, err
+		return nil, err
 	}
 	now := time.Now()
 	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "seedtest CA"}, NotBefore: now.Add(-time.Hour),
 		NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
 	if err != nil {
-		return tls.Certificate{}, nil, nil, err
+		return nil, err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, nil, nil, err
+		return nil, err
 	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip.String()}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{ip}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: ip}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP(ip)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		KeyUsage: x509.KeyUsageDigitalSignature}
 	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		return tls.Certificate{}, nil, nil, err
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pool, nil
+	return &Cert{TLS: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, CA: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), pool: pool}, nil
 }
 
 func newServer() *Server {
@@ -161,7 +164,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Range")
 	}
 	w.Header().Set("ETag", etag)
-	cw := &countingWriter{ResponseWriter: w, limit: -1}
+	cw := &countingWriter{ResponseWriter: w, limit: -1, rate: s.Rate.Load(), start: time.Now()}
 	if cutting {
 		cw.limit = cut
 	}
@@ -174,14 +177,42 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// countingWriter counts content bytes, and breaks off after limit of them (-1: never).
+// countingWriter counts content bytes, and breaks off after limit of them (-1: never);
+// with rate set, it writes no faster than that many bytes a second.
 type countingWriter struct {
 	http.ResponseWriter
 	n, limit int64
 	broken   bool
+	rate     int64
+	start    time.Time
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.rate > 0 {
+		return c.paced(p)
+	}
+	return c.write(p)
+}
+
+// paced writes p in pieces, each once the rate allows it.
+func (c *countingWriter) paced(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		piece := p[:min(len(p), 64<<10)]
+		if due := c.start.Add(time.Duration(float64(c.n) / float64(c.rate) * float64(time.Second))); time.Until(due) > 0 {
+			time.Sleep(time.Until(due))
+		}
+		n, err := c.write(piece)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+func (c *countingWriter) write(p []byte) (int, error) {
 	if c.limit >= 0 && c.n+int64(len(p)) > c.limit {
 		p = p[:c.limit-c.n]
 		c.broken = true
