@@ -134,3 +134,29 @@ func TestAFillOutlivesARestartAndEndsWithTheVolume(t *testing.T) {
 	assert.FileExists(t, filepath.Join(f.root, "volumes", "web", "data", "hello"))
 	assert.NoDirExists(t, filepath.Join(f.root, "volumes", "gone"))
 }
+
+// A container started on another node while the volume fills waits for the fill within
+// its budget (then says how far it is), and then the volume moves there, filled.
+func TestAMountOnAnotherNodeWaitsForTheFill(t *testing.T) {
+	ctx := context.Background()
+	fa := newFixture(t)
+	fb := newNode(t, "node-b", fa.reg)
+	connect(fa, fb)
+	s := &fakeSeeder{release: make(chan struct{})}
+	fa.seeder = s
+	a, b := fa.start(t), fb.start(t)
+	require.NoError(t, a.Create(ctx, "web", seedOpts))
+
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	_, err := b.Mount(short, "web", "c1")
+	require.ErrorIs(t, err, ErrPulling)
+	assert.Contains(t, err.Error(), `volume "web" is still being filled from https://example.test/data.tar.gz on node "node-a": 25%`)
+
+	time.AfterFunc(time.Second, func() { close(s.release) })
+	_, err = b.Mount(ctx, "web", "c1")
+	require.NoError(t, err, "the Mount waited for the fill, then pulled the volume")
+	b2, err := os.ReadFile(filepath.Join(fb.root, "volumes", "web", "data", "hello"))
+	require.NoError(t, err)
+	assert.Equal(t, "seeded", string(b2))
+}
