@@ -87,6 +87,9 @@ func (t Transfer) Rate() int64 {
 // "41% (2.1 of 5.0 GiB) from node-a, 120.0 MiB/s".
 func (t Transfer) String() string {
 	if !t.Compared() {
+		if t.Kind == KindSeed {
+			return "starting the download from " + t.From
+		}
 		return fmt.Sprintf("comparing files with node %s", t.From)
 	}
 	s := fmt.Sprintf("%d%% (%s) from %s", t.Percent(), BytesOf(t.Bytes, t.Total), t.From)

@@ -56,10 +56,17 @@ func printInfo(out io.Writer, v volume.Info) {
 	}
 	if p := v.Progress; p != nil {
 		what := "Moving to " + p.To
-		if p.Kind == progress.KindCopy {
+		switch p.Kind {
+		case progress.KindCopy:
 			what = "Copying to " + p.To + " as " + p.Copy
+		case progress.KindSeed:
+			what = "Filling from " + p.From
 		}
-		fmt.Fprintf(w, "%s:\t%s, %d of %d files, started %s\n", what, p, p.Files, p.TotalFiles, ago(p.Started))
+		files := ""
+		if p.TotalFiles > 0 || p.Kind != progress.KindSeed { // a download counts no files
+			files = fmt.Sprintf(", %d of %d files", p.Files, p.TotalFiles)
+		}
+		fmt.Fprintf(w, "%s:\t%s%s, started %s\n", what, p, files, ago(p.Started))
 	}
 	fmt.Fprintf(w, "Mounts:\t%d\n", v.Mounts)
 	if v.Mountpoint != "" {

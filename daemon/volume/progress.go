@@ -21,8 +21,11 @@ func (m *Manager) progress(ctx context.Context, c *cluster.Claim) *progress.Tran
 	}
 	if p == nil || p.To != c.Node {
 		kind := progress.KindMove
-		if c.Kind == cluster.ClaimCopy {
+		switch c.Kind {
+		case cluster.ClaimCopy:
 			kind = progress.KindCopy
+		case cluster.ClaimSeed:
+			kind = progress.KindSeed
 		}
 		p = &progress.Transfer{Volume: c.Volume, Kind: kind, From: c.From, To: c.Node, Started: c.Since}
 	}
