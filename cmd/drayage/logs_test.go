@@ -29,6 +29,7 @@ import (
 const (
 	password = "s3cret-pa55word"
 	token    = "tok3n-0f-consul"
+	s3Secret = "s3-s3cret-4ccess-key"
 )
 
 func freeAddr(t *testing.T) string {
@@ -161,6 +162,25 @@ func TestNoSecretReachesTheLog(t *testing.T) {
 			logs, err = runDaemonFor(t, time.Second, format)
 			require.Error(t, err)
 			assertNoSecret(t, logs, err)
+
+			// S3 credentials for seeding: the secret key is read from its file, and is
+			// neither logged nor said when the file can't be read as a key.
+			keyFile := filepath.Join(t.TempDir(), "s3-secret")
+			require.NoError(t, os.WriteFile(keyFile, []byte(s3Secret+"\n"), 0o600))
+			t.Setenv("DRAYAGE_STORE", "embedded")
+			t.Setenv("DRAYAGE_S3_ENDPOINT", "http://127.0.0.1:1")
+			t.Setenv("DRAYAGE_S3_ACCESS_KEY", "AKIDDRAYAGE")
+			t.Setenv("DRAYAGE_S3_SECRET_KEY_FILE", keyFile)
+			logs, err = runDaemonFor(t, 1500*time.Millisecond, format)
+			assertNoSecret(t, logs, err, s3Secret)
+			t.Setenv("DRAYAGE_S3_SECRET_KEY_FILE", keyFile+".missing")
+			logs, err = runDaemonFor(t, time.Second, format)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "DRAYAGE_S3_SECRET_KEY_FILE")
+			assertNoSecret(t, logs, err, s3Secret)
+			for _, v := range []string{"DRAYAGE_S3_ENDPOINT", "DRAYAGE_S3_ACCESS_KEY", "DRAYAGE_S3_SECRET_KEY_FILE"} {
+				t.Setenv(v, "")
+			}
 		})
 	}
 }
