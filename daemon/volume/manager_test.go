@@ -127,7 +127,7 @@ func TestCreateRefusesUnknownOptionAndListsValidOnes(t *testing.T) {
 	err := m.Create(context.Background(), "v1", map[string]string{"size": "1G"})
 	require.ErrorIs(t, err, ErrInvalidOption)
 	assert.Contains(t, err.Error(), `"size"`)
-	assert.Contains(t, err.Error(), "gid, max-lag, mode, replica-nodes, replicas, sync-interval, uid")
+	assert.Contains(t, err.Error(), "gid, max-lag, mode, replica-nodes, replicas, sha256, sync-interval, uid")
 
 	err = m.Create(context.Background(), "v1", map[string]string{"mode": "999"})
 	require.ErrorIs(t, err, ErrInvalidOption)

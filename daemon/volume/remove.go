@@ -145,6 +145,7 @@ func (m *Manager) finishRemoval(ctx context.Context, v cluster.Volume) {
 		m.log.Error("cannot delete data of removed volume", "volume", v.Name, "err", err)
 		return
 	}
+	m.disk.DropDownload(v.Name) // what a fill from its source had downloaded
 	m.dropReplicasOf(ctx, v)
 	if err := m.reg.FinishRemoval(ctx, v); err != nil {
 		m.log.Error("deleted the data of a removed volume but not its record; will retry", "volume", v.Name, "err", err)
