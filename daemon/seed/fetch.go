@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -97,9 +98,12 @@ func Discard(file string) {
 	_ = os.Remove(statePath(file))
 }
 
-// syncEvery is how much a download writes between two syncs of its file and state: a
-// crash loses at most that much, never the file's consistency.
-const syncEvery = 16 << 20
+// A download syncs its file and state every syncEvery bytes or syncAfter, whichever
+// comes first: a crash loses at most that much of it, never the file's consistency.
+const (
+	syncEvery = 16 << 20
+	syncAfter = time.Second
+)
 
 // Fetch makes file hold the whole archive src names, verified against its SHA-256 if
 // src has one: it resumes from what an earlier attempt synced (if the source still has
@@ -155,6 +159,7 @@ func (f *Fetcher) fetch(ctx context.Context, src source.Source, file string, d *
 	}
 	buf := make([]byte, 1<<20)
 	off := body.start
+	synced := time.Now()
 	for {
 		n, rerr := body.Read(buf)
 		if n > 0 {
@@ -163,10 +168,11 @@ func (f *Fetcher) fetch(ctx context.Context, src source.Source, file string, d *
 			}
 			off += int64(n)
 			res.Got += int64(n)
-			if off-d.Synced >= syncEvery {
+			if off-d.Synced >= syncEvery || time.Since(synced) >= syncAfter {
 				if err := syncState(out, file, d, off); err != nil {
 					return res, err
 				}
+				synced = time.Now()
 			}
 			if progress != nil {
 				progress(off, d.Size)
