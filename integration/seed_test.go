@@ -59,7 +59,7 @@ func startSeedCluster(t *testing.T) *seedCluster {
 		require.NoError(t, os.WriteFile(filepath.Join(n.state, "seed-ca.pem"), cert.CA, 0o600))
 		require.NoError(t, os.WriteFile(filepath.Join(n.state, "s3-secret"), []byte(s3Secret+"\n"), 0o600))
 	}, "DRAYAGE_SEED_CA=/var/lib/drayage/seed-ca.pem", "DRAYAGE_S3_ENDPOINT=http://"+s3Addr,
-		"DRAYAGE_S3_ACCESS_KEY="+s3Access, "DRAYAGE_S3_SECRET_KEY_FILE=/var/lib/drayage/s3-secret")
+		"DRAYAGE_S3_REGION=us-east-1", "DRAYAGE_S3_ACCESS_KEY="+s3Access, "DRAYAGE_S3_SECRET_KEY_FILE=/var/lib/drayage/s3-secret")
 	https, err := seedtest.Start(bridgeHost+":0", cert)
 	require.NoError(t, err)
 	t.Cleanup(https.Close)
@@ -70,7 +70,7 @@ func startSeedCluster(t *testing.T) *seedCluster {
 	vgw.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, vgw.Start())
 	t.Cleanup(func() { _ = vgw.Process.Kill(); _ = vgw.Wait() })
-	s3, err := minio.New(s3Addr, &minio.Options{Creds: credentials.NewStaticV4(s3Access, s3Secret, ""), BucketLookup: minio.BucketLookupPath})
+	s3, err := minio.New(s3Addr, &minio.Options{Creds: credentials.NewStaticV4(s3Access, s3Secret, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
 	require.NoError(t, err)
 	eventually(t, timeout, "versitygw to answer", func() bool {
 		return s3.MakeBucket(context.Background(), s3Bucket, minio.MakeBucketOptions{}) == nil
