@@ -10,17 +10,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -33,7 +30,6 @@ import (
 // two-node cluster serves every case.
 
 const (
-	s3Access = "drayage-seed"
 	s3Secret = "s3cret-Key-that-must-never-show"
 	s3Bucket = "seeds"
 )
@@ -46,11 +42,6 @@ type seedCluster struct {
 }
 
 func startSeedCluster(t *testing.T) *seedCluster {
-	vgwBin := os.Getenv("DRAYAGE_VERSITYGW")
-	if vgwBin == "" {
-		vgwBin = filepath.Join(repoRoot, ".tools", "bin", "versitygw")
-	}
-	require.FileExists(t, vgwBin, "versitygw: make test builds it (scripts/build-tools.sh versitygw)")
 	cert, err := seedtest.NewCert(bridgeHost)
 	require.NoError(t, err)
 	_, port, _ := net.SplitHostPort(freeAddr())
@@ -59,23 +50,12 @@ func startSeedCluster(t *testing.T) *seedCluster {
 		require.NoError(t, os.WriteFile(filepath.Join(n.state, "seed-ca.pem"), cert.CA, 0o600))
 		require.NoError(t, os.WriteFile(filepath.Join(n.state, "s3-secret"), []byte(s3Secret+"\n"), 0o600))
 	}, "DRAYAGE_SEED_CA=/var/lib/drayage/seed-ca.pem", "DRAYAGE_S3_ENDPOINT=http://"+s3Addr,
-		"DRAYAGE_S3_REGION=us-east-1", "DRAYAGE_S3_ACCESS_KEY="+s3Access, "DRAYAGE_S3_SECRET_KEY_FILE=/var/lib/drayage/s3-secret")
+		"DRAYAGE_S3_REGION=us-east-1", "DRAYAGE_S3_ACCESS_KEY=drayage-test", "DRAYAGE_S3_SECRET_KEY_FILE=/var/lib/drayage/s3-secret")
 	https, err := seedtest.Start(bridgeHost+":0", cert)
 	require.NoError(t, err)
 	t.Cleanup(https.Close)
-
-	dir := t.TempDir()
-	vgw := exec.Command(vgwBin, "--access", s3Access, "--secret", s3Secret, "--port", s3Addr, "posix", dir)
-	vgw.Stdout, vgw.Stderr = os.Stderr, os.Stderr
-	vgw.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, vgw.Start())
-	t.Cleanup(func() { _ = vgw.Process.Kill(); _ = vgw.Wait() })
-	s3, err := minio.New(s3Addr, &minio.Options{Creds: credentials.NewStaticV4(s3Access, s3Secret, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
-	require.NoError(t, err)
-	eventually(t, timeout, "versitygw to answer", func() bool {
-		return s3.MakeBucket(context.Background(), s3Bucket, minio.MakeBucketOptions{}) == nil
-	})
-	return &seedCluster{a: nodes[0], b: nodes[1], https: https, s3: s3}
+	s3 := seedtest.StartS3(t, s3Addr, s3Secret, s3Bucket) // the bridge exists now
+	return &seedCluster{a: nodes[0], b: nodes[1], https: https, s3: s3.Client}
 }
 
 // seedTree is what the archives hold: nested directories, owners and modes, a hardlink,

@@ -19,6 +19,9 @@ fi
 apt_install etcd-server etcd-client  # etcdctl: the cluster test reads the records with it
 scripts/build-tools.sh consul
 export DRAYAGE_CONSUL="$PWD/.tools/bin/consul"
+# An S3 server for the seeding tests: versitygw, built from its Go module the same way.
+scripts/build-tools.sh versitygw
+export DRAYAGE_VERSITYGW="$PWD/.tools/bin/versitygw"
 if [ "$what" = all ] || [ "$what" = unit ]; then
 	log "unit tests"
 	go test -race -count=1 $(go list ./... | grep -v /integration)
@@ -40,9 +43,6 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
 	# time; cached in .tools/).
 	scripts/build-tools.sh nomad
 	export DRAYAGE_NOMAD="$PWD/.tools/bin/nomad"
-	# An S3 server for the seeding tests: versitygw, built from its Go module the same way.
-	scripts/build-tools.sh versitygw
-	export DRAYAGE_VERSITYGW="$PWD/.tools/bin/versitygw"
 	go test -count=1 -timeout 50m -v ./integration/
 fi
 if [ "$what" = chaos ]; then

@@ -78,7 +78,7 @@ func (o ServerOptions) host() string {
 // StartEtcd starts a single-member etcd server (Debian's etcd-server) in a temp dir; it
 // stops when the test ends.
 func StartEtcd(t testing.TB, opts ServerOptions) *Server {
-	bin := findBinary(t, "etcd", "DRAYAGE_ETCD", "install Debian's etcd-server (make test does)")
+	bin := FindBinary(t, "etcd", "DRAYAGE_ETCD", "install Debian's etcd-server (make test does)")
 	dir := t.TempDir()
 	client, peer := FreePort(t), FreePort(t)
 	scheme := "http"
@@ -113,7 +113,7 @@ func StartEtcd(t testing.TB, opts ServerOptions) *Server {
 // StartConsul starts a single Consul server (not dev mode: its data survives a restart)
 // from the binary scripts/build-tools.sh builds; it stops when the test ends.
 func StartConsul(t testing.TB, opts ServerOptions) *Server {
-	bin := findBinary(t, "consul", "DRAYAGE_CONSUL", "build it with scripts/build-tools.sh consul (make test does)")
+	bin := FindBinary(t, "consul", "DRAYAGE_CONSUL", "build it with scripts/build-tools.sh consul (make test does)")
 	dir := t.TempDir()
 	http, serf, server := FreePort(t), FreePort(t), FreePort(t)
 	s := &Server{
@@ -220,7 +220,7 @@ func (s *Server) RestoreEtcd(t testing.TB, snapshot string) {
 }
 
 func etcdctl(t testing.TB) string {
-	return findBinary(t, "etcdctl", "DRAYAGE_ETCDCTL", "install Debian's etcd-client (make test does)")
+	return FindBinary(t, "etcdctl", "DRAYAGE_ETCDCTL", "install Debian's etcd-client (make test does)")
 }
 
 // Crash kills the server (SIGKILL) and starts it again over the same data.
@@ -241,9 +241,9 @@ func (s *Server) Restart(t testing.TB) {
 	s.start(t)
 }
 
-// findBinary finds a server binary: $ENV, then PATH, then .tools/bin in the repo. A test
+// FindBinary finds a server binary: $ENV, then PATH, then .tools/bin in the repo. A test
 // that needs a server fails, never skips, when it is missing.
-func findBinary(t testing.TB, name, env, hint string) string {
+func FindBinary(t testing.TB, name, env, hint string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		return p

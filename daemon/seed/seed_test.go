@@ -7,11 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -163,4 +165,49 @@ func zstdOf(t *testing.T, b []byte) []byte {
 	e, err := zstd.NewWriter(nil)
 	require.NoError(t, err)
 	return e.EncodeAll(b, nil)
+}
+
+// From a real S3 server (versitygw): a download cut on the way resumes with a ranged
+// read of the same object; an object replaced meanwhile is read again whole; a missing
+// one is refused for good.
+func TestAnS3DownloadResumesByRanges(t *testing.T) {
+	ctx := context.Background()
+	s3 := seedtest.StartS3(t, freeLoopback(t), "secret-key-of-the-test", "seeds")
+	proxy, err := seedtest.StartProxy("127.0.0.1:0", s3.Addr)
+	require.NoError(t, err)
+	defer proxy.Close()
+	b, sum := archive(t)
+	_, err = s3.Client.PutObject(ctx, "seeds", "a/data.tar", bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
+	require.NoError(t, err)
+	f := &seed.Fetcher{S3: seed.S3Config{Endpoint: "http://" + proxy.Addr, Region: s3.Region, AccessKey: s3.Access, SecretKey: s3.Secret}}
+	src, err := source.Parse("s3://seeds/a/data.tar", sum)
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "download")
+
+	// The stat and the read share one connection: cut it at 30% of the object.
+	proxy.CutAfter(int64(len(b)) * 3 / 10)
+	_, err = f.Fetch(ctx, src, file, nil)
+	require.Error(t, err, "the first attempt is cut")
+	assert.False(t, seed.Permanent(err), "%v", err)
+	res, err := f.Fetch(ctx, src, file, nil)
+	require.NoError(t, err)
+	assert.Greater(t, res.From, int64(len(b))/4, "the second attempt started where the first was cut")
+	assert.Equal(t, int64(len(b))-res.From, res.Got)
+	assert.Less(t, proxy.Sent(), int64(len(b))*11/10, "what came before the cut was not sent again")
+	whole, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(b, whole))
+
+	missing, err := source.Parse("s3://seeds/a/none.tar", "")
+	require.NoError(t, err)
+	_, err = f.Fetch(ctx, missing, filepath.Join(t.TempDir(), "none"), nil)
+	require.ErrorIs(t, err, seed.ErrRefused)
+	assert.Contains(t, err.Error(), "NoSuchKey")
+}
+
+func freeLoopback(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -1,5 +1,6 @@
 // Package seedtest serves archives over real HTTPS for the tests of seeding: a server
-// that honours or ignores Range, and can cut a download midway.
+// that honours or ignores Range, and can cut or pace a download; and a TCP proxy that cuts
+// another server's answer (an S3 server's).
 package seedtest
 
 import (
@@ -11,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -226,4 +228,92 @@ func (c *countingWriter) write(p []byte) (int, error) {
 		return n, http.ErrAbortHandler
 	}
 	return n, err
+}
+
+// Proxy forwards TCP connections to a server, and can break off a connection's answer
+// after some bytes: a cut on the way, for servers (an S3 server) that can't cut
+// their own answers.
+type Proxy struct {
+	Addr string
+	l    net.Listener
+	mu   sync.Mutex
+	cut  int64 // the first connection whose answer passes cut bytes breaks off there (-1: none)
+	// Sent counts the bytes of answers forwarded.
+	sent atomic.Int64
+}
+
+// StartProxy listens on addr and forwards to target.
+func StartProxy(addr, target string) (*Proxy, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{Addr: l.Addr().String(), l: l, cut: -1}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.forward(c, target)
+		}
+	}()
+	return p, nil
+}
+
+// CutAfter has the first connection whose answer passes n bytes break off there.
+func (p *Proxy) CutAfter(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = n
+}
+
+// Sent is how many bytes of answers the proxy forwarded.
+func (p *Proxy) Sent() int64 { return p.sent.Load() }
+
+// Close stops listening; connections open end with their ends.
+func (p *Proxy) Close() error { return p.l.Close() }
+
+func (p *Proxy) forward(c net.Conn, target string) {
+	defer c.Close()
+	s, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	go func() { _, _ = io.Copy(s, c) }()
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := s.Read(buf)
+		if k > 0 {
+			if cut := p.take(n + int64(k)); cut >= 0 {
+				k = int(max(0, cut-n))
+				_, _ = c.Write(buf[:k])
+				p.sent.Add(int64(k))
+				return // the connection breaks off
+			}
+			if _, werr := c.Write(buf[:k]); werr != nil {
+				return
+			}
+			n += int64(k)
+			p.sent.Add(int64(k))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// take disarms the cut and returns it if a connection's answer reaching total bytes
+// crosses it; else -1.
+func (p *Proxy) take(total int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut < 0 || total <= p.cut {
+		return -1
+	}
+	cut := p.cut
+	p.cut = -1
+	return cut
 }
