@@ -1,6 +1,7 @@
 package seed
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,6 +32,20 @@ func Permanent(err error) bool {
 	return errors.Is(err, ErrRefused) || errors.Is(err, ErrMismatch) || errors.Is(err, source.ErrBad) || errors.Is(err, ErrFormat)
 }
 
+// DefaultIdleTimeout is how long a download may receive nothing before the attempt is
+// given up (and the next one resumes).
+const DefaultIdleTimeout = time.Minute
+
+var errIdle = errors.New("the source went silent")
+
+// idleCause is err, or why the download was given up if the watchdog did it.
+func idleCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
+		return cause
+	}
+	return err
+}
+
 // S3Config is how the daemon reaches S3 (DRAYAGE_S3_*).
 type S3Config struct {
 	// Endpoint is the server's URL (https://HOST[:PORT] or http://…); empty: AWS.
@@ -44,6 +59,8 @@ type Fetcher struct {
 	// HTTP is the client for https and http sources, and for S3 (nil: a default one).
 	HTTP *http.Client
 	S3   S3Config
+	// IdleTimeout is how long a download may receive nothing (0: DefaultIdleTimeout).
+	IdleTimeout time.Duration
 
 	once  sync.Once
 	s3    *minio.Client
@@ -142,9 +159,15 @@ func (f *Fetcher) fetch(ctx context.Context, src source.Source, file string, d *
 	if d.Validator == "" || d.Size >= 0 && from >= d.Size {
 		from = 0 // nothing to resume with
 	}
+	// A source that sends nothing for IdleTimeout is given up (the next attempt resumes).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := cmp.Or(f.IdleTimeout, DefaultIdleTimeout)
+	watchdog := time.AfterFunc(idle, func() { cancel(fmt.Errorf("%w: nothing arrived for %s", errIdle, idle)) })
+	defer watchdog.Stop()
 	body, err := f.open(ctx, src, from, d.Validator)
 	if err != nil {
-		return Fetched{}, err
+		return Fetched{}, idleCause(ctx, err)
 	}
 	defer body.Close()
 	res := Fetched{From: body.start, Restarted: d.Synced > 0 && body.start == 0}
@@ -162,6 +185,7 @@ func (f *Fetcher) fetch(ctx context.Context, src source.Source, file string, d *
 	synced := time.Now()
 	for {
 		n, rerr := body.Read(buf)
+		watchdog.Reset(idle)
 		if n > 0 {
 			if _, err := out.WriteAt(buf[:n], off); err != nil {
 				return res, fmt.Errorf("write %s: %w", file, err)
@@ -183,7 +207,7 @@ func (f *Fetcher) fetch(ctx context.Context, src source.Source, file string, d *
 		}
 		if rerr != nil {
 			_ = syncState(out, file, d, off) // keep what arrived for the next attempt
-			return res, fmt.Errorf("download %s: cut after %d bytes: %w", src, off, rerr)
+			return res, fmt.Errorf("download %s: cut after %d bytes: %w", src, off, idleCause(ctx, rerr))
 		}
 	}
 	if d.Size >= 0 && off != d.Size {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/minio/minio-go/v7"
@@ -210,4 +211,24 @@ func freeLoopback(t *testing.T) string {
 	require.NoError(t, err)
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// A server that stops sending mid-way is given up after the idle timeout, and the next
+// attempt resumes.
+func TestASilentServerIsGivenUp(t *testing.T) {
+	s := serve(t)
+	b, sum := archive(t)
+	s.Put("/a.tar", b)
+	s.Rate.Store(1) // a byte a second: silent, as far as the download can tell
+	src, err := source.Parse(s.URL+"/a.tar", sum)
+	require.NoError(t, err)
+	f := &seed.Fetcher{HTTP: s.Client(), IdleTimeout: 300 * time.Millisecond}
+	file := filepath.Join(t.TempDir(), "download")
+	_, err = f.Fetch(context.Background(), src, file, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the source went silent: nothing arrived for 300ms")
+	assert.False(t, seed.Permanent(err))
+	s.Rate.Store(0)
+	_, err = f.Fetch(context.Background(), src, file, nil)
+	require.NoError(t, err)
 }

@@ -166,7 +166,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Range")
 	}
 	w.Header().Set("ETag", etag)
-	cw := &countingWriter{ResponseWriter: w, limit: -1, rate: s.Rate.Load(), start: time.Now()}
+	cw := &countingWriter{ResponseWriter: w, limit: -1, rate: s.Rate.Load(), start: time.Now(), done: r.Context().Done()}
 	if cutting {
 		cw.limit = cut
 	}
@@ -187,6 +187,7 @@ type countingWriter struct {
 	broken   bool
 	rate     int64
 	start    time.Time
+	done     <-chan struct{} // the request's end
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -202,7 +203,11 @@ func (c *countingWriter) paced(p []byte) (int, error) {
 	for len(p) > 0 {
 		piece := p[:min(len(p), 64<<10)]
 		if due := c.start.Add(time.Duration(float64(c.n) / float64(c.rate) * float64(time.Second))); time.Until(due) > 0 {
-			time.Sleep(time.Until(due))
+			select {
+			case <-time.After(time.Until(due)):
+			case <-c.done: // the client went away
+				return written, http.ErrAbortHandler
+			}
 		}
 		n, err := c.write(piece)
 		written += n
