@@ -147,7 +147,7 @@ func TestAVolumeIsFilledFromAnArchive(t *testing.T) {
 			c.https.Put("/"+name, b)
 			c.a.docker("volume", "create", "--driver", nodePlugin, "-o", "from="+c.https.URL+"/"+name, "-o", "sha256="+sha256Of(b), name)
 			out := c.b.run("--mount", mountOf(name), testImage, "cat", "/data/current", "/data/index-link.html")
-			assert.Equal(t, "<h1>seeded</h1>\n<h1>seeded</h1>\n", out, kind)
+			assert.Equal(t, "<h1>seeded</h1>\n<h1>seeded</h1>", out, kind)
 			assert.Equal(t, want, treeOf(t, filepath.Join(c.b.state, "volumes", name, "data")), "%s: the tree arrived as it was archived", kind)
 		}
 	})
@@ -158,7 +158,7 @@ func TestAVolumeIsFilledFromAnArchive(t *testing.T) {
 		require.NoError(t, err)
 		c.a.docker("volume", "create", "--driver", nodePlugin, "-o", "from=s3://"+s3Bucket+"/site/data.tar.zst", "s3vol")
 		out := c.a.run("--mount", mountOf("s3vol"), testImage, "cat", "/data/www/index.html")
-		assert.Equal(t, "<h1>seeded</h1>\n", out)
+		assert.Equal(t, "<h1>seeded</h1>", out)
 		assert.Equal(t, want, treeOf(t, filepath.Join(c.a.state, "volumes", "s3vol", "data")))
 		for _, n := range []*node{c.a, c.b} {
 			assert.NotContains(t, n.docker("volume", "inspect", "s3vol"), s3Secret, "docker volume inspect never shows the secret key")
@@ -215,12 +215,12 @@ func TestAVolumeIsFilledFromAnArchive(t *testing.T) {
 			why     string
 		}{
 			"badsum":  {kinds["tar.gz"], strings.Repeat("0", 64), "sha256 mismatch"},
-			"dotdot":  {gzipOf(t, tarWith(t, &tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil"))), "", `archive entry \"../escape\"`},
-			"symlink": {tarWith(t, &tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, nil, &tar.Header{Name: "link/cron", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil")), "", `inside \"link\", a symlink`},
-			"device":  {tarWith(t, &tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Mode: 0o660, Devmajor: 8}, nil), "", `\"sda\" is a device node`},
+			"dotdot":  {gzipOf(t, tarWith(t, &tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil"))), "", `../escape`},
+			"symlink": {tarWith(t, &tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, nil, &tar.Header{Name: "link/cron", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil")), "", `a symlink: unpacking it would write through it`},
+			"device":  {tarWith(t, &tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Mode: 0o660, Devmajor: 8}, nil), "", `is a device node`},
 			"bomb":    {zstdOf(t, bombHeader(t)), "", "larger than the free space"},
 			"notar":   {gzipOf(t, bytes.Repeat([]byte("not tar "), 1000)), "", "not a readable tar archive"},
-		} {
+		} { // the engine's log quotes the plugin's lines again: whys hold no quotes
 			c.https.Put("/"+name, tc.archive)
 			opts := []string{"volume", "create", "--driver", nodePlugin, "-o", "from=" + c.https.URL + "/" + name}
 			if tc.sha != "" {
@@ -279,6 +279,5 @@ func bombHeader(t *testing.T) []byte {
 	var buf bytes.Buffer
 	w := tar.NewWriter(&buf)
 	require.NoError(t, w.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 50}))
-	require.NoError(t, w.Flush())
-	return append(buf.Bytes(), make([]byte, 1<<20)...)
+	return append(buf.Bytes(), make([]byte, 1<<20)...) // the header is written at once; no Flush, which wants the content
 }

@@ -166,14 +166,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Range")
 	}
 	w.Header().Set("ETag", etag)
-	cw := &countingWriter{ResponseWriter: w, limit: -1, rate: s.Rate.Load(), start: time.Now(), done: r.Context().Done()}
+	cw := &countingWriter{ResponseWriter: w, limit: -1, rate: s.Rate.Load(), start: time.Now(), done: r.Context().Done(),
+		add: func(n int64) { s.mu.Lock(); s.sent[p] += n; s.mu.Unlock() }}
 	if cutting {
 		cw.limit = cut
 	}
 	http.ServeContent(cw, r, "", time.Time{}, bytes.NewReader(b))
-	s.mu.Lock()
-	s.sent[p] += cw.n
-	s.mu.Unlock()
 	if cw.broken {
 		panic(http.ErrAbortHandler) // the connection is dropped mid-body
 	}
@@ -188,6 +186,7 @@ type countingWriter struct {
 	rate     int64
 	start    time.Time
 	done     <-chan struct{} // the request's end
+	add      func(n int64)   // counts n bytes sent, as they go
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -226,6 +225,7 @@ func (c *countingWriter) write(p []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
+	c.add(int64(n))
 	if c.broken {
 		if f, ok := c.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
