@@ -14,6 +14,10 @@ make --no-print-directory build >/dev/null
 rm -rf "$out"
 mkdir -p "$out/rootfs"/{run/docker/plugins,mnt/drayage,var/lib/drayage,etc/drayage,tmp,proc,sys,dev}
 cp build/drayage "$out/rootfs/drayage"
+# The system's CAs, for volumes filled from https:// sources (-o from): Debian's bundle.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || apt_install ca-certificates
+mkdir -p "$out/rootfs/etc/ssl/certs"
+cp /etc/ssl/certs/ca-certificates.crt "$out/rootfs/etc/ssl/certs/ca-certificates.crt"
 cp config.json "$out/config.json"
 touch "$out/rootfs/etc/hosts" "$out/rootfs/etc/resolv.conf" "$out/rootfs/etc/hostname"
 # Docker 20.10 refuses two plugins from byte-identical rootfs content; stamp the name in.

@@ -60,7 +60,7 @@ func printInfo(out io.Writer, v volume.Info) {
 		case progress.KindCopy:
 			what = "Copying to " + p.To + " as " + p.Copy
 		case progress.KindSeed:
-			what = "Filling from " + p.From
+			what = "Filling" // the progress names the source
 		}
 		files := ""
 		if p.TotalFiles > 0 || p.Kind != progress.KindSeed { // a download counts no files
