@@ -381,17 +381,22 @@ func (m *Manager) releaseIdle(ctx context.Context, name string) {
 	m.setClaim(name, nil)
 }
 
+// answerBy is ctx ending a margin before its deadline, so that a call that waits on it
+// still answers the engine in time.
+func answerBy(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, dl.Add(-min(answerMargin, time.Until(dl)/4)))
+}
+
 // await waits for j to end as long as ctx allows, less a margin to answer in time. If j
 // has ended it returns j's error (and a failure heard is forgotten, so the next call
 // starts again); if not, ErrPulling with the progress so far, ending in hint.
 func (m *Manager) await(ctx context.Context, j *pullJob, hint string) error {
-	wait := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		margin := min(answerMargin, time.Until(dl)/4)
-		var cancel context.CancelFunc
-		wait, cancel = context.WithDeadline(ctx, dl.Add(-margin))
-		defer cancel()
-	}
+	wait, cancel := answerBy(ctx)
+	defer cancel()
 	select {
 	case <-j.done:
 	case <-wait.Done():

@@ -125,12 +125,8 @@ const fillPoll = 500 * time.Millisecond
 // volume e on another node to end (its seed claim gone). If it does not end in time it
 // returns ErrPulling with the fill's progress, as a pull that takes longer does.
 func (m *Manager) awaitFill(ctx context.Context, e cluster.Entry) error {
-	wait := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		wait, cancel = context.WithDeadline(ctx, dl.Add(-min(answerMargin, time.Until(dl)/4)))
-		defer cancel()
-	}
+	wait, cancel := answerBy(ctx)
+	defer cancel()
 	c := e.Claim
 	t := time.NewTicker(fillPoll)
 	defer t.Stop()
