@@ -80,7 +80,7 @@ func TestBadNamesAndOptionsAreClearErrorsInTheDockerCLI(t *testing.T) {
 	v := uniqueName(t)
 	removeVolumeAtEnd(t, v)
 	out := mustFail(t, "docker", "volume", "create", "--driver", p.ref, "-o", "colour=blue", v)
-	assert.Contains(t, out, `invalid volume option "colour": valid options are allow-privileged, gid, max-lag, mode, replica-nodes, replicas, sync-interval, uid`)
+	assert.Contains(t, out, `invalid volume option "colour": valid options are allow-privileged, from, gid, max-lag, mode, replica-nodes, replicas, sha256, sync-interval, uid`)
 	out = mustFail(t, "docker", "volume", "create", "--driver", p.ref, "-o", "mode=rwx", v)
 	assert.Contains(t, out, `invalid volume option mode="rwx"`)
 	assert.NotContains(t, docker(t, "volume", "ls", "-q"), v, "a refused create leaves no volume")
