@@ -85,7 +85,8 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 			}
 		}
 		if e.Volume.Owner == m.cfg.Node {
-			if rec, err := m.disk.Load(name); err == nil && rec.Filling && !pulled {
+			mp, err := m.mountHere(ctx, e, id)
+			if errors.As(err, new(stillFilling)) && !pulled { // wait for the fill, then mount
 				j, err := m.joinSeed(ctx, e)
 				unlock()
 				if err != nil {
@@ -96,7 +97,6 @@ func (m *Manager) mount(ctx context.Context, name, id string) (string, error) {
 				}
 				continue
 			}
-			mp, err := m.mountHere(ctx, e, id)
 			if err == nil {
 				m.mountsSeen(name)
 			}

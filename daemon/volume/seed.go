@@ -56,14 +56,20 @@ const (
 	seedRetryMax   = time.Minute
 )
 
-// filled refuses a copy still being filled from its source.
+// filled refuses a copy still being filled from its source (stillFilling, ErrPulling).
 func (m *Manager) filled(rec localstore.Record) error {
 	if rec.Filling {
-		return tell(ErrPulling, "volume %q on node %q is still being filled from %s; see how far with 'drayage volume inspect %s'",
-			rec.Name, m.cfg.Node, sourceOf(rec.Options), rec.Name)
+		return stillFilling{tell(ErrPulling, "volume %q on node %q is still being filled from %s; see how far with 'drayage volume inspect %s'",
+			rec.Name, m.cfg.Node, sourceOf(rec.Options), rec.Name)}
 	}
 	return nil
 }
+
+// stillFilling is filled's refusal: a Mount on the volume's own node waits for the fill
+// instead (mount.go), with no second read of the volume's record.
+type stillFilling struct{ error }
+
+func (e stillFilling) Unwrap() error { return e.error }
 
 // sourceOf is a volume's from option as logs and messages show it (no query).
 func sourceOf(opts map[string]string) string {
