@@ -342,6 +342,12 @@ func (a archived) feed(ctx context.Context, open func() (io.ReadCloser, error), 
 		return err
 	}
 	defer r.Close()
+	return feedSink(s, func(fw *frameWriter) error { return a.send(ctx, tar.NewReader(r), fw, s.send) })
+}
+
+// feedSink has s receive the frames send writes, as from a sender's data stream, and
+// returns the first error of either side.
+func feedSink(s *sink, send func(*frameWriter) error) error {
 	pr, pw := io.Pipe()
 	received := make(chan error, 1)
 	go func() {
@@ -349,7 +355,7 @@ func (a archived) feed(ctx context.Context, open func() (io.ReadCloser, error), 
 		pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe)) // a write after the end fails
 		received <- err
 	}()
-	err = a.send(ctx, tar.NewReader(r), newFrameWriter(pw), s.send)
+	err := send(newFrameWriter(pw))
 	pw.CloseWithError(cmp.Or(err, io.EOF))
 	if rerr := <-received; rerr != nil && (err == nil || errors.Is(err, io.ErrClosedPipe)) {
 		err = rerr
@@ -380,14 +386,16 @@ func (a archived) send(ctx context.Context, tr *tar.Reader, fw *frameWriter, wan
 		if e := a.entries[i]; hdr.Size != e.Size {
 			return fmt.Errorf("%w: entry %q changed between two readings", ErrArchive, e.Path)
 		}
-		if err := sendFile(ctx, tr, fw, i, hdr.Size, buf, h); err != nil {
+		if err := sendFile(ctx, tarContent{tr}, fw, i, hdr.Size, buf, h, nil); err != nil {
 			return fmt.Errorf("archive entry %q: %w", hdr.Name, err)
 		}
 	}
 }
 
-// sendFile writes one file's content from r as frames: its header, data or holes, its hash.
-func sendFile(ctx context.Context, r io.Reader, fw *frameWriter, index uint32, size int64, buf []byte, h *blake3.Hasher) error {
+// sendFile writes one file's content from r as frames: its header, data or holes, its
+// hash. If want is set, content of another hash is refused with ErrCorrupt before its
+// end is sent: the sink never completes the file.
+func sendFile(ctx context.Context, r io.Reader, fw *frameWriter, index uint32, size int64, buf []byte, h *blake3.Hasher, want *[32]byte) error {
 	h.Reset()
 	if err := fw.File(index, size); err != nil {
 		return err
@@ -397,8 +405,11 @@ func sendFile(ctx context.Context, r io.Reader, fw *frameWriter, index uint32, s
 			return err
 		}
 		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), left)])
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: the content ends %d bytes early", ErrArchive, left-int64(n))
+		}
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrArchive, err)
+			return err
 		}
 		p := buf[:n]
 		_, _ = h.Write(p)
@@ -414,7 +425,22 @@ func sendFile(ctx context.Context, r io.Reader, fw *frameWriter, index uint32, s
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
+	if want != nil && sum != *want {
+		return fmt.Errorf("%w: its content hash is %x, not %x", ErrCorrupt, sum[:8], want[:8])
+	}
 	return fw.Write(frameEnd, sum[:])
+}
+
+// tarContent reads an entry's content; a failure, a short entry included, is the
+// archive's (ErrArchive).
+type tarContent struct{ r io.Reader }
+
+func (t tarContent) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = fmt.Errorf("%w: %w", ErrArchive, err)
+	}
+	return n, err
 }
 
 // holeMin is the shortest run of zeros an unpack leaves as a hole: one block.
