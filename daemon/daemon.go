@@ -42,6 +42,10 @@ type Daemon struct {
 	metrics  *metrics.Metrics
 	// started is when the daemon was made, for its uptime.
 	started time.Time
+	// seeds fills volumes from their sources; its S3 client also takes backups.
+	seeds *seeder
+	// backups are the backups running here, by volume (backups.go).
+	backups backupsRunning
 }
 
 // New returns a daemon whose volume manager answers "starting" until Run initialises it.
@@ -77,7 +81,7 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	})
 	m.SetVolumeStates(vols.LocalStates)
 	m.SetReplicaLags(vols.ReplicaLags)
-	return &Daemon{cfg: cfg, log: log, vols: vols, metrics: m, started: time.Now()}, nil
+	return &Daemon{cfg: cfg, log: log, vols: vols, metrics: m, started: time.Now(), seeds: seeds}, nil
 }
 
 // Volumes is the node's volume manager.

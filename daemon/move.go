@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/drayage/drayage/daemon/backup"
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/volume"
 )
@@ -51,7 +52,8 @@ type copyRequest struct {
 // MoveHere asks the node to pull a volume to itself, CopyHere to copy one into a new
 // volume it holds, Holds what it holds of a volume (before the asker drops its copy),
 // RemovalAsked whether it asked for a volume's removal (before the owner deletes it),
-// Ping only that it answers (before a failover replaces it),
+// Ping only that it answers (before a failover replaces it), BackupHere to back up a
+// volume it holds and BackupProgress how far that has come (backups.go),
 // SyncReplica and DropReplica what the owner of a replicated volume asks of the nodes
 // keeping its replicas (replicas.go).
 // Messages are JSON (peers.Codec).
@@ -74,6 +76,13 @@ func (d *Daemon) controlService() *grpc.ServiceDesc {
 			return &res, err
 		}),
 		peers.Unary("Ping", func(context.Context, *pingRequest) (*pingReply, error) { return &pingReply{Node: d.cfg.Name}, nil }),
+		peers.Unary("BackupHere", func(ctx context.Context, r *backupRequest) (*backup.Result, error) {
+			res, err := d.backupHere(ctx, r)
+			return &res, err
+		}),
+		peers.Unary("BackupProgress", func(_ context.Context, r *backupProgressRequest) (*backupProgressReply, error) {
+			return &backupProgressReply{Progress: d.backups.get(r.Volume)}, nil
+		}),
 		peers.Unary("SyncReplica", d.syncReplicaHere),
 		peers.Unary("DropReplica", d.dropReplicaHere),
 	)

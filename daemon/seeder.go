@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drayage/drayage/daemon/backup"
 	"github.com/drayage/drayage/daemon/seed"
 	"github.com/drayage/drayage/daemon/seed/source"
 	"github.com/drayage/drayage/daemon/transfer"
@@ -82,6 +83,9 @@ func (s *seeder) Seed(ctx context.Context, r volume.SeedRequest) (volume.Pulled,
 			r.Progress(c)
 		}
 	}
+	if src.Backup {
+		return s.restore(ctx, r, src, report)
+	}
 	start := time.Now()
 	got, err := s.fetch.Fetch(ctx, src, r.Download, func(n, total int64) { report(progress.Counts{Bytes: n, Total: max(total, n)}) })
 	if err != nil {
@@ -104,14 +108,57 @@ func (s *seeder) Seed(ctx context.Context, r volume.SeedRequest) (volume.Pulled,
 		}
 		return volume.Pulled{}, fmt.Errorf("volume %q on node %q: unpack the archive from %s: %w", r.Volume, s.node, src, err)
 	}
-	if st := res.Stripped; st.Count > 0 {
-		s.log.Warn("stripped privileged content from an archive for a volume created without allow-privileged: setuid/setgid bits, file capabilities and trusted.* attributes are not kept; create the volume with -o allow-privileged=true to keep them",
-			"volume", r.Volume, "from", src.String(), "files", st.Count, "e.g.", strings.Join(st.Paths, ","))
-	}
+	s.stripped(r, src, res.Stripped)
 	s.log.Info("unpacked the archive of a volume", "volume", r.Volume, "entries", res.Entries, "files", res.Files,
 		"bytes", res.Total, "written", res.Written, "took", time.Since(start).Round(time.Millisecond))
 	report(progress.Counts{Bytes: got.Size, Total: got.Size, Files: res.Files, TotalFiles: res.Files})
 	return volume.Pulled{Size: res.Total, Root: hex.EncodeToString(res.RootHash[:]), Sent: got.Got}, nil
+}
+
+// restore fills staging with a snapshot of a drayage backup, each chunk checked, the
+// tree checked against the snapshot's root hash.
+func (s *seeder) restore(ctx context.Context, r volume.SeedRequest, src source.Source, report func(progress.Counts)) (volume.Pulled, error) {
+	c, err := s.fetch.S3Client()
+	if err != nil {
+		return volume.Pulled{}, s.refused(r, err)
+	}
+	repo := backup.Open(c, backup.Location{Bucket: src.Bucket, Prefix: src.Key})
+	start := time.Now()
+	info, snap, err := repo.Load(ctx, src.Snapshot)
+	if err != nil {
+		return volume.Pulled{}, s.restoreFailed(r, err)
+	}
+	res, err := transfer.Restore(ctx, r.Staging, snap, repo, transfer.RestoreOptions{
+		Sink:     transfer.SinkOptions{AllowPrivileged: r.AllowPrivileged},
+		Progress: func(done, total int64) { report(progress.Counts{Bytes: done, Total: total}) },
+	})
+	if err != nil {
+		return volume.Pulled{}, s.restoreFailed(r, fmt.Errorf("restore snapshot %s of %s: %w", info.ID, src, err))
+	}
+	s.stripped(r, src, res.Stripped)
+	s.log.Info("restored a volume from a backup", "volume", r.Volume, "from", src.String(), "snapshot", info.ID, "root", info.Root,
+		"entries", res.Entries, "files", res.Files, "bytes", res.Total, "written", res.Written, "took", time.Since(start).Round(time.Millisecond))
+	report(progress.Counts{Bytes: res.Written, Total: res.Written, Files: res.Files, TotalFiles: res.Files})
+	return volume.Pulled{Size: res.Total, Root: hex.EncodeToString(res.RootHash[:]), Sent: res.Written}, nil
+}
+
+// restoreFailed is err, marked as refused if trying again can't cure it: no such
+// snapshot or chunk, S3 refusing, or content that is not the snapshot's.
+func (s *seeder) restoreFailed(r volume.SeedRequest, err error) error {
+	for _, permanent := range []error{backup.ErrNotFound, backup.ErrRefused, transfer.ErrHostile, transfer.ErrCorrupt, transfer.ErrRootMismatch} {
+		if errors.Is(err, permanent) {
+			return s.refused(r, err)
+		}
+	}
+	return fmt.Errorf("volume %q on node %q: %w", r.Volume, s.node, err)
+}
+
+// stripped warns that privileged content was left out of a volume that does not allow it.
+func (s *seeder) stripped(r volume.SeedRequest, src source.Source, st transfer.Stripped) {
+	if st.Count > 0 {
+		s.log.Warn("stripped privileged content from the source of a volume created without allow-privileged: setuid/setgid bits, file capabilities and trusted.* attributes are not kept; create the volume with -o allow-privileged=true to keep them",
+			"volume", r.Volume, "from", src.String(), "files", st.Count, "e.g.", strings.Join(st.Paths, ","))
+	}
 }
 
 // refused marks a failure that no retry cures, naming the volume, the node and the source.

@@ -20,6 +20,9 @@ const (
 	// KindSeed fills a new volume from its source (-o from=URL): From is the source's
 	// URL, To the volume's node.
 	KindSeed = "seed"
+	// KindBackup backs a volume up (drayage volume backup): From is the volume's node,
+	// To the backup's location. It is kept on that node only, not in the cluster store.
+	KindBackup = "backup"
 )
 
 // Counts are what has arrived of what is to arrive. The totals count what the sender

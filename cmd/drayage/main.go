@@ -54,7 +54,7 @@ Shell completion, with volume and node names from the local daemon: see
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	withEnv(pf, "root", "log-level", "log-format")
-	root.AddCommand(newDaemonCmd(g), newVolumeCmd(g), newNodeCmd(g), newStoreCmd(g), newStatusCmd(g), newTLSCmd(), newVersionCmd())
+	root.AddCommand(newDaemonCmd(g), newVolumeCmd(g), newNodeCmd(g), newStoreCmd(g), newBackupCmd(g), newStatusCmd(g), newTLSCmd(), newVersionCmd())
 	return root
 }
 

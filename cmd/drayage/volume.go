@@ -13,9 +13,9 @@ import (
 func newVolumeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "volume",
-		Short: "List, inspect, move, copy, promote and remove drayage volumes (talks to the local daemon)",
+		Short: "List, inspect, move, copy, promote, back up and remove drayage volumes (talks to the local daemon)",
 	}
-	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g), newVolumeMoveCmd(g), newVolumeCopyCmd(g), newVolumePromoteCmd(g), newVolumeRmCmd(g))
+	cmd.AddCommand(newVolumeLsCmd(g), newVolumeInspectCmd(g), newVolumeMoveCmd(g), newVolumeCopyCmd(g), newVolumePromoteCmd(g), newVolumeBackupCmd(g), newVolumeRmCmd(g))
 	return cmd
 }
 

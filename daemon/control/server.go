@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/drayage/drayage/daemon/backup"
 	"github.com/drayage/drayage/daemon/volume"
 )
 
@@ -138,6 +139,7 @@ func NewServer(vols Volumes, nodes Nodes, log *slog.Logger) *Server {
 	mux.HandleFunc("GET /v1/store/members", handleStoreMembers(nodes))
 	mux.HandleFunc("DELETE /v1/store/members/{name}", handleRemoveStoreMember(nodes))
 	mux.HandleFunc("POST /v1/store/snapshot", handleStoreSnapshot(nodes))
+	handleBackups(mux, nodes)
 	return &Server{srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -177,6 +179,8 @@ var codes = []struct {
 	{volume.ErrPulling, "pulling", http.StatusServiceUnavailable},
 	{volume.ErrOwnerDown, "owner_down", http.StatusServiceUnavailable},
 	{volume.ErrReplicaBehind, "replica_behind", http.StatusConflict},
+	{backup.ErrBadLocation, "bad_location", http.StatusBadRequest},
+	{backup.ErrNotFound, "backup_not_found", http.StatusNotFound},
 }
 
 // decode reads the JSON body of a request, a what request, into a T.

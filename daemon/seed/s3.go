@@ -18,36 +18,41 @@ import (
 // Garage) with their differences handled (path-style buckets, signatures, regions): a
 // hand-written SigV4 client would have to learn each of them again.
 
-// client makes the S3 client once, from the daemon's settings.
-func (f *Fetcher) client() (*minio.Client, error) {
+// Client makes an S3 client from the settings; tr, if set, carries its requests.
+func (c S3Config) Client(tr http.RoundTripper) (*minio.Client, error) {
+	host, secure := "s3.amazonaws.com", true
+	lookup := minio.BucketLookupAuto
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("%w: DRAYAGE_S3_ENDPOINT=%q is not a URL like https://HOST[:PORT]", source.ErrBad, c.Endpoint)
+		}
+		host, secure, lookup = u.Host, u.Scheme == "https", minio.BucketLookupPath
+	}
+	o := &minio.Options{Secure: secure, Region: c.Region, BucketLookup: lookup, Transport: tr}
+	if c.AccessKey != "" {
+		o.Creds = credentials.NewStaticV4(c.AccessKey, c.SecretKey, "")
+	} else {
+		o.Creds = credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
+	}
+	return minio.New(host, o)
+}
+
+// S3Client is the fetcher's S3 client, made once from its settings.
+func (f *Fetcher) S3Client() (*minio.Client, error) {
 	f.once.Do(func() {
-		host, secure := "s3.amazonaws.com", true
-		lookup := minio.BucketLookupAuto
-		if f.S3.Endpoint != "" {
-			u, err := url.Parse(f.S3.Endpoint)
-			if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-				f.s3Err = fmt.Errorf("%w: DRAYAGE_S3_ENDPOINT=%q is not a URL like https://HOST[:PORT]", source.ErrBad, f.S3.Endpoint)
-				return
-			}
-			host, secure, lookup = u.Host, u.Scheme == "https", minio.BucketLookupPath
+		var tr http.RoundTripper
+		if f.HTTP != nil {
+			tr = f.HTTP.Transport
 		}
-		o := &minio.Options{Secure: secure, Region: f.S3.Region, BucketLookup: lookup}
-		if f.S3.AccessKey != "" {
-			o.Creds = credentials.NewStaticV4(f.S3.AccessKey, f.S3.SecretKey, "")
-		} else {
-			o.Creds = credentials.NewStatic("", "", "", credentials.SignatureAnonymous)
-		}
-		if f.HTTP != nil && f.HTTP.Transport != nil {
-			o.Transport = f.HTTP.Transport
-		}
-		f.s3, f.s3Err = minio.New(host, o)
+		f.s3, f.s3Err = f.S3.Client(tr)
 	})
 	return f.s3, f.s3Err
 }
 
 // openS3 asks S3 for the object from byte from on, if its ETag is still validator.
 func (f *Fetcher) openS3(ctx context.Context, src source.Source, from int64, validator string) (*body, error) {
-	c, err := f.client()
+	c, err := f.S3Client()
 	if err != nil {
 		return nil, err
 	}

@@ -18,14 +18,20 @@ var ErrBad = errors.New("bad seed source")
 type Source struct {
 	// URL is the archive's address as the volume option gives it.
 	URL *url.URL
-	// Bucket and Key name an S3 object (s3://BUCKET/KEY).
+	// Bucket and Key name an S3 object (s3://BUCKET/KEY), or with Backup a drayage
+	// backup's prefix (s3://BUCKET/PREFIX/, Key ending in "/").
 	Bucket, Key string
+	// Backup: the source is a drayage backup, to restore its snapshot Snapshot ("": the
+	// latest), given as s3://BUCKET/PREFIX/@SNAPSHOT.
+	Backup   bool
+	Snapshot string
 	// SHA256 is the archive's expected SHA-256 (lowercase hex), or "".
 	SHA256 string
 }
 
 // Parse checks a volume's from option, and sha256 if given: an https URL, an http URL
-// with a sha256 (nothing else vouches for what arrives), or s3://BUCKET/KEY. A URL may
+// with a sha256 (nothing else vouches for what arrives), s3://BUCKET/KEY, or a backup
+// s3://BUCKET/PREFIX/ or s3://BUCKET/PREFIX/@SNAPSHOT. A URL may
 // not carry credentials: volume options are shown by 'docker volume inspect' to anyone
 // who can list volumes, so credentials go in the daemon's settings.
 func Parse(from, sha string) (Source, error) {
@@ -57,8 +63,15 @@ func Parse(from, sha string) (Source, error) {
 		if src.Bucket == "" || src.Key == "" {
 			return bad("from=%s names no object; give s3://BUCKET/KEY", src)
 		}
-		if strings.HasSuffix(src.Key, "/") {
-			return bad("from=%s names a prefix, not an archive; give s3://BUCKET/KEY of a .tar, .tar.gz or .tar.zst", src)
+		if prefix, snap, ok := strings.Cut(src.Key, "/@"); ok {
+			if snap == "" || strings.Contains(snap, "/") {
+				return bad("from=%s: give a snapshot as s3://BUCKET/PREFIX/@SNAPSHOT, SNAPSHOT as 'drayage backup ls' lists it", src)
+			}
+			src.Key, src.Snapshot = prefix+"/", snap
+		}
+		src.Backup = strings.HasSuffix(src.Key, "/")
+		if src.Backup && src.SHA256 != "" {
+			return bad("from=%s is a drayage backup, checked against its snapshot's root hash: remove sha256", src)
 		}
 		return src, nil
 	default:

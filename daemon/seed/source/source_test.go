@@ -17,7 +17,8 @@ func TestParseSaysWhatIsWrongWithASource(t *testing.T) {
 		{"http://host/a.tar", "", "plain http"},
 		{"https://user:secret@host/a.tar", "", "carries credentials"},
 		{"s3://bucket", "", "names no object"},
-		{"s3://bucket/backups/", "", "names a prefix"},
+		{"s3://bucket/backups/@", "", "give a snapshot"},
+		{"s3://bucket/backups/", hex.EncodeToString(make([]byte, 32)), "remove sha256"},
 		{"https://host/a.tar", "abc", "not a SHA-256"},
 		{"https:///a.tar", "", "names no host"},
 		{"", "", "is not a URL"},
@@ -31,6 +32,15 @@ func TestParseSaysWhatIsWrongWithASource(t *testing.T) {
 		src, err := source.Parse(ok.from, ok.sha)
 		require.NoError(t, err, ok.from)
 		assert.Equal(t, ok.from, src.String())
+	}
+	for from, want := range map[string]source.Source{
+		"s3://bucket/backups/db/":                          {Bucket: "bucket", Key: "backups/db/", Backup: true},
+		"s3://bucket/backups/db/@20261203-140501-ab12cd34": {Bucket: "bucket", Key: "backups/db/", Backup: true, Snapshot: "20261203-140501-ab12cd34"},
+	} {
+		src, err := source.Parse(from, "")
+		require.NoError(t, err, from)
+		src.URL = nil
+		assert.Equal(t, want, src, from)
 	}
 	src, err := source.Parse("https://host/a.tar?X-Amz-Signature=abc", "")
 	require.NoError(t, err)

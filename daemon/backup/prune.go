@@ -1,0 +1,115 @@
+package backup
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Pruned is what a prune removed.
+type Pruned struct {
+	// Snapshots are the IDs of the snapshots removed.
+	Snapshots []string `json:"snapshots,omitempty"`
+	// Chunks and Bytes count the chunks removed, and their stored (compressed) bytes.
+	Chunks int   `json:"chunks"`
+	Bytes  int64 `json:"bytes"`
+}
+
+// Prune keeps the newest keep snapshots (at least one) and removes the others, then the
+// chunks no remaining snapshot names (doc.go says why a prune cut off at any point loses
+// no remaining snapshot).
+func (r *Repo) Prune(ctx context.Context, keep int) (Pruned, error) {
+	var p Pruned
+	keep = max(keep, 1)
+	ids, err := r.listIDs(ctx)
+	if err != nil {
+		return p, err
+	}
+	for len(ids) > keep {
+		if err := r.c.RemoveObject(ctx, r.loc.Bucket, r.snapshotKey(ids[0]), minio.RemoveObjectOptions{}); err != nil {
+			return p, r.fail("remove snapshot "+ids[0], err)
+		}
+		p.Snapshots = append(p.Snapshots, ids[0])
+		ids = ids[1:]
+		if hook := testHookSnapshotRemoved; hook != nil {
+			hook()
+		}
+	}
+	named, err := r.namedChunks(ctx)
+	if err != nil {
+		return p, err
+	}
+	p.Chunks, p.Bytes, err = r.removeChunks(ctx, named)
+	return p, err
+}
+
+// removeChunks removes the chunks not named, and counts them and their bytes.
+func (r *Repo) removeChunks(ctx context.Context, named map[string]bool) (n int, bytes int64, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	doomed := make(chan minio.ObjectInfo)
+	listed := make(chan error, 1)
+	go func() {
+		defer close(doomed)
+		for o := range r.c.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: r.loc.Prefix + "objects/", Recursive: true}) {
+			if o.Err != nil {
+				listed <- r.fail("list chunks", o.Err)
+				return
+			}
+			if named[chunkOf(o.Key)] {
+				continue
+			}
+			select {
+			case doomed <- o:
+				n++
+				bytes += o.Size
+			case <-ctx.Done():
+				listed <- ctx.Err()
+				return
+			}
+		}
+		listed <- nil
+	}()
+	for e := range r.c.RemoveObjects(ctx, r.loc.Bucket, doomed, minio.RemoveObjectsOptions{}) {
+		if e.Err != nil && err == nil {
+			err = r.fail("remove chunk "+e.ObjectName, e.Err)
+			cancel()
+		}
+	}
+	for range doomed { //nolint:revive // drained so the lister ends
+	}
+	if lerr := <-listed; err == nil {
+		err = lerr
+	}
+	return n, bytes, err
+}
+
+// testHookSnapshotRemoved, if set, runs after each snapshot a prune removes.
+var testHookSnapshotRemoved func()
+
+// namedChunks reads every snapshot of the location and returns the chunks they name,
+// by object name's hash part. A snapshot that can't be read is an error: its chunks
+// can't be known.
+func (r *Repo) namedChunks(ctx context.Context) (map[string]bool, error) {
+	ids, err := r.listIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	named := map[string]bool{}
+	for _, id := range ids {
+		_, s, err := r.Load(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("keep every chunk: %w; remove that snapshot by hand if it is damaged, then prune again", err)
+		}
+		for c := range s.Chunks() {
+			named[hex.EncodeToString(c[:])] = true
+		}
+	}
+	return named, nil
+}
+
+// chunkOf is the hash part of a chunk's object name.
+func chunkOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }

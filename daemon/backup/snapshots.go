@@ -1,0 +1,200 @@
+package backup
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/drayage/drayage/daemon/transfer"
+)
+
+// Info describes one snapshot, as 'drayage backup ls' lists it.
+type Info struct {
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"`
+	Volume string    `json:"volume"`
+	Node   string    `json:"node"`
+	// Root is the snapshot's root hash: a restore's tree must hash to it.
+	Root    string `json:"root"`
+	Entries int    `json:"entries"`
+	Files   int    `json:"files"`
+	Size    int64  `json:"size"`
+	// NewBytes and NewChunks are what this backup stored that the location lacked
+	// (content bytes, before compression).
+	NewBytes  int64 `json:"new_bytes"`
+	NewChunks int   `json:"new_chunks"`
+}
+
+const (
+	snapshotHeader = "drayage-backup 1\n"
+	// maxInfoLine bounds a snapshot's JSON line (it is read first, alone, by List).
+	maxInfoLine = 16 << 10
+	// maxSnapshot bounds a snapshot's decompressed size: about 100 bytes an entry.
+	maxSnapshot = 1 << 30
+)
+
+var snapshotDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxSnapshot))
+
+func (r *Repo) snapshotsPrefix() string     { return r.loc.Prefix + "snapshots/" }
+func (r *Repo) snapshotKey(id string) string { return r.snapshotsPrefix() + id }
+
+// newID names a snapshot taken at t of a tree with root hash root.
+func newID(t time.Time, root string) string {
+	return t.UTC().Format("20060102-150405") + "-" + root[:8]
+}
+
+// Save writes snapshot s, described by info, in one PUT: after it, the snapshot is
+// listed and restores.
+func (r *Repo) Save(ctx context.Context, info Info, s *transfer.Snapshot) error {
+	head, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	body, err := s.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	b.WriteString(snapshotHeader)
+	b.Write(head)
+	b.WriteByte('\n')
+	w, err := zstd.NewWriter(&b, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	_, err = r.c.PutObject(ctx, r.loc.Bucket, r.snapshotKey(info.ID), &b, int64(b.Len()), minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
+	if err != nil {
+		return r.fail("write snapshot "+info.ID, err)
+	}
+	return nil
+}
+
+// List returns the location's snapshots, oldest first. Each is read only as far as its
+// description.
+func (r *Repo) List(ctx context.Context) ([]Info, error) {
+	ids, err := r.listIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]Info, 0, len(ids))
+	for _, id := range ids {
+		info, err := r.info(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// listIDs lists the snapshots' IDs, sorted (oldest first).
+func (r *Repo) listIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	for o := range r.c.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: r.snapshotsPrefix()}) {
+		if o.Err != nil {
+			return nil, r.fail("list snapshots", o.Err)
+		}
+		if id := strings.TrimPrefix(o.Key, r.snapshotsPrefix()); id != "" && !strings.Contains(id, "/") {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// info reads a snapshot's description: its first bytes only.
+func (r *Repo) info(ctx context.Context, id string) (Info, error) {
+	var o minio.GetObjectOptions
+	_ = o.SetRange(0, int64(len(snapshotHeader)+maxInfoLine))
+	obj, err := r.c.GetObject(ctx, r.loc.Bucket, r.snapshotKey(id), o)
+	if err != nil {
+		return Info{}, r.fail("read snapshot "+id, err)
+	}
+	defer obj.Close()
+	info, _, err := readHead(bufio.NewReaderSize(obj, len(snapshotHeader)+maxInfoLine+1), id)
+	if err != nil {
+		return Info{}, r.fail("read snapshot "+id, err)
+	}
+	return info, nil
+}
+
+// readHead reads a snapshot's header line and description, and returns the reader at
+// the compressed snapshot.
+func readHead(br *bufio.Reader, id string) (Info, *bufio.Reader, error) {
+	var info Info
+	head := make([]byte, len(snapshotHeader))
+	if _, err := io.ReadFull(br, head); err != nil || string(head) != snapshotHeader {
+		return info, nil, cmp.Or(err, fmt.Errorf("%w: snapshot %s is not a drayage backup snapshot (or of a later version)", transfer.ErrHostile, id))
+	}
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return info, nil, fmt.Errorf("%w: snapshot %s: its description is cut short or too long: %w", transfer.ErrHostile, id, err)
+	}
+	if err := json.Unmarshal(line, &info); err != nil {
+		return info, nil, fmt.Errorf("%w: snapshot %s: its description: %w", transfer.ErrHostile, id, err)
+	}
+	if info.ID != id {
+		return info, nil, fmt.Errorf("%w: snapshot %s says it is %q", transfer.ErrHostile, id, info.ID)
+	}
+	return info, br, nil
+}
+
+// Load reads snapshot id whole ("": the latest).
+func (r *Repo) Load(ctx context.Context, id string) (Info, *transfer.Snapshot, error) {
+	if id == "" {
+		ids, err := r.listIDs(ctx)
+		if err != nil {
+			return Info{}, nil, err
+		}
+		if len(ids) == 0 {
+			return Info{}, nil, fmt.Errorf("%s holds no snapshot: %w; back a volume up there first ('drayage volume backup NAME --to %s')", r.loc, ErrNotFound, r.loc)
+		}
+		id = ids[len(ids)-1]
+	}
+	obj, err := r.c.GetObject(ctx, r.loc.Bucket, r.snapshotKey(id), minio.GetObjectOptions{})
+	if err != nil {
+		return Info{}, nil, r.fail("read snapshot "+id, err)
+	}
+	defer obj.Close()
+	info, rest, err := readHead(bufio.NewReaderSize(obj, 64<<10), id)
+	if err != nil {
+		var resp minio.ErrorResponse
+		if errors.As(err, &resp) {
+			return Info{}, nil, r.fail("read snapshot "+id, err)
+		}
+		return Info{}, nil, err
+	}
+	z, err := io.ReadAll(io.LimitReader(rest, maxSnapshot+1))
+	if err != nil {
+		return Info{}, nil, r.fail("read snapshot "+id, err)
+	}
+	body, err := snapshotDecoder.DecodeAll(z, nil)
+	if err != nil {
+		return Info{}, nil, fmt.Errorf("%w: snapshot %s in %s: %w", transfer.ErrHostile, id, r.loc, err)
+	}
+	s, err := transfer.UnmarshalSnapshot(body)
+	if err != nil {
+		return Info{}, nil, fmt.Errorf("snapshot %s in %s: %w", id, r.loc, err)
+	}
+	if s.Root() != info.Root {
+		return Info{}, nil, fmt.Errorf("%w: snapshot %s in %s: its description says root %s, its content %s", transfer.ErrHostile, id, r.loc, info.Root, s.Root())
+	}
+	return info, s, nil
+}
