@@ -132,7 +132,9 @@ func mountOf(name string) string {
 	return "type=volume,source=" + name + ",target=/data,volume-driver=" + nodePlugin
 }
 
-func TestAVolumeIsFilledFromAnArchive(t *testing.T) {
+// TestVolumesFromAndToObjectStorage: volumes filled from archives (https, s3), then
+// backed up to S3 and restored (backupCases), on one two-node cluster.
+func TestVolumesFromAndToObjectStorage(t *testing.T) {
 	c := startSeedCluster(t)
 	src := seedTree(t)
 	want := treeOf(t, src)
@@ -246,6 +248,8 @@ func TestAVolumeIsFilledFromAnArchive(t *testing.T) {
 		assert.Contains(t, out, "carries credentials")
 		assert.NotContains(t, out, "pw@")
 	})
+
+	t.Run("backup", func(t *testing.T) { backupCases(t, c) })
 }
 
 // bigArchive is a tar.zst of size random bytes: incompressible, so its download takes a

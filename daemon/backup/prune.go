@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/drayage/drayage/daemon/internal/failpoint"
 )
 
 // Pruned is what a prune removed.
@@ -34,6 +36,7 @@ func (r *Repo) Prune(ctx context.Context, keep int) (Pruned, error) {
 		}
 		p.Snapshots = append(p.Snapshots, ids[0])
 		ids = ids[1:]
+		failpoint.Hit("prune-snapshot-removed")
 		if hook := testHookSnapshotRemoved; hook != nil {
 			hook()
 		}

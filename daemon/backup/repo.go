@@ -12,6 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/minio/minio-go/v7"
 
+	"github.com/drayage/drayage/daemon/internal/failpoint"
 	"github.com/drayage/drayage/daemon/transfer"
 )
 
@@ -56,6 +57,7 @@ func (r *Repo) Put(ctx context.Context, sum [32]byte, data []byte) error {
 	if err != nil {
 		return r.fail("store chunk "+hex.EncodeToString(sum[:8]), err)
 	}
+	failpoint.Hit("backup-chunk-stored")
 	return nil
 }
 

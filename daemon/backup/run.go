@@ -52,7 +52,7 @@ func (r *Repo) Run(ctx context.Context, req Request) (Result, error) {
 	defer unlock()
 	start := time.Now()
 	res := Result{Location: r.loc.String()}
-	prev, previous, err := r.previous(ctx, req.Volume)
+	prev, previous, after, err := r.previous(ctx, req.Volume)
 	if err != nil {
 		return res, err
 	}
@@ -62,7 +62,12 @@ func (r *Repo) Run(ctx context.Context, req Request) (Result, error) {
 		return res, fmt.Errorf("back volume %q up to %s: %w", req.Volume, r.loc, err)
 	}
 	s := b.Snapshot
+	// A snapshot sorts after the one before it, whatever the clocks of the nodes that
+	// took them say.
 	now := time.Now().UTC()
+	if !now.After(after) {
+		now = after.Add(time.Millisecond)
+	}
 	res.Snapshot = Info{ID: newID(now, s.Root()), Time: now, Volume: req.Volume, Node: req.Node, Root: s.Root(),
 		Entries: s.Entries(), Files: s.Files(), Size: s.Size(), NewBytes: b.NewBytes, NewChunks: b.NewChunks}
 	if err := r.Save(ctx, res.Snapshot, s); err != nil {
@@ -83,21 +88,25 @@ func (r *Repo) Run(ctx context.Context, req Request) (Result, error) {
 // previous loads the location's latest snapshot, which a backup of volume starts from.
 // A location holding another volume's is refused; one whose latest snapshot can't be
 // read gives no previous snapshot (everything is stored again), and says why.
-func (r *Repo) previous(ctx context.Context, volume string) (*transfer.Snapshot, string, error) {
+// after is the latest snapshot's time, which the next one's must follow.
+func (r *Repo) previous(ctx context.Context, volume string) (s *transfer.Snapshot, previous string, after time.Time, err error) {
 	ids, err := r.listIDs(ctx)
 	if err != nil || len(ids) == 0 {
-		return nil, "", err
+		return nil, "", after, err
 	}
 	id := ids[len(ids)-1]
+	if t, err := time.Parse(idTime, id[:min(len(id), len(idTime))]); err == nil {
+		after = t
+	}
 	info, s, err := r.Load(ctx, id)
 	switch {
 	case errors.Is(err, transfer.ErrHostile):
-		return nil, fmt.Sprintf("none: the latest snapshot, %s, can't be read (%v)", id, err), nil
+		return nil, fmt.Sprintf("none: the latest snapshot, %s, can't be read (%v)", id, err), after, nil
 	case err != nil:
-		return nil, "", err
+		return nil, "", after, err
 	case info.Volume != volume:
-		return nil, "", fmt.Errorf("cannot back volume %q up to %s: %w (volume %q, snapshot %s); give each volume its own prefix, such as %s%s/",
+		return nil, "", after, fmt.Errorf("cannot back volume %q up to %s: %w (volume %q, snapshot %s); give each volume its own prefix, such as %s%s/",
 			volume, r.loc, ErrOtherVolume, info.Volume, id, r.loc, volume)
 	}
-	return s, id, nil
+	return s, id, after, nil
 }

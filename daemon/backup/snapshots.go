@@ -46,13 +46,17 @@ const (
 
 var snapshotDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxSnapshot))
 
-func (r *Repo) snapshotsPrefix() string     { return r.loc.Prefix + "snapshots/" }
+func (r *Repo) snapshotsPrefix() string      { return r.loc.Prefix + "snapshots/" }
 func (r *Repo) snapshotKey(id string) string { return r.snapshotsPrefix() + id }
 
-// newID names a snapshot taken at t of a tree with root hash root.
+// newID names a snapshot taken at t of a tree with root hash root: IDs sort as their
+// times do.
 func newID(t time.Time, root string) string {
-	return t.UTC().Format("20060102-150405") + "-" + root[:8]
+	return t.UTC().Format(idTime) + "-" + root[:8]
 }
+
+// idTime is the time in a snapshot's ID, to the millisecond.
+const idTime = "20060102-150405.000"
 
 // Save writes snapshot s, described by info, in one PUT: after it, the snapshot is
 // listed and restores.
