@@ -136,7 +136,7 @@ func (d *Daemon) backupHere(ctx context.Context, r *backupRequest) (backup.Resul
 		"reused_files", res.Reused, "changed_while_read", len(res.Changed), "took", res.Took.Round(time.Millisecond))
 	if res.Pruned != nil {
 		d.log.Info("pruned a backup location", "volume", r.Volume, "at", loc.String(), "keep", r.Keep,
-			"snapshots_removed", len(res.Pruned.Snapshots), "chunks_removed", res.Pruned.Chunks, "bytes_removed", res.Pruned.Bytes)
+			"snapshots_removed", len(res.Pruned.Snapshots), "objects_removed", res.Pruned.Objects, "bytes_removed", res.Pruned.Bytes)
 	}
 	return res, nil
 }

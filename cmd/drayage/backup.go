@@ -66,7 +66,7 @@ func printBackedUp(out io.Writer, res backup.Result) error {
 		fmt.Fprintf(out, "%d files changed each time they were read and are kept as last read: %s\n", n, strings.Join(first(res.Changed, 5), ", "))
 	}
 	if p := res.Pruned; p != nil {
-		fmt.Fprintf(out, "pruned %d snapshots and %d chunks (%s)\n", len(p.Snapshots), p.Chunks, progress.BytesUnit(p.Bytes))
+		fmt.Fprintf(out, "pruned %d snapshots and %d objects (%s)\n", len(p.Snapshots), p.Objects, progress.BytesUnit(p.Bytes))
 	}
 	return nil
 }

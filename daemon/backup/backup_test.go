@@ -41,13 +41,16 @@ func volumeTree(t *testing.T, n, size int) string {
 	return dir
 }
 
-// stored sums the bytes of the objects under prefix in the bucket, as the server has them.
+// stored counts the objects (chunks and packs) under prefix in the bucket, and sums their
+// bytes, as the server has them.
 func stored(t *testing.T, s3 *seedtest.S3, prefix string) (n int, bytes int64) {
 	t.Helper()
-	for o := range s3.Client.ListObjects(context.Background(), "backups", minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		require.NoError(t, o.Err)
-		n++
-		bytes += o.Size
+	for _, dir := range []string{"objects/", "packs/"} {
+		for o := range s3.Client.ListObjects(context.Background(), "backups", minio.ListObjectsOptions{Prefix: prefix + dir, Recursive: true}) {
+			require.NoError(t, o.Err)
+			n++
+			bytes += o.Size
+		}
 	}
 	return n, bytes
 }
@@ -81,7 +84,7 @@ func TestASecondBackupUploadsOnlyTheNewContent(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 200, first.Snapshot.Files)
 	assert.Equal(t, int64(200*64<<10), first.Snapshot.NewBytes)
-	_, before := stored(t, s3, "volumes/db/objects/")
+	_, before := stored(t, s3, "volumes/db/")
 	f0, err := os.ReadFile(filepath.Join(dir, "sub", "f0000"))
 	require.NoError(t, err)
 
@@ -95,7 +98,7 @@ func TestASecondBackupUploadsOnlyTheNewContent(t *testing.T) {
 	assert.Equal(t, first.Snapshot.ID, second.Previous)
 	assert.Equal(t, int64(2*64<<10), second.Snapshot.NewBytes, "only the two changed files")
 	assert.Equal(t, 198, second.Reused, "the others were not even read")
-	_, after := stored(t, s3, "volumes/db/objects/")
+	_, after := stored(t, s3, "volumes/db/")
 	assert.Less(t, after-before, int64(2*64<<10)*11/10, "the server received only the new content (%d bytes)", after-before)
 
 	list, err := r.List(t.Context())
@@ -113,22 +116,32 @@ func TestASecondBackupUploadsOnlyTheNewContent(t *testing.T) {
 	assert.Equal(t, f0, b, "the first snapshot holds the file as it was")
 }
 
-// --keep 1 leaves the newest snapshot and the chunks it names, nothing else; a prune cut
+// --keep 1 leaves the newest snapshot and what it needs, nothing else: chunks stored on
+// their own that it does not name, and packs none of whose chunks it names. A prune cut
 // off after it removed a snapshot leaves the others whole, and the next prune finishes.
 func TestPruneKeepsTheNewestAndWhatTheyName(t *testing.T) {
 	r, s3 := repoOn(t, "s3://backups/db")
-	dir := volumeTree(t, 20, 10_000)
+	dir := volumeTree(t, 20, 10_000) // small files: in packs
+	rewrite := func(name string, size int) {
+		b := make([]byte, size)
+		_, _ = rand.Read(b)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
+	}
+	for i := range 5 {
+		rewrite(fmt.Sprintf("big%d", i), 600<<10) // chunks of their own
+	}
 	var ids []string
 	for i := range 3 {
-		b := make([]byte, 10_000)
-		_, _ = rand.Read(b)
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "sub", fmt.Sprintf("f%04d", i)), b, 0o644))
+		if i > 0 {
+			rewrite(fmt.Sprintf("big%d", i-1), 600<<10)
+			rewrite(fmt.Sprintf("sub/f%04d", i-1), 10_000)
+		}
 		res, err := r.Run(t.Context(), backup.Request{Volume: "db", Node: "node-a", Dir: dir})
 		require.NoError(t, err)
 		ids = append(ids, res.Snapshot.ID)
 	}
-	objects, _ := stored(t, s3, "db/objects/")
-	assert.Equal(t, 22, objects, "20 files, then one new one per later backup")
+	objects, _ := stored(t, s3, "db/")
+	assert.Equal(t, 5+2+3, objects, "5 big files, 2 new versions of them, and a pack per backup")
 
 	ctx, cancel := context.WithCancel(t.Context())
 	backup.SetSnapshotRemovedHook(t, cancel) // cut off after its first removal
@@ -145,10 +158,19 @@ func TestPruneKeepsTheNewestAndWhatTheyName(t *testing.T) {
 	p, err := r.Prune(t.Context(), 1)
 	require.NoError(t, err)
 	assert.Equal(t, []string{ids[1]}, p.Snapshots)
-	assert.Equal(t, 2, p.Chunks, "the two versions of the files the newest snapshot no longer names")
-	objects, _ = stored(t, s3, "db/objects/")
-	assert.Equal(t, 20, objects)
+	assert.Equal(t, 2, p.Objects, "the two old versions of big files; each pack still holds a file the newest snapshot names")
 	sameFiles(t, dir, restored(t, r, ids[2]))
+
+	// Every small file changes: the older packs hold nothing the newest snapshot names.
+	for i := range 20 {
+		rewrite(fmt.Sprintf("sub/f%04d", i), 10_000)
+	}
+	res, err := r.Run(t.Context(), backup.Request{Volume: "db", Node: "node-a", Dir: dir, Keep: 1})
+	require.NoError(t, err)
+	assert.Equal(t, 3, res.Pruned.Objects, "the three older packs")
+	objects, _ = stored(t, s3, "db/")
+	assert.Equal(t, 5+1, objects)
+	sameFiles(t, dir, restored(t, r, ""))
 }
 
 // A location holds one volume's backups; a missing snapshot and an empty location are

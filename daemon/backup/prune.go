@@ -15,8 +15,9 @@ import (
 type Pruned struct {
 	// Snapshots are the IDs of the snapshots removed.
 	Snapshots []string `json:"snapshots,omitempty"`
-	// Chunks and Bytes count the chunks removed, and their stored (compressed) bytes.
-	Chunks int   `json:"chunks"`
+	// Objects and Bytes count the objects removed (chunks, and packs of small chunks)
+	// and their stored (compressed) bytes.
+	Objects int   `json:"objects"`
 	Bytes  int64 `json:"bytes"`
 }
 
@@ -45,11 +46,11 @@ func (r *Repo) Prune(ctx context.Context, keep int) (Pruned, error) {
 	if err != nil {
 		return p, err
 	}
-	p.Chunks, p.Bytes, err = r.removeChunks(ctx, named)
+	p.Objects, p.Bytes, err = r.removeChunks(ctx, named)
 	return p, err
 }
 
-// removeChunks removes the chunks not named, and counts them and their bytes.
+// removeChunks removes the chunks and packs not named, and counts them and their bytes.
 func (r *Repo) removeChunks(ctx context.Context, named map[string]bool) (n int, bytes int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -57,21 +58,23 @@ func (r *Repo) removeChunks(ctx context.Context, named map[string]bool) (n int, 
 	listed := make(chan error, 1)
 	go func() {
 		defer close(doomed)
-		for o := range r.c.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: r.loc.Prefix + "objects/", Recursive: true}) {
-			if o.Err != nil {
-				listed <- r.fail("list chunks", o.Err)
-				return
-			}
-			if named[chunkOf(o.Key)] {
-				continue
-			}
-			select {
-			case doomed <- o:
-				n++
-				bytes += o.Size
-			case <-ctx.Done():
-				listed <- ctx.Err()
-				return
+		for _, dir := range []string{"objects/", "packs/"} {
+			for o := range r.c.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: r.loc.Prefix + dir, Recursive: true}) {
+				if o.Err != nil {
+					listed <- r.fail("list chunks", o.Err)
+					return
+				}
+				if named[chunkOf(o.Key)] {
+					continue
+				}
+				select {
+				case doomed <- o:
+					n++
+					bytes += o.Size
+				case <-ctx.Done():
+					listed <- ctx.Err()
+					return
+				}
 			}
 		}
 		listed <- nil
@@ -93,9 +96,10 @@ func (r *Repo) removeChunks(ctx context.Context, named map[string]bool) (n int, 
 // testHookSnapshotRemoved, if set, runs after each snapshot a prune removes.
 var testHookSnapshotRemoved func()
 
-// namedChunks reads every snapshot of the location and returns the chunks they name,
-// by object name's hash part. A snapshot that can't be read is an error: its chunks
-// can't be known.
+// namedChunks reads every snapshot of the location and returns the objects they need:
+// the chunks stored on their own and the packs that hold the others, by the hash part
+// of their names. A snapshot that can't be read is an error: what it needs can't be
+// known.
 func (r *Repo) namedChunks(ctx context.Context) (map[string]bool, error) {
 	ids, err := r.listIDs(ctx)
 	if err != nil {
@@ -103,12 +107,16 @@ func (r *Repo) namedChunks(ctx context.Context) (map[string]bool, error) {
 	}
 	named := map[string]bool{}
 	for _, id := range ids {
-		_, s, err := r.Load(ctx, id)
+		_, s, locs, err := r.load(ctx, id)
 		if err != nil {
 			return nil, fmt.Errorf("keep every chunk: %w; remove that snapshot by hand if it is damaged, then prune again", err)
 		}
 		for c := range s.Chunks() {
-			named[hex.EncodeToString(c[:])] = true
+			if l, ok := locs[c]; ok {
+				named[hex.EncodeToString(l.pack[:])] = true
+			} else {
+				named[hex.EncodeToString(c[:])] = true
+			}
 		}
 	}
 	return named, nil

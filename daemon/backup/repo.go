@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/minio/minio-go/v7"
@@ -24,15 +25,29 @@ var ErrNotFound = errors.New("not found")
 // again does not help.
 var ErrRefused = errors.New("S3 refused the request")
 
-// Repo is one backup location, reached through an S3 client. It is a transfer.Blobs:
-// chunks go in and out compressed, under their hash.
+// Repo is one backup location, reached through an S3 client, for one backup or restore
+// at a time. It is a transfer.Blobs: chunks go in and out compressed, under their hash.
+// A chunk of packMin bytes or more is an object of its own; smaller ones (small files)
+// are gathered into packs (pack.go), so that a volume of many small files costs a few
+// requests, not one per file.
 type Repo struct {
 	c   *minio.Client
 	loc Location
+
+	mu sync.Mutex
+	// locs says where chunks that live in packs are: from the snapshots read, and the
+	// packs this backup wrote.
+	locs map[[32]byte]chunkLoc
+	// open is the pack being filled, and the chunks in it.
+	open    []byte
+	pending []pendingChunk
+	packs   packCache
 }
 
 // Open returns the Repo at loc.
-func Open(c *minio.Client, loc Location) *Repo { return &Repo{c: c, loc: loc} }
+func Open(c *minio.Client, loc Location) *Repo {
+	return &Repo{c: c, loc: loc, locs: map[[32]byte]chunkLoc{}}
+}
 
 // Location is where the repo is.
 func (r *Repo) Location() Location { return r.loc }
@@ -49,25 +64,42 @@ func (r *Repo) objectKey(sum [32]byte) string {
 	return r.loc.Prefix + "objects/" + h[:2] + "/" + h
 }
 
-// Put stores a chunk under its hash.
+// Put stores a chunk under its hash: as an object of its own, or in the open pack.
 func (r *Repo) Put(ctx context.Context, sum [32]byte, data []byte) error {
 	z := encoder.EncodeAll(data, make([]byte, 0, len(data)/2+64))
-	_, err := r.c.PutObject(ctx, r.loc.Bucket, r.objectKey(sum), bytes.NewReader(z), int64(len(z)),
-		minio.PutObjectOptions{ContentType: "application/zstd", DisableMultipart: true})
-	if err != nil {
+	if len(data) < packMin {
+		return r.addToPack(ctx, sum, z)
+	}
+	if err := r.putObject(ctx, r.objectKey(sum), z); err != nil {
 		return r.fail("store chunk "+hex.EncodeToString(sum[:8]), err)
 	}
 	failpoint.Hit("backup-chunk-stored")
 	return nil
 }
 
+// putObject writes one object.
+func (r *Repo) putObject(ctx context.Context, key string, b []byte) error {
+	_, err := r.c.PutObject(ctx, r.loc.Bucket, key, bytes.NewReader(b), int64(len(b)),
+		minio.PutObjectOptions{ContentType: "application/zstd", DisableMultipart: true})
+	return err
+}
+
 // Get returns the chunk stored under sum, decompressed (the caller checks its hash).
 func (r *Repo) Get(ctx context.Context, sum [32]byte) ([]byte, error) {
-	z, err := r.read(ctx, r.objectKey(sum), maxChunkObject)
+	r.mu.Lock()
+	loc, packed := r.locs[sum]
+	r.mu.Unlock()
+	var z []byte
+	var err error
+	if packed {
+		z, err = r.fromPack(ctx, sum, loc)
+	} else {
+		z, err = r.read(ctx, r.objectKey(sum), maxChunkObject)
+	}
 	if err != nil {
 		return nil, err
 	}
-	data, err := decoder.DecodeAll(z, make([]byte, 0, transfer.SnapshotChunk))
+	data, err := decoder.DecodeAll(z, nil) // sized by the frame header
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunk %x in %s is not zstd of at most %d bytes: %w", transfer.ErrCorrupt, sum[:8], r.loc, transfer.SnapshotChunk, err)
 	}

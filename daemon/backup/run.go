@@ -61,6 +61,9 @@ func (r *Repo) Run(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("back volume %q up to %s: %w", req.Volume, r.loc, err)
 	}
+	if err := r.Flush(ctx); err != nil {
+		return res, fmt.Errorf("back volume %q up: %w", req.Volume, err)
+	}
 	s := b.Snapshot
 	// A snapshot sorts after the one before it, whatever the clocks of the nodes that
 	// took them say.

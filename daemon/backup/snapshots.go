@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -65,10 +67,13 @@ func (r *Repo) Save(ctx context.Context, info Info, s *transfer.Snapshot) error 
 	if err != nil {
 		return err
 	}
-	body, err := s.MarshalBinary()
+	snap, err := s.MarshalBinary()
 	if err != nil {
 		return err
 	}
+	body := binary.AppendUvarint(make([]byte, 0, len(snap)+binary.MaxVarintLen64), uint64(len(snap)))
+	body = append(body, snap...)
+	body = r.encodeLocs(body, s.Chunks())
 	var b bytes.Buffer
 	b.WriteString(snapshotHeader)
 	b.Write(head)
@@ -160,45 +165,65 @@ func readHead(br *bufio.Reader, id string) (Info, *bufio.Reader, error) {
 	return info, br, nil
 }
 
-// Load reads snapshot id whole ("": the latest).
+// Load reads snapshot id whole ("": the latest); the repo learns where its chunks are.
 func (r *Repo) Load(ctx context.Context, id string) (Info, *transfer.Snapshot, error) {
+	info, s, locs, err := r.load(ctx, id)
+	if err != nil {
+		return info, nil, err
+	}
+	r.mu.Lock()
+	maps.Copy(r.locs, locs)
+	r.mu.Unlock()
+	return info, s, nil
+}
+
+// load reads snapshot id whole ("": the latest), and where its chunks in packs are.
+func (r *Repo) load(ctx context.Context, id string) (Info, *transfer.Snapshot, map[[32]byte]chunkLoc, error) {
 	if id == "" {
 		ids, err := r.listIDs(ctx)
 		if err != nil {
-			return Info{}, nil, err
+			return Info{}, nil, nil, err
 		}
 		if len(ids) == 0 {
-			return Info{}, nil, fmt.Errorf("%s holds no snapshot: %w; back a volume up there first ('drayage volume backup NAME --to %s')", r.loc, ErrNotFound, r.loc)
+			return Info{}, nil, nil, fmt.Errorf("%s holds no snapshot: %w; back a volume up there first ('drayage volume backup NAME --to %s')", r.loc, ErrNotFound, r.loc)
 		}
 		id = ids[len(ids)-1]
 	}
 	obj, err := r.c.GetObject(ctx, r.loc.Bucket, r.snapshotKey(id), minio.GetObjectOptions{})
 	if err != nil {
-		return Info{}, nil, r.fail("read snapshot "+id, err)
+		return Info{}, nil, nil, r.fail("read snapshot "+id, err)
 	}
 	defer obj.Close()
 	info, rest, err := readHead(bufio.NewReaderSize(obj, 64<<10), id)
 	if err != nil {
 		var resp minio.ErrorResponse
 		if errors.As(err, &resp) {
-			return Info{}, nil, r.fail("read snapshot "+id, err)
+			return Info{}, nil, nil, r.fail("read snapshot "+id, err)
 		}
-		return Info{}, nil, err
+		return Info{}, nil, nil, err
 	}
 	z, err := io.ReadAll(io.LimitReader(rest, maxSnapshot+1))
 	if err != nil {
-		return Info{}, nil, r.fail("read snapshot "+id, err)
+		return Info{}, nil, nil, r.fail("read snapshot "+id, err)
 	}
 	body, err := snapshotDecoder.DecodeAll(z, nil)
 	if err != nil {
-		return Info{}, nil, fmt.Errorf("%w: snapshot %s in %s: %w", transfer.ErrHostile, id, r.loc, err)
+		return Info{}, nil, nil, fmt.Errorf("%w: snapshot %s in %s: %w", transfer.ErrHostile, id, r.loc, err)
 	}
-	s, err := transfer.UnmarshalSnapshot(body)
+	n, k := binary.Uvarint(body)
+	if k <= 0 || n > uint64(len(body)-k) {
+		return Info{}, nil, nil, fmt.Errorf("%w: snapshot %s in %s is cut short", transfer.ErrHostile, id, r.loc)
+	}
+	s, err := transfer.UnmarshalSnapshot(body[k : k+int(n)])
 	if err != nil {
-		return Info{}, nil, fmt.Errorf("snapshot %s in %s: %w", id, r.loc, err)
+		return Info{}, nil, nil, fmt.Errorf("snapshot %s in %s: %w", id, r.loc, err)
+	}
+	locs, err := decodeLocs(body[k+int(n):])
+	if err != nil {
+		return Info{}, nil, nil, fmt.Errorf("snapshot %s in %s: %w", id, r.loc, err)
 	}
 	if s.Root() != info.Root {
-		return Info{}, nil, fmt.Errorf("%w: snapshot %s in %s: its description says root %s, its content %s", transfer.ErrHostile, id, r.loc, info.Root, s.Root())
+		return Info{}, nil, nil, fmt.Errorf("%w: snapshot %s in %s: its description says root %s, its content %s", transfer.ErrHostile, id, r.loc, info.Root, s.Root())
 	}
-	return info, s, nil
+	return info, s, locs, nil
 }

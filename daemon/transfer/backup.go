@@ -206,16 +206,17 @@ func (b *backupRun) readFile(ctx context.Context, p string) (fileRead, error) {
 	}
 	r.before, r.racy = stampOf(&st), racy(&st, time.Now())
 	whole := blake3.New()
-	buf := make([]byte, SnapshotChunk)
+	buf := chunkBuffers.Get().(*[]byte)
+	defer chunkBuffers.Put(buf)
 	for {
-		n, err := readFull(fd, buf, r.size)
+		n, err := readFull(fd, *buf, r.size)
 		if err != nil {
 			return r, fmt.Errorf("read %s: %w", p, err)
 		}
 		if n == 0 {
 			break
 		}
-		chunk := buf[:n]
+		chunk := (*buf)[:n]
 		_, _ = whole.Write(chunk)
 		sum := blake3.Sum256(chunk)
 		if err := b.put(ctx, sum, chunk); err != nil {
@@ -224,7 +225,7 @@ func (b *backupRun) readFile(ctx context.Context, p string) (fileRead, error) {
 		r.file.chunks = append(r.file.chunks, sum)
 		r.size += int64(n)
 		b.read.Add(int64(n))
-		if n < len(buf) {
+		if n < len(*buf) {
 			break
 		}
 	}
@@ -235,6 +236,9 @@ func (b *backupRun) readFile(ctx context.Context, p string) (fileRead, error) {
 	r.after = stampOf(&st)
 	return r, nil
 }
+
+// chunkBuffers hold a chunk each while it is read and stored.
+var chunkBuffers = sync.Pool{New: func() any { b := make([]byte, SnapshotChunk); return &b }}
 
 // readFull reads from fd at off until buf is full or the file ends.
 func readFull(fd int, buf []byte, off int64) (int, error) {

@@ -44,34 +44,11 @@ func Restore(ctx context.Context, staging string, snap *Snapshot, blobs Blobs, o
 	res.Entries, res.Stripped = len(snap.entries), s.Stripped()
 	wanted := s.Wanted()
 	res.Files = len(wanted)
-	var total int64
-	for _, i := range wanted {
-		total += snap.entries[i].Size
-	}
 	for _, e := range snap.entries {
 		res.Total += e.Size
 	}
-	if len(wanted) > 0 {
-		f := newChunkFetcher(ctx, snap, blobs, wanted)
-		defer f.stop()
-		err := feedSink(s, func(fw *frameWriter) error {
-			buf := make([]byte, chunkSize)
-			h := blake3.New()
-			var done int64
-			for _, i := range wanted {
-				e, want := snap.entries[i], snap.files[i].sum
-				if err := sendFile(ctx, f, fw, i, e.Size, buf, h, &want); err != nil {
-					return fmt.Errorf("restore %s: %w", e.Path, err)
-				}
-				if done += e.Size; o.Progress != nil {
-					o.Progress(done, total)
-				}
-			}
-			return fw.Write(frameDone, nil)
-		})
-		if err != nil {
-			return res, err
-		}
+	if err := restoreFiles(ctx, s, snap, blobs, wanted, o.Progress); err != nil {
+		return res, err
 	}
 	res.Written = s.Bytes()
 	if res.RootHash, err = s.Finish(ctx); err != nil {
@@ -81,6 +58,59 @@ func Restore(ctx context.Context, staging string, snap *Snapshot, blobs Blobs, o
 		return res, fmt.Errorf("%w: the restored tree in %s hashes to %x, the snapshot says %x", ErrRootMismatch, filepath.Base(staging), res.RootHash[:8], snap.root[:8])
 	}
 	return res, nil
+}
+
+// restoreFiles feeds the wanted files to the sink on restoreStreams streams at once, as a
+// pull's data streams would come: each stream a run of files in manifest order (so the
+// small files of one pack go together).
+func restoreFiles(ctx context.Context, s *sink, snap *Snapshot, blobs Blobs, wanted []uint32, report func(done, total int64)) error {
+	var total, done int64
+	for _, i := range wanted {
+		total += snap.entries[i].Size
+	}
+	var mu sync.Mutex
+	progress := func(n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done += n; report != nil {
+			report(done, total)
+		}
+	}
+	streams := min(restoreStreams, len(wanted))
+	errs := make([]error, streams)
+	var wg sync.WaitGroup
+	for k := range streams {
+		part := wanted[k*len(wanted)/streams : (k+1)*len(wanted)/streams]
+		wg.Go(func() { errs[k] = restoreStream(ctx, s, snap, blobs, part, progress) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// restoreStreams is how many streams a restore feeds the sink on.
+const restoreStreams = 4
+
+// restoreStream feeds the files to the sink on one stream, their chunks fetched ahead.
+func restoreStream(ctx context.Context, s *sink, snap *Snapshot, blobs Blobs, files []uint32, progress func(int64)) error {
+	f := newChunkFetcher(ctx, snap, blobs, files)
+	defer f.stop()
+	return feedSink(s, func(fw *frameWriter) error {
+		buf := make([]byte, chunkSize)
+		h := blake3.New()
+		for _, i := range files {
+			e, want := snap.entries[i], snap.files[i].sum
+			if err := sendFile(ctx, f, fw, i, e.Size, buf, h, &want); err != nil {
+				return fmt.Errorf("restore %s: %w", e.Path, err)
+			}
+			progress(e.Size)
+		}
+		return fw.Write(frameDone, nil)
+	})
 }
 
 // chunkFetcher reads the chunks of the wanted files in order, as one stream, fetching up
