@@ -18,7 +18,7 @@ type Pruned struct {
 	// Objects and Bytes count the objects removed (chunks, and packs of small chunks)
 	// and their stored (compressed) bytes.
 	Objects int   `json:"objects"`
-	Bytes  int64 `json:"bytes"`
+	Bytes   int64 `json:"bytes"`
 }
 
 // Prune keeps the newest keep snapshots (at least one) and removes the others, then the

@@ -20,8 +20,8 @@ import (
 
 // memBlobs keeps chunks in memory and counts what is put and fetched.
 type memBlobs struct {
-	mu          sync.Mutex
-	chunks      map[[32]byte][]byte
+	mu       sync.Mutex
+	chunks   map[[32]byte][]byte
 	put, got int
 	putBytes int64
 	fail     map[[32]byte]bool // chunks whose Get fails

@@ -106,7 +106,9 @@ func bench(c *minio.Client, dir, ds, work string, runs int) error {
 				_, err = transfer.Restore(ctx, filepath.Join(work, fmt.Sprintf("restore-drayage-%s-%d", ds, run)), snap, repo, transfer.RestoreOptions{Sink: transfer.SinkOptions{AllowPrivileged: true}})
 				return err
 			}},
-			{"download|zstd -d|tar -x", func() error { return tarDown(ctx, c, key, filepath.Join(work, fmt.Sprintf("restore-tar-%s-%d", ds, run))) }},
+			{"download|zstd -d|tar -x", func() error {
+				return tarDown(ctx, c, key, filepath.Join(work, fmt.Sprintf("restore-tar-%s-%d", ds, run)))
+			}},
 		}
 		for _, s := range steps {
 			if err := timed(s.what, s.f); err != nil {
