@@ -17,6 +17,7 @@
 #   sync:  delta as a replica's sync makes it: the sender has a change log that names the
 #          1% of files changed, and both ends keep a record of their trees from the last
 #          sync, so neither walks its 50,000 files (rsync must).
+# Then backups of large and small to S3 against tar | zstd (BENCH_BACKUP=0: not).
 # Each tool runs BENCH_RUNS times (default 3), in turns, and the median is printed: this
 # machine's speed wanders by half from one minute to the next. BENCH_SETS picks datasets,
 # BENCH_STREAMS drayage's streams.
@@ -243,6 +244,17 @@ echo
 echo "Seconds: the median of $runs runs of each tool, taken in turns. MB/s is the dataset's size over that time (delta, inplace: the whole volume's size)."
 echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync, tar and cp do not fsync."
 echo "tar|tar and cp -a x8 copy locally, with no network, encryption or hashing: the floors a transfer can't beat here."
+
+# Backups to a real S3 server (versitygw on loopback, storing on this disk) against
+# tar | zstd uploaded with the same S3 client, and restores against the download piped to
+# zstd -d | tar -x (scripts/bench/backupbench). BENCH_BACKUP=0 leaves them out.
+if [ "${BENCH_BACKUP:-1}" = 1 ]; then
+	log "backups to S3"
+	apt_install zstd
+	scripts/build-tools.sh versitygw
+	go build -o build/backupbench ./scripts/bench/backupbench
+	build/backupbench -versitygw "$PWD/.tools/bin/versitygw" -work "$work" -runs "$runs" large small
+fi
 
 # Replicated volumes on real engines in namespaces (integration/bench_test.go): the start
 # of a container on a replica's node after a drain, against a local volume's start; the

@@ -42,6 +42,9 @@ func main() {
 	runs := flag.Int("runs", 3, "runs of each tool")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	flag.Parse()
+	if *gw == "" || *work == "" || flag.NArg() == 0 {
+		log.Fatal("usage: backupbench -versitygw BIN -work DIR [-runs N] DATASET...")
+	}
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		if err != nil {
@@ -50,23 +53,29 @@ func main() {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			log.Fatal(err)
 		}
-		defer pprof.StopCPUProfile()
 	}
-	if *gw == "" || *work == "" || flag.NArg() == 0 {
-		log.Fatal("usage: backupbench -versitygw BIN -work DIR [-runs N] DATASET...")
-	}
-	c, stop, err := startS3(*gw, filepath.Join(*work, "s3"))
-	if err != nil {
+	if err := benchAll(*gw, *work, *runs, flag.Args()); err != nil {
+		pprof.StopCPUProfile()
 		log.Fatal(err)
 	}
+	pprof.StopCPUProfile()
+}
+
+// benchAll times every dataset against one S3 server.
+func benchAll(gw, work string, runs int, sets []string) error {
+	c, stop, err := startS3(gw, filepath.Join(work, "s3"))
+	if err != nil {
+		return err
+	}
 	defer stop()
-	fmt.Printf("\nbackups to S3 (versitygw on loopback, this disk), median of %d runs, cold cache:\n", *runs)
+	fmt.Printf("\nbackups to S3 (versitygw on loopback, this disk), median of %d runs, cold cache:\n", runs)
 	fmt.Printf("%-8s %-28s %9s %10s %8s\n", "dataset", "operation", "seconds", "MB/s", "ratio")
-	for _, ds := range flag.Args() {
-		if err := bench(c, filepath.Join(*work, ds), ds, *work, *runs); err != nil {
-			log.Fatalf("%s: %v", ds, err)
+	for _, ds := range sets {
+		if err := bench(c, filepath.Join(work, ds), ds, work, runs); err != nil {
+			return fmt.Errorf("%s: %w", ds, err)
 		}
 	}
+	return nil
 }
 
 // bench times the operations on one dataset and prints them.
