@@ -187,23 +187,11 @@ type fileRead struct {
 // readFile reads the file at p whole, storing the chunks blobs lacks.
 func (b *backupRun) readFile(ctx context.Context, p string) (fileRead, error) {
 	var r fileRead
-	d, base, release, err := b.dirs.split(p)
+	fd, st, err := openRegular(b.dirs, p)
 	if err != nil {
-		return r, fmt.Errorf("open the directory of %s: %w", p, err)
-	}
-	defer release()
-	fd, err := d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return r, fmt.Errorf("open %s: %w", p, err)
+		return r, fmt.Errorf("%w; back the volume up again", err)
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return r, fmt.Errorf("stat %s: %w", p, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return r, fmt.Errorf("%s is no longer a regular file; back the volume up again", p)
-	}
 	r.before, r.racy = stampOf(&st), racy(&st, time.Now())
 	whole := blake3.New()
 	buf := chunkBuffers.Get().(*[]byte)

@@ -16,23 +16,11 @@ import (
 // hashes what it sends. It gives up once ctx ends.
 func hashFile(ctx context.Context, dirs *dirCache, p string) ([32]byte, error) {
 	var sum [32]byte
-	d, base, release, err := dirs.split(p)
+	fd, _, err := openRegular(dirs, p)
 	if err != nil {
-		return sum, fmt.Errorf("open the directory of %s: %w", p, err)
-	}
-	defer release()
-	fd, err := d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return sum, fmt.Errorf("open %s: %w", p, err)
+		return sum, err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return sum, fmt.Errorf("stat %s: %w", p, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return sum, fmt.Errorf("%s is no longer a regular file", p)
-	}
 	h := blake3.New()
 	buf := make([]byte, chunkSize)
 	for off := int64(0); ; {
@@ -54,6 +42,31 @@ func hashFile(ctx context.Context, dirs *dirCache, p string) ([32]byte, error) {
 	}
 	h.Sum(sum[:0])
 	return sum, nil
+}
+
+// openRegular opens the regular file p of a tree for reading, and returns it with its
+// stat: an error if it is gone or no longer a regular file.
+func openRegular(dirs *dirCache, p string) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	d, base, release, err := dirs.split(p)
+	if err != nil {
+		return -1, st, fmt.Errorf("open the directory of %s: %w", p, err)
+	}
+	defer release()
+	// O_NONBLOCK: a FIFO put in the file's place must not block the open.
+	fd, err := d.open(base, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, st, fmt.Errorf("open %s: %w", p, err)
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, st, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, st, fmt.Errorf("%s is no longer a regular file", p)
+	}
+	return fd, st, nil
 }
 
 // forEach runs fn(0..n-1) on a few goroutines and returns the first error; after one,

@@ -1,9 +1,6 @@
 package volume
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
 
 // BackupDir returns the directory of a volume this node holds, for a backup to read:
 // only the owner backs a volume up (mounted or not: a backup reads each file as it was at
@@ -16,21 +13,7 @@ func (m *Manager) BackupDir(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	defer unlock()
-	e, err := m.entry(ctx, name, "back up")
-	if err != nil {
-		return "", err
-	}
-	if e.Volume.Owner != m.cfg.Node {
-		return "", fmt.Errorf("volume %q is held by node %q, not %q: %w; run the backup there", name, e.Volume.Owner, m.cfg.Node, ErrElsewhere)
-	}
-	rec, err := m.disk.Load(name)
-	if err != nil {
-		return "", fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
-	}
-	if rec, err = m.current(rec, e); err != nil {
-		return "", err
-	}
-	if err := m.filled(rec); err != nil {
+	if _, err := m.heldHere(ctx, name, "back up"); err != nil {
 		return "", err
 	}
 	return m.disk.DataDir(name), nil

@@ -25,29 +25,36 @@ func (m *Manager) SendDir(ctx context.Context, name, node string, epoch uint64) 
 	if err := m.reg.CheckTransfer(ctx, name, node, epoch); err != nil {
 		return "", fmt.Errorf("node %q: %w", m.cfg.Node, err)
 	}
-	e, err := m.entry(ctx, name, "send")
+	rec, err := m.heldHere(ctx, name, "send")
 	if err != nil {
-		return "", err
-	}
-	if e.Volume.Owner != m.cfg.Node {
-		return "", fmt.Errorf("volume %q is held by node %q, not %q: %w", name, e.Volume.Owner, m.cfg.Node, ErrElsewhere)
-	}
-	rec, err := m.disk.Load(name)
-	if err != nil {
-		return "", fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
-	}
-	// Only the copy the record names, at its epoch, is sent: never an older one the
-	// record was rolled back to, nor one of a move not yet committed.
-	if rec, err = m.current(rec, e); err != nil {
-		return "", err
-	}
-	if err := m.filled(rec); err != nil {
 		return "", err
 	}
 	if n := rec.MountCount(); n > 0 {
 		return "", fmt.Errorf("volume %q is mounted by %s on node %q: %w; stop them there first", name, containers(n), m.cfg.Node, ErrInUse)
 	}
 	return m.disk.DataDir(name), nil
+}
+
+// heldHere returns the record of a volume this node holds, for what (a send, a backup)
+// to read its tree: only the owner's copy the cluster's record names, at its epoch (never
+// an older one the record was rolled back to, nor one of a move not yet committed), and
+// not while it is still being filled. The caller holds the volume's lock.
+func (m *Manager) heldHere(ctx context.Context, name, what string) (localstore.Record, error) {
+	e, err := m.entry(ctx, name, what)
+	if err != nil {
+		return localstore.Record{}, err
+	}
+	if e.Volume.Owner != m.cfg.Node {
+		return localstore.Record{}, fmt.Errorf("volume %q is held by node %q, not %q: %w", name, e.Volume.Owner, m.cfg.Node, ErrElsewhere)
+	}
+	rec, err := m.disk.Load(name)
+	if err != nil {
+		return localstore.Record{}, fmt.Errorf("volume %q on node %q: %w", name, m.cfg.Node, err)
+	}
+	if rec, err = m.current(rec, e); err != nil {
+		return localstore.Record{}, err
+	}
+	return rec, m.filled(rec)
 }
 
 // Holding is what a node says it holds of a volume, when another node asks before it
