@@ -133,7 +133,12 @@ func (s *seeder) restore(ctx context.Context, r volume.SeedRequest, src source.S
 		Progress: func(done, total int64) { report(progress.Counts{Bytes: done, Total: total}) },
 	})
 	if err != nil {
-		return volume.Pulled{}, s.restoreFailed(r, fmt.Errorf("restore snapshot %s of %s: %w", info.ID, src, err))
+		err = fmt.Errorf("restore snapshot %s of %s: %w", info.ID, src, err)
+		if src.Snapshot == "" && errors.Is(err, backup.ErrNotFound) && !repo.Exists(ctx, info.ID) {
+			// The latest snapshot was pruned as it was read: the next try takes the new latest.
+			return volume.Pulled{}, fmt.Errorf("volume %q on node %q: %w", r.Volume, s.node, err)
+		}
+		return volume.Pulled{}, s.restoreFailed(r, err)
 	}
 	s.stripped(r, src, res.Stripped)
 	s.log.Info("restored a volume from a backup", "volume", r.Volume, "from", src.String(), "snapshot", info.ID, "root", info.Root,

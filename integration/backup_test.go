@@ -221,7 +221,7 @@ func TestABackupOrPruneKilledLosesNoSnapshot(t *testing.T) {
 	assert.Positive(t, res.Pruned.Objects, "what only the removed snapshots and the killed backup stored went")
 	roots[res.Snapshot.ID] = root
 	whole(1)
-	again, err := repo.Prune(t.Context(), 1)
+	again, err := repo.Prune(t.Context(), "node-1", 1)
 	require.NoError(t, err)
 	assert.Zero(t, again.Objects, "what is left is what the kept snapshot needs")
 }

@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
@@ -145,7 +147,7 @@ func TestPruneKeepsTheNewestAndWhatTheyName(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	backup.SetSnapshotRemovedHook(t, cancel) // cut off after its first removal
-	_, err := r.Prune(ctx, 1)
+	_, err := r.Prune(ctx, "node-a", 1)
 	require.Error(t, err)
 	backup.SetSnapshotRemovedHook(t, nil)
 	list, err := r.List(t.Context())
@@ -155,7 +157,7 @@ func TestPruneKeepsTheNewestAndWhatTheyName(t *testing.T) {
 		restored(t, r, s.ID) // every remaining snapshot has all its chunks
 	}
 
-	p, err := r.Prune(t.Context(), 1)
+	p, err := r.Prune(t.Context(), "node-a", 1)
 	require.NoError(t, err)
 	assert.Equal(t, []string{ids[1]}, p.Snapshots)
 	assert.Equal(t, 2, p.Objects, "the two old versions of big files; each pack still holds a file the newest snapshot names")
@@ -193,4 +195,28 @@ func TestALocationIsOneVolumes(t *testing.T) {
 		_, err := backup.ParseLocation(bad)
 		require.ErrorIs(t, err, backup.ErrBadLocation, bad)
 	}
+}
+
+// One node writes to a location at a time: another node's live lease refuses a backup,
+// naming the node; a lapsed one is taken over; a finished backup leaves no lease.
+func TestALocationIsWrittenByOneNodeAtATime(t *testing.T) {
+	r, s3 := repoOn(t, "s3://backups/db/")
+	dir := volumeTree(t, 3, 100)
+	lease := func(expires time.Time) {
+		b := fmt.Appendf(nil, `{"node":"node-b","volume":"db","token":"theirs","expires":%q}`, expires.Format(time.RFC3339Nano))
+		_, err := s3.Client.PutObject(t.Context(), "backups", "db/lock", bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
+		require.NoError(t, err)
+	}
+	lease(time.Now().Add(time.Minute))
+	_, err := r.Run(t.Context(), backup.Request{Volume: "db", Node: "node-a", Dir: dir})
+	require.ErrorIs(t, err, backup.ErrBusy)
+	assert.Contains(t, err.Error(), `node "node-b"`)
+	_, err = r.Prune(t.Context(), "node-a", 1)
+	require.ErrorIs(t, err, backup.ErrBusy)
+
+	lease(time.Now().Add(-time.Second))
+	_, err = r.Run(t.Context(), backup.Request{Volume: "db", Node: "node-a", Dir: dir})
+	require.NoError(t, err, "a lapsed lease is taken over")
+	_, err = s3.Client.StatObject(t.Context(), "backups", "db/lock", minio.StatObjectOptions{})
+	assert.Equal(t, "NoSuchKey", minio.ToErrorResponse(err).Code, "the lease is removed when the backup is done")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/zeebo/blake3"
@@ -152,8 +153,9 @@ func (c *packCache) get(sum [32]byte, read func() ([]byte, error)) ([]byte, erro
 		p.data, p.err = read()
 		if p.err != nil {
 			c.mu.Lock()
-			if c.packs[sum] == p {
-				delete(c.packs, sum) // the next reader tries again
+			if c.packs[sum] == p { // the next reader tries again
+				delete(c.packs, sum)
+				c.order = slices.DeleteFunc(c.order, func(s [32]byte) bool { return s == sum })
 			}
 			c.mu.Unlock()
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/drayage/drayage/daemon/internal/failpoint"
+	"github.com/drayage/drayage/daemon/transfer"
 )
 
 // Pruned is what a prune removed.
@@ -22,14 +23,32 @@ type Pruned struct {
 }
 
 // Prune keeps the newest keep snapshots (at least one) and removes the others, then the
-// chunks no remaining snapshot names (doc.go says why a prune cut off at any point loses
-// no remaining snapshot).
-func (r *Repo) Prune(ctx context.Context, keep int) (Pruned, error) {
+// chunks and packs no remaining snapshot needs (doc.go says why a prune cut off at any
+// point loses no remaining snapshot). It takes the location's lock for node.
+func (r *Repo) Prune(ctx context.Context, node string, keep int) (Pruned, error) {
+	unlock := running.Lock(r.loc.Bucket + "/" + r.loc.Prefix)
+	defer unlock()
+	lk, err := r.acquire(ctx, node, "")
+	if err != nil {
+		return Pruned{}, err
+	}
+	defer lk.release()
+	return r.prune(ctx, keep, lk, nil)
+}
+
+// prune is Prune under the lock lk. saved, if set, is the snapshot the caller just
+// saved: what it needs is kept even if a listing does not show it yet.
+func (r *Repo) prune(ctx context.Context, keep int, lk *lock, saved *transfer.Snapshot) (Pruned, error) {
 	var p Pruned
 	keep = max(keep, 1)
 	ids, err := r.listIDs(ctx)
 	if err != nil {
 		return p, err
+	}
+	if len(ids) > keep {
+		if err := lk.check(ctx); err != nil {
+			return p, err
+		}
 	}
 	for len(ids) > keep {
 		if err := r.c.RemoveObject(ctx, r.loc.Bucket, r.snapshotKey(ids[0]), minio.RemoveObjectOptions{}); err != nil {
@@ -46,8 +65,27 @@ func (r *Repo) Prune(ctx context.Context, keep int) (Pruned, error) {
 	if err != nil {
 		return p, err
 	}
+	if saved != nil {
+		r.mu.Lock()
+		for c := range saved.Chunks() {
+			named[r.nameOf(c)] = true
+		}
+		r.mu.Unlock()
+	}
+	if err := lk.check(ctx); err != nil {
+		return p, err
+	}
 	p.Objects, p.Bytes, err = r.removeChunks(ctx, named)
 	return p, err
+}
+
+// nameOf is the hash part of the name of the object chunk c is in (r.mu held): its
+// pack's, or its own.
+func (r *Repo) nameOf(c [32]byte) string {
+	if l, ok := r.locs[c]; ok {
+		return hex.EncodeToString(l.pack[:])
+	}
+	return hex.EncodeToString(c[:])
 }
 
 // removeChunks removes the chunks and packs not named, and counts them and their bytes.
@@ -109,7 +147,7 @@ func (r *Repo) namedChunks(ctx context.Context) (map[string]bool, error) {
 	for _, id := range ids {
 		_, s, locs, err := r.load(ctx, id)
 		if err != nil {
-			return nil, fmt.Errorf("keep every chunk: %w; remove that snapshot by hand if it is damaged, then prune again", err)
+			return nil, fmt.Errorf("keep every chunk: %w; if that snapshot is damaged, remove it by hand, then back up with --keep again", err)
 		}
 		for c := range s.Chunks() {
 			if l, ok := locs[c]; ok {

@@ -52,6 +52,25 @@ func (r *Repo) Run(ctx context.Context, req Request) (Result, error) {
 	defer unlock()
 	start := time.Now()
 	res := Result{Location: r.loc.String()}
+	lk, err := r.acquire(ctx, req.Node, req.Volume)
+	if err != nil {
+		return res, fmt.Errorf("cannot back volume %q up: %w", req.Volume, err)
+	}
+	defer lk.release()
+	ctx, cancel := context.WithCancelCause(ctx)
+	kept := make(chan struct{})
+	go func() { defer close(kept); lk.keep(ctx, cancel) }()
+	defer func() { cancel(nil); <-kept }()
+	res, err = r.run(ctx, req, lk, res)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%w)", err, cause) // the lock was lost
+	}
+	res.Took = time.Since(start)
+	return res, err
+}
+
+// run is Run under the lock lk.
+func (r *Repo) run(ctx context.Context, req Request, lk *lock, res Result) (Result, error) {
 	prev, previous, after, err := r.previous(ctx, req.Volume)
 	if err != nil {
 		return res, err
@@ -73,19 +92,27 @@ func (r *Repo) Run(ctx context.Context, req Request) (Result, error) {
 	}
 	res.Snapshot = Info{ID: newID(now, s.Root()), Time: now, Volume: req.Volume, Node: req.Node, Root: s.Root(),
 		Entries: s.Entries(), Files: s.Files(), Size: s.Size(), NewBytes: b.NewBytes, NewChunks: b.NewChunks}
+	if err := lk.check(ctx); err != nil {
+		return res, fmt.Errorf("back volume %q up: %w", req.Volume, err)
+	}
 	if err := r.Save(ctx, res.Snapshot, s); err != nil {
 		return res, fmt.Errorf("back volume %q up: %w", req.Volume, err)
 	}
 	res.Read, res.Reused, res.Changed = b.Read, b.Reused, b.Changed
 	if req.Keep > 0 {
-		p, err := r.Prune(ctx, req.Keep)
+		p, err := r.prune(ctx, req.Keep, lk, s)
 		res.Pruned = &p
 		if err != nil {
 			return res, fmt.Errorf("volume %q: snapshot %s is saved, but pruning %s failed (the next backup with --keep prunes again): %w", req.Volume, res.Snapshot.ID, r.loc, err)
 		}
 	}
-	res.Took = time.Since(start)
 	return res, nil
+}
+
+// otherVolume refuses a backup of volume to a location holding other's snapshots.
+func (r *Repo) otherVolume(volume, other, id string) error {
+	return fmt.Errorf("cannot back volume %q up to %s: %w (volume %q, snapshot %s); give each volume its own prefix, such as %s%s/",
+		volume, r.loc, ErrOtherVolume, other, id, r.loc, volume)
 }
 
 // previous loads the location's latest snapshot, which a backup of volume starts from.
@@ -101,6 +128,9 @@ func (r *Repo) previous(ctx context.Context, volume string) (s *transfer.Snapsho
 	if t, err := time.Parse(idTime, id[:min(len(id), len(idTime))]); err == nil {
 		after = t
 	}
+	if head, err := r.info(ctx, id); err == nil && head.Volume != volume {
+		return nil, "", after, r.otherVolume(volume, head.Volume, id)
+	}
 	info, s, err := r.Load(ctx, id)
 	switch {
 	case errors.Is(err, transfer.ErrHostile):
@@ -108,8 +138,7 @@ func (r *Repo) previous(ctx context.Context, volume string) (s *transfer.Snapsho
 	case err != nil:
 		return nil, "", after, err
 	case info.Volume != volume:
-		return nil, "", after, fmt.Errorf("cannot back volume %q up to %s: %w (volume %q, snapshot %s); give each volume its own prefix, such as %s%s/",
-			volume, r.loc, ErrOtherVolume, info.Volume, id, r.loc, volume)
+		return nil, "", after, r.otherVolume(volume, info.Volume, id)
 	}
 	return s, id, after, nil
 }

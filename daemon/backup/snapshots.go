@@ -74,6 +74,10 @@ func (r *Repo) Save(ctx context.Context, info Info, s *transfer.Snapshot) error 
 	body := binary.AppendUvarint(make([]byte, 0, len(snap)+binary.MaxVarintLen64), uint64(len(snap)))
 	body = append(body, snap...)
 	body = r.encodeLocs(body, s.Chunks())
+	if len(body) > maxSnapshot {
+		return fmt.Errorf("snapshot %s of volume %q is %d bytes, more than the %d a snapshot may be: the volume holds too many files (%d entries) for one backup; split it into several volumes",
+			info.ID, info.Volume, len(body), maxSnapshot, s.Entries())
+	}
 	var b bytes.Buffer
 	b.WriteString(snapshotHeader)
 	b.Write(head)
@@ -126,6 +130,13 @@ func (r *Repo) listIDs(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// Exists reports whether snapshot id is (still) in the location; it says yes when S3
+// can't tell.
+func (r *Repo) Exists(ctx context.Context, id string) bool {
+	_, err := r.c.StatObject(ctx, r.loc.Bucket, r.snapshotKey(id), minio.StatObjectOptions{})
+	return err == nil || minio.ToErrorResponse(err).Code != "NoSuchKey"
 }
 
 // info reads a snapshot's description: its first bytes only.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -91,7 +92,11 @@ func Backup(ctx context.Context, dir string, blobs Blobs, o BackupOptions) (Back
 		sums[i] = f.sum
 	}
 	b.snap.root = rootHashOf(b.entries, sums)
-	_ = b.index.save(IndexPath(dir), false) // for the next backup or transfer; only a hint
+	// For the next backup or transfer, with what else was stored (a delta's chunk
+	// hashes); written unsynced, so trusted until the machine restarts.
+	index := maps.Clone(b.known)
+	maps.Copy(index, b.index)
+	_ = index.save(IndexPath(dir), false)
 	return BackupResult{Snapshot: b.snap, Read: b.read.Load(), Reused: int(b.reused.Load()),
 		NewChunks: b.newChunks, NewBytes: b.newBytes, Changed: b.changed}, nil
 }
@@ -136,11 +141,13 @@ func (b *backupRun) file(ctx context.Context, i int) error {
 		if err != nil {
 			return err
 		}
-		steady := r.before == r.after && r.size == r.after.size
+		// Steady: unchanged while read, and not changed so shortly before that a write in
+		// the same clock tick would not show.
+		steady := r.before == r.after && r.size == r.after.size && !r.racy
 		if steady || try == backupTries {
 			b.entries[i].Size, b.entries[i].MTime, b.ctimes[i] = r.size, r.after.mtime, r.after.ctime
-			b.keep(i, r.file, r.after, steady && !r.racy)
-			if !steady || r.racy {
+			b.keep(i, r.file, r.after, steady)
+			if !steady {
 				b.mu.Lock()
 				b.changed = append(b.changed, e.Path)
 				b.mu.Unlock()

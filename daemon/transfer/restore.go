@@ -76,20 +76,21 @@ func restoreFiles(ctx context.Context, s *sink, snap *Snapshot, blobs Blobs, wan
 			report(done, total)
 		}
 	}
+	// The first stream to fail stops the others.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	streams := min(restoreStreams, len(wanted))
-	errs := make([]error, streams)
 	var wg sync.WaitGroup
 	for k := range streams {
 		part := wanted[k*len(wanted)/streams : (k+1)*len(wanted)/streams]
-		wg.Go(func() { errs[k] = restoreStream(ctx, s, snap, blobs, part, progress) })
+		wg.Go(func() {
+			if err := restoreStream(ctx, s, snap, blobs, part, progress); err != nil {
+				cancel(err)
+			}
+		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return context.Cause(ctx)
 }
 
 // restoreStreams is how many streams a restore feeds the sink on.
