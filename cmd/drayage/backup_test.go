@@ -28,7 +28,9 @@ func (n backupNodes) BackupVolume(_ context.Context, _ string, r control.BackupR
 	return n.res, nil
 }
 
-func (backupNodes) BackupProgress(context.Context, string) (*progress.Transfer, error) { return nil, nil }
+func (backupNodes) BackupProgress(context.Context, string) (*progress.Transfer, error) {
+	return nil, nil
+}
 
 func (n backupNodes) ListBackups(_ context.Context, at string) ([]backup.Info, error) {
 	*n.at = at
