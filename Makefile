@@ -3,7 +3,8 @@ SHELL := /bin/bash
 # Every Go command runs with a toolchain new enough for go.mod (scripts/go-env.sh).
 GOENV := source scripts/go-env.sh &&
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PLUGIN ?= drayage
 TAG ?= dev
 export PLUGIN TAG

@@ -17,6 +17,7 @@ import (
 	"github.com/drayage/drayage/daemon/control"
 	"github.com/drayage/drayage/daemon/peers"
 	"github.com/drayage/drayage/daemon/transfer"
+	"github.com/drayage/drayage/protocol"
 )
 
 // network is this node's part in a cluster: identity, gossip and the control server.
@@ -147,7 +148,7 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 	}
 	n.gossip, err = gossip.Start(gossip.Config{
 		Node: cfg.Name, Port: p.gossip, AdvertiseAddr: adv, Key: id.GossipKey(), Label: cfg.Cluster,
-		Meta:          gossip.Meta{Control: n.control, Data: n.data, Version: cfg.Version},
+		Meta:          gossip.Meta{Control: n.control, Data: n.data, Version: cfg.Version, Protocol: protocol.Own().String()},
 		ProbeInterval: cfg.ProbeInterval, Logger: d.log, OnError: d.metrics.GossipError,
 	})
 	if err != nil {
@@ -292,7 +293,7 @@ func (d *Daemon) roster(ctx context.Context) map[string]*control.NodeInfo {
 	} else {
 		for _, m := range n.gossip.Members() {
 			info := &control.NodeInfo{Name: m.Name, Address: m.Addr, Control: m.Meta.Control, Data: m.Meta.Data,
-				State: m.State, Version: m.Meta.Version, LastSeen: m.LastSeen.UTC(), Self: m.Name == d.cfg.Name}
+				State: m.State, Version: m.Meta.Version, Protocol: protocolOf(m.Meta), LastSeen: m.LastSeen.UTC(), Self: m.Name == d.cfg.Name}
 			byName[m.Name] = info
 		}
 	}
@@ -307,4 +308,13 @@ func sortedNodes(byName map[string]*control.NodeInfo) []control.NodeInfo {
 	}
 	slices.SortFunc(out, func(a, b control.NodeInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// protocolOf is the protocol range a member says it speaks ("1" for one that says none).
+func protocolOf(m gossip.Meta) string {
+	r, err := protocol.Parse(m.Protocol)
+	if err != nil {
+		return m.Protocol
+	}
+	return r.String()
 }

@@ -40,6 +40,8 @@ type Meta struct {
 	Control string `json:"c,omitempty"`
 	Data    string `json:"d,omitempty"`
 	Version string `json:"v,omitempty"`
+	// Protocol is the protocol range the node speaks (package protocol), "1" if empty.
+	Protocol string `json:"p,omitempty"`
 	// Store is the client address of the node's embedded store member, while it runs
 	// one (DRAYAGE_STORE=embedded): where a joining node finds the store cluster.
 	Store string `json:"s,omitempty"`

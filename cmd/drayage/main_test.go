@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/drayage/drayage/daemon/control"
 )
 
 // parse runs a throwaway command with one env-enabled flag and returns its value.
@@ -150,4 +153,27 @@ func daemonSettings(t *testing.T) map[string]string {
 		})
 	}
 	return settings
+}
+
+func TestVersionSaysCommitGoAndProtocol(t *testing.T) {
+	var b bytes.Buffer
+	printVersion(&b)
+	out := b.String()
+	assert.Contains(t, out, "drayage "+version+"\n")
+	assert.Contains(t, out, "commit:   "+commit+"\n")
+	assert.Contains(t, out, "go:       "+runtime.Version())
+	assert.Contains(t, out, "protocol: 1\n")
+}
+
+func TestNodeLsMarksAMemberOfAnotherProtocol(t *testing.T) {
+	var b bytes.Buffer
+	require.NoError(t, printNodes(&b, []control.NodeInfo{
+		{Name: "node-a", State: "alive", Version: "1.1", Protocol: "1", Self: true},
+		{Name: "node-b", State: "alive", Version: "1.1", Protocol: "1", Reach: "ok"},
+		{Name: "node-c", State: "alive", Version: "9.0", Protocol: "9", Reach: "refused"},
+	}))
+	lines := strings.Split(b.String(), "\n")
+	assert.Contains(t, lines[0], "PROTOCOL")
+	assert.NotContains(t, lines[2], "differs")
+	assert.Contains(t, lines[3], "9 (differs from 1)")
 }

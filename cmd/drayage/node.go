@@ -20,7 +20,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "List the nodes: address, state, version, last seen, and whether their control port answers",
+		Short:   "List the nodes: address, state, version, protocol, last seen, and whether their control port answers",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return ask(cmd, g, asJSON, func(ctx context.Context, c *control.Client) ([]control.NodeInfo, error) {
@@ -33,19 +33,29 @@ func newNodeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// printNodes is 'drayage node ls': a table, a node a line.
+// printNodes is 'drayage node ls': a table, a node a line. A member whose protocol range
+// is not this node's is marked: it may be refused (its CONTROL column says so).
 func printNodes(out io.Writer, nodes []control.NodeInfo) error {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tADDRESS\tSTATE\tVERSION\tLAST SEEN\tCONTROL")
+	own := ""
 	for _, n := range nodes {
-		name, reach := n.Name, n.Reach
+		if n.Self {
+			own = n.Protocol
+		}
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tADDRESS\tSTATE\tVERSION\tPROTOCOL\tLAST SEEN\tCONTROL")
+	for _, n := range nodes {
+		name, reach, proto := n.Name, n.Reach, dash(n.Protocol)
 		if n.Self {
 			name, reach = name+" (this node)", "-"
 		}
 		if reach == "" {
 			reach = "-"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", name, dash(n.Address), n.State, dash(n.Version), ago(n.LastSeen), reach)
+		if own != "" && n.Protocol != "" && n.Protocol != own {
+			proto += " (differs from " + own + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, dash(n.Address), n.State, dash(n.Version), proto, ago(n.LastSeen), reach)
 	}
 	return w.Flush()
 }

@@ -69,11 +69,13 @@ type PromoteRequest struct {
 type NodeInfo struct {
 	Name string `json:"name"`
 	// Address is the node's gossip address; Control and Data its other listeners.
-	Address  string    `json:"address,omitempty"`
-	Control  string    `json:"control,omitempty"`
-	Data     string    `json:"data,omitempty"`
-	State    string    `json:"state"`
-	Version  string    `json:"version,omitempty"`
+	Address string `json:"address,omitempty"`
+	Control string `json:"control,omitempty"`
+	Data    string `json:"data,omitempty"`
+	State   string `json:"state"`
+	Version string `json:"version,omitempty"`
+	// Protocol is the protocol range the node speaks ("1", "1-2"), as gossip says it.
+	Protocol string    `json:"protocol,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
 	Self     bool      `json:"self,omitempty"`
 	// Reach is "ok" if the node's control port answered over mutual TLS, or why not.

@@ -1,6 +1,7 @@
 // Package peers is how nodes talk to each other: gRPC on the control port over mutual
 // TLS 1.3 (package identity). Every handshake another node fails is logged with its
-// address and the reason. A peer is always known by the name in its certificate.
+// address and the reason. A peer is always known by the name in its certificate. A call
+// from a node that speaks no protocol version this one does is refused (protocol.go).
 package peers
 
 import (
@@ -52,11 +53,12 @@ type Server struct {
 // service on it, health checks included, exchanges messages in Codec.
 func NewServer(id *identity.Identity, known func(string) bool, log *slog.Logger) *Server {
 	creds := &loggingCreds{TransportCredentials: credentials.NewTLS(id.ServerConfig(known)), log: log}
-	s := &Server{grpc: grpc.NewServer(grpc.Creds(creds), grpc.ForceServerCodec(Codec{}), grpc.ConnectionTimeout(HandshakeTimeout),
+	opts := append([]grpc.ServerOption{grpc.Creds(creds), grpc.ForceServerCodec(Codec{}), grpc.ConnectionTimeout(HandshakeTimeout),
 		grpc.MaxRecvMsgSize(MaxRecvMessage),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2})),
-		health: health.NewServer()}
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2})},
+		protocolChecks(id.Name())...)
+	s := &Server{grpc: grpc.NewServer(opts...), health: health.NewServer()}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	return s
 }
@@ -103,6 +105,7 @@ func (c *loggingCreds) Clone() credentials.TransportCredentials {
 func Dial(id *identity.Identity, node, addr string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(id.ClientConfig(node))),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.WithChainUnaryInterceptor(protocolUnary), grpc.WithChainStreamInterceptor(protocolStream),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec{}), grpc.MaxCallRecvMsgSize(MaxClientRecvMessage),
 			grpc.MaxCallSendMsgSize(MaxRecvMessage)))
 	if err != nil {
