@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/drayage/drayage/cluster/identity"
 )
@@ -133,6 +135,9 @@ func Check(ctx context.Context, id *identity.Identity, node, addr string) error 
 	}
 	defer conn.Close()
 	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	if s, ok := status.FromError(err); ok && s.Code() == codes.FailedPrecondition {
+		return fmt.Errorf("node %q at %s refused: %s", node, addr, s.Message()) // a protocol mismatch, said plainly
+	}
 	if err != nil {
 		return fmt.Errorf("node %q at %s: %w", node, addr, err)
 	}
