@@ -39,6 +39,8 @@ type Claim struct {
 	Since   time.Time `json:"since"`
 	// Rev is the store revision the claim was read or written at.
 	Rev int64 `json:"-"`
+	// Unknown keeps the fields a later release wrote.
+	Unknown `json:"-"`
 }
 
 // claimed says who holds the volume under claim c: ErrMigrating for a migration,

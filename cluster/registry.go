@@ -144,6 +144,7 @@ func decode[T any](kv KV, what string) (*T, error) {
 	if err := json.Unmarshal(kv.Value, v); err != nil {
 		return nil, fmt.Errorf("decode %s %s: %w", what, kv.Key, err)
 	}
+	keepUnknown(kv.Value, v) // fields of a later release, written back as they were (unknown.go)
 	return v, nil
 }
 
@@ -152,5 +153,5 @@ func encode(v any) []byte {
 	if err != nil {
 		panic(fmt.Sprintf("encode %T: %v", v, err)) // plain structs always encode
 	}
-	return b
+	return withUnknown(b, v)
 }

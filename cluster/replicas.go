@@ -31,6 +31,8 @@ type Replica struct {
 	Bytes int64  `json:"bytes"`
 	Sent  int64  `json:"sent"`
 	Rev   int64  `json:"-"`
+	// Unknown keeps the fields a later release wrote.
+	Unknown `json:"-"`
 }
 
 // Lag is how far the replica may be behind its volume at now: nothing for a clean copy

@@ -40,6 +40,8 @@ type Volume struct {
 	Root string `json:"root,omitempty"`
 	// Rev is the store revision the record was read at.
 	Rev int64 `json:"-"`
+	// Unknown keeps the fields a later release wrote.
+	Unknown `json:"-"`
 }
 
 // Entry is a volume with its current claim, if any, and its mount mark (List reads it;
