@@ -5,21 +5,26 @@ GOENV := source scripts/go-env.sh &&
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN ?= build/drayage
 PLUGIN ?= drayage
 TAG ?= dev
 export PLUGIN TAG
 
-.PHONY: all build plugin test unit integration lint bench chaos demo clean
+.PHONY: all build plugin release test unit integration lint bench chaos demo clean
 
 all: build
 
 ## build: the static drayage binary in build/drayage
 build:
-	$(GOENV) CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o build/drayage ./cmd/drayage
+	$(GOENV) CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/drayage
 
 ## plugin: build the managed plugin and create it as $(PLUGIN):$(TAG) (left disabled)
 plugin:
 	scripts/build-plugin.sh
+
+## release: build the plugin reproducibly and push it as $(REGISTRY)/drayage:$(VERSION) (REGISTRY=HOST[:PORT]/REPO VERSION=X)
+release:
+	scripts/release.sh
 
 ## test: unit tests, then integration tests against the real Docker engine
 test:

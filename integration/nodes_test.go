@@ -62,6 +62,18 @@ func startNodes(t testing.TB, kind storeKind, names []string, env ...string) []*
 // server too (nil for the embedded store).
 func startNodesWith(t testing.TB, kind storeKind, names []string, prepare func(n *node), env ...string) ([]*node, *storetest.Server) {
 	t.Helper()
+	nodes, server := prepareNodes(t, kind, names, prepare, env...)
+	for _, n := range nodes {
+		n.installPlugin()
+	}
+	meshedNodes(t, nodes)
+	return nodes, server
+}
+
+// prepareNodes starts the nodes' engines, the store, and their certificates, and sets
+// their plugin settings (n.env), but installs no plugin.
+func prepareNodes(t testing.TB, kind storeKind, names []string, prepare func(n *node), env ...string) ([]*node, *storetest.Server) {
+	t.Helper()
 	base, err := os.MkdirTemp("", "drn-")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(base) })
@@ -101,8 +113,13 @@ func startNodesWith(t testing.TB, kind storeKind, names []string, prepare func(n
 			"DRAYAGE_NAME=" + n.name, "DRAYAGE_STORE=" + storeURL, "DRAYAGE_JOIN=" + nodes[0].addr,
 			"DRAYAGE_LOG_LEVEL=debug", "DRAYAGE_LEASE_TTL=5s",
 		}, env...)
-		n.installPlugin()
 	}
+	return nodes, server
+}
+
+// meshedNodes waits until every node reaches every other over mutual TLS.
+func meshedNodes(t testing.TB, nodes []*node) {
+	t.Helper()
 	eventually(t, timeout, "every node to see every other", func() bool {
 		for _, n := range nodes {
 			seen := nodeList(t, n.state)
@@ -114,7 +131,6 @@ func startNodesWith(t testing.TB, kind storeKind, names []string, prepare func(n
 		}
 		return true
 	})
-	return nodes, server
 }
 
 // startNetEngine starts an engine on the next free address of the test bridge.

@@ -148,7 +148,9 @@ start)
 		net_up "$2"
 		shift 2
 	fi
-	echo '{"storage-driver": "vfs"}' >"$dir/daemon.json"
+	# Registries the host serves on the test bridge (docker-registry, for plugin installs)
+	# speak plain HTTP.
+	echo '{"storage-driver": "vfs", "insecure-registries": ["'"$subnet"'.0/24"]}' >"$dir/daemon.json"
 	start_dockerd
 	for image in "$@"; do
 		docker save "$image" | api load -q >/dev/null

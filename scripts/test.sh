@@ -38,7 +38,7 @@ fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
 	log "integration tests (real Docker engine)"
 	ensure_docker
-	apt_install busybox-static iproute2 util-linux iptables e2fsprogs
+	apt_install busybox-static iproute2 util-linux iptables e2fsprogs docker-registry
 	# A Nomad agent for the Nomad job test, built from its Go module (minutes, the first
 	# time; cached in .tools/).
 	scripts/build-tools.sh nomad
