@@ -28,8 +28,8 @@ func protocolBinary(t *testing.T, v string) string {
 }
 
 // A node whose protocol range does not meet this one's is flagged by 'drayage node ls'
-// and refused, with both nodes and both versions named; back on a common version, the
-// same move works.
+// and refused, with both nodes and both versions named; a node of a next release that
+// speaks this one's version too works with it, volumes moving both ways.
 func TestANodeOfAnotherProtocolIsRefusedNamingBothVersions(t *testing.T) {
 	etcd := storetest.StartEtcd(t, storetest.ServerOptions{})
 	nodes := startHostCluster(t, etcd.URL, []string{"node-1", "node-2"})
@@ -52,12 +52,19 @@ func TestANodeOfAnotherProtocolIsRefusedNamingBothVersions(t *testing.T) {
 	t.Logf("drayage volume move on node-1: %s", out)
 	assert.Equal(t, "node-1", inspect(t, n1.root, "db").Node, "the volume stays where it was")
 
+	// A next release speaks this one's version too: the nodes work together, and the
+	// volume moves both ways.
 	n2.kill(syscall.SIGTERM)
-	n2.bin = ""
+	n2.bin = protocolBinary(t, "1-2")
 	n2.start()
 	meshed(t, nodes)
+	assert.Contains(t, n1.drayage(t, "node", "ls"), "1-2 (differs from 1)")
 	n1.drayage(t, "volume", "move", "db", "--to", "node-2")
 	b, err := os.ReadFile(filepath.Join(n2.data("db"), "table"))
+	require.NoError(t, err)
+	assert.Equal(t, "rows", string(b))
+	n2.drayage(t, "volume", "move", "db", "--to", "node-1")
+	b, err = os.ReadFile(filepath.Join(n1.data("db"), "table"))
 	require.NoError(t, err)
 	assert.Equal(t, "rows", string(b))
 }

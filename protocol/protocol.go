@@ -7,8 +7,8 @@
 // node ls' marks a member whose range differs from the asking node's.
 //
 // A release that changes any of the three raises Newest; one that can no longer speak
-// an old version raises Oldest. A test build may pretend to speak another version:
-// -ldflags "-X github.com/drayage/drayage/protocol.forced=N".
+// an old version raises Oldest. A test build may pretend to speak other versions:
+// -ldflags "-X github.com/drayage/drayage/protocol.forced=N" (or N-M).
 package protocol
 
 import (
@@ -24,7 +24,7 @@ const (
 	Newest = 1
 )
 
-// forced, if set at build time, is the only version the build claims to speak.
+// forced, if set at build time ("N" or "N-M"), is the range the build claims to speak.
 var forced string
 
 // Range is the versions this build speaks, as it claims them.
@@ -32,8 +32,8 @@ type Range struct{ Oldest, Newest int }
 
 // Own is this build's range.
 func Own() Range {
-	if n, err := strconv.Atoi(forced); err == nil && n > 0 {
-		return Range{n, n}
+	if r, err := Parse(forced); forced != "" && err == nil {
+		return r
 	}
 	return Range{Oldest, Newest}
 }
