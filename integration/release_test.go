@@ -97,8 +97,16 @@ func (n *node) upgrade(ref string) time.Duration {
 	n.t.Helper()
 	start := time.Now()
 	n.docker("plugin", "disable", "-f", "drayage")
-	n.docker("plugin", "upgrade", "--grant-all-permissions", "drayage", ref)
-	n.docker("plugin", "enable", "drayage")
+	// --skip-remote-check: the CLI otherwise asks whether to upgrade to another tag, and
+	// takes no answer for a no.
+	n.docker("plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", "drayage", ref)
+	// The upgrade keeps the env settings but puts the mounts' sources back to the new
+	// config's defaults: a node whose state or TLS dir is not the default sets them again.
+	n.docker("plugin", "set", "drayage", "state.source="+n.state, "tls.source="+n.tls)
+	if out, err := tryRun("docker", "-H", n.engine.host, "plugin", "enable", "drayage"); err != nil {
+		log := n.log()
+		n.t.Fatalf("docker plugin enable on %s after the upgrade: %v: %s\nthe engine's log ends:\n%s", n.name, err, out, log[max(0, len(log)-6000):])
+	}
 	n.awaitDaemon()
 	return time.Since(start)
 }
@@ -130,6 +138,8 @@ func TestInstallAndUpgradeFromARegistry(t *testing.T) {
 	a.docker("volume", "create", "--driver", "drayage", "relvol")
 	a.docker("run", "--rm", "--network", "none", "-v", "relvol:/data", testImage, "sh", "-c", "echo made-on-1.0.0 > /data/log")
 	assert.Equal(t, "made-on-1.0.0", b.docker("run", "--rm", "--network", "none", "-v", "relvol:/data", testImage, "cat", "/data/log"))
+	driver := func(n *node) string { return strings.TrimSpace(n.docker("volume", "inspect", "-f", "{{.Driver}}", "relvol")) }
+	assert.Equal(t, "drayage:latest", driver(b), "the alias, as the engine writes it")
 
 	// Back on a, a container keeps writing while a's plugin is upgraded under it.
 	writer := a.docker("run", "-d", "--network", "none", "-v", "relvol:/data", testImage, "sh", "-c",
@@ -140,11 +150,16 @@ func TestInstallAndUpgradeFromARegistry(t *testing.T) {
 	}
 	eventually(t, timeout, "the writer to write", func() bool { return lines() > 5 })
 	before := lines()
+	start := time.Now()
 	window := a.upgrade(refY)
+	meshedNodes(t, nodes)
+	seen := time.Since(start)
 	after := lines()
-	t.Logf("upgrade of rel-a to 1.1.0 (disable -f, upgrade, enable, daemon answering): %s; the container wrote %d lines meanwhile and kept running", window.Round(time.Millisecond), after-before)
+	t.Logf("upgrade of rel-a to 1.1.0 (disable -f, upgrade, set, enable, daemon answering): %s, and rel-b reaching it again %s after the start; the container wrote %d lines meanwhile and kept running",
+		window.Round(time.Millisecond), seen.Round(time.Millisecond), after-before)
 	assert.Greater(t, after, before, "the running container kept writing to its volume through the upgrade")
 	assert.Equal(t, "true", strings.TrimSpace(a.docker("inspect", "-f", "{{.State.Running}}", writer)))
+	t.Logf("rel-a's plugin after the upgrade: %s", a.docker("plugin", "inspect", "drayage", "-f", "{{.PluginReference}} {{.Config.Rootfs.DiffIds}} enabled={{.Enabled}}"))
 	assert.Equal(t, "rel-a", pluginEnv(a, "DRAYAGE_NAME"), "the settings were kept")
 	assert.Equal(t, "1.1.0", version(a))
 	assert.Equal(t, "1.0.0", version(b))
@@ -159,8 +174,10 @@ func TestInstallAndUpgradeFromARegistry(t *testing.T) {
 
 	// b upgrades too; the data is whole, the driver name unchanged.
 	b.upgrade(refY)
+	meshedNodes(t, nodes)
 	out := b.docker("run", "--rm", "--network", "none", "-v", "relvol:/data", testImage, "sh", "-c", "head -1 /data/log; tail -2 /data/log")
 	assert.Equal(t, "made-on-1.0.0\non-1.0.0\non-1.1.0", out)
-	assert.Equal(t, "drayage", strings.TrimSpace(b.docker("volume", "inspect", "-f", "{{.Driver}}", "relvol")))
+	assert.Equal(t, "drayage:latest", driver(b), "the driver name did not change with the version")
+	assert.Equal(t, "drayage:latest", driver(a))
 	eventually(t, timeout, "node rel-a to see rel-b at 1.1.0", func() bool { return version(b) == "1.1.0" })
 }
