@@ -138,7 +138,9 @@ func TestInstallAndUpgradeFromARegistry(t *testing.T) {
 	a.docker("volume", "create", "--driver", "drayage", "relvol")
 	a.docker("run", "--rm", "--network", "none", "-v", "relvol:/data", testImage, "sh", "-c", "echo made-on-1.0.0 > /data/log")
 	assert.Equal(t, "made-on-1.0.0", b.docker("run", "--rm", "--network", "none", "-v", "relvol:/data", testImage, "cat", "/data/log"))
-	driver := func(n *node) string { return strings.TrimSpace(n.docker("volume", "inspect", "-f", "{{.Driver}}", "relvol")) }
+	driver := func(n *node) string {
+		return strings.TrimSpace(n.docker("volume", "inspect", "-f", "{{.Driver}}", "relvol"))
+	}
 	assert.Equal(t, "drayage:latest", driver(b), "the alias, as the engine writes it")
 
 	// Back on a, a container keeps writing while a's plugin is upgraded under it.
