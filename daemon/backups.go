@@ -91,7 +91,7 @@ func (d *Daemon) BackupVolume(ctx context.Context, name string, r control.Backup
 		return res, err
 	}
 	if owner != d.cfg.Name {
-		return res, d.forward(ctx, "back up", name, owner, "BackupHere", &backupRequest{Volume: name, To: loc.String(), Keep: r.Keep}, &res)
+		return res, d.forward(ctx, "backup", fmt.Sprintf("back volume %q up on node %q, which holds it", name, owner), owner, "BackupHere", &backupRequest{Volume: name, To: loc.String(), Keep: r.Keep}, &res)
 	}
 	return d.backupHere(ctx, &backupRequest{Volume: name, To: loc.String(), Keep: r.Keep})
 }
@@ -152,7 +152,7 @@ func (d *Daemon) BackupProgress(ctx context.Context, name string) (*progress.Tra
 		return nil, err
 	}
 	var reply backupProgressReply
-	err = d.forward(ctx, "ask about the backup of", name, owner, "BackupProgress", &backupProgressRequest{Volume: name}, &reply)
+	err = d.forward(ctx, "backup", fmt.Sprintf("ask node %q how far the backup of volume %q has come", owner, name), owner, "BackupProgress", &backupProgressRequest{Volume: name}, &reply)
 	return reply.Progress, err
 }
 

@@ -99,7 +99,7 @@ func (d *Daemon) MoveVolume(ctx context.Context, name, to string) (volume.MoveRe
 		return d.vols.Move(ctx, name)
 	}
 	var res volume.MoveResult
-	return res, d.forward(ctx, "move", name, to, "MoveHere", &moveRequest{Volume: name}, &res)
+	return res, d.forward(ctx, "move", fmt.Sprintf("move volume %q to node %q", name, to), to, "MoveHere", &moveRequest{Volume: name}, &res)
 }
 
 // CopyVolume copies a volume into a new volume newName on node: here directly, or by
@@ -109,7 +109,7 @@ func (d *Daemon) CopyVolume(ctx context.Context, name, newName, to string) (volu
 		return d.vols.Copy(ctx, name, newName)
 	}
 	var res volume.CopyResult
-	return res, d.forward(ctx, "copy", name, to, "CopyHere", &copyRequest{Volume: name, Copy: newName}, &res)
+	return res, d.forward(ctx, "copy", fmt.Sprintf("copy volume %q to node %q", name, to), to, "CopyHere", &copyRequest{Volume: name, Copy: newName}, &res)
 }
 
 // PromoteVolume makes a replica of a volume whose owner is down the volume: the store
@@ -118,19 +118,20 @@ func (d *Daemon) PromoteVolume(ctx context.Context, name, to string, acceptLoss 
 	return d.vols.Promote(ctx, name, to, acceptLoss)
 }
 
-// forward asks node to, over mutual TLS, to run op ("move", "copy") on volume name: it
-// calls method of to's control service.
-func (d *Daemon) forward(ctx context.Context, op, name, to, method string, req, res any) error {
+// forward asks node to, over mutual TLS, to run op ("move", "copy", "backup") on volume
+// name: it calls method of to's control service. what says the request in errors ("move
+// volume "db" to node "b"").
+func (d *Daemon) forward(ctx context.Context, op, what, to, method string, req, res any) error {
 	n := d.net.Load()
 	if n == nil {
-		return fmt.Errorf("cannot %s volume %q to node %q: node %q runs alone (no certificate in its TLS dir); run the %s on node %q", op, name, to, d.cfg.Name, op, to)
+		return fmt.Errorf("cannot %s: node %q runs alone (no certificate in its TLS dir); run the %s on node %q", what, d.cfg.Name, op, to)
 	}
 	m, ok := n.gossip.Member(to)
 	if !ok || m.Meta.Control == "" {
-		return fmt.Errorf("cannot %s volume %q to node %q: node %q is not a member of this cluster; see 'drayage node ls'", op, name, to, to)
+		return fmt.Errorf("cannot %s: node %q is not a member of this cluster; see 'drayage node ls'", what, to)
 	}
 	if m.State != "alive" {
-		return fmt.Errorf("cannot %s volume %q to node %q: the node is %s (last seen %s); start drayage there, then retry", op, name, to, m.State, m.LastSeen.Format("15:04:05"))
+		return fmt.Errorf("cannot %s: node %q is %s (last seen %s); start drayage there, then retry", what, to, m.State, m.LastSeen.Format("15:04:05"))
 	}
 	if err := peers.Call(ctx, n.id, to, m.Meta.Control, controlServiceName+"/"+method, req, res); err != nil {
 		// The target's own error, as it wrote it (it names the volume and what to do).

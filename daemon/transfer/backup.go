@@ -212,7 +212,9 @@ func (b *backupRun) readFile(ctx context.Context, p string) (fileRead, error) {
 			break
 		}
 		chunk := (*buf)[:n]
-		_, _ = whole.Write(chunk)
+		if n == len(*buf) || r.size > 0 {
+			_, _ = whole.Write(chunk) // a file of one short chunk is hashed once: its hash is the chunk's
+		}
 		sum := blake3.Sum256(chunk)
 		if err := b.put(ctx, sum, chunk); err != nil {
 			return r, fmt.Errorf("store %s: %w", p, err)
@@ -224,7 +226,11 @@ func (b *backupRun) readFile(ctx context.Context, p string) (fileRead, error) {
 			break
 		}
 	}
-	whole.Sum(r.file.sum[:0])
+	if len(r.file.chunks) == 1 && r.size < SnapshotChunk {
+		r.file.sum = r.file.chunks[0]
+	} else {
+		whole.Sum(r.file.sum[:0])
+	}
 	if err := unix.Fstat(fd, &st); err != nil {
 		return r, fmt.Errorf("stat %s: %w", p, err)
 	}
