@@ -154,9 +154,13 @@ func TestStagingThatNoPullUsedForAWhileIsSwept(t *testing.T) {
 	swept, err := s.SweepStaging(time.Hour, inUse)
 	require.NoError(t, err)
 	assert.Empty(t, swept, "all were used within the hour")
-	time.Sleep(20 * time.Millisecond)
+	// The trees' change times can't be set back, so they age for real: long enough
+	// beyond the window that a slow machine between the write and the sweep can't
+	// make "recent" look old.
+	const window = time.Second
+	time.Sleep(window + 100*time.Millisecond)
 	require.NoError(t, os.WriteFile(s.StagingDir("recent")+".b3", []byte("a pull just ended"), 0o600))
-	swept, err = s.SweepStaging(10*time.Millisecond, inUse)
+	swept, err = s.SweepStaging(window, inUse)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"abandoned"}, swept)
 	assert.NoDirExists(t, s.StagingDir("abandoned"))
