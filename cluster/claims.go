@@ -61,8 +61,19 @@ func claimed(c *Claim) error {
 // may; the claim is refused while another claim (a migration) holds the volume. Calling
 // it again updates the count, or moves the claim to a new lease.
 func (r *Registry) ClaimMount(ctx context.Context, name, node string, lease Lease, mounts int) (*Claim, error) {
+	return r.claimMount(ctx, name, nil, node, lease, mounts)
+}
+
+// ClaimMountOf is ClaimMount of the volume of e, an entry the caller has just read (with
+// Get): it is decided from e, and the store read again only if e is no longer current.
+// A Mount of a volume held here costs two round trips fewer.
+func (r *Registry) ClaimMountOf(ctx context.Context, e Entry, node string, lease Lease, mounts int) (*Claim, error) {
+	return r.claimMount(ctx, e.Volume.Name, &e, node, lease, mounts)
+}
+
+func (r *Registry) claimMount(ctx context.Context, name string, read *Entry, node string, lease Lease, mounts int) (*Claim, error) {
 	var c *Claim
-	rev, _, err := r.change(ctx, name, func(e Entry) (txn, error) {
+	rev, _, err := r.changeFrom(ctx, name, read, func(e Entry) (txn, error) {
 		v := e.Volume
 		if v.Removing {
 			return txn{}, fmt.Errorf("volume %q: %w", name, ErrRemoving)

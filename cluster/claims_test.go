@@ -42,6 +42,35 @@ func TestOnlyTheOwnerMayClaimAMount(t *testing.T) {
 	require.NoError(t, r.Release(ctx, c), "releasing twice is harmless")
 }
 
+// A claim decided from an entry read earlier is written only if the entry is still
+// current: otherwise the store is read again and the claim decided anew.
+func TestAClaimFromAStaleEntryIsDecidedAgain(t *testing.T) {
+	ctx := context.Background()
+	r, s := newRegistry(t)
+	create(t, r, "db", "node-a")
+	la := lease(t, s)
+
+	idle, err := r.Get(ctx, "db")
+	require.NoError(t, err)
+	_, err = r.ClaimMountOf(ctx, idle, "node-a", la, 1)
+	require.NoError(t, err, "a current entry")
+	_, err = r.ClaimMountOf(ctx, idle, "node-a", la, 2)
+	require.NoError(t, err, "the entry says idle, the store says mounted once: read again, the count is updated")
+	e, err := r.Get(ctx, "db")
+	require.NoError(t, err)
+	assert.Equal(t, 2, e.Claim.Mounts)
+	require.NoError(t, r.Release(ctx, e.Claim))
+
+	// The volume moved on after the entry was read: its old owner's claim is refused.
+	lb := lease(t, s)
+	claim, _, err := r.BeginMigration(ctx, "db", "node-b", lb)
+	require.NoError(t, err)
+	_, _, err = r.CommitMigration(ctx, claim, 1, "", lb, 0)
+	require.NoError(t, err)
+	_, err = r.ClaimMountOf(ctx, idle, "node-a", la, 1)
+	require.ErrorIs(t, err, cluster.ErrNotOwner, "the entry said node-a; the store, read again, says node-b")
+}
+
 func TestMigrationIsFencedByClaimAndEpoch(t *testing.T) {
 	ctx := context.Background()
 	r, s := newRegistry(t)

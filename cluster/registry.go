@@ -84,9 +84,20 @@ var errUnchanged = errors.New("nothing to change")
 // again (nil); a nil conflict always tries again. It returns the revision written at,
 // and the entry the decision was made from.
 func (r *Registry) change(ctx context.Context, name string, decide func(Entry) (txn, error), conflict func() error) (int64, Entry, error) {
+	return r.changeFrom(ctx, name, nil, decide, conflict)
+}
+
+// changeFrom is change with the entry its caller has just read, if not nil: the first
+// decision is made from it, and only a conflict (it was no longer current) reads again.
+// The write is conditioned on its revisions as on any read, so a stale entry costs a
+// round trip, never a wrong write.
+func (r *Registry) changeFrom(ctx context.Context, name string, read *Entry, decide func(Entry) (txn, error), conflict func() error) (int64, Entry, error) {
 	for {
-		e, err := r.Get(ctx, name)
-		if err != nil {
+		var e Entry
+		var err error
+		if read != nil {
+			e, read = *read, nil
+		} else if e, err = r.Get(ctx, name); err != nil {
 			return 0, e, err
 		}
 		t, err := decide(e)

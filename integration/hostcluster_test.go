@@ -31,7 +31,7 @@ type hostNode struct {
 
 // startHostCluster starts the named nodes on the store at storeURL; a node listed in
 // failpoints runs the failpoints build (failpointsBinary).
-func startHostCluster(t *testing.T, storeURL string, names []string, failpoints ...string) []*hostNode {
+func startHostCluster(t testing.TB, storeURL string, names []string, failpoints ...string) []*hostNode {
 	t.Helper()
 	base := t.TempDir()
 	pki := filepath.Join(base, "pki")
@@ -62,7 +62,7 @@ func startHostCluster(t *testing.T, storeURL string, names []string, failpoints 
 }
 
 // meshed waits until every node sees every other alive and reaches it over mutual TLS.
-func meshed(t *testing.T, nodes []*hostNode) {
+func meshed(t testing.TB, nodes []*hostNode) {
 	t.Helper()
 	for _, n := range nodes {
 		eventually(t, timeout, n.name+" to see every node alive", func() bool {
@@ -79,7 +79,7 @@ func meshed(t *testing.T, nodes []*hostNode) {
 
 // driver calls the Docker volume plugin API on the node's socket, as an engine does, and
 // returns the reply.
-func (n *hostNode) driver(t *testing.T, method string, req any) map[string]any {
+func (n *hostNode) driver(t testing.TB, method string, req any) map[string]any {
 	t.Helper()
 	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", n.socket)
@@ -95,7 +95,7 @@ func (n *hostNode) driver(t *testing.T, method string, req any) map[string]any {
 }
 
 // must calls the plugin API and fails the test on an Err reply.
-func (n *hostNode) must(t *testing.T, method string, req any) map[string]any {
+func (n *hostNode) must(t testing.TB, method string, req any) map[string]any {
 	t.Helper()
 	out := n.driver(t, method, req)
 	require.Empty(t, out["Err"], "%s on %s", method, n.name)
@@ -103,7 +103,7 @@ func (n *hostNode) must(t *testing.T, method string, req any) map[string]any {
 }
 
 // create makes a volume with one file, table, holding content.
-func (n *hostNode) create(t *testing.T, name, content string, opts map[string]string) {
+func (n *hostNode) create(t testing.TB, name, content string, opts map[string]string) {
 	t.Helper()
 	n.must(t, "Create", map[string]any{"Name": name, "Opts": opts})
 	require.NoError(t, os.WriteFile(filepath.Join(n.data(name), "table"), []byte(content), 0o644))
@@ -136,7 +136,7 @@ var (
 
 // failpointsBinary builds drayage with -tags failpoints (once): a daemon that stops for
 // good at a named point of a move (DRAYAGE_FAILPOINTS), to be killed there.
-func failpointsBinary(t *testing.T) string {
+func failpointsBinary(t testing.TB) string {
 	t.Helper()
 	failpointsOnce.Do(func() {
 		failpointsBin = filepath.Join(repoRoot, "build", "drayage-failpoints")

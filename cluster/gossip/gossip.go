@@ -83,7 +83,12 @@ type Config struct {
 	// ProbeInterval is how often a random member is probed (default 1s); a dead node is
 	// declared within a few intervals.
 	ProbeInterval time.Duration
-	Logger        *slog.Logger
+	// Profile names the timings (ProfileLAN, the default).
+	Profile string
+	// Transport carries gossip instead of UDP and TCP sockets: a simulated network
+	// (make scale runs a thousand nodes in one process on memberlist's MockNetwork).
+	Transport memberlist.NodeAwareTransport
+	Logger    *slog.Logger
 	// OnChange, if set, is called with a member whenever its state changes. It runs on
 	// memberlist's event goroutine and must not block.
 	OnChange func(Member)
@@ -123,17 +128,10 @@ func Start(cfg Config) (*Gossip, error) {
 		log = slog.Default()
 	}
 	g := &Gossip{cfg: cfg, log: log, meta: cfg.Meta, roster: map[string]*Member{}}
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = cfg.Node
-	mc.BindAddr = cfg.BindAddr
-	mc.BindPort = cfg.Port
-	mc.AdvertiseAddr = cfg.AdvertiseAddr
-	mc.AdvertisePort = cfg.Port
-	mc.SecretKey = cfg.Key
-	mc.GossipVerifyIncoming = true
-	mc.GossipVerifyOutgoing = true
-	mc.Label = cfg.Label
-	mc.ProbeInterval = cfg.ProbeInterval
+	mc, err := memberlistConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
 	mc.Logger = stdlog.New(&memberlistLog{log: log, onError: cfg.OnError}, "", 0)

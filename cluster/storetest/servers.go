@@ -262,3 +262,6 @@ func FindBinary(t testing.TB, name, env, hint string) string {
 	t.Fatalf("no %s binary: %s, or set %s", name, hint, env)
 	return ""
 }
+
+// Dir is where the server keeps its data.
+func (s *Server) Dir() string { return s.dir }

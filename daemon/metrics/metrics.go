@@ -93,7 +93,8 @@ const (
 
 var recordReasons = []string{RecordOlder, RecordContradicts, RecordUnconfirmed}
 
-// Store operations: the op label of drayage_store_errors_total.
+// Store operations: the op label of drayage_store_calls_total and
+// drayage_store_errors_total.
 const (
 	OpGet   = "get"
 	OpList  = "list"
@@ -122,6 +123,7 @@ type Metrics struct {
 	files              *prometheus.CounterVec
 	mountDuration      *prometheus.HistogramVec
 	storeErrors        *prometheus.CounterVec
+	storeCalls         *prometheus.CounterVec
 	gossipErrors       prometheus.Counter
 	recordsRefused     *prometheus.CounterVec
 	replicas           replicaMetrics
@@ -176,6 +178,10 @@ func New(o Options) *Metrics {
 			Name: "drayage_store_errors_total",
 			Help: "Cluster store calls that failed, by operation (get, list, txn, watch, grant); a missing key, a lost compare-and-swap and a caller's cancellation are not errors.",
 		}, []string{"op"}),
+		storeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "drayage_store_calls_total",
+			Help: "Cluster store calls made, by operation (get, list, txn, watch, grant): each is a round trip to the store.",
+		}, []string{"op"}),
 		gossipErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drayage_gossip_errors_total",
 			Help: "Errors reported by gossip (memberlist): failed probes, undecodable or unauthenticated packets, failed push/pull syncs.",
@@ -206,12 +212,13 @@ func New(o Options) *Metrics {
 	}
 	for _, op := range []string{OpGet, OpList, OpTxn, OpWatch, OpGrant} {
 		m.storeErrors.WithLabelValues(op)
+		m.storeCalls.WithLabelValues(op)
 	}
 	for _, r := range recordReasons {
 		m.recordsRefused.WithLabelValues(r)
 	}
 	m.reg.MustRegister(m.transfersStarted, m.transfersCompleted, m.transfersFailed, m.transferDuration,
-		m.bytes, m.files, m.mountDuration, m.storeErrors, m.gossipErrors, m.recordsRefused, buildInfo, scrapeTime{m},
+		m.bytes, m.files, m.mountDuration, m.storeErrors, m.storeCalls, m.gossipErrors, m.recordsRefused, buildInfo, scrapeTime{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(m.replicas.collectors()...)
 	m.reg.MustRegister(m.failover.collectors()...)
@@ -312,6 +319,14 @@ func (m *Metrics) Mount(d time.Duration, result string) {
 		return
 	}
 	m.mountDuration.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// StoreCall counts a cluster store call of op (one of the Op constants).
+func (m *Metrics) StoreCall(op string) {
+	if m == nil {
+		return
+	}
+	m.storeCalls.WithLabelValues(op).Inc()
 }
 
 // StoreError counts a failed cluster store call of op (one of the Op constants).

@@ -36,7 +36,7 @@ func serve(t *testing.T, m *Metrics) func() metricstest.Scrape {
 	return func() metricstest.Scrape { return metricstest.Get(t, srv.URL) }
 }
 
-func TestStoreErrorsAreCountedByOperationButAnswersAreNot(t *testing.T) {
+func TestStoreCallsAreCountedAndErrorsButNotAnswers(t *testing.T) {
 	m := New(Options{})
 	scrape := serve(t, m)
 	ctx := context.Background()
@@ -60,7 +60,11 @@ func TestStoreErrorsAreCountedByOperationButAnswersAreNot(t *testing.T) {
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	call(m.Store(failingStore{err: context.Canceled}), canceled)
-	assert.Equal(t, 10.0, scrape().Total("drayage_store_errors_total"), "a missing key, a lost condition, success and the caller's cancel are not errors")
+	s = scrape()
+	assert.Equal(t, 10.0, s.Total("drayage_store_errors_total"), "a missing key, a lost condition, success and the caller's cancel are not errors")
+	for _, op := range []string{"get", "list", "txn", "watch", "grant"} {
+		assert.Equal(t, 6.0, s.Value("drayage_store_calls_total", "op", op), "every call is a call: %s", op)
+	}
 
 	var none *Metrics
 	inner := failingStore{}

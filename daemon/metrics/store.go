@@ -8,7 +8,8 @@ import (
 	"github.com/drayage/drayage/cluster"
 )
 
-// Store wraps a cluster store and counts its failed calls in drayage_store_errors_total.
+// Store wraps a cluster store and counts its calls in drayage_store_calls_total and
+// the failed ones in drayage_store_errors_total.
 // A missing key (cluster.ErrNotFound) and a failed condition (cluster.ErrConflict) are
 // answers, not errors, and a call whose context ended was stopped by its caller: none of
 // them is counted. With a nil *Metrics it returns s itself.
@@ -27,6 +28,7 @@ type countingStore struct {
 var _ cluster.Store = (*countingStore)(nil)
 
 func (s *countingStore) count(ctx context.Context, op string, err error) {
+	s.m.StoreCall(op)
 	if err == nil || errors.Is(err, cluster.ErrNotFound) || errors.Is(err, cluster.ErrConflict) || ctx.Err() != nil {
 		return
 	}

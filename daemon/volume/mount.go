@@ -145,7 +145,7 @@ func (m *Manager) mountHere(ctx context.Context, e cluster.Entry, id string) (st
 		return "", err
 	}
 	count := rec.MountCount() + 1
-	c, err := m.reg.ClaimMount(ctx, name, m.cfg.Node, m.currentLease(), count)
+	c, err := m.reg.ClaimMountOf(ctx, e, m.cfg.Node, m.currentLease(), count)
 	if err != nil {
 		if errors.Is(err, cluster.ErrRemoving) {
 			return "", fmt.Errorf("volume %q on node %q: %w; retry when it is done", name, m.cfg.Node, err)

@@ -232,6 +232,7 @@ func (m *Manager) runJob(ctx context.Context, j *pullJob) {
 	start := time.Now()
 	m.log.Info("pulling volume", "volume", j.src.Name, "into", j.key, "from", j.from(), "epoch", j.claim.Epoch)
 	got, err := m.receive(ctx, j)
+	received := time.Now()
 
 	unlock := m.locks.Lock(j.key)
 	defer unlock()
@@ -248,7 +249,8 @@ func (m *Manager) runJob(ctx context.Context, j *pullJob) {
 		m.release(ctx, j.claim)
 		m.log.Warn("pull failed", "volume", j.src.Name, "into", j.key, "from", j.from(), "err", err)
 	} else {
-		m.log.Info("pull done", "volume", j.src.Name, "into", j.key, "from", j.from(), "bytes", got.Size, "took", time.Since(start).Round(time.Millisecond))
+		m.log.Info("pull done", "volume", j.src.Name, "into", j.key, "from", j.from(), "bytes", got.Size, "took", time.Since(start).Round(time.Millisecond),
+			"transfer", received.Sub(start).Round(time.Millisecond), "commit", time.Since(received).Round(time.Millisecond))
 	}
 
 	var waited bool
