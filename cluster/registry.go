@@ -152,6 +152,10 @@ func readAll[T any](ctx context.Context, s Store, prefix, what string) (map[stri
 
 func decode[T any](kv KV, what string) (*T, error) {
 	v := new(T)
+	if err := decodeKnown(kv.Value, v); err == nil {
+		return v, nil // the common case: no field this release does not know
+	}
+	*v = *new(T)
 	if err := json.Unmarshal(kv.Value, v); err != nil {
 		return nil, fmt.Errorf("decode %s %s: %w", what, kv.Key, err)
 	}

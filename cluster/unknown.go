@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"reflect"
@@ -31,6 +32,14 @@ type (
 		setUnknownFields(map[string]json.RawMessage)
 	}
 )
+
+// decodeKnown decodes b into v if b has no field v's type does not declare (and fails
+// otherwise): one pass, where keepUnknown needs a second.
+func decodeKnown(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}
 
 // keepUnknown records in v the fields of b that v's type does not declare.
 func keepUnknown(b []byte, v any) {

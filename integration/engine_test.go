@@ -60,6 +60,9 @@ type legacyDaemon struct {
 	// the next start only.
 	bin string
 	env []string
+	// probe is the drayage command whose success says the daemon is up (default
+	// "volume ls").
+	probe []string
 }
 
 // startLegacy starts drayage in legacy mode next to the engine as node name, serving
@@ -103,7 +106,11 @@ func (d *legacyDaemon) start() {
 	require.NoError(d.t, d.cmd.Start())
 	deadline := time.Now().Add(timeout)
 	for {
-		if _, err := tryRun(binary, "--root", d.root, "volume", "ls"); err == nil {
+		probe := d.probe
+		if probe == nil {
+			probe = []string{"volume", "ls"}
+		}
+		if _, err := tryRun(binary, append([]string{"--root", d.root}, probe...)...); err == nil {
 			return
 		}
 		if time.Now().After(deadline) {

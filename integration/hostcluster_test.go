@@ -112,7 +112,7 @@ func (n *hostNode) create(t testing.TB, name, content string, opts map[string]st
 // data is where the node keeps the volume's files.
 func (n *hostNode) data(name string) string { return filepath.Join(n.root, "volumes", name, "data") }
 
-func (n *hostNode) drayage(t *testing.T, args ...string) string {
+func (n *hostNode) drayage(t testing.TB, args ...string) string {
 	t.Helper()
 	return run(t, binary, append([]string{"--root", n.root}, args...)...)
 }

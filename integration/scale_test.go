@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,11 +10,17 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/drayage/drayage/cluster"
+	"github.com/drayage/drayage/cluster/consulstore"
+	"github.com/drayage/drayage/cluster/etcdstore"
+	"github.com/drayage/drayage/cluster/identity"
 	"github.com/drayage/drayage/cluster/storetest"
 	"github.com/drayage/drayage/daemon/metrics/metricstest"
 	"github.com/drayage/drayage/daemon/volume"
@@ -159,3 +166,189 @@ func BenchmarkScaleMounts(b *testing.B) {
 	unmount(a, "promoted", "p1")
 }
 
+
+// BenchmarkScaleVolumes: SCALE_VOLUMES (100,000) volume records in each store of
+// SCALE_STORES (etcd consul embedded), SCALE_LOCAL (1,000) of them held by the node
+// measured, the rest by 1,000 other nodes: the node's List (docker volume ls) and Get
+// (docker volume inspect) through the plugin socket, its idle RSS and goroutines after a
+// restart, its peak RSS, and the store's size on disk.
+func BenchmarkScaleVolumes(b *testing.B) {
+	for _, kind := range strings.Fields(envString("SCALE_STORES", "etcd consul embedded")) {
+		b.Run(kind, func(b *testing.B) { scaleVolumes(b, storeKind(kind)) })
+	}
+}
+
+func scaleVolumes(b *testing.B, kind storeKind) {
+	total, local := envInt("SCALE_VOLUMES", 100000), envInt("SCALE_LOCAL", 1000)
+	base := b.TempDir()
+	pki := filepath.Join(base, "pki")
+	run(b, binary, "tls", "init", "--dir", pki, "--nodes", "vols-a", "--ip", "vols-a=127.0.0.1")
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(b))
+	var storeURL, storeAddr, storeDir string
+	extra := []string{"--metrics-addr", metricsAddr}
+	switch kind {
+	case etcdStore:
+		s := storetest.StartEtcd(b, storetest.ServerOptions{})
+		storeURL, storeAddr, storeDir = s.URL, s.Addr, s.Dir()
+	case consulStore:
+		s := storetest.StartConsul(b, storetest.ServerOptions{})
+		storeURL, storeAddr, storeDir = s.URL, s.Addr, s.Dir()
+	case embeddedStore:
+		storeURL, storeAddr, storeDir = "embedded", freeAddr(), filepath.Join(base, "vols-a", "store")
+		extra = append(extra, "--embedded-addr", storeAddr)
+	}
+	n := &hostNode{netNode: startNetNode(b, "vols-a", base, filepath.Join(pki, "vols-a"), storeURL, 0, "scale", extra...), metricsAddr: metricsAddr}
+	scrape := func() metricstest.Scrape { return metricstest.Get(b, "http://"+metricsAddr+"/metrics") }
+	idle := scrape()
+	report(b, "volumes."+string(kind)+".goroutines-empty", idle.Total("go_goroutines"), "", "the node with no volumes")
+
+	t0 := time.Now()
+	createRecords(b, kind, storeAddr, filepath.Join(pki, "vols-a"), total-local)
+	createLocal(b, n, local)
+	b.Logf("%d records and %d local volumes made in %v", total-local, local, time.Since(t0).Round(time.Second))
+
+	n.kill(syscall.SIGTERM)
+	n.probe = []string{"volume", "inspect", "loc0000"} // not volume ls: that would describe all
+	n.start()
+	time.Sleep(20 * time.Second) // idle
+	s := scrape()
+	detail := fmt.Sprintf("%d volumes known, %d held here, idle after a restart", total, local)
+	report(b, "volumes."+string(kind)+".rss", s.Total("process_resident_memory_bytes")/(1<<20), "MiB", detail)
+	report(b, "volumes."+string(kind)+".goroutines", s.Total("go_goroutines"), "", detail)
+
+	var lists []time.Duration
+	for range 5 {
+		t0 := time.Now()
+		out := n.must(b, "List", struct{}{})
+		lists = append(lists, time.Since(t0))
+		require.Len(b, out["Volumes"], total, "docker volume ls lists every volume")
+	}
+	report(b, "volumes."+string(kind)+".list", percentile(lists, 0.5).Seconds(), "s", fmt.Sprintf("median of 5 Lists of %d volumes", total))
+	s = scrape()
+	report(b, "volumes."+string(kind)+".rss-after-list", s.Total("process_resident_memory_bytes")/(1<<20), "MiB", "right after the Lists")
+	t0 = time.Now()
+	out := n.drayage(b, "volume", "ls")
+	report(b, "volumes."+string(kind)+".cli-ls", time.Since(t0).Seconds(), "s", "drayage volume ls, which describes every volume (state, node, replicas)")
+	require.Len(b, strings.Split(strings.TrimSpace(out), "\n"), total+1, "a header and every volume")
+	var gets []time.Duration
+	for i := range 200 {
+		name := fmt.Sprintf("rec%06d", i*(total-local)/200)
+		if i%2 == 1 {
+			name = fmt.Sprintf("loc%04d", i*local/200)
+		}
+		t0 := time.Now()
+		out := n.must(b, "Get", map[string]string{"Name": name})
+		gets = append(gets, time.Since(t0))
+		require.Equal(b, name, out["Volume"].(map[string]any)["Name"])
+	}
+	report(b, "volumes."+string(kind)+".inspect-p99", ms(percentile(gets, 0.99)), "ms", "200 Gets, half of volumes held here (sized), half elsewhere")
+	report(b, "volumes."+string(kind)+".peak-rss", float64(peakRSSKiB(b, n.cmd.Process.Pid))/1024, "MiB", "the node's peak since its restart, Lists included")
+	report(b, "volumes."+string(kind)+".store-size", float64(dirSize(b, storeDir))/(1<<20), "MiB", fmt.Sprintf("the store's data dir with %d volumes", total))
+}
+
+// createRecords writes count volume records straight into the store, owned by 1,000
+// other nodes, as a large cluster's would be.
+func createRecords(t testing.TB, kind storeKind, addr, tlsDir string, count int) {
+	t.Helper()
+	ctx := context.Background()
+	var store cluster.Store
+	var err error
+	switch kind {
+	case consulStore:
+		store, err = consulstore.Open(ctx, consulstore.Options{Address: addr})
+	case etcdStore:
+		store, err = etcdstore.Open(ctx, etcdstore.Options{Endpoints: []string{addr}})
+	case embeddedStore:
+		var id *identity.Identity
+		if id, err = identity.Load(tlsDir, "vols-a"); err == nil {
+			store, err = etcdstore.Open(ctx, etcdstore.Options{Endpoints: []string{addr}, TLS: id.MemberClientConfig()})
+		}
+	}
+	require.NoError(t, err)
+	defer store.Close()
+	reg := cluster.NewRegistry(store, cluster.DefaultPrefix)
+	names := make(chan int)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range names {
+				v := cluster.Volume{Name: fmt.Sprintf("rec%06d", i), Owner: fmt.Sprintf("node-%04d", i%1000), Epoch: 1 + uint64(i%7),
+					Size: int64(i) << 12, Created: time.Now().UTC(), Root: strings.Repeat("ab", 32)}
+				if i%10 == 0 {
+					v.Options = map[string]string{"replicas": "2"}
+				}
+				if _, _, err := reg.Create(ctx, v); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range count {
+		select {
+		case names <- i:
+		case err := <-errs:
+			t.Fatal(err)
+		}
+	}
+	close(names)
+	wg.Wait()
+	close(errs)
+	require.NoError(t, <-errs)
+}
+
+// createLocal makes count volumes on the node through the plugin API, 8 at a time.
+func createLocal(t testing.TB, n *hostNode, count int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < count; i += 8 {
+				n.must(t, "Create", map[string]any{"Name": fmt.Sprintf("loc%04d", i)})
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func envString(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func peakRSSKiB(t testing.TB, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kib, err := strconv.Atoi(strings.Fields(v)[0])
+			require.NoError(t, err)
+			return kib
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+func dirSize(t testing.TB, dir string) int64 {
+	t.Helper()
+	var size int64
+	require.NoError(t, filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi, err := d.Info(); err == nil && !d.IsDir() {
+			size += fi.Size()
+		}
+		return nil
+	}))
+	return size
+}

@@ -29,7 +29,7 @@ type Volumes interface {
 	Unmount(ctx context.Context, name, id string) error
 	Path(ctx context.Context, name string) (string, error)
 	Get(ctx context.Context, name string) (volume.Info, error)
-	List(ctx context.Context) ([]volume.Info, error)
+	ListNames(ctx context.Context) ([]volume.Info, error)
 }
 
 var _ Volumes = (*volume.Manager)(nil)
@@ -149,11 +149,12 @@ func (d *Driver) Get(r *dockervolume.GetRequest) (*dockervolume.GetResponse, err
 	return &dockervolume.GetResponse{Volume: toDocker(info)}, nil
 }
 
-// List implements VolumeDriver.List.
+// List implements VolumeDriver.List. The engine takes only each volume's name and
+// mountpoint from it (it asks Get for the status), so that is all it is sent.
 func (d *Driver) List() (*dockervolume.ListResponse, error) {
 	var infos []volume.Info
 	err := d.call("list", "", d.opts.CallTimeout, func(ctx context.Context) (err error) {
-		infos, err = d.vols.List(ctx)
+		infos, err = d.vols.ListNames(ctx)
 		return err
 	})
 	if err != nil {
@@ -161,7 +162,7 @@ func (d *Driver) List() (*dockervolume.ListResponse, error) {
 	}
 	resp := &dockervolume.ListResponse{Volumes: make([]*dockervolume.Volume, 0, len(infos))}
 	for _, info := range infos {
-		resp.Volumes = append(resp.Volumes, toDocker(info))
+		resp.Volumes = append(resp.Volumes, &dockervolume.Volume{Name: info.Name, Mountpoint: info.Mountpoint})
 	}
 	return resp, nil
 }

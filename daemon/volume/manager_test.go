@@ -381,3 +381,31 @@ func TestConcurrentMountsAndUnmountsBalance(t *testing.T) {
 	assert.Equal(t, 0, info.Mounts)
 	assert.Equal(t, 0, f.mounter.Count())
 }
+
+// ListNames, the engine's List, names what List describes: every volume of the cluster
+// but those being removed, with the mountpoint of those mounted here.
+func TestListNamesListsNamesAndMountpoints(t *testing.T) {
+	ctx := context.Background()
+	fa := newFixture(t)
+	a := fa.start(t)
+	b := newNode(t, "node-b", fa.reg).start(t)
+	for _, name := range []string{"v1", "v2", "v3"} {
+		require.NoError(t, a.Create(ctx, name, nil))
+	}
+	require.NoError(t, b.Create(ctx, "elsewhere", nil))
+	mp, err := a.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+	_, err = fa.reg.MarkRemoving(ctx, "v3", cluster.RemoveOptions{By: "node-a"})
+	require.NoError(t, err)
+
+	full, err := a.List(ctx)
+	require.NoError(t, err)
+	var want []Info
+	for _, info := range full {
+		want = append(want, Info{Name: info.Name, Mountpoint: info.Mountpoint})
+	}
+	names, err := a.ListNames(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []Info{{Name: "elsewhere"}, {Name: "v1", Mountpoint: mp}, {Name: "v2"}}, names)
+	assert.Equal(t, want, names)
+}
