@@ -20,6 +20,9 @@ var (
 	ErrNoQuorum = errors.New("the cluster store has lost its quorum")
 )
 
+// ScanPage is how many keys a Scan reads per round trip.
+const ScanPage = 2000
+
 // KV is one key read from a store.
 type KV struct {
 	Key   string
@@ -80,6 +83,12 @@ type Store interface {
 	Get(ctx context.Context, key string) (KV, error)
 	// List reads every key under prefix, sorted by key.
 	List(ctx context.Context, prefix string) ([]KV, error)
+	// Scan calls fn with every key under prefix, sorted by key, as List would return
+	// them, but a page at a time (ScanPage keys), so that reading 100,000 records never
+	// holds them all at once. The pages are read at one revision where the store
+	// allows it (etcd); Consul answers in one response. An error from fn stops the scan
+	// and is returned.
+	Scan(ctx context.Context, prefix string, fn func(KV) error) error
 	// Txn applies ops atomically if every condition holds, and returns the revision the
 	// written keys now have. It returns ErrConflict, having changed nothing, if a
 	// condition fails, and ErrLeaseLost if an op's lease has ended.

@@ -97,12 +97,9 @@ func (r *Registry) Get(ctx context.Context, name string) (Entry, error) {
 	return e, nil
 }
 
-// List reads every volume with its claim and mark, sorted by name.
+// List reads every volume with its claim and mark, sorted by name. The records are read
+// a page at a time and decoded as they come.
 func (r *Registry) List(ctx context.Context) ([]Entry, error) {
-	kvs, err := r.store.List(ctx, r.volumesPrefix())
-	if err != nil {
-		return nil, err
-	}
 	claimKVs, err := r.store.List(ctx, r.claimsPrefix())
 	if err != nil {
 		return nil, err
@@ -120,43 +117,42 @@ func (r *Registry) List(ctx context.Context) ([]Entry, error) {
 		c.Rev = kv.Rev
 		claims[strings.TrimPrefix(kv.Key, r.claimsPrefix())] = c
 	}
-	out := make([]Entry, 0, len(kvs))
-	for _, kv := range kvs {
+	var out []Entry
+	err = r.store.Scan(ctx, r.volumesPrefix(), func(kv KV) error {
 		v, err := decode[Volume](kv, "volume record")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		v.Rev = kv.Rev
 		name := strings.TrimPrefix(kv.Key, r.volumesPrefix())
 		out = append(out, Entry{Volume: *v, Claim: claims[name], Mark: marks[name]})
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
-// Names lists the volumes, sorted, but for those being removed: one range read, each
-// record looked into only if it may carry a removal mark. With 100,000 volumes it costs a
-// tenth of List, which decodes every record and reads the claims and marks too.
+// Names lists the volumes, sorted, but for those being removed: the records are read a
+// page at a time (Scan) and looked into only if they may carry a removal mark. With
+// 100,000 volumes it costs a fraction of List, which decodes every record, holds them
+// all and reads the claims and marks too.
 func (r *Registry) Names(ctx context.Context) ([]string, error) {
-	kvs, err := r.store.List(ctx, r.volumesPrefix())
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, 0, len(kvs))
-	for _, kv := range kvs {
+	var out []string
+	err := r.store.Scan(ctx, r.volumesPrefix(), func(kv KV) error {
 		if bytes.Contains(kv.Value, []byte(`"removing"`)) {
 			var v struct {
 				Removing bool `json:"removing"`
 			}
 			if err := json.Unmarshal(kv.Value, &v); err != nil {
-				return nil, fmt.Errorf("decode volume record %s: %w", kv.Key, err)
+				return fmt.Errorf("decode volume record %s: %w", kv.Key, err)
 			}
 			if v.Removing {
-				continue
+				return nil
 			}
 		}
 		out = append(out, strings.TrimPrefix(kv.Key, r.volumesPrefix()))
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // Create adds a volume record unless the name exists. It returns the record now in the

@@ -116,6 +116,20 @@ func (s *Store) List(ctx context.Context, prefix string) ([]cluster.KV, error) {
 	return out, nil // Consul returns keys sorted
 }
 
+// Scan implements cluster.Store. Consul lists a prefix in one response only.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(cluster.KV) error) error {
+	kvs, err := s.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		if err := fn(kv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Txn implements cluster.Store.
 func (s *Store) Txn(ctx context.Context, conds []cluster.Cond, ops []cluster.Op) (int64, error) {
 	txn := make(api.TxnOps, 0, len(conds)+len(ops))

@@ -81,6 +81,19 @@ func (s *Store) List(ctx context.Context, prefix string) ([]cluster.KV, error) {
 	return kvs, s.explain(ctx, err)
 }
 
+// Scan implements cluster.Store. An error of fn's own is returned as it is.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(cluster.KV) error) error {
+	var fnErr error
+	err := s.Store.Scan(ctx, prefix, func(kv cluster.KV) error {
+		fnErr = fn(kv)
+		return fnErr
+	})
+	if err != nil && err == fnErr {
+		return err
+	}
+	return s.explain(ctx, err)
+}
+
 // Txn implements cluster.Store.
 func (s *Store) Txn(ctx context.Context, conds []cluster.Cond, ops []cluster.Op) (int64, error) {
 	rev, err := s.Store.Txn(ctx, conds, ops)

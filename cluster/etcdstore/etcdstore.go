@@ -123,6 +123,34 @@ func (s *Store) List(ctx context.Context, prefix string) ([]cluster.KV, error) {
 	return out, nil
 }
 
+// Scan implements cluster.Store: pages of cluster.ScanPage keys, the later ones read at
+// the first one's revision.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(cluster.KV) error) error {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	from, rev := prefix, int64(0)
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(cluster.ScanPage),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := s.cli.Get(ctx, from, opts...)
+		if err != nil {
+			return fmt.Errorf("etcd scan %s: %w", prefix, err)
+		}
+		rev = resp.Header.Revision
+		for _, kv := range resp.Kvs {
+			if err := fn(cluster.KV{Key: string(kv.Key), Value: kv.Value, Rev: kv.ModRevision}); err != nil {
+				return err
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
 // Txn implements cluster.Store.
 func (s *Store) Txn(ctx context.Context, conds []cluster.Cond, ops []cluster.Op) (int64, error) {
 	cmps := make([]clientv3.Cmp, 0, len(conds))

@@ -81,6 +81,7 @@ func Run(t *testing.T, b Backend) {
 		{"CompareAndSwapOnRevision", testCAS},
 		{"TxnIsAllOrNothing", testTxnAtomic},
 		{"ListByPrefixIsSortedAndExact", testList},
+		{"ScanPagesThroughAPrefixAsListReadsIt", testScan},
 		{"WatchDeliversChangesInOrder", testWatch},
 		{"WatchFromRevisionReplaysLaterChanges", testWatchFromRev},
 		{"ClosedLeaseDeletesItsKeys", testLeaseClose},
@@ -185,6 +186,40 @@ func testList(t *testing.T, _ Backend, s cluster.Store, p string) {
 	kvs, err = s.List(ctx, p+"nothing/")
 	require.NoError(t, err)
 	assert.Empty(t, kvs)
+}
+
+func testScan(t *testing.T, _ Backend, s cluster.Store, p string) {
+	ctx := ctxT(t)
+	n := cluster.ScanPage*2 + 7 // three pages, the last one short
+	ops := make([]cluster.Op, 0, 64)
+	for i := range n {
+		ops = append(ops, cluster.Put(fmt.Sprintf("%sdir/%05d", p, i), []byte(strconv.Itoa(i))))
+		if len(ops) == cap(ops) || i == n-1 { // Consul takes 64 operations per transaction
+			_, err := s.Txn(ctx, nil, ops)
+			require.NoError(t, err)
+			ops = ops[:0]
+		}
+	}
+	_, err := s.Txn(ctx, nil, []cluster.Op{cluster.Put(p+"dirx", []byte("beside")), cluster.Put(p+"dir", []byte("above"))})
+	require.NoError(t, err)
+	want, err := s.List(ctx, p+"dir/")
+	require.NoError(t, err)
+	require.Len(t, want, n)
+	var got []cluster.KV
+	require.NoError(t, s.Scan(ctx, p+"dir/", func(kv cluster.KV) error { got = append(got, kv); return nil }))
+	assert.Equal(t, want, got, "every key under the prefix, once, in order, with its value and revision")
+
+	stop := errors.New("enough")
+	seen := 0
+	err = s.Scan(ctx, p+"dir/", func(cluster.KV) error {
+		if seen++; seen == 3 {
+			return stop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, stop)
+	assert.Equal(t, 3, seen, "an error from fn ends the scan")
+	require.NoError(t, s.Scan(ctx, p+"nothing/", func(kv cluster.KV) error { return fmt.Errorf("no key, yet %s", kv.Key) }))
 }
 
 // collect reads n events or fails.

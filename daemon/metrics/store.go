@@ -47,6 +47,13 @@ func (s *countingStore) List(ctx context.Context, prefix string) ([]cluster.KV, 
 	return kvs, err
 }
 
+// Scan counts as one list call, however many pages it reads.
+func (s *countingStore) Scan(ctx context.Context, prefix string, fn func(cluster.KV) error) error {
+	err := s.Store.Scan(ctx, prefix, fn)
+	s.count(ctx, OpList, err)
+	return err
+}
+
 func (s *countingStore) Txn(ctx context.Context, conds []cluster.Cond, ops []cluster.Op) (int64, error) {
 	rev, err := s.Store.Txn(ctx, conds, ops)
 	s.count(ctx, OpTxn, err)
