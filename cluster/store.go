@@ -21,7 +21,7 @@ var (
 )
 
 // ScanPage is how many keys a Scan reads per round trip.
-const ScanPage = 2000
+const ScanPage = 10000
 
 // KV is one key read from a store.
 type KV struct {
