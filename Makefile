@@ -10,7 +10,7 @@ PLUGIN ?= drayage
 TAG ?= dev
 export PLUGIN TAG
 
-.PHONY: all build plugin release test unit integration lint bench chaos demo clean
+.PHONY: all build plugin release test unit integration lint bench scale chaos demo clean
 
 all: build
 
@@ -49,6 +49,10 @@ chaos:
 ## bench: transfer engine against rsync over stunnel and tar, and replicated volumes on real engines (see scripts/bench.sh)
 bench:
 	scripts/bench.sh
+
+## scale: how costs grow with nodes, volumes and files: a table of figures and goals (see scripts/scale.sh)
+scale:
+	scripts/scale.sh
 
 ## demo: the main flow, end to end
 demo:

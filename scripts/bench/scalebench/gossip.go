@@ -17,26 +17,26 @@ import (
 
 // gossipResult is what a simulated cluster measured.
 type gossipResult struct {
-	Nodes int `json:"nodes"`
+	Nodes int
 	// Converge is how long a new node took to be seen alive by every node (p50: by half).
-	ConvergeP50 time.Duration `json:"converge_p50"`
-	Converge    time.Duration `json:"converge_all"`
+	ConvergeP50 time.Duration
+	Converge    time.Duration
 	// Detect* are how long after a node was cut off the others declared it dead, over
 	// every observer of every node cut off.
-	DetectP50 time.Duration `json:"detect_p50"`
-	DetectP99 time.Duration `json:"detect_p99"`
-	DetectMax time.Duration `json:"detect_max"`
+	DetectP50 time.Duration
+	DetectP99 time.Duration
+	DetectMax time.Duration
 	// BytesPerNode is what a node sends per second in a quiet cluster; AnnounceBytes
 	// is what one node's metadata change (a free-space announcement) costs the cluster,
 	// per node.
-	BytesPerNode  float64 `json:"bytes_per_node_s"`
-	AnnounceBytes float64 `json:"announce_bytes_per_node"`
+	BytesPerNode  float64
+	AnnounceBytes float64
 	// FalseDeaths counts the times a node that was never cut off was declared dead.
-	FalseDeaths int `json:"false_deaths"`
+	FalseDeaths int
 	// CPUPerNode is the CPU time a node spends per second in a quiet cluster.
-	CPUPerNode time.Duration `json:"cpu_per_node_s"`
+	CPUPerNode time.Duration
 	// Settings are the gossip settings the nodes ran with.
-	Settings string `json:"settings"`
+	Settings string
 }
 
 // simNode is one simulated node, with what it has seen of the others.
@@ -70,12 +70,32 @@ func runGossip(args []string) error {
 	kills := f.Int("kills", 3, "nodes cut off, one after another, to time their detection")
 	window := f.Duration("window", 3*time.Minute, "how long the quiet cluster's traffic is measured")
 	profile := f.String("profile", "", "gossip profile (default: the daemon's)")
+	out := f.String("out", "", "figures file to append to")
 	_ = f.Parse(args)
 	res, err := simulateGossip(*nodes, *kills, *window, *profile)
 	if err != nil {
 		return err
 	}
-	return printJSON(res)
+	name := *profile
+	if name == "" {
+		name = gossip.ProfileLAN
+	}
+	at := fmt.Sprintf("%d nodes, profile %s: %s", res.Nodes, name, res.Settings)
+	for _, f := range []figure{
+		{"converge", res.Converge.Seconds(), "s", fmt.Sprintf("a new node seen alive by all (by half: %.2f s); %s", res.ConvergeP50.Seconds(), at)},
+		{"detect-p50", res.DetectP50.Seconds(), "s", fmt.Sprintf("a node cut off declared dead, over every observer of %d nodes cut off", *kills)},
+		{"detect-p99", res.DetectP99.Seconds(), "s", fmt.Sprintf("the same; the slowest observer: %.2f s", res.DetectMax.Seconds())},
+		{"false-deaths", float64(res.FalseDeaths), "", "nodes declared dead that were never cut off, all run long"},
+		{"bytes", res.BytesPerNode, "B/s", fmt.Sprintf("sent per node in a quiet cluster, measured over %v", *window)},
+		{"announce", res.AnnounceBytes, "B", "sent per node for one node's metadata change (a free-space announcement)"},
+		{"cpu", float64(res.CPUPerNode) / float64(time.Millisecond), "ms/s", "CPU per node in a quiet cluster"},
+	} {
+		f.Figure = "gossip." + name + "." + f.Figure
+		if err := appendFigure(*out, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func simulateGossip(n, kills int, window time.Duration, profile string) (gossipResult, error) {

@@ -1,7 +1,7 @@
 // Command transferbench runs the transfer engine's two sides as separate processes for
 // scripts/bench.sh, and generates its datasets. It uses the same code the daemon runs:
 //
-//	transferbench gen large|small DIR         make a dataset
+//	transferbench gen large|small|tiny:N DIR  make a dataset
 //	transferbench touch DIR PERCENT [LIST]    change PERCENT% of the files in DIR (and list them)
 //	transferbench send -pki P -dir D -control ADDR -data ADDR [-changes LIST]
 //	transferbench pull -pki P -staging S [-dest D] -control ADDR -streams N [-live]
@@ -71,11 +71,16 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// gen makes "large" (4 files of 256 MiB of random data) or "small" (50,000 files of
-// 4 KiB in 500 directories).
+// gen makes "large" (4 files of 256 MiB of random data), "small" (50,000 files of
+// 4 KiB in 500 directories) or "tiny:N" (N files of 48 bytes, 1,000 a directory: small
+// enough for ext4 to keep inside their inodes, so that millions fit on a scratch file
+// system made with inline_data).
 func gen(kind, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if n, ok := strings.CutPrefix(kind, "tiny:"); ok {
+		return genTiny(n, dir)
 	}
 	switch kind {
 	case "large":
@@ -111,6 +116,27 @@ func gen(kind, dir string) error {
 		}
 	default:
 		return fmt.Errorf("dataset %q: want large or small", kind)
+	}
+	return nil
+}
+
+func genTiny(count, dir string) error {
+	var n int
+	if _, err := fmt.Sscan(count, &n); err != nil || n <= 0 {
+		return fmt.Errorf("tiny:%s: want a file count", count)
+	}
+	buf := make([]byte, 48)
+	for d := 0; d*1000 < n; d++ {
+		sub := filepath.Join(dir, fmt.Sprintf("d%05d", d))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return err
+		}
+		for f := d * 1000; f < min(n, (d+1)*1000); f++ {
+			_, _ = rand.Read(buf)
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%07d", f)), buf, 0o644); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
