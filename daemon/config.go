@@ -12,6 +12,7 @@ import (
 	"github.com/drayage/drayage/cluster"
 	"github.com/drayage/drayage/cluster/backends"
 	"github.com/drayage/drayage/cluster/embedded"
+	"github.com/drayage/drayage/cluster/gossip"
 	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
 )
@@ -65,8 +66,11 @@ type Config struct {
 	// picks the first free ones in LOW-HIGH instead.
 	GossipPort, ControlPort, DataPort int
 	PortRange                         string
-	// ProbeInterval is how often gossip probes a member; a dead node is declared within
-	// a few intervals.
+	// GossipProfile names gossip's timings (gossip.ProfileLAN, the default, or
+	// gossip.ProfileLarge).
+	GossipProfile string
+	// ProbeInterval is how often gossip probes a member (0: the profile's); a dead node
+	// is declared within a few intervals.
 	ProbeInterval time.Duration
 	// RateLimit caps, in bytes per second, every volume this node sends (0: no cap).
 	RateLimit int64
@@ -160,8 +164,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("node %q: %w (--port-range, DRAYAGE_PORT_RANGE)", c.Name, err)
 		}
 	}
-	if c.ProbeInterval <= 0 {
-		c.ProbeInterval = time.Second
+	if _, err := gossip.ProfileConfig(c.GossipProfile); err != nil {
+		return fmt.Errorf("node %q: gossip profile %q: use %s (up to about a hundred nodes) or %s (more) (--gossip-profile, DRAYAGE_GOSSIP_PROFILE)",
+			c.Name, c.GossipProfile, gossip.ProfileLAN, gossip.ProfileLarge)
 	}
 	if c.MetricsAddr != "" {
 		_, port, err := net.SplitHostPort(c.MetricsAddr)

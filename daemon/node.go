@@ -148,8 +148,8 @@ func (d *Daemon) startNetwork(ctx context.Context, wg *sync.WaitGroup, id *ident
 	}
 	n.gossip, err = gossip.Start(gossip.Config{
 		Node: cfg.Name, Port: p.gossip, AdvertiseAddr: adv, Key: id.GossipKey(), Label: cfg.Cluster,
-		Meta:          gossip.Meta{Control: n.control, Data: n.data, Version: cfg.Version, Protocol: protocol.Own().String()},
-		ProbeInterval: cfg.ProbeInterval, Logger: d.log, OnError: d.metrics.GossipError,
+		Meta:    gossip.Meta{Control: n.control, Data: n.data, Version: cfg.Version, Protocol: protocol.Own().String()},
+		Profile: cfg.GossipProfile, ProbeInterval: cfg.ProbeInterval, Logger: d.log, OnError: d.metrics.GossipError,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node %q: %w (--gossip-port, DRAYAGE_GOSSIP_PORT)", cfg.Name, err)

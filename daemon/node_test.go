@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -74,4 +75,11 @@ func TestAStaleOrLostClaimIsMarkedForTheTransferEngineWithItsTextKept(t *testing
 	other := errors.New(`volume "db" is mounted by 1 container on node "node-a"`)
 	assert.Equal(t, other, markStaleClaim(other), "any other refusal is left as it is")
 	assert.NoError(t, markStaleClaim(nil))
+}
+
+func TestFreeSpaceIsAnnouncedLessOftenInALargerCluster(t *testing.T) {
+	assert.Equal(t, time.Minute, announceGap(3))
+	assert.Equal(t, time.Minute, announceGap(6))
+	assert.Equal(t, 1000*time.Second, announceGap(100))
+	assert.Equal(t, 10000*time.Second, announceGap(1000), "1,000 nodes announce once every 10 s between them")
 }

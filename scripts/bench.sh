@@ -2,8 +2,10 @@
 # make bench: moves four datasets with drayage's transfer engine (sender and receiver as
 # separate processes on loopback, mutual TLS 1.3) and, in the same run, with rsync over
 # stunnel with mutual TLS (the stack Red Hat MTC uses for direct volume migration), and
-# two local copies as floors: tar | tar, and cp -a in 8 parallel processes (no network,
-# no encryption, no hashing, no fsync: what reading and creating the files costs here). Prints seconds, MB/s, peak RSS and drayage's speed as a
+# local copies as floors: tar | tar, and cp -a in 8 parallel processes (no network,
+# no encryption, no hashing, no fsync: what reading and creating the files costs here),
+# and that cp -a followed by a sync, timed together: the durable floor, since drayage's
+# copy is on the disk when it answers and the others' are only in the page cache. Prints seconds, MB/s, peak RSS and drayage's speed as a
 # ratio to rsync's. Every run starts from a cold page cache, into a destination of its
 # own, and nothing is deleted while runs are timed: on ext4 without a journal, creating
 # files within a minute of deleting many skips the freed inodes one by one (50,000 small
@@ -59,8 +61,8 @@ pull_opts() { [ "$1" != sync ] || echo "-live"; }
 runs=${BENCH_RUNS:-3}
 for ds in $sets; do # each run's starting point, made now
 	base=$(base_of "$ds")
-	for tool in drayage rsync tar cp; do
-		[ "$tool" != cp ] || [ -z "$base" ] || continue
+	for tool in drayage rsync tar cp cpsync; do
+		[[ $tool != cp* ]] || [ -z "$base" ] || continue
 		for i in $(seq "$runs"); do
 			if [ -n "$base" ]; then cp -a "$work/$base" "$work/run-$tool-$ds-$i"; else mkdir "$work/run-$tool-$ds-$i"; fi
 		done
@@ -191,13 +193,17 @@ run_tar() {
 	echo "$(( (t1 - t0) / 1000000 )) -"
 }
 
-# cp -a in 8 processes at once, a few top-level entries each (not for delta: cp copies all).
+# cp -a in 8 processes at once, a few top-level entries each (not for delta: cp copies all);
+# with "sync", followed by a sync timed with it: the durable floor, the copy on the disk,
+# as drayage's is when it answers (the page-cache floors never reach the disk).
 run_cp() {
-	local src=$1 dst=$work/run-cp-$2-$3
+	local src=$1 dst=$work/run-cp$4-$2-$3
+	mkdir -p "$dst"
 	cold
 	local t0 t1
 	t0=$(date +%s%N)
 	find "$src" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -P 8 -n 16 cp -a -t "$dst"
+	[ "$4" != sync ] || sync
 	t1=$(date +%s%N)
 	echo "$(( (t1 - t0) / 1000000 )) -"
 }
@@ -211,15 +217,19 @@ median() {
 }
 
 printf '\n%-7s %-15s %9s %10s %10s %11s\n' dataset tool seconds MB/s "peak RSS" "vs rsync"
+floors=()
 for ds in $sets; do
 	src=$work/$ds
 	bytes=$(size_of "$src")
-	d=() r=() t=() c=()
+	d=() r=() t=() c=() cs=()
 	for i in $(seq "$runs"); do # the tools take turns, so a slow spell of the machine hits each
 		d+=("$(run_drayage "$src" "$ds" "$i")")
 		r+=("$(run_rsync "$src" "$ds" "$i")")
 		t+=("$(run_tar "$src" "$ds" "$i")")
-		[ -n "$(base_of "$ds")" ] || c+=("$(run_cp "$src" "$ds" "$i")")
+		if [ -z "$(base_of "$ds")" ]; then
+			c+=("$(run_cp "$src" "$ds" "$i")")
+			cs+=("$(run_cp "$src" "$ds" "$i" sync)")
+		fi
 	done
 	read -r d_ms d_rss <<<"$(median "${d[@]}")"
 	read -r r_ms r_rss <<<"$(median "${r[@]}")"
@@ -238,12 +248,17 @@ for ds in $sets; do
 	if [ -z "$(base_of "$ds")" ]; then
 		read -r c_ms _ <<<"$(median "${c[@]}")"
 		row "cp -a x8" "$c_ms" -
+		read -r cs_ms _ <<<"$(median "${cs[@]}")"
+		row "cp -a x8+sync" "$cs_ms" -
+		floors+=("$(awk -v d="$d_ms" -v f="$cs_ms" -v ds="$ds" 'BEGIN { printf "%s: drayage takes %.2fx the durable floor (%.2f s against %.2f s)", ds, d / f, d / 1000, f / 1000 }')")
 	fi
 done
 echo
 echo "Seconds: the median of $runs runs of each tool, taken in turns. MB/s is the dataset's size over that time (delta, inplace: the whole volume's size)."
 echo "drayage: ${BENCH_STREAMS:-8} parallel streams, BLAKE3 per file, one syncfs before install; rsync, tar and cp do not fsync."
 echo "tar|tar and cp -a x8 copy locally, with no network, encryption or hashing: the floors a transfer can't beat here."
+echo "cp -a x8+sync is the durable floor: the same copy followed by a sync, timed together, so that it ends on the disk as drayage's does."
+printf '%s\n' "${floors[@]}"
 
 # Backups to a real S3 server (versitygw on loopback, storing on this disk) against
 # tar | zstd uploaded with the same S3 client, and restores against the download piped to

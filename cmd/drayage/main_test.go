@@ -65,7 +65,7 @@ func TestEveryDaemonFlagHasItsVariable(t *testing.T) {
 		"embedded-addr": "DRAYAGE_EMBEDDED_ADDR", "lease-ttl": "DRAYAGE_LEASE_TTL", "tls-dir": "DRAYAGE_TLS_DIR",
 		"join": "DRAYAGE_JOIN", "advertise": "DRAYAGE_ADVERTISE", "cluster": "DRAYAGE_CLUSTER",
 		"gossip-port": "DRAYAGE_GOSSIP_PORT", "control-port": "DRAYAGE_CONTROL_PORT", "data-port": "DRAYAGE_DATA_PORT",
-		"port-range": "DRAYAGE_PORT_RANGE", "probe-interval": "DRAYAGE_PROBE_INTERVAL", "rate-limit": "DRAYAGE_RATE_LIMIT", "dynamic-limit": "DRAYAGE_DYNAMIC_LIMIT", "keep-replica": "DRAYAGE_KEEP_REPLICA",
+		"port-range": "DRAYAGE_PORT_RANGE", "gossip-profile": "DRAYAGE_GOSSIP_PROFILE", "probe-interval": "DRAYAGE_PROBE_INTERVAL", "rate-limit": "DRAYAGE_RATE_LIMIT", "dynamic-limit": "DRAYAGE_DYNAMIC_LIMIT", "keep-replica": "DRAYAGE_KEEP_REPLICA",
 		"metrics-addr": "DRAYAGE_METRICS_ADDR", "replicas": "DRAYAGE_REPLICAS", "sync-interval": "DRAYAGE_SYNC_INTERVAL",
 		"replica-replace-after": "DRAYAGE_REPLICA_REPLACE_AFTER", "max-lag": "DRAYAGE_MAX_LAG",
 	}

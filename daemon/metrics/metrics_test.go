@@ -28,7 +28,7 @@ func (s failingStore) Txn(context.Context, []cluster.Cond, []cluster.Op) (int64,
 func (s failingStore) Watch(context.Context, string, int64) (<-chan cluster.Event, error) {
 	return nil, s.err
 }
-func (s failingStore) Scan(context.Context, string, func(cluster.KV) error) error { return s.err }
+func (s failingStore) Scan(context.Context, string, func(cluster.KV) error) error  { return s.err }
 func (s failingStore) Grant(context.Context, time.Duration) (cluster.Lease, error) { return nil, s.err }
 
 func serve(t *testing.T, m *Metrics) func() metricstest.Scrape {
