@@ -166,7 +166,6 @@ func BenchmarkScaleMounts(b *testing.B) {
 	unmount(a, "promoted", "p1")
 }
 
-
 // BenchmarkScaleVolumes: SCALE_VOLUMES (100,000) volume records in each store of
 // SCALE_STORES (etcd consul embedded), SCALE_LOCAL (1,000) of them held by the node
 // measured, the rest by 1,000 other nodes: the node's List (docker volume ls) and Get
