@@ -39,7 +39,7 @@ has() { [[ " $parts " == *" $1 "* ]]; }
 if has gossip; then
 	for profile in ${SCALE_PROFILES:-lan large}; do
 		log "gossip: ${SCALE_NODES:-1000} simulated nodes, profile $profile"
-		build/scalebench gossip -nodes "${SCALE_NODES:-1000}" -profile "$profile" -out "$out"
+		build/scalebench gossip -nodes "${SCALE_NODES:-1000}" -profile "$profile" -window "${SCALE_WINDOW:-3m}" -out "$out"
 	done
 fi
 
