@@ -197,13 +197,13 @@ run_tar() {
 # with "sync", followed by a sync timed with it: the durable floor, the copy on the disk,
 # as drayage's is when it answers (the page-cache floors never reach the disk).
 run_cp() {
-	local src=$1 dst=$work/run-cp$4-$2-$3
+	local src=$1 how=${4:-} dst=$work/run-cp${4:-}-$2-$3
 	mkdir -p "$dst"
 	cold
 	local t0 t1
 	t0=$(date +%s%N)
 	find "$src" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -P 8 -n 16 cp -a -t "$dst"
-	[ "$4" != sync ] || sync
+	[ "$how" != sync ] || sync
 	t1=$(date +%s%N)
 	echo "$(( (t1 - t0) / 1000000 )) -"
 }
