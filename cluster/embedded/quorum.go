@@ -83,12 +83,13 @@ func (s *Store) List(ctx context.Context, prefix string) ([]cluster.KV, error) {
 
 // Scan implements cluster.Store. An error of fn's own is returned as it is.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(cluster.KV) error) error {
-	var fnErr error
+	var fnFailed bool
 	err := s.Store.Scan(ctx, prefix, func(kv cluster.KV) error {
-		fnErr = fn(kv)
-		return fnErr
+		err := fn(kv)
+		fnFailed = err != nil
+		return err
 	})
-	if err != nil && err == fnErr {
+	if fnFailed {
 		return err
 	}
 	return s.explain(ctx, err)
