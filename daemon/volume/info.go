@@ -208,7 +208,7 @@ func (m *Manager) List(ctx context.Context) ([]Info, error) {
 // by name: all the engine's List uses (docker volume ls; it asks Get for the rest). It
 // reads the names from the cluster store and the mounts from this node's records, so it
 // stays fast with 100,000 volumes where List, which describes each, does not. If the
-// store can't be reached it lists the volumes held here.
+// store can't be reached it lists the volumes this node has a copy of, as List does.
 func (m *Manager) ListNames(ctx context.Context) ([]Info, error) {
 	if err := m.waitReady(ctx); err != nil {
 		return nil, err
@@ -228,9 +228,7 @@ func (m *Manager) ListNames(ctx context.Context) ([]Info, error) {
 		m.log.Warn("cannot list volumes in the cluster store; listing the ones held here", "err", err)
 		names = make([]string, 0, len(recs))
 		for _, rec := range recs {
-			if !rec.Replica() {
-				names = append(names, rec.Name)
-			}
+			names = append(names, rec.Name)
 		}
 	}
 	infos := make([]Info, 0, len(names))

@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -81,4 +82,46 @@ func TestALocalMountCostsAtMostFourStoreCalls(t *testing.T) {
 	again := store.during(func() { _, err := m.Mount(ctx, "v1", "c2"); require.NoError(t, err) })
 	require.LessOrEqual(t, len(first), 4, "an idle volume's Mount: %v", first)
 	require.LessOrEqual(t, len(again), 4, "a mounted volume's Mount: %v", again)
+}
+
+// listlessStore is a store whose prefix reads fail once broken: one that can't be
+// reached, for the reads that list.
+type listlessStore struct {
+	cluster.Store
+	broken bool
+}
+
+var errUnreachable = errors.New("connection refused")
+
+func (s *listlessStore) List(ctx context.Context, prefix string) ([]cluster.KV, error) {
+	if s.broken {
+		return nil, errUnreachable
+	}
+	return s.Store.List(ctx, prefix)
+}
+
+func (s *listlessStore) Scan(ctx context.Context, prefix string, fn func(cluster.KV) error) error {
+	if s.broken {
+		return errUnreachable
+	}
+	return s.Store.Scan(ctx, prefix, fn)
+}
+
+// With the store out of reach, the engine's List still names the volumes this node has,
+// with the mountpoints of those mounted: the engine forgets what List omits.
+func TestListNamesWithoutTheStoreNamesTheVolumesHeldHere(t *testing.T) {
+	ctx := context.Background()
+	store := &listlessStore{Store: clustertest.Store(t)}
+	f := newFixture(t)
+	f.reg = cluster.NewRegistry(store, clustertest.Registry(t).Prefix())
+	m := f.start(t)
+	require.NoError(t, m.Create(ctx, "v1", nil))
+	require.NoError(t, m.Create(ctx, "v2", nil))
+	mp, err := m.Mount(ctx, "v1", "c1")
+	require.NoError(t, err)
+
+	store.broken = true
+	names, err := m.ListNames(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []Info{{Name: "v1", Mountpoint: mp}, {Name: "v2"}}, names)
 }
