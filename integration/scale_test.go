@@ -87,9 +87,6 @@ func pullTransfer(t testing.TB, n *hostNode, name string) time.Duration {
 		}
 	}
 	require.NotZero(t, took, "no pull of %s in %s's log:\n%s", name, n.name, n.logText())
-	if os.Getenv("SCALE_SHOW_LOG") != "" {
-		t.Log(n.logText())
-	}
 	return took
 }
 

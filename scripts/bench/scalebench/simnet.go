@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -121,8 +122,21 @@ func (t *simTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time
 
 func (t *simTransport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 
+// IngestPacket queues a packet read from conn as if it had arrived (MockTransport's
+// would go to its own queue, which nothing reads here).
 func (t *simTransport) IngestPacket(conn net.Conn, addr net.Addr, now time.Time, shouldClose bool) error {
-	return t.mock.IngestPacket(conn, addr, now, shouldClose)
+	if shouldClose {
+		defer conn.Close()
+	}
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		return fmt.Errorf("read packet: %w", err)
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("packet too short (0 bytes) from %s", addr)
+	}
+	t.packets <- &memberlist.Packet{Buf: b, From: addr, Timestamp: now}
+	return nil
 }
 
 func (t *simTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
