@@ -7,11 +7,14 @@ import (
 
 // Node is the record of a cluster member.
 type Node struct {
-	Name      string    `json:"name"`
-	Addresses []string  `json:"addresses,omitempty"`
-	Version   string    `json:"version,omitempty"`
-	Started   time.Time `json:"started"`
-	LastSeen  time.Time `json:"last_seen"`
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses,omitempty"`
+	Version   string   `json:"version,omitempty"`
+	// Protocol is the protocol range the node speaks ("1", "1-2"); empty in records of
+	// releases before it was written, which spoke 1.
+	Protocol string    `json:"protocol,omitempty"`
+	Started  time.Time `json:"started"`
+	LastSeen time.Time `json:"last_seen"`
 }
 
 // PutNode writes a node record.

@@ -15,8 +15,6 @@ import (
 )
 
 // newRegistry gives each test a fresh prefix in an embedded etcd server of its own.
-
-// newRegistry gives each test a fresh prefix in an embedded etcd server of its own.
 func newRegistry(t *testing.T) (*cluster.Registry, cluster.Store) {
 	t.Helper()
 	s, err := embedded.Start(context.Background(), embedded.Options{

@@ -25,6 +25,7 @@ import (
 	"github.com/drayage/drayage/daemon/mount"
 	"github.com/drayage/drayage/daemon/transfer"
 	"github.com/drayage/drayage/daemon/volume"
+	"github.com/drayage/drayage/protocol"
 )
 
 // Daemon is one node's agent.
@@ -133,6 +134,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %q: cannot take a lease in the cluster store: %w", d.cfg.Name, err)
 	}
+	if _, err := reg.StartSchema(ctx, d.cfg.Name, protocol.Own()); err != nil {
+		return err
+	}
 	if err := d.vols.Init(ctx, reg, lease); err != nil {
 		return err
 	}
@@ -158,12 +162,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); loop(bg) }()
 	}
+	schemac := make(chan error, 1)
+	wg.Add(1)
+	go func() { defer wg.Done(); schemac <- d.keepSchema(bg, reg, store) }()
 	d.log.Info("drayage ready", "root", d.cfg.Root, "mount_dir", d.cfg.MountDir, "store", d.cfg.Store,
 		"control", sock, "took", time.Since(start).Round(time.Millisecond))
 
 	select {
 	case err = <-errc:
 		err = fmt.Errorf("node %q: control API stopped: %w", d.cfg.Name, err)
+	case err = <-schemac: // records this node does not speak; nil once ctx has ended
 	case <-ctx.Done():
 		err = nil
 	}
@@ -242,7 +250,7 @@ func (d *Daemon) keepLease(ctx context.Context, store cluster.Store, lease clust
 // heartbeat keeps this node's record current.
 func (d *Daemon) heartbeat(ctx context.Context, reg *cluster.Registry, started time.Time) {
 	put := func(ctx context.Context) {
-		n := cluster.Node{Name: d.cfg.Name, Version: d.cfg.Version, Started: started.UTC(), LastSeen: time.Now().UTC()}
+		n := cluster.Node{Name: d.cfg.Name, Version: d.cfg.Version, Protocol: protocol.Own().String(), Started: started.UTC(), LastSeen: time.Now().UTC()}
 		if nw := d.net.Load(); nw != nil {
 			n.Addresses = []string{nw.gossip.Addr(), nw.control, nw.data}
 		}

@@ -90,6 +90,9 @@ func (d *Daemon) storeStatus(ctx context.Context) control.StoreStatus {
 	switch {
 	case err == nil, errors.Is(err, cluster.ErrNotFound): // the store answered
 		st.OK = true
+		if s, err := d.reg.Schema(sctx); err == nil {
+			st.Records = s.Version
+		}
 	case sctx.Err() != nil && ctx.Err() == nil:
 		st.Error = "no answer within " + statusTimeout.String() + ": " + err.Error()
 	default:

@@ -114,7 +114,11 @@ func storeLine(st control.StoreStatus) string {
 	if !st.OK {
 		return what + ": NOT OK: " + st.Error
 	}
-	return fmt.Sprintf("%s: ok, read in %s", what, time.Duration(st.LatencyMS*float64(time.Millisecond)).Round(10*time.Microsecond))
+	what = fmt.Sprintf("%s: ok, read in %s", what, time.Duration(st.LatencyMS*float64(time.Millisecond)).Round(10*time.Microsecond))
+	if st.Records > 0 {
+		what += fmt.Sprintf(", records at protocol %d", st.Records)
+	}
+	return what
 }
 
 // volumesLine counts the volumes held here: "3 held here: 2 idle, 1 mounted".

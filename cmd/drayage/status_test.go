@@ -20,7 +20,7 @@ func clusterStatus() control.Status {
 		Node: control.NodeStatus{Name: "node-a", Version: "1.2.3", Cluster: "drayage", Gossip: "10.0.0.11:7790",
 			Control: "10.0.0.11:7791", Data: "10.0.0.11:7792", Root: "/var/lib/drayage",
 			Started: now.Add(-3*time.Hour - 12*time.Minute), UptimeSeconds: 3*3600 + 12*60},
-		Store: control.StoreStatus{Kind: "etcd", Endpoints: []string{"10.0.0.9:2379", "10.0.0.10:2379"}, Prefix: "drayage/", OK: true, LatencyMS: 1.53},
+		Store: control.StoreStatus{Kind: "etcd", Endpoints: []string{"10.0.0.9:2379", "10.0.0.10:2379"}, Prefix: "drayage/", OK: true, LatencyMS: 1.53, Records: 1},
 		Members: []control.NodeInfo{
 			{Name: "node-a", Address: "10.0.0.11:7790", State: "alive", Version: "1.2.3", LastSeen: now, Self: true},
 			{Name: "node-b", Address: "10.0.0.12:7790", State: "dead", Version: "1.2.2", LastSeen: now.Add(-90 * time.Second)},
@@ -42,7 +42,7 @@ func TestStatusPrintsACompactBlockAndTables(t *testing.T) {
 	assert.Equal(t, `Node:       node-a (version 1.2.3, up 3h12m)
 Addresses:  gossip 10.0.0.11:7790, control 10.0.0.11:7791, data 10.0.0.11:7792 (cluster drayage)
 State dir:  /var/lib/drayage
-Store:      etcd 10.0.0.9:2379,10.0.0.10:2379 (prefix drayage/): ok, read in 1.53ms
+Store:      etcd 10.0.0.9:2379,10.0.0.10:2379 (prefix drayage/): ok, read in 1.53ms, records at protocol 1
 Volumes:    3 held here: 2 idle, 1 mounted
 Transfers:  2 running
 

@@ -57,6 +57,8 @@ type StoreStatus struct {
 	// Quorum whether its voting members have a leader; both only for the embedded store.
 	Role   string           `json:"role,omitempty"`
 	Quorum *embedded.Quorum `json:"quorum,omitempty"`
+	// Records is the protocol version the store's records are in (0: not read).
+	Records int `json:"records,omitempty"`
 }
 
 // VolumeCounts counts the volumes a node holds, by state (idle, mounted, migrating,
