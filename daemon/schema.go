@@ -54,6 +54,9 @@ func (d *Daemon) checkSchema(ctx context.Context, reg *cluster.Registry, store c
 		d.log.Debug("cannot read the version of the cluster store's records; trying again later", "err", err)
 		return nil
 	}
+	if s.Version >= own.Newest {
+		return nil // nothing this node could raise them to: no need to read every node's record
+	}
 	var members []gossip.Member
 	if nw := d.net.Load(); nw != nil {
 		members = nw.gossip.Members()
@@ -64,7 +67,7 @@ func (d *Daemon) checkSchema(ctx context.Context, reg *cluster.Registry, store c
 	}
 	to, behind := schemaTarget(d.cfg.Name, own, members, records, time.Now())
 	if to <= s.Version {
-		if len(behind) > 0 && s.Version < own.Newest {
+		if len(behind) > 0 {
 			d.log.Debug("the cluster store's records stay at their version until these nodes speak a newer one",
 				"records", s.Version, "nodes", strings.Join(behind, ","))
 		}
