@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,11 +18,13 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/drayage/drayage/cluster/storetest"
 	"github.com/drayage/drayage/daemon/backup"
 	"github.com/drayage/drayage/daemon/seed/seedtest"
 	"github.com/drayage/drayage/daemon/transfer"
+	"github.com/drayage/drayage/progress"
 )
 
 // Backups: 'drayage volume backup' of volumes that containers write, on real engines
@@ -54,10 +57,14 @@ func backupCases(t *testing.T, c *seedCluster) {
 	const loc = "s3://" + s3Bucket + "/backups/bk/"
 	c.a.docker("volume", "create", "--driver", nodePlugin, "bk")
 	c.a.run("--mount", mountOf("bk"), testImage, "sh", "-c",
-		"for i in $(seq 1 400); do head -c 16384 /dev/urandom > /data/f$i; done; head -c 8388608 /dev/urandom > /data/big; chown 1000:1001 /data/f1; chmod 600 /data/f2")
+		"for i in $(seq 1 400); do head -c 16384 /dev/urandom > /data/f$i; done; head -c 8388608 /dev/urandom > /data/big; chown 1000:1001 /data/f1; chmod 600 /data/f2; "+
+			"ln /data/f3 /data/f3-link; ln -s f4 /data/f4-sym; dd if=/dev/zero of=/data/sparse bs=1 count=0 seek=33554432 2>/dev/null; echo end >> /data/sparse; "+
+			"mkdir -m 0750 /data/dir; chown 7:8 /data/dir; touch -d '2020-02-02 02:02:02' /data/f5")
+	data := filepath.Join(c.a.state, "volumes", "bk", "data")
+	require.NoError(t, unix.Setxattr(filepath.Join(data, "f6"), "user.origin", []byte("backup test"), 0), "an extended attribute")
+	require.Less(t, allocated(t, filepath.Join(data, "sparse")), int64(1<<20), "the source file is sparse")
 	writer := c.a.docker("run", "-d", "--network", "none", "--mount", mountOf("bk"), testImage, "sh", "-c",
 		"i=0; while :; do echo record-$i >> /data/log; i=$((i+1)); usleep 2000; done")
-	data := filepath.Join(c.a.state, "volumes", "bk", "data")
 	f1, err := os.ReadFile(filepath.Join(data, "f1"))
 	require.NoError(t, err)
 
@@ -87,7 +94,12 @@ func backupCases(t *testing.T, c *seedCluster) {
 
 	ls := c.b.drayage("backup", "ls", loc)
 	assert.Contains(t, ls, first.Snapshot.ID)
-	assert.Contains(t, ls, second.Snapshot.ID)
+	assert.Regexp(t, `(?m)^SNAPSHOT +TIME +VOLUME +NODE +FILES +SIZE +NEW$`, ls)
+	assert.Regexp(t, fmt.Sprintf(`(?m)^%s +%s +bk +seed-a +%d +%s +%s$`, second.Snapshot.ID,
+		regexp.QuoteMeta(second.Snapshot.Time.Local().Format(time.DateTime)), second.Snapshot.Files,
+		regexp.QuoteMeta(progress.BytesUnit(second.Snapshot.Size)), regexp.QuoteMeta(progress.BytesUnit(second.Snapshot.NewBytes))), ls,
+		"a line per snapshot: its time, volume, node, files, size and new bytes")
+	assert.WithinDuration(t, time.Now(), second.Snapshot.Time, 5*time.Minute)
 	t.Logf("drayage backup ls:\n%s", ls)
 
 	// The first snapshot, by name, on the other node: f1 as it was then.
@@ -117,8 +129,11 @@ func backupCases(t *testing.T, c *seedCluster) {
 	// The latest snapshot, on the other node, through docker run: the same tree.
 	c.b.docker("volume", "create", "--driver", nodePlugin, "-o", "from="+loc, "bkr")
 	out = c.b.run("--mount", mountOf("bkr"), testImage, "sh", "-c", "ls /data | wc -l; stat -c '%u:%g %a' /data/f1 /data/f2")
-	assert.Equal(t, "402\n1000:1001 644\n0:0 600", out)
-	assert.Equal(t, treeOf(t, data), treeOf(t, filepath.Join(c.b.state, "volumes", "bkr", "data")), "owners, modes, times and content as backed up")
+	assert.Equal(t, "406\n1000:1001 644\n0:0 600", out)
+	restoredTree := filepath.Join(c.b.state, "volumes", "bkr", "data")
+	assert.Equal(t, treeOf(t, data), treeOf(t, restoredTree), "owners, modes, times, content, hardlinks, symlinks and xattrs as backed up")
+	assert.Less(t, allocated(t, filepath.Join(restoredTree, "sparse")), int64(1<<20), "the hole came back a hole")
+	assert.Contains(t, xattrsOf(filepath.Join(restoredTree, "f6")), "user.origin", "the walk saw the extended attribute")
 
 	// What is wrong is said, naming what to give.
 	assert.Contains(t, c.b.drayageFails("volume", "backup", "bk"), "--to s3://BUCKET/PREFIX/")

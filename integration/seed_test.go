@@ -151,20 +151,26 @@ func TestVolumesFromAndToObjectStorage(t *testing.T) {
 			out := c.b.run("--mount", mountOf(name), testImage, "cat", "/data/current", "/data/index-link.html")
 			assert.Equal(t, "<h1>seeded</h1>\n<h1>seeded</h1>", out, kind)
 			assert.Equal(t, want, treeOf(t, filepath.Join(c.b.state, "volumes", name, "data")), "%s: the tree arrived as it was archived", kind)
+			assert.Less(t, allocated(t, filepath.Join(c.b.state, "volumes", name, "data", "sparse.img")), int64(1<<20), "%s: the sparse file stayed sparse", kind)
 		}
 	})
 
 	t.Run("s3", func(t *testing.T) {
-		b := kinds["tar.zst"]
-		_, err := c.s3.PutObject(context.Background(), s3Bucket, "site/data.tar.zst", bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
-		require.NoError(t, err)
-		c.a.docker("volume", "create", "--driver", nodePlugin, "-o", "from=s3://"+s3Bucket+"/site/data.tar.zst", "s3vol")
-		out := c.a.run("--mount", mountOf("s3vol"), testImage, "cat", "/data/www/index.html")
-		assert.Equal(t, "<h1>seeded</h1>", out)
-		assert.Equal(t, want, treeOf(t, filepath.Join(c.a.state, "volumes", "s3vol", "data")))
+		for kind, b := range kinds {
+			name := "s3-" + strings.ReplaceAll(kind, ".", "-")
+			_, err := c.s3.PutObject(context.Background(), s3Bucket, "site/"+name, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
+			require.NoError(t, err)
+			c.a.docker("volume", "create", "--driver", nodePlugin, "-o", "from=s3://"+s3Bucket+"/site/"+name, name)
+			out := c.a.run("--mount", mountOf(name), testImage, "cat", "/data/www/index.html")
+			assert.Equal(t, "<h1>seeded</h1>", out, kind)
+			assert.Equal(t, want, treeOf(t, filepath.Join(c.a.state, "volumes", name, "data")), kind)
+			for _, n := range []*node{c.a, c.b} {
+				assert.NotContains(t, n.docker("volume", "inspect", name), s3Secret, "docker volume inspect never shows the secret key")
+				assert.NotContains(t, n.drayage("volume", "inspect", name), s3Secret, "nor drayage volume inspect")
+			}
+		}
 		for _, n := range []*node{c.a, c.b} {
-			assert.NotContains(t, n.docker("volume", "inspect", "s3vol"), s3Secret, "docker volume inspect never shows the secret key")
-			assert.NotContains(t, n.log(), s3Secret, "no log line does")
+			assert.NotContains(t, n.log(), s3Secret, "no log line shows the secret key")
 		}
 		missing := "s3missing"
 		c.a.docker("volume", "create", "--driver", nodePlugin, "-o", "from=s3://"+s3Bucket+"/site/nothing.tar", missing)
@@ -209,6 +215,25 @@ func TestVolumesFromAndToObjectStorage(t *testing.T) {
 		assert.Contains(t, strings.Join(c.https.Ranges("/kill.tar.zst"), " "), "bytes=", "the restarted daemon resumed with a range")
 	})
 
+	// A container started while a fill runs longer than the Mount budget (25 s) fails,
+	// saying how far the fill is; started again once it is done, it sees the whole tree.
+	t.Run("slow", func(t *testing.T) {
+		b := bigArchive(t, 8<<20)
+		c.https.Put("/slow.tar.zst", b)
+		c.https.Rate.Store(256 << 10) // 32 s for the whole archive
+		defer c.https.Rate.Store(0)
+		c.a.docker("volume", "create", "--driver", nodePlugin, "-o", "from="+c.https.URL+"/slow.tar.zst", "-o", "sha256="+sha256Of(b), "slowvol")
+		eventually(t, time.Minute, "the download to start", func() bool { return c.https.Sent("/slow.tar.zst") > 0 })
+		c.https.Rate.Store(0) // the running answer stays paced
+		out := mustFail(t, "docker", "-H", c.b.engine.host, "run", "--rm", "--network", "none", "--mount", mountOf("slowvol"), testImage, "true")
+		t.Logf("docker run on the other node during a fill longer than the Mount budget: %s", strings.TrimSpace(out))
+		assert.Contains(t, out, "is still being filled from "+c.https.URL+"/slow.tar.zst")
+		assert.Regexp(t, `: \d+%, [\d.]+ of [\d.]+ MiB`, out, "with its progress")
+		assert.Contains(t, out, "continues in the background")
+		c.filled(t, c.a, "slowvol")
+		assert.Equal(t, "8388608", c.b.run("--mount", mountOf("slowvol"), testImage, "sh", "-c", "wc -c < /data/random.bin"))
+	})
+
 	// What no retry cures leaves no volume, and says why in the log of the node.
 	t.Run("refused", func(t *testing.T) {
 		for name, tc := range map[string]struct {
@@ -216,12 +241,15 @@ func TestVolumesFromAndToObjectStorage(t *testing.T) {
 			sha     string
 			why     string
 		}{
-			"badsum":  {kinds["tar.gz"], strings.Repeat("0", 64), "sha256 mismatch"},
-			"dotdot":  {gzipOf(t, tarWith(t, &tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil"))), "", `../escape`},
-			"symlink": {tarWith(t, &tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, nil, &tar.Header{Name: "link/cron", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil")), "", `a symlink: unpacking it would write through it`},
-			"device":  {tarWith(t, &tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Mode: 0o660, Devmajor: 8}, nil), "", `is a device node`},
-			"bomb":    {zstdOf(t, bombHeader(t)), "", "larger than the free space"},
-			"notar":   {gzipOf(t, bytes.Repeat([]byte("not tar "), 1000)), "", "not a readable tar archive"},
+			"badsum":   {kinds["tar.gz"], strings.Repeat("0", 64), "sha256 mismatch"},
+			"dotdot":   {gzipOf(t, tarWith(t, &tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil"))), "", `../escape`},
+			"symlink":  {tarWith(t, &tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/etc"}, nil, &tar.Header{Name: "link/cron", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil")), "", `a symlink: unpacking it would write through it`},
+			"absolute": {tarWith(t, &tar.Header{Name: "/etc/drayage-evil", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}, []byte("evil")), "", `/etc/drayage-evil`},
+			"hardlink": {tarWith(t, &tar.Header{Name: "shadow", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}, nil), "", `is a hardlink to`},
+			"device":   {tarWith(t, &tar.Header{Name: "sda", Typeflag: tar.TypeBlock, Mode: 0o660, Devmajor: 8}, nil), "", `is a device node`},
+			"bomb":     {zstdOf(t, bombHeader(t)), "", "larger than the free space"},
+			"gzbomb":   {gzipBomb(t), "", "larger than the free space"},
+			"notar":    {gzipOf(t, bytes.Repeat([]byte("not tar "), 1000)), "", "not a readable tar archive"},
 		} { // the engine's log quotes the plugin's lines again: whys hold no quotes
 			c.https.Put("/"+name, tc.archive)
 			opts := []string{"volume", "create", "--driver", nodePlugin, "-o", "from=" + c.https.URL + "/" + name}
@@ -236,8 +264,31 @@ func TestVolumesFromAndToObjectStorage(t *testing.T) {
 		}
 		escaped, _ := filepath.Glob(filepath.Join(c.a.state, "*", "escape"))
 		assert.Empty(t, escaped, "nothing was written outside staging")
-		_, err := os.Stat(filepath.Join(c.a.state, "staging", "cron"))
-		assert.ErrorIs(t, err, os.ErrNotExist)
+		rootfs := filepath.Join(strings.TrimSpace(c.a.docker("info", "-f", "{{.DockerRootDir}}")), "plugins",
+			strings.TrimSpace(c.a.docker("plugin", "inspect", "-f", "{{.Id}}", nodePlugin)), "rootfs")
+		for _, p := range []string{"/etc/cron", "/etc/drayage-evil", filepath.Join(rootfs, "etc", "cron"), filepath.Join(rootfs, "etc", "drayage-evil")} {
+			_, err := os.Stat(p)
+			assert.ErrorIs(t, err, os.ErrNotExist, "nothing was written to %s, on the host or in the plugin", p)
+		}
+		_, err := os.Stat(filepath.Join(rootfs, "drayage"))
+		require.NoError(t, err, "the plugin's rootfs is where the checks above look")
+	})
+
+	// A setuid file arrives without its bit in a volume that does not allow privileged
+	// content, and the log says so; with allow-privileged it keeps it.
+	t.Run("setuid", func(t *testing.T) {
+		b := tarWith(t, &tar.Header{Name: "su", Typeflag: tar.TypeReg, Mode: 0o4755, Size: 2}, []byte("#!"))
+		c.https.Put("/setuid.tar", b)
+		for name, want := range map[string]string{"plainsu": "755", "privsu": "4755"} {
+			opts := []string{"volume", "create", "--driver", nodePlugin, "-o", "from=" + c.https.URL + "/setuid.tar", "-o", "sha256=" + sha256Of(b)}
+			if name == "privsu" {
+				opts = append(opts, "-o", "allow-privileged=true")
+			}
+			c.a.docker(append(opts, name)...)
+			out := c.b.run("--mount", mountOf(name), testImage, "stat", "-c", "%a", "/data/su")
+			assert.Equal(t, want, out, name)
+		}
+		assert.Contains(t, c.a.log(), "stripped privileged content from the source of a volume created without allow-privileged", "the log says what was stripped")
 	})
 
 	// Bad options are refused at create, saying what to give instead.
@@ -275,6 +326,21 @@ func tarWith(t *testing.T, parts ...any) []byte {
 	}
 	require.NoError(t, w.Close())
 	return buf.Bytes()
+}
+
+// gzipBomb is a real gzip bomb: a tar header declaring a 1 TiB file, then 1 GiB of
+// zeros in 1 MiB of gzip members (gzip streams may be concatenated; each decompresses
+// about a thousandfold). It is refused at its header, before its zeros are inflated.
+func gzipBomb(t *testing.T) []byte {
+	var hdr bytes.Buffer
+	w := tar.NewWriter(&hdr)
+	require.NoError(t, w.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1 << 40}))
+	zeros := gzipOf(t, make([]byte, 64<<20))
+	out := gzipOf(t, hdr.Bytes())
+	for range 16 {
+		out = append(out, zeros...)
+	}
+	return out
 }
 
 // bombHeader is the start of an archive that declares a 1 PiB file: a bomb's headers,

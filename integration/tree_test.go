@@ -90,3 +90,12 @@ func xattrsOf(p string) string {
 	}
 	return b.String()
 }
+
+// allocated is how many bytes of disk the file at p takes: less than its size if it has
+// holes.
+func allocated(t testing.TB, p string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	require.NoError(t, syscall.Stat(p, &st))
+	return st.Blocks * 512
+}
