@@ -86,8 +86,8 @@ func (r *Registry) StartSchema(ctx context.Context, node string, speaks protocol
 func (s Schema) Check(node string, speaks protocol.Range) error {
 	switch {
 	case s.Version > speaks.Newest:
-		return fmt.Errorf("node %q speaks protocol %s, but the cluster store's records are at version %d%s, "+
-			"raised when every node spoke it: install a release that speaks %d on node %q (drayage version shows what a release speaks): %w",
+		return fmt.Errorf("node %q speaks protocol %s, but the cluster store's records are at version %d%s: "+
+			"install a release that speaks %d on node %q (drayage version shows what a release speaks): %w",
 			node, speaks, s.Version, s.raised(), s.Version, node, ErrSchemaTooNew)
 	case s.Version < speaks.Oldest:
 		return fmt.Errorf("node %q speaks protocol %s, but the cluster store's records are at version %d, which this release no longer reads: "+
@@ -102,5 +102,5 @@ func (s Schema) raised() string {
 	if s.By == "" {
 		return ""
 	}
-	return fmt.Sprintf(" (raised by node %q at %s)", s.By, s.At.UTC().Format(time.RFC3339))
+	return fmt.Sprintf(" (raised by node %q at %s, when every node spoke it)", s.By, s.At.UTC().Format(time.RFC3339))
 }
