@@ -146,8 +146,9 @@ func backupCases(t *testing.T, c *seedCluster) {
 }
 
 // A backup killed (SIGKILL) after storing its first chunk, and a prune killed after
-// removing its first snapshot, leave every snapshot they did not mean to remove whole:
-// listed, and restoring to its root hash; the next backup with --keep finishes the prune.
+// removing its first snapshot, or its unneeded chunks before its packs, leave every
+// snapshot they did not mean to remove whole: listed, and restoring to its root hash;
+// the next backup with --keep finishes the prune.
 func TestABackupOrPruneKilledLosesNoSnapshot(t *testing.T) {
 	etcd := storetest.StartEtcd(t, storetest.ServerOptions{})
 	nodes := startHostCluster(t, etcd.URL, []string{"node-1"}, "node-1")
@@ -236,7 +237,23 @@ func TestABackupOrPruneKilledLosesNoSnapshot(t *testing.T) {
 	assert.Positive(t, res.Pruned.Objects, "what only the removed snapshots and the killed backup stored went")
 	roots[res.Snapshot.ID] = root
 	whole(1)
+
+	// A prune killed after it removed the chunks stored on their own, before the packs:
+	// the snapshot it keeps restores, and the next prune removes the packs it left.
+	change(0)
+	root, err = transfer.TreeRoot(t.Context(), n.data("db"))
+	require.NoError(t, err)
+	killedAt("prune-objects-removed", "--keep", "1")
+	infos, err = repo.List(t.Context())
+	require.NoError(t, err)
+	require.Len(t, infos, 1)
+	roots[infos[0].ID] = root
+	whole(1)
 	again, err := repo.Prune(t.Context(), "node-1", 1)
+	require.NoError(t, err)
+	assert.Positive(t, again.Objects, "the packs the killed prune left")
+	whole(1)
+	again, err = repo.Prune(t.Context(), "node-1", 1)
 	require.NoError(t, err)
 	assert.Zero(t, again.Objects, "what is left is what the kept snapshot needs")
 }

@@ -88,31 +88,44 @@ func (r *Repo) nameOf(c [32]byte) string {
 	return hex.EncodeToString(c[:])
 }
 
-// removeChunks removes the chunks and packs not named, and counts them and their bytes.
+// removeChunks removes the chunks and packs not named, and counts them and their bytes:
+// the chunks stored on their own first, then the packs.
 func (r *Repo) removeChunks(ctx context.Context, named map[string]bool) (n int, bytes int64, err error) {
+	for _, dir := range []string{"objects/", "packs/"} {
+		dn, db, err := r.removeUnder(ctx, dir, named)
+		n, bytes = n+dn, bytes+db
+		if err != nil {
+			return n, bytes, err
+		}
+		failpoint.Hit("prune-" + strings.TrimSuffix(dir, "/") + "-removed")
+	}
+	return n, bytes, nil
+}
+
+// removeUnder removes the objects under the location's dir that are not named, listing
+// and removing at once.
+func (r *Repo) removeUnder(ctx context.Context, dir string, named map[string]bool) (n int, bytes int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	doomed := make(chan minio.ObjectInfo)
 	listed := make(chan error, 1)
 	go func() {
 		defer close(doomed)
-		for _, dir := range []string{"objects/", "packs/"} {
-			for o := range r.c.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: r.loc.Prefix + dir, Recursive: true}) {
-				if o.Err != nil {
-					listed <- r.fail("list chunks", o.Err)
-					return
-				}
-				if named[chunkOf(o.Key)] {
-					continue
-				}
-				select {
-				case doomed <- o:
-					n++
-					bytes += o.Size
-				case <-ctx.Done():
-					listed <- ctx.Err()
-					return
-				}
+		for o := range r.c.ListObjects(ctx, r.loc.Bucket, minio.ListObjectsOptions{Prefix: r.loc.Prefix + dir, Recursive: true}) {
+			if o.Err != nil {
+				listed <- r.fail("list chunks", o.Err)
+				return
+			}
+			if named[chunkOf(o.Key)] {
+				continue
+			}
+			select {
+			case doomed <- o:
+				n++
+				bytes += o.Size
+			case <-ctx.Done():
+				listed <- ctx.Err()
+				return
 			}
 		}
 		listed <- nil
