@@ -91,8 +91,8 @@ func (n *node) awaitDaemon() {
 	})
 }
 
-// upgrade upgrades the node's plugin to ref as the README says (disable -f, upgrade,
-// enable), and returns how long the plugin was down.
+// upgrade upgrades the node's plugin to ref as the README says (disable -f, upgrade, set
+// the mounts' sources again, enable), and returns how long the plugin was down.
 func (n *node) upgrade(ref string) time.Duration {
 	n.t.Helper()
 	start := time.Now()
@@ -100,14 +100,20 @@ func (n *node) upgrade(ref string) time.Duration {
 	// --skip-remote-check: the CLI otherwise asks whether to upgrade to another tag, and
 	// takes no answer for a no.
 	n.docker("plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", "drayage", ref)
-	// The upgrade keeps the settings: every DRAYAGE_* the node was installed with, and
-	// the sources of the state and TLS mounts (which are not the defaults here).
+	// The upgrade keeps every DRAYAGE_* setting the node was installed with. The mounts'
+	// sources it keeps only in .Settings.Mounts, which the engine does not read when it
+	// starts the plugin: it mounts what .Config.Mounts says, the new config's defaults
+	// (moby's InitSpec). A node whose state or TLS dir is not the default sets them again.
 	for _, kv := range n.env {
 		k, v, _ := strings.Cut(kv, "=")
 		assert.Equal(n.t, v, pluginEnv(n, k), "node %s: the upgrade kept the setting %s", n.name, k)
 	}
-	mounts := n.docker("plugin", "inspect", "drayage", "-f", "{{range .Settings.Mounts}}{{.Name}}={{.Source}} {{end}}")
-	assert.Equal(n.t, "state="+n.state+" tls="+n.tls, strings.TrimSpace(mounts), "node %s: the upgrade kept the mounts' sources", n.name)
+	mounts := func(field string) string {
+		return strings.TrimSpace(n.docker("plugin", "inspect", "drayage", "-f", "{{range ."+field+".Mounts}}{{.Name}}={{.Source}} {{end}}"))
+	}
+	assert.Equal(n.t, "state=/var/lib/drayage tls=/etc/drayage", mounts("Config"), "node %s: the upgrade put the sources the engine mounts back to the defaults", n.name)
+	n.docker("plugin", "set", "drayage", "state.source="+n.state, "tls.source="+n.tls)
+	assert.Equal(n.t, "state="+n.state+" tls="+n.tls, mounts("Config"), "node %s: set again", n.name)
 	if out, err := tryRun("docker", "-H", n.engine.host, "plugin", "enable", "drayage"); err != nil {
 		log := n.log()
 		n.t.Fatalf("docker plugin enable on %s after the upgrade: %v: %s\nthe engine's log ends:\n%s", n.name, err, out, log[max(0, len(log)-6000):])
@@ -162,7 +168,7 @@ func TestInstallAndUpgradeFromARegistry(t *testing.T) {
 	during := lines() - before
 	meshedNodes(t, nodes)
 	seen := time.Since(start)
-	t.Logf("upgrade of rel-a to 1.1.0 (disable -f, upgrade, enable, daemon answering): %s, and rel-b reaching it again %s after the start; the container wrote %d lines in the first %s (one each 20 ms at most: %d) and kept running",
+	t.Logf("upgrade of rel-a to 1.1.0 (disable -f, upgrade, set, enable, daemon answering): %s, and rel-b reaching it again %s after the start; the container wrote %d lines in the first %s (one each 20 ms at most: %d) and kept running",
 		window.Round(time.Millisecond), seen.Round(time.Millisecond), during, window.Round(time.Millisecond), window/(20*time.Millisecond))
 	assert.Positive(t, during, "the running container kept writing to its volume through the upgrade")
 	assert.Equal(t, "true", strings.TrimSpace(a.docker("inspect", "-f", "{{.State.Running}}", writer)))
