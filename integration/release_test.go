@@ -137,8 +137,9 @@ func TestInstallAndUpgradeFromARegistry(t *testing.T) {
 	refX, refY := registry+"/drayage/drayage:1.0.0", registry+"/drayage/drayage:1.1.0"
 
 	for _, n := range nodes {
-		n.docker(append([]string{"plugin", "install", "--grant-all-permissions", "--alias", "drayage", refX,
+		out := n.docker(append([]string{"plugin", "install", "--grant-all-permissions", "--alias", "drayage", refX,
 			"state.source=" + n.state, "tls.source=" + n.tls}, n.env...)...)
+		t.Logf("docker plugin install on %s printed:\n%s", n.name, out)
 		n.awaitDaemon()
 	}
 	meshedNodes(t, nodes)
