@@ -51,11 +51,19 @@ type raiseHold struct {
 func (r *Registry) raiseKey() string { return r.prefix + "schema-raise" }
 
 // RaiseSchema raises the store's records to version to on node's behalf, running the
-// steps of each version between, and returns the version the store is at afterwards. A
-// store already at to or newer is left as it is. It returns ErrRaising if another node
-// holds the raise, and ErrClaimLost if node's lease ended before the version was written
-// (the next attempt, by any node, runs the steps again).
-func (r *Registry) RaiseSchema(ctx context.Context, node string, to int, lease Lease, steps []Migration) (Schema, error) {
+// steps of each version between, and returns the version the store is at afterwards and
+// whether node raised it. A store already at to or newer is left as it is. It returns
+// ErrRaising if another node holds the raise, and ErrClaimLost if node's lease ended
+// before the version was written (the next attempt, by any node, runs the steps again).
+func (r *Registry) RaiseSchema(ctx context.Context, node string, to int, lease Lease, steps []Migration) (Schema, bool, error) {
+	s, err := r.raiseSchema(ctx, node, to, lease, steps)
+	if err != nil {
+		return s, false, err
+	}
+	return s, s.raisedNow, nil
+}
+
+func (r *Registry) raiseSchema(ctx context.Context, node string, to int, lease Lease, steps []Migration) (Schema, error) {
 	s, err := r.Schema(ctx)
 	if err != nil || s.Version >= to {
 		return s, err
@@ -102,7 +110,7 @@ func (r *Registry) RaiseSchema(ctx context.Context, node string, to int, lease L
 		release()
 		return s, fmt.Errorf("node %q: write version %d of the records: %w", node, to, fenced.lost(ctx, err))
 	}
-	next.rev = rev
+	next.rev, next.raisedNow = rev, true
 	return next, nil
 }
 
@@ -123,7 +131,9 @@ func (f fencedStore) lost(ctx context.Context, err error) error {
 	if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrLeaseLost) {
 		return err
 	}
-	kv, gerr := f.Get(context.WithoutCancel(ctx), f.held.Key)
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	kv, gerr := f.Get(gctx, f.held.Key)
 	if errors.Is(gerr, ErrNotFound) || (gerr == nil && kv.Rev != f.held.Rev) {
 		return fmt.Errorf("the raise was no longer this node's (its lease ended): %w", ErrClaimLost)
 	}

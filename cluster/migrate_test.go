@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -24,8 +26,9 @@ func TestANodeRefusesRecordsOfAVersionItDoesNotSpeak(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, got.Version)
 
-	_, err = r.RaiseSchema(ctx, "node-2", 2, lease(t, s), nil)
+	_, raised, err := r.RaiseSchema(ctx, "node-2", 2, lease(t, s), nil)
 	require.NoError(t, err)
+	assert.True(t, raised)
 	_, err = r.CheckSchema(ctx, "node-1", protocol.Range{Oldest: 1, Newest: 1})
 	require.ErrorIs(t, err, cluster.ErrSchemaTooNew)
 	assert.Contains(t, err.Error(), `node "node-1" speaks protocol 1, but the cluster store's records are at version 2 (raised by node "node-2" at `)
@@ -46,7 +49,7 @@ func TestARaiseRunsEachStepOnce(t *testing.T) {
 	steps := []cluster.Migration{
 		{To: 3, What: "three", Run: func(context.Context, cluster.Store, string) error { ran3.Add(1); return nil }},
 		{To: 2, What: "two", Run: func(ctx context.Context, st cluster.Store, prefix string) error {
-			require.Equal(t, int32(0), ran3.Load(), "steps run in the order of their versions")
+			assert.Equal(t, int32(0), ran3.Load(), "steps run in the order of their versions")
 			ran2.Add(1)
 			_, err := st.Txn(ctx, nil, []cluster.Op{cluster.Put(prefix+"two", []byte("done"))})
 			return err
@@ -54,28 +57,34 @@ func TestARaiseRunsEachStepOnce(t *testing.T) {
 		{To: 4, What: "four", Run: func(context.Context, cluster.Store, string) error { t.Error("a step past the target ran"); return nil }},
 	}
 	var wg sync.WaitGroup
-	raised := make(chan int, 4)
+	versions := make(chan int, 4)
+	var raisers atomic.Int32
 	for _, node := range []string{"node-1", "node-2", "node-3", "node-4"} {
+		l := lease(t, s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l := lease(t, s)
 			for {
-				got, err := r.RaiseSchema(ctx, node, 3, l, steps)
+				got, raised, err := r.RaiseSchema(ctx, node, 3, l, steps)
 				if errors.Is(err, cluster.ErrRaising) {
+					time.Sleep(10 * time.Millisecond)
 					continue
 				}
 				assert.NoError(t, err)
-				raised <- got.Version
+				if raised {
+					raisers.Add(1)
+				}
+				versions <- got.Version
 				return
 			}
 		}()
 	}
 	wg.Wait()
-	close(raised)
-	for v := range raised {
+	close(versions)
+	for v := range versions {
 		assert.Equal(t, 3, v)
 	}
+	assert.Equal(t, int32(1), raisers.Load(), "one node says it raised the records")
 	assert.Equal(t, int32(1), ran2.Load(), "step two ran once")
 	assert.Equal(t, int32(1), ran3.Load(), "step three ran once")
 	got, err := r.Schema(ctx)
@@ -83,8 +92,9 @@ func TestARaiseRunsEachStepOnce(t *testing.T) {
 	assert.Equal(t, 3, got.Version)
 	assert.NotEmpty(t, got.By)
 
-	_, err = r.RaiseSchema(ctx, "node-1", 2, lease(t, s), steps)
+	_, raised, err := r.RaiseSchema(ctx, "node-1", 2, lease(t, s), steps)
 	require.NoError(t, err)
+	assert.False(t, raised)
 	got, err = r.Schema(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 3, got.Version, "a raise to an older version changes nothing")
@@ -105,7 +115,7 @@ func TestARaiseWhoseLeaseEndedWritesNothing(t *testing.T) {
 		_, err := st.Txn(ctx, nil, []cluster.Op{cluster.Put(prefix+"mark", []byte{byte('0' + runs.Load())})})
 		return err
 	}}}
-	_, err := r.RaiseSchema(ctx, "node-1", 2, first, steps)
+	_, _, err := r.RaiseSchema(ctx, "node-1", 2, first, steps)
 	require.ErrorIs(t, err, cluster.ErrClaimLost)
 	assert.Contains(t, err.Error(), `node "node-1": raise the records from version 1 to 2: mark: the raise was no longer this node's`)
 	_, err = s.Get(ctx, r.Prefix()+"mark")
@@ -114,7 +124,7 @@ func TestARaiseWhoseLeaseEndedWritesNothing(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, got.Version)
 
-	got, err = r.RaiseSchema(ctx, "node-2", 2, lease(t, s), steps)
+	got, _, err = r.RaiseSchema(ctx, "node-2", 2, lease(t, s), steps)
 	require.NoError(t, err)
 	assert.Equal(t, 2, got.Version)
 	kv, err := s.Get(ctx, r.Prefix()+"mark")
@@ -133,16 +143,17 @@ func TestARaiseHeldByAnotherNodeIsNamed(t *testing.T) {
 		return nil
 	}}}
 	done := make(chan error)
+	first := lease(t, s)
 	go func() {
-		_, err := r.RaiseSchema(ctx, "node-1", 2, lease(t, s), steps)
+		_, _, err := r.RaiseSchema(ctx, "node-1", 2, first, steps)
 		done <- err
 	}()
 	<-inStep
-	_, err := r.RaiseSchema(ctx, "node-2", 2, lease(t, s), steps)
-	require.ErrorIs(t, err, cluster.ErrRaising)
-	assert.Contains(t, err.Error(), `node "node-1" raises the records from version 1 to 2 since`)
+	_, _, err := r.RaiseSchema(ctx, "node-2", 2, lease(t, s), steps)
 	close(release)
 	require.NoError(t, <-done)
+	require.ErrorIs(t, err, cluster.ErrRaising)
+	assert.Contains(t, err.Error(), `node "node-1" raises the records from version 1 to 2 since`)
 }
 
 // The version record keeps fields a later release wrote.
@@ -151,7 +162,7 @@ func TestTheVersionRecordKeepsUnknownFields(t *testing.T) {
 	ctx := context.Background()
 	_, err := s.Txn(ctx, nil, []cluster.Op{cluster.Put(r.Prefix()+"schema", []byte(`{"version":2,"later":"kept"}`))})
 	require.NoError(t, err)
-	_, err = r.RaiseSchema(ctx, "node-1", 3, lease(t, s), nil)
+	_, _, err = r.RaiseSchema(ctx, "node-1", 3, lease(t, s), nil)
 	require.NoError(t, err)
 	kv, err := s.Get(ctx, r.Prefix()+"schema")
 	require.NoError(t, err)
@@ -172,8 +183,17 @@ func TestANewClusterStartsAtTheOldestVersionItsFirstNodeSpeaks(t *testing.T) {
 	_, err = r.StartSchema(ctx, "node-2", protocol.Range{Oldest: 1, Newest: 1})
 	require.ErrorIs(t, err, cluster.ErrSchemaTooNew)
 
-	r2 := cluster.NewRegistry(s, "other/")
-	require.NoError(t, r2.PutNode(ctx, cluster.Node{Name: "node-1", Protocol: "1"}))
-	_, err = r2.StartSchema(ctx, "node-2", protocol.Range{Oldest: 2, Newest: 3})
-	require.ErrorIs(t, err, cluster.ErrSchemaTooOld, "a store other nodes wrote is at version 1")
+	for name, used := range map[string]func(*cluster.Registry) error{
+		"another node's record": func(r *cluster.Registry) error { return r.PutNode(ctx, cluster.Node{Name: "node-1", Protocol: "1"}) },
+		"its own record":        func(r *cluster.Registry) error { return r.PutNode(ctx, cluster.Node{Name: "node-2", Protocol: "1"}) },
+		"a volume": func(r *cluster.Registry) error {
+			_, _, err := r.Create(ctx, cluster.Volume{Name: "db", Owner: "node-1", Created: time.Now().UTC()})
+			return err
+		},
+	} {
+		r2 := cluster.NewRegistry(s, "used-"+strings.ReplaceAll(name, " ", "-")+"/")
+		require.NoError(t, used(r2))
+		_, err = r2.StartSchema(ctx, "node-2", protocol.Range{Oldest: 2, Newest: 3})
+		require.ErrorIs(t, err, cluster.ErrSchemaTooOld, "a store with %s is at version 1: a skipped release is refused, not given an empty version", name)
+	}
 }

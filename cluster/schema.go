@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/drayage/drayage/protocol"
@@ -33,10 +32,12 @@ type Schema struct {
 	Version int `json:"version"`
 	// By and At say which node raised it to Version, and when (empty for version 1 on a
 	// store that never had the key).
-	By string    `json:"by,omitempty"`
-	At time.Time `json:"at,omitempty"`
-	Unknown
-	rev int64
+	By      string    `json:"by,omitempty"`
+	At      time.Time `json:"at,omitempty"`
+	Unknown `json:"-"`
+	rev     int64
+	// raisedNow is set on the Schema RaiseSchema wrote.
+	raisedNow bool
 }
 
 func (r *Registry) schemaKey() string { return r.prefix + "schema" }
@@ -60,25 +61,36 @@ func (r *Registry) Schema(ctx context.Context) (Schema, error) {
 func (r *Registry) CheckSchema(ctx context.Context, node string, speaks protocol.Range) (Schema, error) {
 	s, err := r.Schema(ctx)
 	if err != nil {
-		return Schema{}, fmt.Errorf("node %q: read the version of the cluster store's records: %w", node, err)
+		return Schema{}, fmt.Errorf("node %q: cannot read the version of the cluster store's records: %w; check that the store answers (drayage status), then start the node again", node, err)
 	}
 	return s, s.Check(node, speaks)
 }
 
 // StartSchema is CheckSchema for a node that starts. On a new cluster (a store with no
-// record of the version, and no node records but node's) whose first node no longer
-// speaks version 1, it first writes the oldest version node speaks, so that a cluster
-// started by such a release is not refused.
+// record of the version, no node records, not even node's own, and no volumes) whose
+// first node no longer speaks version 1, it first writes the oldest version node speaks,
+// so that a cluster started by such a release is not refused. A store any node has used
+// is never new: its records are at 1, and a release that no longer reads them is refused.
 func (r *Registry) StartSchema(ctx context.Context, node string, speaks protocol.Range) (Schema, error) {
 	s, err := r.Schema(ctx)
-	if err == nil && s.rev == 0 && speaks.Oldest > s.Version {
-		nodes, err := r.Nodes(ctx)
-		if err == nil && !slices.ContainsFunc(nodes, func(n Node) bool { return n.Name != node }) {
-			first := Schema{Version: speaks.Oldest, By: node, At: time.Now().UTC()}
-			_, _ = r.store.Txn(ctx, []Cond{Absent(r.schemaKey())}, []Op{Put(r.schemaKey(), encode(first))})
-		}
+	if err == nil && s.rev == 0 && speaks.Oldest > s.Version && r.unused(ctx) {
+		first := Schema{Version: speaks.Oldest, By: node, At: time.Now().UTC()}
+		_, _ = r.store.Txn(ctx, []Cond{Absent(r.schemaKey())}, []Op{Put(r.schemaKey(), encode(first))})
 	}
 	return r.CheckSchema(ctx, node, speaks)
+}
+
+// errFound stops a Scan at its first key.
+var errFound = errors.New("found a key")
+
+// unused reports whether the store holds no node record and no volume under the prefix.
+func (r *Registry) unused(ctx context.Context) bool {
+	for _, prefix := range []string{r.prefix + "nodes/", r.volumesPrefix()} {
+		if err := r.store.Scan(ctx, prefix, func(KV) error { return errFound }); err != nil {
+			return false // a key, or no answer: not known to be unused
+		}
+	}
+	return true
 }
 
 // Check refuses s, naming node, what it speaks and what to do, if node does not speak

@@ -130,12 +130,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	store = d.metrics.Store(store)
 	reg := cluster.NewRegistry(store, d.cfg.StorePrefix)
 	d.reg = reg
+	if _, err := reg.StartSchema(ctx, d.cfg.Name, protocol.Own()); err != nil {
+		return err
+	}
 	lease, err := store.Grant(ctx, d.cfg.LeaseTTL)
 	if err != nil {
 		return fmt.Errorf("node %q: cannot take a lease in the cluster store: %w", d.cfg.Name, err)
-	}
-	if _, err := reg.StartSchema(ctx, d.cfg.Name, protocol.Own()); err != nil {
-		return err
 	}
 	if err := d.vols.Init(ctx, reg, lease); err != nil {
 		return err

@@ -77,13 +77,19 @@ func (d *Daemon) checkSchema(ctx context.Context, reg *cluster.Registry, store c
 	if err != nil {
 		return nil
 	}
-	defer func() { _ = lease.Close(context.WithoutCancel(ctx)) }()
-	got, err := reg.RaiseSchema(ctx, d.cfg.Name, to, lease, cluster.Migrations())
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = lease.Close(cctx)
+	}()
+	got, raised, err := reg.RaiseSchema(ctx, d.cfg.Name, to, lease, cluster.Migrations())
 	switch {
 	case errors.Is(err, cluster.ErrRaising):
 		d.log.Debug("another node raises the version of the cluster store's records", "err", err)
 	case err != nil:
 		d.log.Warn("cannot raise the version of the cluster store's records; trying again later", "from", s.Version, "to", to, "err", err)
+	case !raised:
+		d.log.Debug("another node raised the version of the cluster store's records", "to", got.Version, "by", got.By)
 	default:
 		d.log.Info("raised the version of the cluster store's records: every node speaks it; nodes of older releases are refused from now on",
 			"from", s.Version, "to", got.Version)

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -239,7 +240,28 @@ func TestABackupOrPruneKilledLosesNoSnapshot(t *testing.T) {
 	whole(1)
 
 	// A prune killed after it removed the chunks stored on their own, before the packs:
-	// the snapshot it keeps restores, and the next prune removes the packs it left.
+	// the snapshot it keeps restores, the chunk only the removed snapshot held is gone,
+	// and the next prune removes the packs it left. big is stored on its own (over
+	// packMin); the small files go into packs.
+	objects := func() int {
+		n := 0
+		for o := range s3.Client.ListObjects(t.Context(), "backups", minio.ListObjectsOptions{Prefix: "db/objects/", Recursive: true}) {
+			require.NoError(t, o.Err)
+			n++
+		}
+		return n
+	}
+	writeBig := func() {
+		b := make([]byte, 1<<20)
+		_, _ = rand.Read(b)
+		require.NoError(t, os.WriteFile(filepath.Join(n.data("db"), "big"), b, 0o644))
+	}
+	writeBig()
+	res = back("--keep", "1")
+	roots[res.Snapshot.ID], err = transfer.TreeRoot(t.Context(), n.data("db"))
+	require.NoError(t, err)
+	require.Equal(t, 1, objects(), "big's chunk, on its own")
+	writeBig()
 	change(0)
 	root, err = transfer.TreeRoot(t.Context(), n.data("db"))
 	require.NoError(t, err)
@@ -249,6 +271,7 @@ func TestABackupOrPruneKilledLosesNoSnapshot(t *testing.T) {
 	require.Len(t, infos, 1)
 	roots[infos[0].ID] = root
 	whole(1)
+	assert.Equal(t, 1, objects(), "the killed prune removed the old big's chunk, which only the removed snapshot held")
 	again, err := repo.Prune(t.Context(), "node-1", 1)
 	require.NoError(t, err)
 	assert.Positive(t, again.Objects, "the packs the killed prune left")
