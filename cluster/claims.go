@@ -83,7 +83,7 @@ func (r *Registry) claimMount(ctx context.Context, name string, read *Entry, nod
 		}
 		c = &Claim{Volume: name, Node: node, Kind: ClaimMount, Epoch: v.Epoch, Mounts: mounts, Since: time.Now().UTC()}
 		conds := []Cond{Unchanged(KV{Key: r.volumeKey(name), Rev: v.Rev})}
-		ops := []Op{PutLeased(r.claimKey(name), encode(c), lease), r.markOp(c)}
+		var ops []Op
 		switch {
 		case e.Claim == nil:
 			conds = append(conds, Absent(r.claimKey(name)))
@@ -99,11 +99,12 @@ func (r *Registry) claimMount(ctx context.Context, name string, read *Entry, nod
 				ops = append(ops, Put(kv.Key, kv.Value))
 			}
 		case e.Claim.Kind == ClaimMount && e.Claim.Node == node:
-			c.Since = e.Claim.Since
+			c.Since, c.Unknown = e.Claim.Since, e.Claim.Unknown
 			conds = append(conds, Cond{Key: r.claimKey(name), Rev: e.Claim.Rev})
 		default:
 			return txn{}, claimed(e.Claim)
 		}
+		ops = append(ops, PutLeased(r.claimKey(name), encode(c), lease), r.markOp(c))
 		return txn{conds: conds, ops: ops}, nil
 	}, nil)
 	if err != nil {
