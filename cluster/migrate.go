@@ -56,29 +56,21 @@ func (r *Registry) raiseKey() string { return r.prefix + "schema-raise" }
 // ErrRaising if another node holds the raise, and ErrClaimLost if node's lease ended
 // before the version was written (the next attempt, by any node, runs the steps again).
 func (r *Registry) RaiseSchema(ctx context.Context, node string, to int, lease Lease, steps []Migration) (Schema, bool, error) {
-	s, err := r.raiseSchema(ctx, node, to, lease, steps)
-	if err != nil {
-		return s, false, err
-	}
-	return s, s.raisedNow, nil
-}
-
-func (r *Registry) raiseSchema(ctx context.Context, node string, to int, lease Lease, steps []Migration) (Schema, error) {
 	s, err := r.Schema(ctx)
 	if err != nil || s.Version >= to {
-		return s, err
+		return s, false, err
 	}
 	hold := raiseHold{Node: node, From: s.Version, To: to, Since: time.Now().UTC()}
 	rev, err := r.store.Txn(ctx, []Cond{Absent(r.raiseKey())}, []Op{PutLeased(r.raiseKey(), encode(hold), lease)})
 	if errors.Is(err, ErrConflict) {
 		if h, _, rerr := read[raiseHold](ctx, r.store, r.raiseKey(), "raise of the records' version"); rerr == nil {
-			return s, fmt.Errorf("node %q raises the records from version %d to %d since %s: %w",
+			return s, false, fmt.Errorf("node %q raises the records from version %d to %d since %s: %w",
 				h.Node, h.From, h.To, h.Since.Format(time.RFC3339), ErrRaising)
 		}
-		return s, ErrRaising
+		return s, false, ErrRaising
 	}
 	if err != nil {
-		return s, fmt.Errorf("node %q: take the raise of the records' version: %w", node, err)
+		return s, false, fmt.Errorf("node %q: take the raise of the records' version: %w", node, err)
 	}
 	held := Cond{Key: r.raiseKey(), Rev: rev}
 	release := func() {
@@ -90,7 +82,7 @@ func (r *Registry) raiseSchema(ctx context.Context, node string, to int, lease L
 	// Read again under the hold: a node that held it before may have finished meanwhile.
 	if s, err = r.Schema(ctx); err != nil || s.Version >= to {
 		release()
-		return s, err
+		return s, false, err
 	}
 	fenced := fencedStore{Store: r.store, held: held}
 	steps = slices.Clone(steps)
@@ -101,17 +93,17 @@ func (r *Registry) raiseSchema(ctx context.Context, node string, to int, lease L
 		}
 		if err := m.Run(ctx, fenced, r.prefix); err != nil {
 			release()
-			return s, fmt.Errorf("node %q: raise the records from version %d to %d: %s: %w", node, s.Version, to, m.What, fenced.lost(ctx, err))
+			return s, false, fmt.Errorf("node %q: raise the records from version %d to %d: %s: %w", node, s.Version, to, m.What, fenced.lost(ctx, err))
 		}
 	}
 	next := Schema{Version: to, By: node, At: time.Now().UTC(), Unknown: s.Unknown}
 	rev, err = r.store.Txn(ctx, []Cond{held, {Key: r.schemaKey(), Rev: s.rev}}, []Op{Put(r.schemaKey(), encode(next)), Delete(r.raiseKey())})
 	if err != nil {
 		release()
-		return s, fmt.Errorf("node %q: write version %d of the records: %w", node, to, fenced.lost(ctx, err))
+		return s, false, fmt.Errorf("node %q: write version %d of the records: %w", node, to, fenced.lost(ctx, err))
 	}
-	next.rev, next.raisedNow = rev, true
-	return next, nil
+	next.rev = rev
+	return next, true, nil
 }
 
 // fencedStore is a Store whose transactions hold only while the raise is held as the

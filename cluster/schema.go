@@ -36,8 +36,6 @@ type Schema struct {
 	At      time.Time `json:"at,omitempty"`
 	Unknown `json:"-"`
 	rev     int64
-	// raisedNow is set on the Schema RaiseSchema wrote.
-	raisedNow bool
 }
 
 func (r *Registry) schemaKey() string { return r.prefix + "schema" }
@@ -61,9 +59,14 @@ func (r *Registry) Schema(ctx context.Context) (Schema, error) {
 func (r *Registry) CheckSchema(ctx context.Context, node string, speaks protocol.Range) (Schema, error) {
 	s, err := r.Schema(ctx)
 	if err != nil {
-		return Schema{}, fmt.Errorf("node %q: cannot read the version of the cluster store's records: %w; check that the store answers (drayage status), then start the node again", node, err)
+		return Schema{}, unreadSchema(node, err)
 	}
 	return s, s.Check(node, speaks)
+}
+
+// unreadSchema says that node could not read the records' version, and what to do.
+func unreadSchema(node string, err error) error {
+	return fmt.Errorf("node %q: cannot read the version of the cluster store's records: %w; check that the store answers (drayage status), then start the node again", node, err)
 }
 
 // StartSchema is CheckSchema for a node that starts. On a new cluster (a store with no
@@ -75,9 +78,15 @@ func (r *Registry) StartSchema(ctx context.Context, node string, speaks protocol
 	s, err := r.Schema(ctx)
 	if err == nil && s.rev == 0 && speaks.Oldest > s.Version && r.unused(ctx) {
 		first := Schema{Version: speaks.Oldest, By: node, At: time.Now().UTC()}
-		_, _ = r.store.Txn(ctx, []Cond{Absent(r.schemaKey())}, []Op{Put(r.schemaKey(), encode(first))})
+		if _, err := r.store.Txn(ctx, []Cond{Absent(r.schemaKey())}, []Op{Put(r.schemaKey(), encode(first))}); err == nil {
+			return first, nil
+		}
+		return r.CheckSchema(ctx, node, speaks) // another node wrote it first, or no answer: read what is there
 	}
-	return r.CheckSchema(ctx, node, speaks)
+	if err != nil {
+		return Schema{}, unreadSchema(node, err)
+	}
+	return s, s.Check(node, speaks)
 }
 
 // errFound stops a Scan at its first key.
